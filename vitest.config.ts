@@ -1,0 +1,28 @@
+import { defineConfig } from "vitest/config";
+
+// `npm test` runs both projects. Unit tests are pure and fast; integration tests talk to a real Kafka broker and
+// DynamoDB Local, which the integration global setup starts when they are not already running.
+export default defineConfig({
+  test: {
+    projects: [
+      {
+        test: {
+          name: "unit",
+          include: ["packages/*/tests/unit/**/*.test.ts"],
+          environment: "node",
+        },
+      },
+      {
+        test: {
+          name: "integration",
+          include: ["test/**/*.test.ts"],
+          environment: "node",
+          globalSetup: ["test/setup/global-setup.ts"],
+          testTimeout: 60_000,
+          hookTimeout: 120_000,
+          fileParallelism: false,
+        },
+      },
+    ],
+  },
+});
