@@ -13,6 +13,15 @@ export default defineConfig({
         },
       },
       {
+        // Offline synthesis of the SST app; asserts on the CloudFormation templates.
+        test: {
+          name: "stacks",
+          include: ["stacks/tests/**/*.test.ts"],
+          environment: "node",
+          testTimeout: 120_000,
+        },
+      },
+      {
         test: {
           name: "integration",
           include: ["test/**/*.test.ts"],
