@@ -55,8 +55,14 @@ export const sharedEnvSchema = z.object({
   /** The DynamoDB table holding all Tern state. */
   TERN_TABLE: z.string().min(3).default("tern"),
   /** Kafka topic prefix and namespace: topics are `<prefix>.<namespace>.model.<m>.inputs` etc. */
-  TERN_TOPIC_PREFIX: z.string().default("seldon"),
-  TERN_NAMESPACE: z.string().default("default"),
+  TERN_TOPIC_PREFIX: z
+    .string()
+    .regex(/^[a-zA-Z0-9_-]+$/, "letters, digits, - and _ only (dots would make topic names ambiguous)")
+    .default("seldon"),
+  TERN_NAMESPACE: z
+    .string()
+    .regex(/^[a-zA-Z0-9_-]+$/, "letters, digits, - and _ only (dots would make topic names ambiguous)")
+    .default("default"),
   TERN_SCHEDULER_URL: z.string().url().default("http://127.0.0.1:9004"),
   /** When set, the control API requires `Authorization: Bearer <token>`. */
   TERN_SCHEDULER_TOKEN: z.string().optional(),
