@@ -1,0 +1,49 @@
+/**
+ * What a command may touch of the outside world, injected so that tests can call `main()` in-process with fake
+ * streams. Commands never use `process.stdout`, `process.exit` or `process.cwd()` directly.
+ */
+export interface CliIo {
+  stdout: { write(text: string): unknown };
+  stderr: { write(text: string): unknown };
+  /** Reads all of standard input (for `-f -`). */
+  readStdin(): Promise<string>;
+  /** The directory relative paths are resolved against. */
+  cwd: string;
+}
+
+/** A CLI subcommand. `run` returns the exit code: 0 ok, 1 failed or invalid, 2 usage error. */
+export interface Command {
+  name: string;
+  /** One line for `tern --help`. */
+  summary: string;
+  /** The full `tern <name> --help` text. */
+  usage: string;
+  run(args: string[], io: CliIo): Promise<number>;
+}
+
+export const EXIT_OK = 0;
+export const EXIT_FAILED = 1;
+export const EXIT_USAGE = 2;
+
+/** The real process streams. */
+export function createProcessIo(): CliIo {
+  return {
+    stdout: process.stdout,
+    stderr: process.stderr,
+    cwd: process.cwd(),
+    readStdin: async () => {
+      // Without this a person who typed `-f -` by mistake sees a silent, seemingly hung command.
+      if (process.stdin.isTTY) process.stderr.write("reading manifests from standard input (end with Ctrl-D)\n");
+      const chunks: Buffer[] = [];
+      for await (const chunk of process.stdin) chunks.push(typeof chunk === "string" ? Buffer.from(chunk) : chunk);
+      return Buffer.concat(chunks).toString("utf8");
+    },
+  };
+}
+
+/** Turns a `node:util` parseArgs error into the one-line message a person needs; other errors pass through. */
+export function usageErrorMessage(err: unknown): string | undefined {
+  const code = (err as { code?: unknown }).code;
+  if (typeof code === "string" && code.startsWith("ERR_PARSE_ARGS_")) return (err as Error).message;
+  return undefined;
+}
