@@ -51,18 +51,19 @@ export interface StateStore {
   get<T>(key: ItemKey): Promise<StoredItem<T> | undefined>;
   list<T>(collection: string): Promise<StoredItem<T>[]>;
   /**
-   * Applies all ops atomically (at most 100) or none. Throws a TernError with code "conflict" when an
+   * Applies all ops atomically (at most 100; 99 with a fence, whose check takes one of DynamoDB's transaction slots) or none. Throws a TernError with code "conflict" when an
    * expectedVersion does not hold and "lease.lost" when the fence is stale. Returns the new items (deletes omitted).
    */
   write(ops: WriteOp[], options?: WriteOptions): Promise<StoredItem[]>;
   /**
    * Takes or renews the named lease for `holder` until now+ttlMs. Succeeds when the lease is free, expired, or already
-   * held by `holder` (renewal keeps the token; a takeover increments it). Returns undefined when another holder's
+   * held by `holder` (renewal keeps the token; a takeover, or a re-acquisition after the lease lapsed, increments it). Returns undefined when another holder's
    * lease is still valid.
    */
   acquireLease(name: string, holder: string, ttlMs: number, now?: number): Promise<LeaseState | undefined>;
   /** Gives the lease up early (only if `holder` still holds it with `token`), so a standby can take over at once. */
   releaseLease(name: string, holder: string, token: number): Promise<void>;
+  /** Undefined when nobody holds the lease (never taken, or released). */
   readLease(name: string): Promise<LeaseState | undefined>;
   close(): Promise<void>;
 }
