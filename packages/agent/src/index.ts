@@ -1,1 +1,30 @@
-export {};
+export { type Agent, type AgentLifecycle, type AgentOptions, createAgent } from "./agent.js";
+export {
+  type Artifact,
+  type ArtifactFetcher,
+  type ArtifactFetcherOptions,
+  type ArtifactSource,
+  createArtifactFetcher,
+} from "./artifacts/artifact-fetcher.js";
+export { createHttpSource, type HttpSourceOptions } from "./artifacts/http-source.js";
+export { createS3Source, type S3SourceOptions } from "./artifacts/s3-source.js";
+export { type AgentConfig, agentEnvSchema, loadAgentConfig } from "./config.js";
+export { type AgentGrpcServer, createGrpcServer, type GrpcServerDeps } from "./grpc/grpc-server.js";
+export { loadOipService, OIP_LOADER_OPTIONS, OIP_PROTO_PATH } from "./grpc/oip-proto.js";
+export { type AgentAppDeps, createAgentApp } from "./http/app.js";
+export {
+  createInferenceService,
+  type InferenceRequest,
+  type InferenceResult,
+  type InferenceService,
+} from "./inference/inference-service.js";
+export { type AgentMetrics, createAgentMetrics } from "./metrics.js";
+export {
+  createModelRegistry,
+  type ModelLease,
+  type ModelLoadSpec,
+  type ModelRecord,
+  type ModelRegistry,
+} from "./model-registry.js";
+export type { LoadedModel, LoadOptions, ModelRuntime, ModelSignature } from "./runtime/model-runtime.js";
+export { createOnnxRuntime, type OnnxRuntimeOptions } from "./runtime/onnx-runtime.js";

@@ -13,6 +13,8 @@ export type TernErrorCode =
   | "timeout"
   | "unavailable"
   | "bad_request"
+  | "too_large"
+  | "model.corrupt"
   | "internal";
 
 export interface TernErrorOptions {

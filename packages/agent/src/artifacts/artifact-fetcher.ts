@@ -1,0 +1,167 @@
+import { createHash } from "node:crypto";
+import { mkdir, readdir, readFile, rename, rm, stat, writeFile } from "node:fs/promises";
+import { isAbsolute, join, resolve } from "node:path";
+import { TernError } from "@tern/core";
+
+/** A model artifact on local disk, ready for a runtime to load. */
+export interface Artifact {
+  /** The model file to load (e.g. `.../model.onnx`). */
+  path: string;
+  sizeBytes: number;
+}
+
+/** Copies one remote storage URI into `targetDir` (a file, or a folder's files keeping their relative paths). */
+export interface ArtifactSource {
+  /** URI schemes this source handles, without `://` (e.g. `["s3"]`). */
+  readonly schemes: readonly string[];
+  /** Downloads into `targetDir` (which exists and is empty); returns the local path that mirrors the URI. */
+  download(storageUri: string, targetDir: string): Promise<string>;
+}
+
+/** Fetches a `storageUri` to local disk. */
+export interface ArtifactFetcher {
+  fetch(storageUri: string): Promise<Artifact>;
+}
+
+export interface ArtifactFetcherOptions {
+  /** Where remote artifacts are downloaded; one sub-folder per storage URI. */
+  cacheDir: string;
+  /**
+   * Relative `file://` paths (`file://samples/models/iris`, `file://./samples/...`) resolve against this folder.
+   * @default process.cwd()
+   */
+  fileBaseDir?: string;
+  /** Remote sources (http(s), s3); `file://` is built in. */
+  sources?: ArtifactSource[];
+  /** The model file name looked for in a folder. @default "model.onnx" */
+  modelFileName?: string;
+  /** The extension of model files, used when a folder has no `modelFileName`. @default ".onnx" */
+  modelExtension?: string;
+}
+
+/** Splits `scheme://rest`; undefined when the URI has no scheme. */
+export function uriScheme(storageUri: string): string | undefined {
+  const m = /^([a-zA-Z][a-zA-Z0-9+.-]*):\/\//.exec(storageUri);
+  return m?.[1]?.toLowerCase();
+}
+
+/**
+ * Resolves a `file://` URI to a local path. `file:///abs/path` is absolute; anything else after `file://` is taken as
+ * a path relative to `baseDir` (URL hosts make no sense for local files, and `file://./x` is what people write).
+ */
+export function filePathFromUri(storageUri: string, baseDir: string): string {
+  const rest = decodeURIComponent(storageUri.replace(/^file:\/\//i, ""));
+  if (rest === "") throw new TernError("bad_request", `storageUri ${storageUri} names no path`);
+  return isAbsolute(rest) ? rest : resolve(baseDir, rest);
+}
+
+/** Finds the model file for a local path: the file itself, or in a folder `modelFileName` or its single model file. */
+export async function resolveModelFile(
+  localPath: string,
+  storageUri: string,
+  modelFileName = "model.onnx",
+  modelExtension = ".onnx",
+): Promise<Artifact> {
+  let info: Awaited<ReturnType<typeof stat>>;
+  try {
+    info = await stat(localPath);
+  } catch {
+    throw new TernError(
+      "not_found",
+      `model artifact not found: ${localPath} does not exist (storageUri ${storageUri})`,
+    );
+  }
+  if (info.isFile()) return { path: localPath, sizeBytes: info.size };
+  if (!info.isDirectory())
+    throw new TernError("bad_request", `${localPath} is neither a file nor a folder (storageUri ${storageUri})`);
+  const entries = await readdir(localPath);
+  const candidate = entries.includes(modelFileName) ? modelFileName : undefined;
+  const models = entries.filter((e) => e.toLowerCase().endsWith(modelExtension)).sort();
+  const chosen = candidate ?? (models.length === 1 ? models[0] : undefined);
+  if (chosen === undefined) {
+    const found = entries.length === 0 ? "it is empty" : `it holds ${entries.slice(0, 10).join(", ")}`;
+    throw new TernError(
+      "not_found",
+      models.length > 1
+        ? `model folder ${localPath} holds several ${modelExtension} files (${models.join(", ")}) and no ${modelFileName}: point storageUri at one file`
+        : `no ${modelFileName} in model folder ${localPath} (${found}; storageUri ${storageUri})`,
+    );
+  }
+  const path = join(localPath, chosen);
+  const fileInfo = await stat(path);
+  return { path, sizeBytes: fileInfo.size };
+}
+
+/** `["file", "s3", "http", "https"]` → `file://, s3:// or http(s)://`. */
+function describeSchemes(schemes: string[]): string {
+  const set = new Set(schemes);
+  const parts: string[] = [];
+  for (const s of ["file", "s3"]) if (set.delete(s)) parts.push(`${s}://`);
+  const web = set.has("http") && set.has("https");
+  for (const s of set) if (!(web && (s === "http" || s === "https"))) parts.push(`${s}://`);
+  if (web) parts.push("http(s)://");
+  return parts.length < 2 ? parts.join("") : `${parts.slice(0, -1).join(", ")} or ${parts.at(-1)}`;
+}
+
+/** Creates the fetcher: `file://` read in place, remote schemes downloaded once into the cache. */
+export function createArtifactFetcher(options: ArtifactFetcherOptions): ArtifactFetcher {
+  const baseDir = options.fileBaseDir ?? process.cwd();
+  const sources = new Map<string, ArtifactSource>();
+  for (const source of options.sources ?? []) for (const scheme of source.schemes) sources.set(scheme, source);
+  const supported = describeSchemes(["file", ...sources.keys()]);
+  const fileName = options.modelFileName ?? "model.onnx";
+  const extension = options.modelExtension ?? ".onnx";
+  // One download per URI at a time: concurrent loads of the same artifact share it.
+  const inFlight = new Map<string, Promise<Artifact>>();
+
+  async function fetchRemote(storageUri: string, source: ArtifactSource): Promise<Artifact> {
+    const key = createHash("sha256").update(storageUri).digest("hex").slice(0, 24);
+    const dir = join(options.cacheDir, key);
+    const marker = join(dir, ".complete");
+    try {
+      const localPath = (await readFile(marker, "utf8")).trim();
+      return await resolveModelFile(localPath, storageUri, fileName, extension);
+    } catch {
+      // Not cached (or the cache is damaged): download afresh.
+    }
+    const staging = `${dir}.tmp-${process.pid}-${Date.now()}`;
+    await mkdir(staging, { recursive: true });
+    try {
+      const downloaded = await source.download(storageUri, staging);
+      await rm(dir, { recursive: true, force: true });
+      await rename(staging, dir);
+      const localPath = join(dir, downloaded.slice(staging.length));
+      // Written last: a crash mid-download never leaves a folder that looks complete.
+      await writeFile(marker, localPath);
+      return await resolveModelFile(localPath, storageUri, fileName, extension);
+    } catch (err) {
+      await rm(staging, { recursive: true, force: true });
+      throw err;
+    }
+  }
+
+  return {
+    async fetch(storageUri: string): Promise<Artifact> {
+      const scheme = uriScheme(storageUri);
+      if (scheme === undefined)
+        throw new TernError(
+          "bad_request",
+          `storageUri "${storageUri}" has no scheme: use file://, s3:// or http(s)://`,
+        );
+      if (scheme === "file")
+        return resolveModelFile(filePathFromUri(storageUri, baseDir), storageUri, fileName, extension);
+      const source = sources.get(scheme);
+      if (source === undefined) {
+        throw new TernError(
+          "unsupported",
+          `unsupported storage scheme "${scheme}" in storageUri ${storageUri}: use ${supported}`,
+        );
+      }
+      const pending = inFlight.get(storageUri);
+      if (pending) return pending;
+      const p = fetchRemote(storageUri, source).finally(() => inFlight.delete(storageUri));
+      inFlight.set(storageUri, p);
+      return p;
+    },
+  };
+}

@@ -1,0 +1,63 @@
+import { createWriteStream } from "node:fs";
+import { basename, join } from "node:path";
+import { Readable } from "node:stream";
+import { pipeline } from "node:stream/promises";
+import { TernError } from "@tern/core";
+import type { ArtifactSource } from "./artifact-fetcher.js";
+
+export interface HttpSourceOptions {
+  /** Deadline for the whole download. @default 30000 */
+  timeoutMs?: number;
+  /** The file name used when the URL path has none that ends in the model extension. @default "model.onnx" */
+  modelFileName?: string;
+}
+
+/** Downloads `http://` and `https://` artifacts (a single file) with a deadline. */
+export function createHttpSource(options: HttpSourceOptions = {}): ArtifactSource {
+  const timeoutMs = options.timeoutMs ?? 30_000;
+  const fallbackName = options.modelFileName ?? "model.onnx";
+  return {
+    schemes: ["http", "https"],
+    async download(storageUri: string, targetDir: string): Promise<string> {
+      const last = basename(new URL(storageUri).pathname);
+      const name = last.includes(".") ? last : fallbackName;
+      const target = join(targetDir, name);
+      let response: Response;
+      try {
+        response = await fetch(storageUri, { signal: AbortSignal.timeout(timeoutMs) });
+      } catch (err) {
+        const timedOut = err instanceof Error && (err.name === "TimeoutError" || err.name === "AbortError");
+        throw new TernError(
+          timedOut ? "timeout" : "unavailable",
+          timedOut
+            ? `download of ${storageUri} did not finish within ${timeoutMs} ms`
+            : `cannot download ${storageUri}: ${err instanceof Error ? (err.cause instanceof Error ? err.cause.message : err.message) : String(err)}`,
+          { cause: err, retriable: true },
+        );
+      }
+      if (!response.ok || response.body === null) {
+        throw new TernError(
+          response.status === 404 ? "not_found" : "unavailable",
+          `cannot download ${storageUri}: HTTP ${response.status} ${response.statusText}`.trim(),
+          { retriable: response.status >= 500 },
+        );
+      }
+      try {
+        await pipeline(
+          Readable.fromWeb(response.body as import("node:stream/web").ReadableStream),
+          createWriteStream(target),
+        );
+      } catch (err) {
+        throw new TernError(
+          "unavailable",
+          `download of ${storageUri} broke off: ${err instanceof Error ? err.message : String(err)}`,
+          {
+            cause: err,
+            retriable: true,
+          },
+        );
+      }
+      return target;
+    },
+  };
+}

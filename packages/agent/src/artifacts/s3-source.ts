@@ -1,0 +1,104 @@
+import { createWriteStream } from "node:fs";
+import { mkdir } from "node:fs/promises";
+import { dirname, join, posix } from "node:path";
+import type { Readable } from "node:stream";
+import { pipeline } from "node:stream/promises";
+import type { S3Client } from "@aws-sdk/client-s3";
+import { TernError } from "@tern/core";
+import type { ArtifactSource } from "./artifact-fetcher.js";
+
+// The only file that imports @aws-sdk/client-s3. It is loaded on first use: most agents never see an s3:// URI,
+// and the SDK costs startup time (and prints a Node-version notice on Node 20).
+
+export interface S3SourceOptions {
+  region?: string;
+  /** For S3-compatible stores (MinIO, LocalStack). Path-style addressing is used when set. */
+  endpoint?: string;
+  /** Injected for tests; otherwise one is created from region/endpoint and the default credential chain. */
+  client?: Pick<S3Client, "send">;
+  /** @default 60000 */
+  timeoutMs?: number;
+}
+
+/**
+ * Downloads `s3://bucket/key` artifacts: the object itself when `key` names one, otherwise every object under
+ * `key/` (a model folder), keeping relative paths.
+ */
+export function createS3Source(options: S3SourceOptions = {}): ArtifactSource {
+  let sdk: Promise<typeof import("@aws-sdk/client-s3")> | undefined;
+  let client: Pick<S3Client, "send"> | undefined = options.client;
+  async function getSdk() {
+    sdk ??= import("@aws-sdk/client-s3");
+    const mod = await sdk;
+    client ??= new mod.S3Client({
+      region: options.region,
+      ...(options.endpoint ? { endpoint: options.endpoint, forcePathStyle: true } : {}),
+    });
+    return { mod, client };
+  }
+  const timeoutMs = options.timeoutMs ?? 60_000;
+
+  async function getObject(bucket: string, key: string, target: string, signal: AbortSignal): Promise<void> {
+    const { mod, client } = await getSdk();
+    const out = await client.send(new mod.GetObjectCommand({ Bucket: bucket, Key: key }), { abortSignal: signal });
+    if (!out.Body) throw new TernError("not_found", `s3://${bucket}/${key} has no body`);
+    await mkdir(dirname(target), { recursive: true });
+    await pipeline(out.Body as Readable, createWriteStream(target));
+  }
+
+  return {
+    schemes: ["s3"],
+    async download(storageUri: string, targetDir: string): Promise<string> {
+      const m = /^s3:\/\/([^/]+)\/?(.*)$/i.exec(storageUri);
+      if (!m?.[1])
+        throw new TernError("bad_request", `storageUri ${storageUri} names no bucket (expected s3://bucket/key)`);
+      const bucket = m[1];
+      const key = (m[2] ?? "").replace(/\/+$/, "");
+      const signal = AbortSignal.timeout(timeoutMs);
+      try {
+        const prefix = key === "" ? "" : `${key}/`;
+        const keys: string[] = [];
+        let exact = false;
+        let token: string | undefined;
+        const { mod, client } = await getSdk();
+        do {
+          const page = await client.send(
+            new mod.ListObjectsV2Command({ Bucket: bucket, Prefix: key, ContinuationToken: token }),
+            { abortSignal: signal },
+          );
+          for (const obj of page.Contents ?? []) {
+            if (obj.Key === key) exact = true;
+            else if (obj.Key?.startsWith(prefix) && !obj.Key.endsWith("/")) keys.push(obj.Key);
+          }
+          token = page.IsTruncated ? page.NextContinuationToken : undefined;
+        } while (token);
+        if (exact) {
+          const target = join(targetDir, posix.basename(key));
+          await getObject(bucket, key, target, signal);
+          return target;
+        }
+        if (keys.length === 0) throw new TernError("not_found", `model artifact not found: nothing at ${storageUri}`);
+        for (const k of keys) await getObject(bucket, k, join(targetDir, ...k.slice(prefix.length).split("/")), signal);
+        return targetDir;
+      } catch (err) {
+        if (err instanceof TernError) throw err;
+        const name = err instanceof Error ? err.name : "";
+        if (name === "TimeoutError" || name === "AbortError")
+          throw new TernError("timeout", `download of ${storageUri} did not finish within ${timeoutMs} ms`, {
+            cause: err,
+            retriable: true,
+          });
+        if (name === "NoSuchBucket" || name === "NoSuchKey")
+          throw new TernError("not_found", `model artifact not found: ${storageUri} (${name})`, { cause: err });
+        throw new TernError(
+          "unavailable",
+          `cannot download ${storageUri}: ${err instanceof Error ? err.message : String(err)}`,
+          {
+            cause: err,
+            retriable: true,
+          },
+        );
+      }
+    },
+  };
+}

@@ -1,0 +1,85 @@
+import { envVar, parseEnv, safeParseQuantity, sharedEnvSchema } from "@tern/core";
+import { z } from "zod";
+
+const quantity = (fallback: string) =>
+  z
+    .string()
+    .default(fallback)
+    .transform((v, ctx) => {
+      const r = safeParseQuantity(v);
+      if (!r.ok) {
+        ctx.addIssue({ code: "custom", message: r.message });
+        return z.NEVER;
+      }
+      return r.bytes;
+    });
+
+/** `name=uri` pairs, comma-separated; a name may carry a version as `name:2=uri`. */
+const preloadList = z.string().transform((v, ctx) => {
+  const out: Array<{ model: string; version: number; storageUri: string }> = [];
+  for (const item of v
+    .split(",")
+    .map((s) => s.trim())
+    .filter(Boolean)) {
+    const m = /^([A-Za-z0-9_-]+)(?::(\d+))?=(.+)$/.exec(item);
+    if (!m) {
+      ctx.addIssue({
+        code: "custom",
+        message: `"${item}" is not name=storageUri (e.g. iris=file://samples/models/iris)`,
+      });
+      return z.NEVER;
+    }
+    out.push({ model: m[1]!, version: m[2] === undefined ? 1 : Number(m[2]), storageUri: m[3]! });
+  }
+  return out;
+});
+
+/** Every variable the agent reads, with its default. Keys are the variable names (see `.env.example`). */
+export const agentEnvSchema = sharedEnvSchema.extend({
+  /** The Server (manifest name) this agent is a replica of. */
+  TERN_AGENT_SERVER: z
+    .string()
+    .regex(/^[A-Za-z0-9_-]+$/, "letters, digits, - and _ only")
+    .default("mlserver"),
+  /** This replica's index within the server (0-based). */
+  TERN_AGENT_REPLICA: envVar.int(0),
+  /** The server type (`Server.spec.serverConfig`); only `tern-onnx` is built in. */
+  TERN_AGENT_SERVER_TYPE: z.enum(["tern-onnx"]).default("tern-onnx"),
+  /** Interface the REST and gRPC servers bind. */
+  TERN_AGENT_HOST: z.string().default("127.0.0.1"),
+  /** Host put in the endpoints reported to the scheduler (defaults to TERN_AGENT_HOST). */
+  TERN_AGENT_ADVERTISE_HOST: z.string().optional(),
+  /** OIP REST port; 0 picks a free port. */
+  TERN_AGENT_HTTP_PORT: envVar.port(9500),
+  /** OIP gRPC port; 0 picks a free port. */
+  TERN_AGENT_GRPC_PORT: envVar.port(9501),
+  /** Memory capacity for resident models (Kubernetes quantity). */
+  TERN_AGENT_MEMORY: quantity("1Gi"),
+  /** How far placed models may exceed TERN_AGENT_MEMORY (percent); the excess is handled by LRU eviction. */
+  TERN_AGENT_OVERCOMMIT_PERCENT: envVar.int(10),
+  /** Download cache for http(s):// and s3:// artifacts. */
+  TERN_AGENT_CACHE_DIR: z.string().default(".tern/agent-cache"),
+  /** Base folder for relative file:// URIs (file://samples/models/iris). Defaults to the working directory. */
+  TERN_AGENT_FILE_BASE_DIR: z.string().optional(),
+  /** Capabilities offered (comma-separated); replaces the server type's list (`onnx`). */
+  TERN_AGENT_CAPABILITIES: envVar.list().optional(),
+  /** Largest request body / gRPC message (quantity). */
+  TERN_AGENT_MAX_BODY: quantity("16Mi"),
+  /** Deadline for an http(s):// artifact download, ms. */
+  TERN_AGENT_DOWNLOAD_TIMEOUT_MS: envVar.int(30_000, 1),
+  /** Endpoint for S3-compatible stores (MinIO, LocalStack); unset = AWS S3. */
+  TERN_AGENT_S3_ENDPOINT: z.string().url().optional(),
+  /** Models to load at start without a scheduler: `iris=file://samples/models/iris,add10:1=file://...`. */
+  TERN_AGENT_PRELOAD: preloadList.optional(),
+  /** Grace period for in-flight requests on SIGTERM, ms. */
+  TERN_AGENT_DRAIN_TIMEOUT_MS: envVar.int(10_000, 0),
+  /** ONNX Runtime intra-op threads per model (models may override with the parameter intra_op_threads). */
+  TERN_AGENT_ORT_THREADS: envVar.int(1, 0),
+});
+
+export type AgentConfig = z.infer<typeof agentEnvSchema>;
+
+/** Reads the agent's configuration once at the process edge; a bad variable fails with its name. */
+export function loadAgentConfig(env: Record<string, string | undefined> = process.env): AgentConfig {
+  return parseEnv(agentEnvSchema, env);
+}

@@ -1,0 +1,134 @@
+import { INFERENCE_HEADER_CONTENT_LENGTH, TernError } from "@tern/core";
+import { type Context, Hono } from "hono";
+import { bodyLimit } from "hono/body-limit";
+import type { Logger } from "pino";
+import { codeOf, httpStatusFor, isPublicError } from "../errors.js";
+import type { InferenceService } from "../inference/inference-service.js";
+import { decodeRestRequest, encodeRestResponse } from "../inference/rest-codec.js";
+import type { AgentMetrics } from "../metrics.js";
+
+export interface AgentAppDeps {
+  service: InferenceService;
+  metrics: AgentMetrics;
+  logger?: Logger;
+  /**
+   * Largest accepted request body in bytes; larger bodies get 413.
+   * @default 16777216 (16 MiB)
+   */
+  maxBodyBytes?: number;
+}
+
+const utf8 = new TextDecoder();
+const utf8Encoder = new TextEncoder();
+
+/**
+ * The agent's Open Inference Protocol REST app (JSON and the binary-tensor extension) plus `/metrics`.
+ * Routes never read the environment: everything comes in through `deps`.
+ */
+export function createAgentApp(deps: AgentAppDeps): Hono {
+  const { service, metrics, logger } = deps;
+  const maxBodyBytes = deps.maxBodyBytes ?? 16 * 1024 * 1024;
+  const app = new Hono();
+
+  app.onError((err, c) => {
+    const code = codeOf(err);
+    if (isPublicError(err)) return c.json({ error: err.message }, httpStatusFor(code));
+    logger?.error({ err, path: c.req.path }, "unhandled error");
+    return c.json({ error: "internal error" }, 500);
+  });
+  app.notFound((c) => c.json({ error: `no route ${c.req.method} ${c.req.path}` }, 404));
+
+  app.get("/v2/health/live", (c) => c.json({ live: service.live() }));
+  app.get("/v2/health/ready", (c) => {
+    const ready = service.ready();
+    return c.json({ ready }, ready ? 200 : 503);
+  });
+  app.get("/v2", (c) => c.json(service.serverMetadata()));
+
+  const metadata = (c: Context) => c.json(service.modelMetadata(c.req.param("model")!, c.req.param("version")));
+  app.get("/v2/models/:model", metadata);
+  app.get("/v2/models/:model/versions/:version", metadata);
+
+  const ready = (c: Context) => {
+    const model = c.req.param("model")!;
+    const ok = service.modelReady(model, c.req.param("version"));
+    return c.json({ name: model, ready: ok }, ok ? 200 : 503);
+  };
+  app.get("/v2/models/:model/ready", ready);
+  app.get("/v2/models/:model/versions/:version/ready", ready);
+
+  const limit = bodyLimit({
+    maxSize: maxBodyBytes,
+    onError: (c) => c.json({ error: `request body is larger than the limit of ${maxBodyBytes} bytes` }, 413),
+  });
+
+  const infer = async (c: Context) => {
+    const started = performance.now();
+    const model = c.req.param("model")!;
+    let status = 500;
+    try {
+      const response = await handleInfer(c, model);
+      status = response.status;
+      return response;
+    } catch (err) {
+      status = isPublicError(err) ? httpStatusFor(codeOf(err)) : 500;
+      throw err;
+    } finally {
+      metrics.observe(service.metricsLabel(model), "rest", status, (performance.now() - started) / 1000);
+    }
+  };
+  app.post("/v2/models/:model/infer", limit, infer);
+  app.post("/v2/models/:model/versions/:version/infer", limit, infer);
+
+  async function handleInfer(c: Context, model: string): Promise<Response> {
+    const bytes = new Uint8Array(await c.req.arrayBuffer());
+    const headerLength = c.req.header(INFERENCE_HEADER_CONTENT_LENGTH);
+    let jsonPart = bytes;
+    let binary: Uint8Array | undefined;
+    if (headerLength !== undefined) {
+      if (!/^\d+$/.test(headerLength.trim()))
+        throw new TernError(
+          "bad_request",
+          `Inference-Header-Content-Length must be a byte count, got "${headerLength}"`,
+        );
+      const n = Number(headerLength);
+      if (n > bytes.length)
+        throw new TernError(
+          "bad_request",
+          `Inference-Header-Content-Length is ${n} but the body has only ${bytes.length} bytes`,
+        );
+      jsonPart = bytes.subarray(0, n);
+      binary = bytes.subarray(n);
+    }
+    let body: unknown;
+    try {
+      body = JSON.parse(utf8.decode(jsonPart));
+    } catch (err) {
+      throw new TernError("bad_request", `malformed JSON body: ${err instanceof Error ? err.message : String(err)}`);
+    }
+    const request = decodeRestRequest(body, binary);
+    const result = await service.infer(model, c.req.param("version"), request);
+    const encoded = encodeRestResponse(request, result);
+    if (!encoded.binary) return c.json(encoded.json);
+    const head = utf8Encoder.encode(JSON.stringify(encoded.json));
+    const total = head.length + encoded.binary.reduce((a, b) => a + b.length, 0);
+    const out = new Uint8Array(total);
+    out.set(head, 0);
+    let offset = head.length;
+    for (const part of encoded.binary) {
+      out.set(part, offset);
+      offset += part.length;
+    }
+    return c.body(out, 200, {
+      "content-type": "application/octet-stream",
+      [INFERENCE_HEADER_CONTENT_LENGTH]: String(head.length),
+    });
+  }
+
+  app.get("/metrics", async (c) => {
+    const text = await metrics.registry.metrics();
+    return c.text(text, 200, { "content-type": metrics.registry.contentType });
+  });
+
+  return app;
+}

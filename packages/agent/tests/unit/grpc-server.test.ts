@@ -1,0 +1,149 @@
+import * as grpc from "@grpc/grpc-js";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { createGrpcServer } from "../../src/grpc/grpc-server.js";
+import { loadOipService } from "../../src/grpc/oip-proto.js";
+import { encodeTensorData } from "@tern/core";
+import { createTestStack, IRIS_ROWS, sampleUri } from "./helpers.js";
+
+const stack = createTestStack();
+const server = createGrpcServer({ service: stack.service, metrics: stack.metrics });
+let client: grpc.Client &
+  Record<string, (req: unknown, cb: (err: grpc.ServiceError | null, res: unknown) => void) => void>;
+
+// biome-ignore lint/suspicious/noExplicitAny: responses are checked field by field in the tests
+function call<T = any>(method: string, req: unknown): Promise<T> {
+  return new Promise((resolve, reject) => {
+    client[method]!(req, (err, res) => (err ? reject(err) : resolve(res as T)));
+  });
+}
+
+beforeAll(async () => {
+  await stack.models.load({ model: "iris", version: 1, storageUri: sampleUri("iris") });
+  const port = await server.start("127.0.0.1", 0);
+  const { Client } = loadOipService();
+  client = new Client(`127.0.0.1:${port}`, grpc.credentials.createInsecure()) as typeof client;
+});
+
+afterAll(async () => {
+  client.close();
+  await server.close(1000);
+  await stack.models.close();
+});
+
+const irisInput = (rows = IRIS_ROWS) => ({
+  name: "predict",
+  datatype: "FP32",
+  shape: [rows.length, 4],
+  contents: { fp32_contents: rows.flatMap((r) => r.features) },
+});
+
+describe("OIP gRPC", () => {
+  it("answers ServerLive, ServerReady, ModelReady, ServerMetadata and ModelMetadata", async () => {
+    expect(await call("ServerLive", {})).toEqual({ live: true });
+    expect(await call("ServerReady", {})).toEqual({ ready: true });
+    expect(await call("ModelReady", { name: "iris", version: "" })).toEqual({ ready: true });
+    expect(await call("ServerMetadata", {})).toMatchObject({ name: "mlserver", extensions: ["binary_tensor_data"] });
+    const meta = await call("ModelMetadata", { name: "iris" });
+    expect(meta.inputs).toEqual([{ name: "predict", datatype: "FP32", shape: ["-1", "4"] }]);
+    expect(meta.outputs.map((o: { name: string }) => o.name)).toEqual(["probabilities", "label"]);
+  });
+
+  it("predicts known iris rows from typed contents", async () => {
+    const res = await call("ModelInfer", { model_name: "iris", id: "g-1", inputs: [irisInput()] });
+    expect(res.id).toBe("g-1");
+    expect(res.model_version).toBe("1");
+    const label = res.outputs.find((o: { name: string }) => o.name === "label");
+    expect(label.shape).toEqual([String(IRIS_ROWS.length)]);
+    expect(label.contents.int64_contents.map(Number)).toEqual(IRIS_ROWS.map((r) => r.label));
+  });
+
+  it("predicts known iris rows from raw_input_contents and answers in raw_output_contents", async () => {
+    const raw = encodeTensorData("FP32", Float32Array.from(IRIS_ROWS.flatMap((r) => r.features)));
+    const res = await call("ModelInfer", {
+      model_name: "iris",
+      model_version: "1",
+      inputs: [{ name: "predict", datatype: "FP32", shape: [IRIS_ROWS.length, 4] }],
+      outputs: [{ name: "label" }],
+      raw_input_contents: [Buffer.from(raw)],
+    });
+    expect(res.outputs).toHaveLength(1);
+    const bytes: Buffer = res.raw_output_contents[0];
+    const labels = new BigInt64Array(bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.length));
+    expect(Array.from(labels, Number)).toEqual(IRIS_ROWS.map((r) => r.label));
+  });
+
+  const cases: Array<{ what: string; req: unknown; code: grpc.status; message: RegExp }> = [
+    {
+      what: "unknown model",
+      req: { model_name: "nope", inputs: [irisInput()] },
+      code: grpc.status.NOT_FOUND,
+      message: /model nope is not loaded/,
+    },
+    {
+      what: "wrong datatype",
+      req: {
+        model_name: "iris",
+        inputs: [{ ...irisInput(), datatype: "FP64", contents: { fp64_contents: [1, 2, 3, 4] }, shape: [1, 4] }],
+      },
+      code: grpc.status.INVALID_ARGUMENT,
+      message: /datatype FP64 does not match the model's FP32/,
+    },
+    {
+      what: "wrong shape",
+      req: { model_name: "iris", inputs: [{ ...irisInput(IRIS_ROWS.slice(0, 1)), shape: [4] }] },
+      code: grpc.status.INVALID_ARGUMENT,
+      message: /shape \[4\] has rank 1/,
+    },
+    {
+      what: "contents not matching the shape",
+      req: { model_name: "iris", inputs: [{ ...irisInput(IRIS_ROWS.slice(0, 1)), shape: [2, 4] }] },
+      code: grpc.status.INVALID_ARGUMENT,
+      message: /fp32_contents has 4 elements but the shape needs 8/,
+    },
+    {
+      what: "raw contents count mismatch",
+      req: {
+        model_name: "iris",
+        inputs: [{ name: "predict", datatype: "FP32", shape: [1, 4] }],
+        raw_input_contents: [Buffer.alloc(16), Buffer.alloc(4)],
+      },
+      code: grpc.status.INVALID_ARGUMENT,
+      message: /raw_input_contents has 2 entries but there are 1 inputs/,
+    },
+    {
+      what: "raw contents of the wrong length",
+      req: {
+        model_name: "iris",
+        inputs: [{ name: "predict", datatype: "FP32", shape: [1, 4] }],
+        raw_input_contents: [Buffer.alloc(12)],
+      },
+      code: grpc.status.INVALID_ARGUMENT,
+      message: /binary data is 12 bytes/,
+    },
+    {
+      what: "no inputs",
+      req: { model_name: "iris", inputs: [] },
+      code: grpc.status.INVALID_ARGUMENT,
+      message: /inputs must not be empty/,
+    },
+  ];
+
+  it.each(cases)("rejects $what with the right status", async ({ req, code, message }) => {
+    const err = (await call("ModelInfer", req).catch((e: unknown) => e)) as grpc.ServiceError;
+    expect(err.code).toBe(code);
+    expect(err.details).toMatch(message);
+    const ok = await call("ModelInfer", { model_name: "iris", inputs: [irisInput()] });
+    expect(ok.outputs).toHaveLength(2);
+  });
+
+  it("reports NOT_FOUND for metadata of an unknown model", async () => {
+    const err = (await call("ModelMetadata", { name: "nope" }).catch((e: unknown) => e)) as grpc.ServiceError;
+    expect(err.code).toBe(grpc.status.NOT_FOUND);
+  });
+
+  it("counts gRPC requests in the metrics", async () => {
+    const text = await stack.metrics.registry.metrics();
+    expect(text).toMatch(/tern_agent_inference_requests_total\{model="iris",protocol="grpc",code="200"\} \d+/);
+    expect(text).toMatch(/tern_agent_inference_requests_total\{model="iris",protocol="grpc",code="400"\} \d+/);
+  });
+});

@@ -1,0 +1,372 @@
+import { beforeAll, describe, expect, it } from "vitest";
+import { encodeTensorData } from "@tern/core";
+import { createTestStack, IRIS_ROWS, sampleUri } from "./helpers.js";
+
+const stack = createTestStack({ maxBodyBytes: 64 * 1024 });
+const { app } = stack;
+
+const post = (path: string, body: unknown, headers: Record<string, string> = {}) =>
+  app.request(path, {
+    method: "POST",
+    body: typeof body === "string" || body instanceof Uint8Array ? body : JSON.stringify(body),
+    headers: { "content-type": "application/json", ...headers },
+  });
+
+const irisBody = (rows = IRIS_ROWS) => ({
+  id: "req-1",
+  inputs: [{ name: "predict", shape: [rows.length, 4], datatype: "FP32", data: rows.map((r) => r.features) }],
+});
+
+/** Builds a binary-extension body: JSON header followed by raw tensors. */
+function binaryBody(json: unknown, parts: Uint8Array[]): { body: Uint8Array; headerLength: number } {
+  const head = new TextEncoder().encode(JSON.stringify(json));
+  const body = new Uint8Array(head.length + parts.reduce((a, p) => a + p.length, 0));
+  body.set(head);
+  let o = head.length;
+  for (const p of parts) {
+    body.set(p, o);
+    o += p.length;
+  }
+  return { body, headerLength: head.length };
+}
+
+beforeAll(async () => {
+  for (const m of ["iris", "sum-diff"]) {
+    const r = await stack.models.load({ model: m, version: 1, storageUri: sampleUri(m) });
+    expect(r.state).toBe("Available");
+  }
+  const r = await stack.models.load({
+    model: "choose",
+    version: 1,
+    storageUri: sampleUri("choose"),
+    parameters: [{ name: "drop_empty_outputs", value: "true" }],
+  });
+  expect(r.state).toBe("Available");
+});
+
+describe("OIP REST", () => {
+  it("answers health, server metadata, model metadata and readiness", async () => {
+    expect(await (await app.request("/v2/health/live")).json()).toEqual({ live: true });
+    expect((await app.request("/v2/health/ready")).status).toBe(200);
+    expect(await (await app.request("/v2")).json()).toMatchObject({
+      name: "mlserver",
+      extensions: ["binary_tensor_data"],
+    });
+    const meta = await (await app.request("/v2/models/iris")).json();
+    expect(meta).toMatchObject({
+      name: "iris",
+      versions: ["1"],
+      platform: "onnxruntime",
+      inputs: [{ name: "predict", datatype: "FP32", shape: [-1, 4] }],
+    });
+    expect((await app.request("/v2/models/iris/versions/1")).status).toBe(200);
+    expect((await app.request("/v2/models/iris/ready")).status).toBe(200);
+    expect((await app.request("/v2/models/iris/versions/1/ready")).status).toBe(200);
+    expect((await app.request("/v2/models/nope/ready")).status).toBe(404);
+  });
+
+  it("predicts known iris rows (nested data), echoing the id", async () => {
+    const res = await post("/v2/models/iris/infer", irisBody());
+    expect(res.status).toBe(200);
+    const body = (await res.json()) as {
+      id: string;
+      model_name: string;
+      outputs: Array<{ name: string; data: number[] }>;
+    };
+    expect(body.id).toBe("req-1");
+    expect(body.model_name).toBe("iris");
+    expect(body.outputs.find((o) => o.name === "label")!.data).toEqual(IRIS_ROWS.map((r) => r.label));
+  });
+
+  it("accepts flat data, a version path and an output selection", async () => {
+    const res = await post("/v2/models/iris/versions/1/infer", {
+      inputs: [{ name: "predict", shape: [1, 4], datatype: "FP32", data: IRIS_ROWS[4]!.features }],
+      outputs: [{ name: "label" }],
+    });
+    expect(res.status).toBe(200);
+    const body = (await res.json()) as { outputs: Array<{ name: string; shape: number[]; data: number[] }> };
+    expect(body.outputs).toEqual([{ name: "label", datatype: "INT64", shape: [1], data: [2] }]);
+  });
+
+  it("round-trips the binary-tensor extension (binary input, binary output)", async () => {
+    const features = Float32Array.from(IRIS_ROWS.flatMap((r) => r.features));
+    const raw = encodeTensorData("FP32", features);
+    const { body, headerLength } = binaryBody(
+      {
+        inputs: [
+          {
+            name: "predict",
+            shape: [IRIS_ROWS.length, 4],
+            datatype: "FP32",
+            parameters: { binary_data_size: raw.length },
+          },
+        ],
+        parameters: { binary_data_output: true },
+      },
+      [raw],
+    );
+    const res = await post("/v2/models/iris/infer", body, {
+      "content-type": "application/octet-stream",
+      "inference-header-content-length": String(headerLength),
+    });
+    expect(res.status).toBe(200);
+    const jsonLength = Number(res.headers.get("inference-header-content-length"));
+    const bytes = new Uint8Array(await res.arrayBuffer());
+    const head = JSON.parse(new TextDecoder().decode(bytes.subarray(0, jsonLength))) as {
+      outputs: Array<{ name: string; parameters: { binary_data_size: number }; data?: unknown }>;
+    };
+    const [probs, label] = head.outputs;
+    expect(probs!.data).toBeUndefined();
+    expect(probs!.parameters.binary_data_size).toBe(IRIS_ROWS.length * 3 * 4);
+    const labelStart = jsonLength + probs!.parameters.binary_data_size;
+    const labels = new BigInt64Array(bytes.slice(labelStart, labelStart + label!.parameters.binary_data_size).buffer);
+    expect(Array.from(labels, Number)).toEqual(IRIS_ROWS.map((r) => r.label));
+  });
+
+  it("sends only the outputs marked binary_data in binary", async () => {
+    const res = await post("/v2/models/iris/infer", {
+      ...irisBody(IRIS_ROWS.slice(0, 1)),
+      outputs: [{ name: "label", parameters: { binary_data: true } }, { name: "probabilities" }],
+    });
+    const jsonLength = Number(res.headers.get("inference-header-content-length"));
+    const bytes = new Uint8Array(await res.arrayBuffer());
+    const head = JSON.parse(new TextDecoder().decode(bytes.subarray(0, jsonLength)));
+    expect(head.outputs[0]).toMatchObject({ name: "label", parameters: { binary_data_size: 8 } });
+    expect(head.outputs[1].data).toHaveLength(3);
+    expect(bytes.length - jsonLength).toBe(8);
+  });
+
+  it("drops the empty output of choose when the model has drop_empty_outputs=true", async () => {
+    const pos = await (
+      await post("/v2/models/choose/infer", { inputs: [{ name: "x", shape: [1, 2], datatype: "FP32", data: [1, 2] }] })
+    ).json();
+    expect((pos as { outputs: Array<{ name: string }> }).outputs.map((o: { name: string }) => o.name)).toEqual([
+      "positive",
+    ]);
+    const neg = await (
+      await post("/v2/models/choose/infer", {
+        inputs: [{ name: "x", shape: [1, 2], datatype: "FP32", data: [-1, -2] }],
+      })
+    ).json();
+    expect((neg as { outputs: unknown }).outputs).toEqual([
+      { name: "negative", datatype: "FP32", shape: [1, 2], data: [-1, -2] },
+    ]);
+  });
+
+  const good = { name: "predict", shape: [1, 4], datatype: "FP32", data: [5.1, 3.5, 1.4, 0.2] };
+  const badCases: Array<{
+    what: string;
+    path?: string;
+    body: unknown;
+    headers?: Record<string, string>;
+    status: number;
+    message: RegExp;
+  }> = [
+    { what: "malformed JSON", body: "{not json", status: 400, message: /malformed JSON body/ },
+    { what: "a JSON array body", body: [1, 2], status: 400, message: /JSON object with an "inputs" array/ },
+    { what: "no inputs", body: { inputs: [] }, status: 400, message: /"inputs" must be a non-empty array/ },
+    { what: "inputs not an array", body: { inputs: "x" }, status: 400, message: /"inputs" must be a non-empty array/ },
+    {
+      what: "input without a name",
+      body: { inputs: [{ ...good, name: undefined }] },
+      status: 400,
+      message: /inputs\[0\]: "name"/,
+    },
+    {
+      what: "unknown input name",
+      body: { inputs: [{ ...good, name: "features" }] },
+      status: 400,
+      message: /unknown input "features" for model iris \(its inputs: predict\)/,
+    },
+    {
+      what: "missing input",
+      path: "/v2/models/sum-diff/infer",
+      body: { inputs: [{ name: "a", shape: [1, 1], datatype: "FP32", data: [1] }] },
+      status: 400,
+      message: /missing input "b" for model sum-diff/,
+    },
+    {
+      what: "duplicate input",
+      body: { inputs: [good, good] },
+      status: 400,
+      message: /input "predict" is given more than once/,
+    },
+    {
+      what: "wrong datatype",
+      body: { inputs: [{ ...good, datatype: "FP64" }] },
+      status: 400,
+      message: /input "predict": datatype FP64 does not match the model's FP32/,
+    },
+    {
+      what: "unknown datatype",
+      body: { inputs: [{ ...good, datatype: "FLOAT" }] },
+      status: 400,
+      message: /input "predict": datatype "FLOAT" is not an OIP datatype/,
+    },
+    {
+      what: "wrong rank",
+      body: { inputs: [{ ...good, shape: [4] }] },
+      status: 400,
+      message: /input "predict": shape \[4\] has rank 1, the model expects rank 2/,
+    },
+    {
+      what: "wrong fixed dimension",
+      body: { inputs: [{ ...good, shape: [1, 5], data: [1, 2, 3, 4, 5] }] },
+      status: 400,
+      message: /input "predict": shape \[1,5\] does not match the model's \[-1,4\] at dimension 1 \(5 ≠ 4\)/,
+    },
+    {
+      what: "negative shape",
+      body: { inputs: [{ ...good, shape: [-1, 4] }] },
+      status: 400,
+      message: /input "predict": shape \[-1,4\] must hold non-negative integers/,
+    },
+    {
+      what: "shape not an array",
+      body: { inputs: [{ ...good, shape: "1x4" }] },
+      status: 400,
+      message: /input "predict": "shape" must be an array/,
+    },
+    {
+      what: "data shorter than the shape",
+      body: { inputs: [{ ...good, shape: [2, 4] }] },
+      status: 400,
+      message: /input "predict": data has 4 elements but shape \[2,4\] needs 8/,
+    },
+    {
+      what: "non-numeric data",
+      body: { inputs: [{ ...good, data: [5.1, "wide", 1.4, 0.2] }] },
+      status: 400,
+      message: /input "predict": element 1 is "wide", expected a number for datatype FP32/,
+    },
+    {
+      what: "missing data",
+      body: { inputs: [{ ...good, data: undefined }] },
+      status: 400,
+      message: /input "predict": "data" is missing/,
+    },
+    {
+      what: "unknown requested output",
+      body: { inputs: [good], outputs: [{ name: "score" }] },
+      status: 400,
+      message: /unknown output "score" requested from model iris \(its outputs: probabilities, label\)/,
+    },
+    { what: "non-string id", body: { id: 7, inputs: [good] }, status: 400, message: /"id" must be a string/ },
+    {
+      what: "bad parameters",
+      body: { inputs: [good], parameters: [1] },
+      status: 400,
+      message: /request: "parameters" must be an object/,
+    },
+    {
+      what: "unknown model",
+      path: "/v2/models/nope/infer",
+      body: { inputs: [good] },
+      status: 404,
+      message: /model nope is not loaded on this server replica/,
+    },
+    {
+      what: "unknown version",
+      path: "/v2/models/iris/versions/9/infer",
+      body: { inputs: [good] },
+      status: 404,
+      message: /model iris has no version 9 here \(loaded: 1\)/,
+    },
+    {
+      what: "binary header longer than the body",
+      body: JSON.stringify({ inputs: [good] }),
+      headers: { "inference-header-content-length": "99999" },
+      status: 400,
+      message: /Inference-Header-Content-Length is 99999 but the body has only \d+ bytes/,
+    },
+    {
+      what: "binary header not a number",
+      body: JSON.stringify({ inputs: [good] }),
+      headers: { "inference-header-content-length": "ten" },
+      status: 400,
+      message: /Inference-Header-Content-Length must be a byte count, got "ten"/,
+    },
+    {
+      what: "binary_data_size without a binary part",
+      body: { inputs: [{ ...good, data: undefined, parameters: { binary_data_size: 16 } }] },
+      status: 400,
+      message: /binary_data_size is set but the request has no binary part/,
+    },
+    {
+      what: "body over the size limit",
+      body: JSON.stringify({ inputs: [{ ...good, data: new Array(20000).fill(1.5) }] }),
+      status: 413,
+      message: /request body is larger than the limit of 65536 bytes/,
+    },
+    {
+      what: "unknown route",
+      path: "/v2/models/iris/predict",
+      body: { inputs: [good] },
+      status: 404,
+      message: /no route POST \/v2\/models\/iris\/predict/,
+    },
+  ];
+
+  it.each(badCases)(
+    "rejects $what with $status and a clear message",
+    async ({ path, body, headers, status, message }) => {
+      const res = await post(path ?? "/v2/models/iris/infer", body, headers);
+      expect(res.status).toBe(status);
+      const json = (await res.json()) as { error: string };
+      expect(json.error).toMatch(message);
+      expect(json.error).not.toMatch(/\n\s+at /); // never a stack trace
+      // ...and keeps serving afterwards.
+      expect((await post("/v2/models/iris/infer", irisBody())).status).toBe(200);
+    },
+  );
+
+  it("rejects a binary part whose size does not match the tensor", async () => {
+    const raw = encodeTensorData("FP32", Float32Array.from([1, 2, 3]));
+    const { body, headerLength } = binaryBody(
+      { inputs: [{ name: "predict", shape: [1, 4], datatype: "FP32", parameters: { binary_data_size: raw.length } }] },
+      [raw],
+    );
+    const res = await post("/v2/models/iris/infer", body, { "inference-header-content-length": String(headerLength) });
+    expect(res.status).toBe(400);
+    expect(((await res.json()) as { error: string }).error).toMatch(
+      /input "predict": binary data is 12 bytes, shape and datatype FP32 need 16/,
+    );
+  });
+
+  it("answers 503 while the server is not ready", async () => {
+    let ready = false;
+    const s = createTestStack({ ready: () => ready });
+    await s.models.load({ model: "iris", version: 1, storageUri: sampleUri("iris") });
+    const send = () => s.app.request("/v2/models/iris/infer", { method: "POST", body: JSON.stringify(irisBody()) });
+    expect((await s.app.request("/v2/health/ready")).status).toBe(503);
+    const res = await send();
+    expect(res.status).toBe(503);
+    expect(((await res.json()) as { error: string }).error).toMatch(/not ready/);
+    ready = true;
+    expect((await send()).status).toBe(200);
+    await s.models.close();
+  });
+
+  it("answers 503 with the reason for a model that failed to load", async () => {
+    const s = createTestStack();
+    await s.models.load({ model: "ghost", version: 1, storageUri: "file://samples/models/does-not-exist" });
+    const res = await s.app.request("/v2/models/ghost/infer", {
+      method: "POST",
+      body: JSON.stringify({ inputs: [good] }),
+    });
+    expect(res.status).toBe(503);
+    expect(((await res.json()) as { error: string }).error).toMatch(
+      /model ghost version 1 failed to load: model artifact not found/,
+    );
+  });
+
+  it("exposes per-model request counts and latency histograms on /metrics", async () => {
+    await post("/v2/models/iris/infer", irisBody());
+    const text = await (await app.request("/metrics")).text();
+    expect(text).toMatch(/tern_agent_inference_requests_total\{model="iris",protocol="rest",code="200"\} \d+/);
+    expect(text).toMatch(/tern_agent_inference_requests_total\{model="iris",protocol="rest",code="400"\} \d+/);
+    expect(text).toMatch(/tern_agent_inference_requests_total\{model="_unknown",protocol="rest",code="404"\} \d+/);
+    expect(text).toMatch(/tern_agent_inference_duration_seconds_count\{model="iris",protocol="rest"\} \d+/);
+    expect(text).toMatch(/tern_agent_memory_bytes\{kind="resident"\} \d+/);
+  });
+});
