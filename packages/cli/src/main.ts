@@ -1,4 +1,9 @@
 import { closestMatch } from "@tern/core";
+import { applyCommand } from "./commands/apply.js";
+import { deleteCommand } from "./commands/delete.js";
+import { listCommand } from "./commands/list.js";
+import { serverCommand } from "./commands/server.js";
+import { statusCommand } from "./commands/status.js";
 import { validateCommand } from "./commands/validate.js";
 import { type CliIo, type Command, createProcessIo, EXIT_FAILED, EXIT_OK, EXIT_USAGE } from "./io.js";
 
@@ -6,7 +11,14 @@ import { type CliIo, type Command, createProcessIo, EXIT_FAILED, EXIT_OK, EXIT_U
  * The `tern` command line: a small dispatcher over subcommands. To add one, write `commands/<name>.ts` exporting a
  * {@link Command} and list it here.
  */
-export const commands: readonly Command[] = [validateCommand];
+export const commands: readonly Command[] = [
+  validateCommand,
+  applyCommand,
+  deleteCommand,
+  listCommand,
+  statusCommand,
+  serverCommand,
+];
 
 function topUsage(): string {
   const width = Math.max(...commands.map((c) => c.name.length));

@@ -1,0 +1,172 @@
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterEach, describe, expect, it } from "vitest";
+import { createControlApp } from "../../../scheduler/src/app.js";
+import { createHarness, type Harness, model, server, silentLogger } from "../../../scheduler/tests/unit/helpers.js";
+import { runApply, type SchedulerCommandIo } from "../../src/commands/apply.js";
+import { runDelete } from "../../src/commands/delete.js";
+import { runList } from "../../src/commands/list.js";
+import { runServer } from "../../src/commands/server.js";
+import { runStatus } from "../../src/commands/status.js";
+
+let h: Harness;
+let dir: string | undefined;
+afterEach(async () => {
+  await h?.close();
+  if (dir !== undefined) rmSync(dir, { recursive: true, force: true });
+  dir = undefined;
+});
+
+/** A real control app over an in-memory scheduler, reached through an injected fetch. */
+async function setup(token?: string) {
+  h = await createHarness();
+  const app = createControlApp({
+    active: () => h.scheduler,
+    store: h.store,
+    leaseName: "scheduler",
+    logger: silentLogger,
+    ...(token === undefined ? {} : { token }),
+  });
+  const out = { stdout: "", stderr: "" };
+  const io = (env: Record<string, string> = {}, stdin = ""): SchedulerCommandIo => ({
+    stdout: { write: (t: string) => (out.stdout += t) },
+    stderr: { write: (t: string) => (out.stderr += t) },
+    env: { TERN_SCHEDULER_URL: "http://scheduler.test", ...env },
+    cwd: dir ?? process.cwd(),
+    readStdin: async () => stdin,
+    fetch: ((input: string | URL | Request, init?: RequestInit) => app.fetch(new Request(input, init))) as typeof fetch,
+  });
+  const reset = () => {
+    out.stdout = "";
+    out.stderr = "";
+  };
+  return { io, out, reset };
+}
+
+function writeManifests(files: Record<string, string>): string {
+  dir = mkdtempSync(join(tmpdir(), "tern-cli-"));
+  for (const [name, text] of Object.entries(files)) writeFileSync(join(dir, name), text);
+  return dir;
+}
+
+describe("tern apply / list / status / delete / server", () => {
+  it("applies a directory of manifests and prints what happened", async () => {
+    const { io, out } = await setup();
+    const d = writeManifests({ "a-server.yaml": server("onnx", 1), "b-model.yaml": model("iris") });
+    expect(await runApply(["-f", d], io())).toBe(0);
+    expect(out.stdout).toBe("Server onnx created\nModel iris created (version 1)\n");
+    expect(h.scheduler.list("Model")).toHaveLength(1);
+  });
+
+  it("applies from standard input", async () => {
+    const { io, out } = await setup();
+    expect(await runApply(["-f", "-"], io({}, server("onnx", 2)))).toBe(0);
+    expect(out.stdout).toBe("Server onnx created\n");
+  });
+
+  it("refuses an invalid manifest before contacting the scheduler, with validate's message", async () => {
+    const { io, out } = await setup();
+    const d = writeManifests({ "bad.yaml": model("iris").replace("replicas: 1", "replicas: -1") });
+    expect(await runApply(["-f", join(d, "bad.yaml")], io())).toBe(1);
+    expect(out.stderr).toMatch(/bad\.yaml: document 1 \(Model iris\): spec\.replicas/);
+    expect(h.scheduler.list("Model")).toEqual([]);
+  });
+
+  it("exits 2 on usage errors", async () => {
+    const { io } = await setup();
+    expect(await runApply([], io())).toBe(2);
+    expect(await runList(["widgets"], io())).toBe(2);
+    expect(await runStatus(["model"], io())).toBe(2);
+    expect(await runStatus(["model", "iris", "-w", "Happy"], io())).toBe(2);
+    expect(await runDelete(["model"], io())).toBe(2);
+    expect(await runServer(["frobnicate"], io())).toBe(2);
+  });
+
+  it("lists models as a table and as JSON, accepting any kind spelling", async () => {
+    const { io, out, reset } = await setup();
+    await h.apply(`${server("onnx", 1)}---\n${model("iris")}`);
+    await h.agent("onnx", 0);
+    expect(await runList(["Model"], io())).toBe(0);
+    expect(out.stdout.split("\n")[0]).toMatch(/^NAME\s+VERSION\s+STATE\s+REPLICAS\s+AVAILABLE\s+SERVER\s+REASON$/);
+    expect(out.stdout).toMatch(/iris\s+1\s+ModelAvailable\s+1\s+1\s+onnx/);
+    reset();
+    expect(await runList(["models", "--json"], io())).toBe(0);
+    expect(JSON.parse(out.stdout)).toMatchObject([{ name: "iris", state: "ModelAvailable" }]);
+  });
+
+  it("prints a model's status as JSON with state, reason, replicas, availableReplicas and placement", async () => {
+    const { io, out } = await setup();
+    await h.apply(`${server("onnx", 2)}---\n${model("iris", "", 3)}`);
+    await h.agent("onnx", 0);
+    await h.agent("onnx", 1);
+    expect(await runStatus(["model", "iris", "--json"], io())).toBe(0);
+    const s = JSON.parse(out.stdout);
+    expect(s).toMatchObject({ state: "ScheduleFailed", replicas: 3, availableReplicas: 0, placement: [] });
+    expect(s.reason).toMatch(/3 replicas requested, server onnx has 2/);
+  });
+
+  it("waits for a state and succeeds once it is reached", async () => {
+    const { io, out } = await setup();
+    await h.apply(`${server("onnx", 1)}---\n${model("iris")}`);
+    const agent = await h.agent("onnx", 0, { auto: false });
+    const waiting = runStatus(["model", "iris", "-w", "ModelAvailable", "--timeout", "5"], io());
+    await agent.complete();
+    expect(await waiting).toBe(0);
+    expect(out.stdout).toMatch(/Model iris version 1: ModelAvailable/);
+    expect(out.stdout).toMatch(/onnx\/0 {2}Available/);
+  });
+
+  it("times out with exit 1 and says what the state is", async () => {
+    const { io, out } = await setup();
+    await h.apply(model("iris"));
+    expect(await runStatus(["model", "iris", "-w", "ModelAvailable", "--timeout", "0.3"], io())).toBe(1);
+    expect(out.stderr).toMatch(
+      /timed out after 0.3 s waiting for Model iris to be ModelAvailable; it is ScheduleFailed/,
+    );
+  });
+
+  it("deletes by kind and name, and by manifest; an unknown name exits 1", async () => {
+    const { io, out, reset } = await setup();
+    await h.apply(`${server("onnx", 1)}---\n${model("iris")}`);
+    expect(await runDelete(["model", "iris"], io())).toBe(0);
+    expect(out.stdout).toBe("Model iris deleted\n");
+    expect(await runStatus(["model", "iris", "-w", "ModelTerminated", "--timeout", "2"], io())).toBe(0);
+    reset();
+    const d = writeManifests({ "s.yaml": server("onnx", 1) });
+    expect(await runDelete(["-f", join(d, "s.yaml")], io())).toBe(0);
+    expect(out.stdout).toBe("Server onnx deleted\n");
+    reset();
+    expect(await runDelete(["model", "ghost"], io())).toBe(1);
+    expect(out.stderr).toBe("tern delete: Model ghost not found\n");
+  });
+
+  it("shows servers and one server with its replicas", async () => {
+    const { io, out, reset } = await setup();
+    await h.apply(server("onnx", 2));
+    await h.agent("onnx", 0);
+    expect(await runServer(["list"], io())).toBe(0);
+    expect(out.stdout).toMatch(/onnx\s+tern-onnx\s+ServerProgressing\s+2\s+1\s+0/);
+    reset();
+    expect(await runServer(["status", "onnx"], io())).toBe(0);
+    expect(out.stdout).toMatch(/Server onnx: ServerProgressing/);
+    expect(out.stdout).toMatch(/replica 0: 0 models/);
+    reset();
+    expect(await runServer(["status", "nope"], io())).toBe(1);
+  });
+
+  it("sends the token from TERN_SCHEDULER_TOKEN and reports a refusal", async () => {
+    const { io, out, reset } = await setup("t0ken");
+    expect(await runList(["models"], io())).toBe(1);
+    expect(out.stderr).toMatch(/bearer token/);
+    reset();
+    expect(await runList(["models"], io({ TERN_SCHEDULER_TOKEN: "t0ken" }))).toBe(0);
+  });
+
+  it("says where it looked when the scheduler cannot be reached", async () => {
+    const { io, out } = await setup();
+    const unreachable = { ...io({ TERN_SCHEDULER_URL: "http://127.0.0.1:9" }), fetch: undefined };
+    expect(await runList(["models"], unreachable)).toBe(1);
+    expect(out.stderr).toMatch(/cannot reach the scheduler at http:\/\/127\.0\.0\.1:9/);
+  });
+});

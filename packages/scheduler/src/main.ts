@@ -1,0 +1,60 @@
+import { hasCode } from "@tern/core";
+import { pino } from "pino";
+import { loadSchedulerConfig } from "./config.js";
+import { startSchedulerService } from "./service.js";
+import { createDynamoDbStore, ensureTable } from "./store/dynamodb-store.js";
+
+/**
+ * The scheduler process: `node --import tsx packages/scheduler/src/main.ts`. Reads its configuration from the
+ * environment (see config.ts), connects to DynamoDB, serves the control API and competes for the leader lease.
+ * SIGTERM/SIGINT release the lease (a standby takes over at once) and exit within TERN_SCHEDULER_SHUTDOWN_GRACE_MS.
+ */
+async function main(): Promise<number> {
+  let config: ReturnType<typeof loadSchedulerConfig>;
+  try {
+    config = loadSchedulerConfig();
+  } catch (err) {
+    process.stderr.write(`tern scheduler: ${(err as Error).message}\n`);
+    return hasCode(err, "config.invalid") ? 2 : 1;
+  }
+  const logger = pino({ level: config.LOG_LEVEL, base: { component: "scheduler" } });
+  const table = {
+    region: config.AWS_REGION,
+    table: config.TERN_TABLE,
+    ...(config.DYNAMODB_ENDPOINT ? { endpoint: config.DYNAMODB_ENDPOINT } : {}),
+  };
+  if (config.TERN_SCHEDULER_ENSURE_TABLE) {
+    const { created } = await ensureTable(table);
+    logger.info({ table: config.TERN_TABLE, created }, "state table ready");
+  }
+  const store = createDynamoDbStore(table);
+  const service = await startSchedulerService({ config, store, logger });
+
+  await new Promise<void>((resolve) => {
+    const onSignal = (signal: NodeJS.Signals) => {
+      logger.info({ signal }, "shutting down");
+      resolve();
+    };
+    process.once("SIGTERM", onSignal);
+    process.once("SIGINT", onSignal);
+  });
+  const grace = setTimeout(() => {
+    logger.error({ graceMs: config.TERN_SCHEDULER_SHUTDOWN_GRACE_MS }, "shutdown grace period over: exiting anyway");
+    process.exit(1);
+  }, config.TERN_SCHEDULER_SHUTDOWN_GRACE_MS);
+  grace.unref();
+  await service.close();
+  await store.close();
+  logger.info("stopped");
+  return 0;
+}
+
+main().then(
+  (code) => {
+    process.exitCode = code;
+  },
+  (err: unknown) => {
+    process.stderr.write(`tern scheduler: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
+    process.exitCode = 1;
+  },
+);

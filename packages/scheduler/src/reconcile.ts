@@ -1,0 +1,382 @@
+import { effectiveReplicas } from "@tern/core";
+import { wantedReplicas } from "./model-spec.js";
+import {
+  type ModelDemand,
+  type PlacementDecision,
+  placeModel,
+  type ReplicaView,
+  type ServerView,
+} from "./placement.js";
+import {
+  type ClusterState,
+  cloneClusterState,
+  type ModelRecord,
+  type ModelReplicaRecord,
+  type ModelVersionRecord,
+  type ReplicaRecord,
+  replicaId,
+  SERVING_STATES,
+  type ServerRecord,
+  UNLOAD_STATES,
+  WANTED_STATES,
+} from "./records.js";
+import { resolveCapabilities } from "./server-types.js";
+
+/**
+ * The reconciler: a pure function from a cluster state to the next one. The service calls it after every change
+ * (apply, delete, agent joined/left/drained, load or unload reported) and persists whatever differs.
+ *
+ * Rules it keeps (DESIGN §2):
+ * - each model's latest version is (re)placed by the placement engine on every pass, so failed and under-replicated
+ *   models are retried whenever capacity changes; the engine prefers where the model already is (no ping-pong);
+ * - make before break: a replica that placement no longer wants is unloaded only once every wanted replica serves;
+ *   older versions are unloaded only once the latest version is ModelAvailable;
+ * - when placement fails, the replicas that hold the model keep serving (ScheduleFailed with availableReplicas),
+ *   except on replicas that are leaving (scale-down, drain, server deletion), which must be able to finish leaving;
+ * - a replica at or above its Server's `replicas` is leaving (scale-down removes the highest indexes); it is a
+ *   placement candidate no more, and may stop once it holds nothing and every higher leaving replica may stop too.
+ */
+
+export interface ReconcileOptions {
+  /** Extra percentage of memory placement may commit on every replica, on top of the agent's own over-commit. @default 0 */
+  overcommitPercent?: number;
+}
+
+/** Derived facts about one registered replica (not stored: computed from the state). */
+export interface ReplicaDrainInfo {
+  /** Leaving: asked to drain, scaled away (index ≥ Server replicas) or its Server is being deleted or unknown. */
+  leaving: boolean;
+  /** Holds no model replica any more. */
+  drained: boolean;
+  /** Leaving and drained, and (scale-down) every higher-index leaving replica may stop as well. */
+  mayStop: boolean;
+}
+
+/** Returns the next state; the input is not modified. */
+export function reconcile(input: ClusterState, options: ReconcileOptions = {}): ClusterState {
+  const state = cloneClusterState(input);
+  const views = buildServerViews(state);
+  const viewIndex = new Map<string, ReplicaView>();
+  for (const server of views) for (const r of server.replicas) viewIndex.set(replicaId(server.name, r.index), r);
+  const leaving = (server: string, replica: number): boolean => isLeaving(state, server, replica);
+
+  for (const name of [...state.models.keys()].sort()) {
+    const model = state.models.get(name)!;
+    dropVanishedReplicas(state, model);
+    if (model.deleting) {
+      for (const version of model.versions) unloadAll(version);
+    } else {
+      reconcileLatest(model, views, viewIndex, leaving, options);
+      reconcileOlder(model, leaving);
+    }
+    model.versions = model.versions.filter(
+      (v, i) => v.replicas.length > 0 || (!model.deleting && i === model.versions.length - 1),
+    );
+    if (model.deleting && model.versions.length === 0) {
+      state.models.delete(name);
+      continue;
+    }
+    deriveModelState(model);
+  }
+
+  removeEmptyDeletedServers(state);
+  deriveExperiments(state);
+  return state;
+}
+
+/** The placement engine's view of every Server (deleting ones included, flagged), sorted by name. */
+export function buildServerViews(state: ClusterState): ServerView[] {
+  const usage = replicaUsage(state);
+  const views: ServerView[] = [];
+  for (const server of [...state.servers.values()].sort((a, b) => cmp(a.name, b.name))) {
+    const caps = resolveCapabilities(server.resource.spec);
+    const desired = desiredServerReplicas(server);
+    const replicas: ReplicaView[] = [];
+    for (const agent of agentsOf(state, server.name)) {
+      const use = usage.get(replicaId(server.name, agent.replica)) ?? { loaded: 0, reserved: 0, models: [] };
+      replicas.push({
+        index: agent.replica,
+        connected: true,
+        // Index ≥ desired (scale-down) is the engine's own "leaving" rule; deletion is `deleting` below.
+        draining: agent.draining,
+        memoryBytes: Math.floor(agent.memoryBytes * (1 + (agent.overcommitPercent ?? 0) / 100)),
+        loadedBytes: use.loaded,
+        reservedBytes: use.reserved,
+        models: use.models,
+      });
+    }
+    views.push({
+      name: server.name,
+      capabilities: caps.ok ? caps.capabilities : [],
+      deleting: server.deleting,
+      desiredReplicas: desired,
+      replicas,
+    });
+  }
+  return views;
+}
+
+/** The replica count a Server asks for. */
+export function desiredServerReplicas(server: ServerRecord): number {
+  return effectiveReplicas(server.resource.spec);
+}
+
+/** Drain facts of every registered replica, keyed by replica id. */
+export function replicaDrainInfo(state: ClusterState): Map<string, ReplicaDrainInfo> {
+  const holding = new Set<string>();
+  for (const model of state.models.values()) {
+    for (const version of model.versions) {
+      for (const r of version.replicas) holding.add(replicaId(r.server, r.replica));
+    }
+  }
+  const info = new Map<string, ReplicaDrainInfo>();
+  for (const [id, agent] of state.replicas) {
+    const leaving = isLeaving(state, agent.server, agent.replica);
+    const drained = !holding.has(id);
+    info.set(id, { leaving, drained, mayStop: leaving && drained });
+  }
+  // Highest index first: a leaving replica may stop only once every higher leaving replica of its server may.
+  for (const [id, agent] of state.replicas) {
+    const own = info.get(id)!;
+    if (!own.mayStop) continue;
+    for (const other of agentsOf(state, agent.server)) {
+      if (other.replica <= agent.replica) continue;
+      const o = info.get(replicaId(other.server, other.replica))!;
+      if (o.leaving && !o.mayStop) own.mayStop = false;
+    }
+  }
+  return info;
+}
+
+function isLeaving(state: ClusterState, server: string, replica: number): boolean {
+  const agent = state.replicas.get(replicaId(server, replica));
+  const record = state.servers.get(server);
+  if (record === undefined || record.deleting) return true;
+  return (agent?.draining ?? false) || replica >= desiredServerReplicas(record);
+}
+
+function agentsOf(state: ClusterState, server: string): ReplicaRecord[] {
+  return [...state.replicas.values()].filter((a) => a.server === server).sort((a, b) => a.replica - b.replica);
+}
+
+interface Usage {
+  loaded: number;
+  reserved: number;
+  models: { model: string; version: number }[];
+}
+
+/** Memory held (loaded or on its way out) and reserved (loads in flight) on each replica. */
+function replicaUsage(state: ClusterState): Map<string, Usage> {
+  const usage = new Map<string, Usage>();
+  for (const model of state.models.values()) {
+    for (const version of model.versions) {
+      for (const r of version.replicas) {
+        const id = replicaId(r.server, r.replica);
+        let u = usage.get(id);
+        if (u === undefined) {
+          u = { loaded: 0, reserved: 0, models: [] };
+          usage.set(id, u);
+        }
+        if (r.state === "LoadRequested" || r.state === "Loading") u.reserved += version.memoryBytes;
+        else if (r.state !== "LoadFailed") u.loaded += version.memoryBytes;
+        if (WANTED_STATES.has(r.state)) u.models.push({ model: model.name, version: version.version });
+      }
+    }
+  }
+  return usage;
+}
+
+/** Replicas whose agent is gone hold nothing any more. */
+function dropVanishedReplicas(state: ClusterState, model: ModelRecord): void {
+  for (const version of model.versions) {
+    version.replicas = version.replicas.filter((r) => state.replicas.has(replicaId(r.server, r.replica)));
+  }
+}
+
+/**
+ * Asks the agent to unload. A replica the agent never confirmed (LoadRequested) or that failed to load holds nothing
+ * we know of, so it is dropped at once (the agent, level-triggered, drops anything absent from its desired set).
+ */
+function unload(version: ModelVersionRecord, r: ModelReplicaRecord): void {
+  if (r.state === "LoadRequested" || r.state === "LoadFailed") {
+    version.replicas = version.replicas.filter((x) => x !== r);
+  } else if (!UNLOAD_STATES.has(r.state)) {
+    r.state = "UnloadRequested";
+    delete r.reason;
+  }
+}
+
+function unloadAll(version: ModelVersionRecord): void {
+  for (const r of [...version.replicas]) unload(version, r);
+}
+
+function latestOf(model: ModelRecord): ModelVersionRecord {
+  return model.versions[model.versions.length - 1]!;
+}
+
+function reconcileLatest(
+  model: ModelRecord,
+  views: ServerView[],
+  viewIndex: Map<string, ReplicaView>,
+  leaving: (server: string, replica: number) => boolean,
+  options: ReconcileOptions,
+): void {
+  const latest = latestOf(model);
+  const wanted = wantedReplicas(model.resource.spec);
+  const held = latest.replicas.filter((r) => WANTED_STATES.has(r.state));
+  const demand: ModelDemand = {
+    name: model.name,
+    version: latest.version,
+    memoryBytes: latest.memoryBytes,
+    replicas: wanted,
+    requirements: latest.requirements,
+  };
+  if (model.resource.spec.minReplicas !== undefined) demand.minReplicas = model.resource.spec.minReplicas;
+  if (latest.pinnedServer !== undefined) demand.server = latest.pinnedServer;
+  if (latest.server !== undefined && held.length > 0) {
+    demand.current = {
+      server: latest.server,
+      replicas: held.filter((r) => r.server === latest.server).map((r) => r.replica),
+    };
+  }
+  const decision: PlacementDecision = placeModel(demand, views, { overcommitPercent: options.overcommitPercent ?? 0 });
+
+  let target: { server: string; replicas: number[] } | undefined;
+  if (decision.status === "failed") {
+    model.scheduleFailure = decision.reason;
+    if (decision.server !== undefined) target = { server: decision.server, replicas: decision.replicas };
+  } else {
+    delete model.scheduleFailure;
+    target = { server: decision.server, replicas: decision.replicas };
+    latest.server = decision.server;
+  }
+  model.partialReason = decision.status === "partial" ? decision.reason : undefined;
+
+  if (target !== undefined) {
+    for (const index of target.replicas) {
+      const existing = latest.replicas.find((r) => r.server === target.server && r.replica === index);
+      // A replica still unloading this version comes back once it is gone; a failed load is not retried
+      // (it would fail the same way) until the model is applied again.
+      if (existing !== undefined) continue;
+      latest.replicas.push({ server: target.server, replica: index, state: "LoadRequested" });
+      const view = viewIndex.get(replicaId(target.server, index));
+      if (view !== undefined) {
+        view.reservedBytes += latest.memoryBytes;
+        view.models.push({ model: model.name, version: latest.version });
+      }
+    }
+  }
+
+  const inTarget = (r: ModelReplicaRecord): boolean =>
+    target !== undefined && r.server === target.server && target.replicas.includes(r.replica);
+  const targetServing =
+    target === undefined ||
+    target.replicas.every((index) =>
+      latest.replicas.some((r) => r.server === target.server && r.replica === index && SERVING_STATES.has(r.state)),
+    );
+  for (const r of [...latest.replicas]) {
+    if (inTarget(r) || !WANTED_STATES.has(r.state)) {
+      if (r.state === "LoadFailed" && !inTarget(r)) unload(latest, r);
+      continue;
+    }
+    if (!targetServing) continue;
+    if (decision.status !== "failed" || leaving(r.server, r.replica)) unload(latest, r);
+  }
+  model.targetCount = target?.replicas.length ?? 0;
+}
+
+/** Older versions go once the latest one is fully available; until then they keep serving. */
+function reconcileOlder(model: ModelRecord, leaving: (server: string, replica: number) => boolean): void {
+  const latest = latestOf(model);
+  const latestAvailable = isLatestAvailable(model);
+  const latestServes = latest.replicas.some((r) => SERVING_STATES.has(r.state));
+  for (const version of model.versions) {
+    if (version === latest) continue;
+    for (const r of [...version.replicas]) {
+      // A leaving replica may let an old version go as soon as the new one serves somewhere.
+      if (latestAvailable || (latestServes && leaving(r.server, r.replica)) || r.state === "LoadFailed") {
+        unload(version, r);
+      }
+    }
+  }
+}
+
+function isLatestAvailable(model: ModelRecord): boolean {
+  if (model.scheduleFailure !== undefined) return false;
+  const latest = latestOf(model);
+  const serving = latest.replicas.filter((r) => SERVING_STATES.has(r.state)).length;
+  const needed = model.targetCount ?? wantedReplicas(model.resource.spec);
+  return needed > 0 && serving >= needed && latest.replicas.every((r) => r.state !== "LoadFailed");
+}
+
+/** The newest version that has a serving replica: the one the route table sends traffic to. */
+export function servingVersion(model: ModelRecord): ModelVersionRecord | undefined {
+  for (let i = model.versions.length - 1; i >= 0; i--) {
+    const v = model.versions[i]!;
+    if (v.replicas.some((r) => SERVING_STATES.has(r.state))) return v;
+  }
+  return undefined;
+}
+
+function deriveModelState(model: ModelRecord): void {
+  const latest = latestOf(model);
+  delete model.reason;
+  if (model.deleting) {
+    model.state = "ModelTerminating";
+    return;
+  }
+  const failed = latest.replicas.filter((r) => r.state === "LoadFailed");
+  if (failed.length > 0) {
+    model.state = "ModelFailed";
+    model.reason = failed
+      .map((r) => `load failed on ${r.server}/${r.replica}: ${r.reason ?? "no reason given"}`)
+      .join("; ");
+    return;
+  }
+  if (model.scheduleFailure !== undefined) {
+    model.state = "ScheduleFailed";
+    model.reason = model.scheduleFailure;
+    return;
+  }
+  if (isLatestAvailable(model)) {
+    model.state = "ModelAvailable";
+    if (model.partialReason !== undefined) model.reason = model.partialReason;
+    return;
+  }
+  model.state = "ModelProgressing";
+  const serving = latest.replicas.filter((r) => SERVING_STATES.has(r.state)).length;
+  model.reason = `${serving} of ${model.targetCount ?? wantedReplicas(model.resource.spec)} replicas available`;
+}
+
+function removeEmptyDeletedServers(state: ClusterState): void {
+  for (const [name, server] of state.servers) {
+    if (!server.deleting) continue;
+    const holds = [...state.models.values()].some((m) =>
+      m.versions.some((v) => v.replicas.some((r) => r.server === name)),
+    );
+    if (!holds) state.servers.delete(name);
+  }
+}
+
+function deriveExperiments(state: ClusterState): void {
+  for (const experiment of state.experiments.values()) {
+    const spec = experiment.resource.spec;
+    delete experiment.reason;
+    if ((spec.resourceType ?? "model") === "pipeline") {
+      experiment.active = false;
+      experiment.reason = "pipeline experiments wait for the dataflow engine, which is not available yet";
+      continue;
+    }
+    const names = [...spec.candidates.map((c) => c.name), ...(spec.mirror ? [spec.mirror.name] : [])];
+    const missing = names.filter((n) => {
+      const model = state.models.get(n);
+      return model === undefined || model.deleting || servingVersion(model) === undefined;
+    });
+    experiment.active = missing.length === 0;
+    if (missing.length > 0) experiment.reason = `not serving yet: ${missing.join(", ")}`;
+  }
+}
+
+function cmp(a: string, b: string): number {
+  return a < b ? -1 : a > b ? 1 : 0;
+}

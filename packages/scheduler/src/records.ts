@@ -1,0 +1,138 @@
+import type {
+  AgentRegistration,
+  ExperimentResource,
+  ModelResource,
+  ModelState,
+  ParameterSpec,
+  PipelineResource,
+  PipelineState,
+  ReplicaState,
+  ServerResource,
+} from "@tern/core";
+
+/**
+ * The scheduler's state, exactly as it is persisted (one store item per record, see `collections` below). The
+ * reconciler is a pure function of a {@link ClusterState}; the service keeps one in memory and writes every change
+ * through the state store port.
+ */
+
+/** Store collections. The ids are resource names, except replicas (`<server>/<index>`) and the fixed items. */
+export const COLLECTIONS = {
+  model: "model",
+  server: "server",
+  replica: "replica",
+  pipeline: "pipeline",
+  experiment: "experiment",
+  routes: "routes",
+  meta: "meta",
+} as const;
+
+/** The route table item Lambda gateways read. */
+export const ROUTES_KEY = { collection: COLLECTIONS.routes, id: "current" } as const;
+/** The revision counter, bumped in the same transaction as every change. */
+export const REVISION_KEY = { collection: COLLECTIONS.meta, id: "revision" } as const;
+
+/** One replica of a model version on one server replica. */
+export interface ModelReplicaRecord {
+  server: string;
+  replica: number;
+  state: ReplicaState;
+  reason?: string;
+}
+
+/** One version of a model: everything but the replica counts is fixed per version. */
+export interface ModelVersionRecord {
+  version: number;
+  /** Canonical JSON of the spec fields that define a version; a different key makes a new version. */
+  specKey: string;
+  storageUri: string;
+  memoryBytes: number;
+  requirements: string[];
+  parameters: ParameterSpec[];
+  /** `spec.server`: the model is pinned to this Server. */
+  pinnedServer?: string;
+  /** The one Server this version's replicas live on (chosen by placement). */
+  server?: string;
+  replicas: ModelReplicaRecord[];
+}
+
+export interface ModelRecord {
+  name: string;
+  /** The manifest last applied. */
+  resource: ModelResource;
+  /** Ascending; the last one is the latest version, older ones keep serving until it is available. */
+  versions: ModelVersionRecord[];
+  deleting: boolean;
+  /** Derived by the reconciler (kept in the record so that lists and standbys need no recomputation). */
+  state: ModelState;
+  reason?: string;
+  /** Set when the last placement of the latest version failed. */
+  scheduleFailure?: string;
+  /** Set when placement could place only some replicas (at least `minReplicas`). */
+  partialReason?: string;
+  /** How many replicas of the latest version placement wants (what "all available" means). */
+  targetCount?: number;
+}
+
+export interface ServerRecord {
+  name: string;
+  resource: ServerResource;
+  deleting: boolean;
+}
+
+/** A registered agent: one replica of a server. */
+export interface ReplicaRecord extends AgentRegistration {
+  /** The agent asked to be drained (it is shutting down). Scale-down draining is derived, not stored. */
+  draining: boolean;
+  registeredAt: number;
+}
+
+export interface PipelineRecord {
+  name: string;
+  resource: PipelineResource;
+  state: PipelineState;
+  reason?: string;
+}
+
+export interface ExperimentRecord {
+  name: string;
+  resource: ExperimentResource;
+  /** True when every candidate (and the mirror) can serve. */
+  active: boolean;
+  reason?: string;
+}
+
+/** Everything the reconciler decides from. Maps are keyed by store id. */
+export interface ClusterState {
+  models: Map<string, ModelRecord>;
+  servers: Map<string, ServerRecord>;
+  replicas: Map<string, ReplicaRecord>;
+  pipelines: Map<string, PipelineRecord>;
+  experiments: Map<string, ExperimentRecord>;
+}
+
+export function emptyClusterState(): ClusterState {
+  return {
+    models: new Map(),
+    servers: new Map(),
+    replicas: new Map(),
+    pipelines: new Map(),
+    experiments: new Map(),
+  };
+}
+
+export function cloneClusterState(state: ClusterState): ClusterState {
+  return structuredClone(state);
+}
+
+/** Store id of a server replica. */
+export function replicaId(server: string, replica: number): string {
+  return `${server}/${replica}`;
+}
+
+/** Replica states in which the replica should hold the model (the agent's desired set). */
+export const WANTED_STATES: ReadonlySet<ReplicaState> = new Set(["LoadRequested", "Loading", "Loaded", "Available"]);
+/** Replica states on the way out. */
+export const UNLOAD_STATES: ReadonlySet<ReplicaState> = new Set(["UnloadRequested", "Unloading", "Unloaded"]);
+/** States that count as serving. Agents may report `Loaded` or `Available`; both can take traffic. */
+export const SERVING_STATES: ReadonlySet<ReplicaState> = new Set(["Loaded", "Available"]);

@@ -1,0 +1,253 @@
+import { formatProblem, parseManifests } from "@tern/core";
+import { afterEach, describe, expect, it } from "vitest";
+import { createControlApp } from "../../src/app.js";
+import type { Scheduler } from "../../src/scheduler.js";
+import { createHarness, type Harness, model, server, silentLogger } from "./helpers.js";
+
+let h: Harness;
+afterEach(async () => {
+  await h?.close();
+});
+
+interface SseEvent {
+  event?: string;
+  id?: string;
+  data?: string;
+}
+
+/** Reads server-sent events from a response until `count` arrived (or the deadline passes), then cancels it. */
+async function readEvents(
+  res: Response,
+  count: number,
+  deadlineMs = 3000,
+): Promise<{ events: SseEvent[]; comments: number }> {
+  const reader = res.body!.getReader();
+  const decoder = new TextDecoder();
+  const events: SseEvent[] = [];
+  let comments = 0;
+  let buffer = "";
+  const deadline = Date.now() + deadlineMs;
+  try {
+    while (events.length < count && Date.now() < deadline) {
+      const timeout = new Promise<{ done: true; value: undefined }>((r) =>
+        setTimeout(() => r({ done: true, value: undefined }), Math.max(1, deadline - Date.now())),
+      );
+      const { done, value } = await Promise.race([reader.read(), timeout]);
+      if (done) break;
+      buffer += decoder.decode(value, { stream: true });
+      let sep = buffer.indexOf("\n\n");
+      while (sep >= 0) {
+        const block = buffer.slice(0, sep);
+        buffer = buffer.slice(sep + 2);
+        const e: SseEvent = {};
+        let isComment = true;
+        for (const line of block.split("\n")) {
+          if (line.startsWith(":")) continue;
+          isComment = false;
+          const i = line.indexOf(":");
+          const field = line.slice(0, i);
+          const v = line.slice(i + 1).trimStart();
+          if (field === "data") e.data = e.data === undefined ? v : `${e.data}\n${v}`;
+          else if (field === "event" || field === "id") e[field] = v;
+        }
+        if (isComment) comments++;
+        else events.push(e);
+        sep = buffer.indexOf("\n\n");
+      }
+    }
+  } finally {
+    await reader.cancel().catch(() => undefined);
+  }
+  return { events, comments };
+}
+
+async function setup(options: { token?: string; standby?: boolean; heartbeatMs?: number; historyLimit?: number } = {}) {
+  h = await createHarness(options.historyLimit === undefined ? {} : { historyLimit: options.historyLimit });
+  const active: Scheduler | undefined = options.standby ? undefined : h.scheduler;
+  const app = createControlApp({
+    active: () => active,
+    store: h.store,
+    leaseName: "scheduler",
+    logger: silentLogger,
+    ...(options.token === undefined ? {} : { token: options.token }),
+    streamHeartbeatMs: options.heartbeatMs ?? 15_000,
+  });
+  return app;
+}
+
+describe("control API", () => {
+  it("applies YAML with several documents and lists and shows what it stored", async () => {
+    const app = await setup();
+    const res = await app.request("/v1/apply", { method: "POST", body: `${server("onnx", 1)}---\n${model("iris")}` });
+    expect(res.status).toBe(200);
+    const body = (await res.json()) as { results: unknown[]; revision: number };
+    expect(body.results).toEqual([
+      { kind: "Server", name: "onnx", action: "created" },
+      { kind: "Model", name: "iris", action: "created", version: 1 },
+    ]);
+    expect(body.revision).toBeGreaterThan(0);
+    const list = (await (await app.request("/v1/models")).json()) as { items: { name: string; state: string }[] };
+    expect(list.items.map((m) => [m.name, m.state])).toEqual([["iris", "ScheduleFailed"]]);
+    const one = (await (await app.request("/v1/Model/iris")).json()) as { state: string; replicas: number };
+    expect(one).toMatchObject({ name: "iris", replicas: 1, availableReplicas: 0, placement: [] });
+    const srv = await app.request("/v1/servers/onnx");
+    expect(await srv.json()).toMatchObject({ name: "onnx", capabilities: ["onnx"], replicas: 1 });
+    expect((await app.request("/v1/models/nope")).status).toBe(404);
+    expect(await (await app.request("/v1/widgets")).json()).toEqual({
+      error: 'unknown kind "widgets": expected model, server, pipeline or experiment',
+    });
+  });
+
+  it("accepts a JSON manifest", async () => {
+    const app = await setup();
+    const json = JSON.stringify({
+      apiVersion: "mlops.seldon.io/v1alpha1",
+      kind: "Server",
+      metadata: { name: "s" },
+      spec: { serverConfig: "mlserver", replicas: 2 },
+    });
+    const res = await app.request("/v1/apply", {
+      method: "POST",
+      body: json,
+      headers: { "content-type": "application/json" },
+    });
+    expect(res.status).toBe(200);
+    expect(await (await app.request("/v1/servers/s")).json()).toMatchObject({
+      replicas: 2,
+      state: "ServerProgressing",
+    });
+  });
+
+  it("rejects an invalid manifest with 400 and the messages tern validate prints", async () => {
+    const app = await setup();
+    const bad = model("iris").replace("replicas: 1", "replicas: -2");
+    const expected = parseManifests(bad).problems.map(formatProblem);
+    expect(expected.length).toBeGreaterThan(0);
+    const res = await app.request("/v1/apply", { method: "POST", body: bad });
+    expect(res.status).toBe(400);
+    const body = (await res.json()) as { error: string; problems: unknown[] };
+    expect(body.error).toBe(expected.join("\n"));
+    expect(body.problems).toHaveLength(expected.length);
+    expect((await app.request("/v1/models")).status).toBe(200);
+    expect(((await (await app.request("/v1/models")).json()) as { items: unknown[] }).items).toEqual([]);
+  });
+
+  it("requires the bearer token when one is configured", async () => {
+    const app = await setup({ token: "s3cret" });
+    expect((await app.request("/v1/models")).status).toBe(401);
+    expect((await app.request("/v1/models", { headers: { authorization: "Bearer wrong" } })).status).toBe(401);
+    const ok = await app.request("/v1/models", { headers: { authorization: "Bearer s3cret" } });
+    expect(ok.status).toBe(200);
+    expect((await app.request("/healthz")).status).toBe(200);
+  });
+
+  it("answers writes with 503 naming the leader when standing by, and serves reads from the store", async () => {
+    const app = await setup({ standby: true });
+    await h.apply(server("onnx", 1));
+    const res = await app.request("/v1/apply", { method: "POST", body: model("iris") });
+    expect(res.status).toBe(503);
+    expect(await res.json()).toMatchObject({ error: "not the active scheduler", leader: { holder: "test" } });
+    const list = (await (await app.request("/v1/servers")).json()) as { items: { name: string }[] };
+    expect(list.items.map((s) => s.name)).toEqual(["onnx"]);
+    expect(await (await app.request("/v1/status")).json()).toMatchObject({
+      active: false,
+      revision: h.scheduler.revision,
+    });
+  });
+
+  it("streams every change with its revision, resuming from a revision", async () => {
+    const app = await setup();
+    await app.request("/v1/apply", { method: "POST", body: server("onnx", 1) });
+    const from = h.scheduler.revision;
+    await app.request("/v1/apply", { method: "POST", body: model("a") });
+    await app.request("/v1/apply", { method: "POST", body: model("b") });
+    const res = await app.request(`/v1/watch?fromRevision=${from}`);
+    expect(res.headers.get("content-type")).toMatch(/text\/event-stream/);
+    const { events } = await readEvents(res, 2);
+    expect(events.map((e) => e.id)).toEqual([String(from + 1), String(from + 2)]);
+    const first = JSON.parse(events[0]!.data!) as { revision: number; changes: { kind: string; name: string }[] };
+    expect(first.revision).toBe(from + 1);
+    expect(first.changes).toContainEqual(expect.objectContaining({ kind: "model", name: "a", type: "put" }));
+  });
+
+  it("delivers live changes to a watcher that started at the current revision", async () => {
+    const app = await setup();
+    const res = await app.request(`/v1/watch?fromRevision=${h.scheduler.revision}`);
+    const reading = readEvents(res, 1);
+    await app.request("/v1/apply", { method: "POST", body: server("onnx", 1) });
+    const { events } = await reading;
+    expect(events).toHaveLength(1);
+    expect(events[0]).toMatchObject({ event: "change", id: String(h.scheduler.revision) });
+  });
+
+  it("tells a watcher whose revision is outside the kept history to re-list", async () => {
+    const app = await setup({ historyLimit: 2 });
+    for (let i = 0; i < 4; i++) await app.request("/v1/apply", { method: "POST", body: model(`m${i}`) });
+    const res = await app.request("/v1/watch?fromRevision=0");
+    const { events } = await readEvents(res, 1);
+    expect(events[0]).toMatchObject({ event: "reset", id: String(h.scheduler.revision) });
+    expect(JSON.parse(events[0]!.data!)).toMatchObject({ revision: h.scheduler.revision });
+  });
+
+  it("keeps idle streams alive with heartbeat comments", async () => {
+    const app = await setup({ heartbeatMs: 20 });
+    const res = await app.request("/v1/watch");
+    const { comments } = await readEvents(res, 1, 200);
+    expect(comments).toBeGreaterThan(0);
+  });
+
+  it("runs the agent protocol: register, assignments stream, events, heartbeat, view, drain, leave", async () => {
+    const app = await setup();
+    await app.request("/v1/apply", { method: "POST", body: `${server("onnx", 1)}---\n${model("iris")}` });
+    const reg = await app.request("/v1/agents", {
+      method: "POST",
+      body: JSON.stringify({
+        server: "onnx",
+        replica: 0,
+        capabilities: ["onnx"],
+        memoryBytes: 1 << 30,
+        endpoints: { http: "http://127.0.0.1:9500" },
+        loaded: [],
+      }),
+    });
+    expect(reg.status).toBe(200);
+    expect(await reg.json()).toEqual({ heartbeatIntervalMs: 2000, heartbeatTimeoutMs: 6000 });
+    const stream = await app.request("/v1/agents/onnx/0/assignments");
+    const { events } = await readEvents(stream, 1);
+    const assignments = JSON.parse(events[0]!.data!) as { models: { model: string; version: number }[] };
+    expect(assignments.models.map((m) => [m.model, m.version])).toEqual([["iris", 1]]);
+    const ev = await app.request("/v1/agents/onnx/0/events", {
+      method: "POST",
+      body: JSON.stringify({ model: "iris", version: 1, state: "Available" }),
+    });
+    expect(ev.status).toBe(204);
+    expect(await (await app.request("/v1/models/iris")).json()).toMatchObject({
+      state: "ModelAvailable",
+      availableReplicas: 1,
+    });
+    expect((await (await app.request("/v1/routes")).json()) as object).toMatchObject({
+      models: { iris: { endpoints: [{ http: "http://127.0.0.1:9500", replica: 0 }] } },
+    });
+    expect((await app.request("/v1/agents/onnx/0/heartbeat", { method: "POST" })).status).toBe(204);
+    expect((await app.request("/v1/agents/onnx/7/heartbeat", { method: "POST" })).status).toBe(404);
+    const bad = await app.request("/v1/agents/onnx/0/events", {
+      method: "POST",
+      body: JSON.stringify({ model: "iris", version: 1, state: "Happy" }),
+    });
+    expect(bad.status).toBe(400);
+    expect((await app.request("/v1/agents/onnx/0/drain", { method: "POST" })).status).toBe(202);
+    expect(await (await app.request("/v1/agents/onnx/0")).json()).toMatchObject({ draining: true, drained: false });
+    expect((await app.request("/v1/agents/onnx/0", { method: "DELETE" })).status).toBe(204);
+    expect((await app.request("/v1/agents/onnx/0")).status).toBe(404);
+  });
+
+  it("deletes resources and answers 404 for unknown ones", async () => {
+    const app = await setup();
+    await app.request("/v1/apply", { method: "POST", body: server("onnx", 1) });
+    expect((await app.request("/v1/servers/onnx", { method: "DELETE" })).status).toBe(200);
+    expect((await app.request("/v1/servers/onnx")).status).toBe(404);
+    const res = await app.request("/v1/models/ghost", { method: "DELETE" });
+    expect(res.status).toBe(404);
+    expect(await res.json()).toEqual({ error: "Model ghost not found" });
+  });
+});
