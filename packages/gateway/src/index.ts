@@ -1,1 +1,15 @@
-export {};
+export * from "./api-keys.js";
+export * from "./app.js";
+export * from "./balancer.js";
+export * from "./config.js";
+export * from "./dynamodb-route-source.js";
+export * from "./errors.js";
+export * from "./grpc-proxy.js";
+export * from "./lambda-app.js";
+export * from "./metrics.js";
+export * from "./route-source.js";
+export * from "./route-table.js";
+export * from "./routing.js";
+export * from "./scheduler-watch-source.js";
+export * from "./start.js";
+export * from "./upstream.js";

@@ -1,0 +1,362 @@
+import { REQUEST_ID_HEADER, type ReplicaEndpoint, SELDON_MODEL_HEADER, SELDON_ROUTE_HEADER } from "@tern/core";
+import { type Context, Hono } from "hono";
+import type { Logger } from "pino";
+import type { ApiKeyCheck } from "./api-keys.js";
+import { type Balancer, createBalancer } from "./balancer.js";
+import { codeOf, GatewayError, httpStatusOf, UpstreamError } from "./errors.js";
+import { type GatewayMetrics, noopMetrics } from "./metrics.js";
+import type { RouteSource } from "./route-source.js";
+import { parseSeldonModelHeader, type RouteDecision, resolveRoute, type Target } from "./routing.js";
+import type { Upstream, UpstreamResponse } from "./upstream.js";
+
+/** Behaviour switches of the app; parsed from the environment by `config.ts` at the entry. */
+export interface AppConfig {
+  /** Every request ends by then: 504 when the agent has not answered. @default 60000 */
+  deadlineMs?: number;
+  /** Larger request bodies get 413. @default 10485760 (10 MiB) */
+  bodyLimitBytes?: number;
+  /** Reject malformed JSON bodies at the gateway (400) instead of letting the agent answer. @default false */
+  validateJson?: boolean;
+  /** Mirror copies in flight at once; more are dropped, never queued. @default 64 */
+  maxMirrorsInFlight?: number;
+  /** Name reported by `GET /v2`. @default "tern-gateway" */
+  serverName?: string;
+}
+
+export interface AppDeps {
+  routes: RouteSource;
+  upstream: Upstream;
+  logger: Logger;
+  config?: AppConfig;
+  /** When set, every route but the health checks requires a valid API key. */
+  apiKeys?: ApiKeyCheck;
+  metrics?: GatewayMetrics;
+  /** Uniform in [0, 1); experiments draw from it. @default Math.random */
+  random?: () => number;
+  /** Milliseconds, monotonic; for latency metrics. @default performance.now */
+  now?: () => number;
+  /** Node entry only: serves `GET /metrics` (Prometheus text). */
+  metricsText?: () => Promise<{ contentType: string; body: string }>;
+  balancer?: Balancer;
+}
+
+/** Request headers passed to agents; `authorization` never is (keys are the gateway's, not the agent's). */
+const FORWARD_REQUEST_HEADERS = [
+  "content-type",
+  "accept",
+  "inference-header-content-length",
+  REQUEST_ID_HEADER,
+  "traceparent",
+];
+/** Response headers passed back; hop-by-hop and length headers are the server's own business. */
+const FORWARD_RESPONSE_HEADERS = ["content-type", "inference-header-content-length", REQUEST_ID_HEADER];
+
+type Op = "infer" | "ready" | "metadata";
+
+/**
+ * The gateway as one Hono app: OIP REST in, agents' OIP REST out. Entries (`server.ts`, `lambda.ts`) only build its
+ * dependencies; nothing here reads the environment.
+ */
+export function createApp(deps: AppDeps): Hono {
+  const config = deps.config ?? {};
+  const deadlineMs = config.deadlineMs ?? 60_000;
+  const bodyLimit = config.bodyLimitBytes ?? 10 * 1024 * 1024;
+  const validateJson = config.validateJson ?? false;
+  const maxMirrors = config.maxMirrorsInFlight ?? 64;
+  const serverName = config.serverName ?? "tern-gateway";
+  const metrics = deps.metrics ?? noopMetrics;
+  const random = deps.random ?? Math.random;
+  const now = deps.now ?? (() => performance.now());
+  const balancer = deps.balancer ?? createBalancer();
+  const { upstream, logger, routes } = deps;
+  let mirrorsInFlight = 0;
+
+  const app = new Hono();
+
+  app.onError((err, c) => {
+    const status = httpStatusOf(err);
+    if (status >= 500 && codeOf(err) === undefined) {
+      logger.error({ err, path: c.req.path }, "unexpected gateway error");
+      return c.json({ error: "internal error" }, 500);
+    }
+    if (status === 401) c.header("www-authenticate", 'Bearer realm="tern"');
+    return c.json({ error: err.message }, status as 400);
+  });
+  app.notFound((c) => c.json({ error: `no route for ${c.req.method} ${c.req.path}` }, 404));
+
+  app.get("/v2/health/live", (c) => c.json({ live: true }));
+  app.get("/v2/health/ready", async (c) => {
+    const table = await tableOrUndefined();
+    return table ? c.json({ ready: true }) : c.json({ ready: false, error: "gateway has no route table yet" }, 503);
+  });
+  if (deps.metricsText) {
+    const metricsText = deps.metricsText;
+    app.get("/metrics", async (c) => {
+      const { contentType, body } = await metricsText();
+      return c.body(body, 200, { "content-type": contentType });
+    });
+  }
+
+  if (deps.apiKeys) {
+    const check = deps.apiKeys;
+    app.use("/v2/*", async (c, next) => {
+      check(c.req.header("authorization"));
+      await next();
+    });
+  }
+
+  app.get("/v2", (c) => c.json({ name: serverName, version: "0.1.0", extensions: ["binary_tensor_data"] }));
+
+  // Models. The seldon-model header, when present, routes instead of the path's name.
+  for (const [suffix, op] of [
+    ["", "metadata"],
+    ["/ready", "ready"],
+    ["/infer", "infer"],
+  ] as const) {
+    const method = op === "infer" ? "post" : "get";
+    app[method](`/v2/models/:model${suffix}`, (c) => forward(c, modelTarget(c, c.req.param("model")), op));
+    app[method](`/v2/models/:model/versions/:version${suffix}`, (c) => {
+      const version = Number(c.req.param("version"));
+      if (!Number.isSafeInteger(version) || version < 1) {
+        throw new GatewayError(
+          "bad_request",
+          `model version ${JSON.stringify(c.req.param("version"))} is not a positive integer`,
+        );
+      }
+      return forward(c, modelTarget(c, c.req.param("model"), version), op);
+    });
+    app[method](`/v2/pipelines/:pipeline${suffix}`, (c) =>
+      forward(c, headerTarget(c) ?? { kind: "pipeline", name: c.req.param("pipeline") }, op),
+    );
+  }
+
+  return app;
+
+  function headerTarget(c: Context): Target | undefined {
+    return parseSeldonModelHeader(c.req.header(SELDON_MODEL_HEADER));
+  }
+
+  function modelTarget(c: Context, name: string, version?: number): Target {
+    const header = headerTarget(c);
+    if (header) return header.kind === "model" && version !== undefined ? { ...header, version } : header;
+    return version === undefined ? { kind: "model", name } : { kind: "model", name, version };
+  }
+
+  async function tableOrUndefined() {
+    try {
+      return await routes.table();
+    } catch (err) {
+      logger.warn({ err }, "route source failed");
+      return undefined;
+    }
+  }
+
+  async function forward(c: Context, target: Target, op: Op): Promise<Response> {
+    const started = now();
+    let model = "";
+    let status = 500;
+    try {
+      // The body is checked before routing so that a too-large or malformed body gets the same answer for any model.
+      const body = op === "infer" ? await readBody(c.req.raw) : undefined;
+      if (body && validateJson) checkJson(c.req.raw.headers, body);
+      const table = await routes.table();
+      if (!table) throw new GatewayError("unavailable", "gateway has no route table yet", { retriable: true });
+      const decision = resolveRoute(table, target, { op, stickyRoute: c.req.header(SELDON_ROUTE_HEADER), random });
+      model = decision.model;
+      const headers = forwardHeaders(c.req.raw.headers);
+      const path = upstreamPath(decision, op);
+      if (decision.mirror && body) mirror(decision.mirror.model, decision.mirror.endpoints, path, headers, body);
+      const res = await callWithRetry(decision, path, headers, body, op === "infer" ? "POST" : "GET");
+      status = res.status;
+      return toResponse(res, decision.route);
+    } catch (err) {
+      status = httpStatusOf(err);
+      throw err;
+    } finally {
+      metrics.request(model, op, status, (now() - started) / 1000);
+    }
+  }
+
+  async function callWithRetry(
+    decision: RouteDecision,
+    path: string,
+    headers: Record<string, string>,
+    body: Uint8Array | undefined,
+    method: "GET" | "POST",
+  ): Promise<UpstreamResponse> {
+    const controller = new AbortController();
+    const timer = setTimeout(() => controller.abort(), deadlineMs);
+    const first = balancer.pick(decision.model, decision.endpoints)!;
+    try {
+      try {
+        return await callOne(first, decision.model, path, headers, body, method, controller.signal);
+      } catch (err) {
+        if (!(err instanceof UpstreamError) || !err.connectFailed) throw err;
+        const second = balancer.pick(decision.model, decision.endpoints, first);
+        if (!second) throw err;
+        logger.debug({ model: decision.model, failed: first.http, retry: second.http }, "retrying on another replica");
+        return await callOne(second, decision.model, path, headers, body, method, controller.signal);
+      }
+    } catch (err) {
+      if (err instanceof UpstreamError) {
+        if (err.code === "timeout") {
+          throw new GatewayError("timeout", `model ${decision.model} did not answer within ${deadlineMs} ms`, {
+            cause: err,
+          });
+        }
+        throw new GatewayError("unavailable", `model ${decision.model} is unavailable: ${err.message}`, {
+          cause: err,
+          retriable: true,
+        });
+      }
+      throw err;
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  async function callOne(
+    endpoint: ReplicaEndpoint,
+    model: string,
+    path: string,
+    headers: Record<string, string>,
+    body: Uint8Array | undefined,
+    method: "GET" | "POST",
+    signal: AbortSignal,
+  ): Promise<UpstreamResponse> {
+    const end = balancer.begin(endpoint);
+    try {
+      const request = { method, url: endpoint.http + path, headers, signal, ...(body ? { body } : {}) };
+      return await upstream.call(request);
+    } catch (err) {
+      const kind =
+        err instanceof UpstreamError
+          ? err.code === "timeout"
+            ? "timeout"
+            : err.connectFailed
+              ? "connect"
+              : "other"
+          : "other";
+      metrics.upstreamError(model, kind);
+      throw err;
+    } finally {
+      end();
+    }
+  }
+
+  /** Fire-and-forget copy: bounded, never awaited, its outcome only counted. */
+  function mirror(
+    model: string,
+    endpoints: readonly ReplicaEndpoint[],
+    callerPath: string,
+    headers: Record<string, string>,
+    body: Uint8Array,
+  ): void {
+    if (mirrorsInFlight >= maxMirrors) {
+      metrics.mirror("dropped");
+      return;
+    }
+    const endpoint = balancer.pick(model, endpoints);
+    if (!endpoint) return;
+    mirrorsInFlight++;
+    metrics.mirror("sent");
+    const path = callerPath.replace(/^\/v2\/models\/[^/]+/, `/v2/models/${model}`);
+    const controller = new AbortController();
+    const timer = setTimeout(() => controller.abort(), deadlineMs);
+    const end = balancer.begin(endpoint);
+    upstream
+      .call({ method: "POST", url: endpoint.http + path, headers, body, signal: controller.signal })
+      .catch((err: unknown) => {
+        metrics.mirror("failed");
+        logger.debug({ err, model }, "mirror call failed");
+      })
+      .finally(() => {
+        clearTimeout(timer);
+        end();
+        mirrorsInFlight--;
+      });
+  }
+
+  async function readBody(request: Request): Promise<Uint8Array> {
+    const declared = request.headers.get("content-length");
+    if (declared !== null && Number(declared) > bodyLimit) throw tooLarge();
+    if (declared !== null) {
+      // arrayBuffer() has a fast path in @hono/node-server; touching `request.body` would build a full undici Request.
+      const buf = new Uint8Array(await request.arrayBuffer());
+      if (buf.byteLength > bodyLimit) throw tooLarge();
+      return buf;
+    }
+    if (!request.body) return new Uint8Array(0);
+    // No declared length (chunked): count as it arrives and stop reading past the limit.
+    const reader = request.body.getReader();
+    const chunks: Uint8Array[] = [];
+    let size = 0;
+    for (;;) {
+      const { done, value } = await reader.read();
+      if (done) break;
+      size += value.byteLength;
+      if (size > bodyLimit) {
+        await reader.cancel();
+        throw tooLarge();
+      }
+      chunks.push(value);
+    }
+    return Buffer.concat(chunks);
+  }
+
+  function tooLarge(): GatewayError {
+    return new GatewayError("too_large", `request body is larger than the limit of ${bodyLimit} bytes`);
+  }
+}
+
+function upstreamPath(decision: RouteDecision, op: Op): string {
+  const version = decision.version === undefined ? "" : `/versions/${decision.version}`;
+  const suffix = op === "infer" ? "/infer" : op === "ready" ? "/ready" : "";
+  return `/v2/models/${encodeURIComponent(decision.model)}${version}${suffix}`;
+}
+
+function forwardHeaders(incoming: Headers): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const name of FORWARD_REQUEST_HEADERS) {
+    const value = incoming.get(name);
+    if (value !== null) out[name] = value;
+  }
+  return out;
+}
+
+function toResponse(res: UpstreamResponse, route: string): Response {
+  const headers = new Headers();
+  for (const name of FORWARD_RESPONSE_HEADERS) {
+    const value = res.headers[name];
+    if (typeof value === "string") headers.set(name, value);
+  }
+  headers.set(SELDON_ROUTE_HEADER, route);
+  const body = res.status === 204 || res.status === 304 ? null : (res.body as Uint8Array<ArrayBuffer>);
+  return new Response(body, { status: res.status, headers });
+}
+
+/**
+ * JSON check for `validateJson`: binary-extension bodies carry a JSON header of `Inference-Header-Content-Length`
+ * bytes followed by raw tensor data, so only that prefix is parsed.
+ */
+function checkJson(headers: Headers, body: Uint8Array): void {
+  const type = headers.get("content-type") ?? "application/json";
+  if (!type.includes("json") && !headers.has("inference-header-content-length")) return;
+  const headerLength = headers.get("inference-header-content-length");
+  let jsonBytes = body;
+  if (headerLength !== null) {
+    const n = Number(headerLength);
+    if (!Number.isSafeInteger(n) || n < 0 || n > body.byteLength) {
+      throw new GatewayError(
+        "bad_request",
+        `Inference-Header-Content-Length ${JSON.stringify(headerLength)} does not fit the body of ${body.byteLength} bytes`,
+      );
+    }
+    jsonBytes = body.subarray(0, n);
+  }
+  try {
+    JSON.parse(Buffer.from(jsonBytes.buffer, jsonBytes.byteOffset, jsonBytes.byteLength).toString("utf8"));
+  } catch (err) {
+    throw new GatewayError("bad_request", `request body is not valid JSON: ${(err as Error).message}`);
+  }
+}

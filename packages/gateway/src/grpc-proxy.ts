@@ -1,0 +1,306 @@
+import * as grpc from "@grpc/grpc-js";
+import { type ReplicaEndpoint, SELDON_MODEL_HEADER, SELDON_ROUTE_HEADER } from "@tern/core";
+import type { Logger } from "pino";
+import type { ApiKeyCheck } from "./api-keys.js";
+import { type Balancer, createBalancer } from "./balancer.js";
+import { codeOf, GatewayError } from "./errors.js";
+import { type GatewayMetrics, noopMetrics } from "./metrics.js";
+import { encodeFields, readNameAndVersion, withNameAndVersion } from "./protobuf-fields.js";
+import type { RouteSource } from "./route-source.js";
+import { parseSeldonModelHeader, resolveRoute, type Target } from "./routing.js";
+
+const SERVICE = "inference.GRPCInferenceService";
+
+export interface GrpcProxyOptions {
+  routes: RouteSource;
+  logger: Logger;
+  /** @default 60000 */
+  deadlineMs?: number;
+  /** Largest message accepted either way. @default 10485760 */
+  maxMessageBytes?: number;
+  apiKeys?: ApiKeyCheck;
+  metrics?: GatewayMetrics;
+  random?: () => number;
+  /** @default 64 */
+  maxMirrorsInFlight?: number;
+  balancer?: Balancer;
+}
+
+export interface GrpcProxy {
+  /** Binds `host:port` (port 0: ephemeral) and returns the bound port. */
+  listen(host: string, port: number): Promise<number>;
+  close(): Promise<void>;
+}
+
+type Op = "infer" | "ready" | "metadata";
+const MODEL_METHODS: Record<string, Op> = { ModelInfer: "infer", ModelReady: "ready", ModelMetadata: "metadata" };
+
+const identity = (b: Buffer) => b;
+
+/**
+ * The OIP gRPC service as a proxy: model-level calls are routed like REST (model_name, or the `seldon-model` metadata
+ * key) and forwarded as raw bytes to the agent's gRPC endpoint; only the name and version fields are ever rewritten
+ * (experiments). Server-level calls are answered here. Errors map to gRPC codes like REST maps them to statuses.
+ */
+export function createGrpcProxy(options: GrpcProxyOptions): GrpcProxy {
+  const deadlineMs = options.deadlineMs ?? 60_000;
+  const maxBytes = options.maxMessageBytes ?? 10 * 1024 * 1024;
+  const metrics = options.metrics ?? noopMetrics;
+  const random = options.random ?? Math.random;
+  const maxMirrors = options.maxMirrorsInFlight ?? 64;
+  const balancer = options.balancer ?? createBalancer();
+  const { logger, routes } = options;
+  const clients = new Map<string, grpc.Client>();
+  let mirrorsInFlight = 0;
+  const channelOptions = { "grpc.max_receive_message_length": maxBytes, "grpc.max_send_message_length": maxBytes };
+  const server = new grpc.Server(channelOptions);
+
+  function client(address: string): grpc.Client {
+    let c = clients.get(address);
+    if (!c) {
+      c = new grpc.Client(address, grpc.credentials.createInsecure(), channelOptions);
+      clients.set(address, c);
+    }
+    return c;
+  }
+
+  function forwardOnce(
+    endpoint: ReplicaEndpoint,
+    method: string,
+    body: Buffer,
+    deadline: number,
+  ): Promise<{ value: Buffer } | { error: grpc.ServiceError }> {
+    const end = balancer.begin(endpoint);
+    return new Promise((resolve) => {
+      client(endpoint.grpc!).makeUnaryRequest(
+        `/${SERVICE}/${method}`,
+        identity,
+        identity,
+        body,
+        new grpc.Metadata(),
+        { deadline },
+        (error, value) => {
+          end();
+          resolve(error ? { error } : { value: value! });
+        },
+      );
+    });
+  }
+
+  async function handleModel(method: string, op: Op, call: grpc.ServerUnaryCall<Buffer, Buffer>): Promise<Buffer> {
+    const started = performance.now();
+    let model = "";
+    let code = grpc.status.OK;
+    try {
+      options.apiKeys?.(firstString(call.metadata, "authorization"));
+      let fields: { name: string; version: string };
+      try {
+        fields = readNameAndVersion(call.request);
+      } catch (err) {
+        throw new GatewayError("bad_request", `request is not a valid ${method} message: ${(err as Error).message}`);
+      }
+      const target = targetOf(call.metadata, fields);
+      const table = await routes.table();
+      if (!table) throw new GatewayError("unavailable", "gateway has no route table yet", { retriable: true });
+      const decision = resolveRoute(table, target, {
+        op,
+        stickyRoute: firstString(call.metadata, SELDON_ROUTE_HEADER),
+        random,
+      });
+      model = decision.model;
+      const endpoints = decision.endpoints.filter((e) => e.grpc);
+      if (endpoints.length === 0) {
+        throw new GatewayError("unavailable", `model ${model} has no replica serving gRPC`, { retriable: true });
+      }
+      const version = decision.version === undefined ? "" : String(decision.version);
+      const body =
+        fields.name === model && fields.version === version
+          ? call.request
+          : withNameAndVersion(call.request, model, version);
+      const callerDeadline = call.getDeadline();
+      const deadline = Math.min(
+        Date.now() + deadlineMs,
+        callerDeadline instanceof Date
+          ? callerDeadline.getTime()
+          : Number.isFinite(callerDeadline)
+            ? callerDeadline
+            : Infinity,
+      );
+      if (decision.mirror && op === "infer") mirror(decision.mirror.model, decision.mirror.endpoints, body, deadline);
+
+      const route = new grpc.Metadata();
+      route.set(SELDON_ROUTE_HEADER, decision.route);
+      call.sendMetadata(route);
+
+      const first = balancer.pick(model, endpoints)!;
+      let result = await forwardOnce(first, method, body, deadline);
+      if ("error" in result && result.error.code === grpc.status.UNAVAILABLE) {
+        // UNAVAILABLE is what grpc-js reports for a refused or dropped connection: try one other replica.
+        metrics.upstreamError(model, "connect");
+        const second = balancer.pick(model, endpoints, first);
+        if (second) result = await forwardOnce(second, method, body, deadline);
+      }
+      if ("error" in result) {
+        code = result.error.code;
+        if (code === grpc.status.DEADLINE_EXCEEDED) {
+          metrics.upstreamError(model, "timeout");
+          throw new GatewayError("timeout", `model ${model} did not answer within ${deadlineMs} ms`);
+        }
+        throw result.error;
+      }
+      return result.value;
+    } catch (err) {
+      code = grpcCodeOf(err);
+      throw err;
+    } finally {
+      metrics.request(model, `grpc_${op}`, code, (performance.now() - started) / 1000);
+    }
+  }
+
+  function mirror(model: string, endpoints: readonly ReplicaEndpoint[], request: Buffer, deadline: number): void {
+    const withGrpc = endpoints.filter((e) => e.grpc);
+    if (mirrorsInFlight >= maxMirrors) {
+      metrics.mirror("dropped");
+      return;
+    }
+    const endpoint = balancer.pick(model, withGrpc);
+    if (!endpoint) return;
+    mirrorsInFlight++;
+    metrics.mirror("sent");
+    const body = withNameAndVersion(request, model, "");
+    void forwardOnce(endpoint, "ModelInfer", body, deadline).then((r) => {
+      mirrorsInFlight--;
+      if ("error" in r) metrics.mirror("failed");
+    });
+  }
+
+  const handlers: grpc.UntypedServiceImplementation = {};
+  const definition: Record<string, grpc.MethodDefinition<Buffer, Buffer>> = {};
+  const method = (name: string) => ({
+    path: `/${SERVICE}/${name}`,
+    requestStream: false,
+    responseStream: false,
+    requestSerialize: identity,
+    requestDeserialize: identity,
+    responseSerialize: identity,
+    responseDeserialize: identity,
+  });
+  for (const [name, op] of Object.entries(MODEL_METHODS)) {
+    definition[name] = method(name);
+    handlers[name] = (call: grpc.ServerUnaryCall<Buffer, Buffer>, callback: grpc.sendUnaryData<Buffer>) => {
+      handleModel(name, op, call).then(
+        (value) => callback(null, value),
+        (err: unknown) => callback(toServiceError(err, logger)),
+      );
+    };
+  }
+  const local = (name: string, answer: () => Promise<Buffer>, needsKey: boolean) => {
+    definition[name] = method(name);
+    handlers[name] = (call: grpc.ServerUnaryCall<Buffer, Buffer>, callback: grpc.sendUnaryData<Buffer>) => {
+      (async () => {
+        if (needsKey) options.apiKeys?.(firstString(call.metadata, "authorization"));
+        return answer();
+      })().then(
+        (value) => callback(null, value),
+        (err: unknown) => callback(toServiceError(err, logger)),
+      );
+    };
+  };
+  local("ServerLive", async () => encodeFields([[1, true]]), false);
+  local(
+    "ServerReady",
+    async () => {
+      const table = await Promise.resolve(routes.table()).catch(() => undefined);
+      return encodeFields([[1, table !== undefined]]);
+    },
+    false,
+  );
+  local(
+    "ServerMetadata",
+    async () =>
+      encodeFields([
+        [1, "tern-gateway"],
+        [2, "0.1.0"],
+        [3, []],
+      ]),
+    true,
+  );
+  server.addService(definition, handlers);
+
+  return {
+    listen(host, port) {
+      return new Promise((resolve, reject) => {
+        server.bindAsync(`${host}:${port}`, grpc.ServerCredentials.createInsecure(), (err, bound) =>
+          err ? reject(err) : resolve(bound),
+        );
+      });
+    },
+    async close() {
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(() => {
+          server.forceShutdown();
+          resolve();
+        }, 2000);
+        server.tryShutdown(() => {
+          clearTimeout(timer);
+          resolve();
+        });
+      });
+      for (const c of clients.values()) c.close();
+      clients.clear();
+    },
+  };
+}
+
+function targetOf(metadata: grpc.Metadata, fields: { name: string; version: string }): Target {
+  const header = parseSeldonModelHeader(firstString(metadata, SELDON_MODEL_HEADER));
+  const version = fields.version === "" ? undefined : Number(fields.version);
+  if (version !== undefined && (!Number.isSafeInteger(version) || version < 1)) {
+    throw new GatewayError("bad_request", `model version ${JSON.stringify(fields.version)} is not a positive integer`);
+  }
+  if (header) return header.kind === "model" && version !== undefined ? { ...header, version } : header;
+  if (fields.name === "") throw new GatewayError("bad_request", "model name is empty");
+  return version === undefined ? { kind: "model", name: fields.name } : { kind: "model", name: fields.name, version };
+}
+
+function firstString(metadata: grpc.Metadata, key: string): string | undefined {
+  const value = metadata.get(key)[0];
+  return typeof value === "string" ? value : undefined;
+}
+
+const GRPC_CODES: Record<string, grpc.status> = {
+  bad_request: grpc.status.INVALID_ARGUMENT,
+  "manifest.invalid": grpc.status.INVALID_ARGUMENT,
+  "manifest.parse": grpc.status.INVALID_ARGUMENT,
+  unauthorized: grpc.status.UNAUTHENTICATED,
+  not_found: grpc.status.NOT_FOUND,
+  conflict: grpc.status.ABORTED,
+  too_large: grpc.status.RESOURCE_EXHAUSTED,
+  unsupported: grpc.status.UNIMPLEMENTED,
+  unavailable: grpc.status.UNAVAILABLE,
+  "lease.lost": grpc.status.UNAVAILABLE,
+  timeout: grpc.status.DEADLINE_EXCEEDED,
+};
+
+function isServiceError(err: unknown): err is grpc.ServiceError {
+  return (
+    typeof err === "object" && err !== null && typeof (err as { code?: unknown }).code === "number" && "details" in err
+  );
+}
+
+function grpcCodeOf(err: unknown): grpc.status {
+  if (isServiceError(err)) return err.code;
+  const code = codeOf(err);
+  return code === undefined ? grpc.status.INTERNAL : (GRPC_CODES[code] ?? grpc.status.INTERNAL);
+}
+
+/** Agent errors pass through with their code and details; ours get their mapped code; anything else is INTERNAL. */
+function toServiceError(err: unknown, logger: Logger): Partial<grpc.StatusObject> {
+  if (isServiceError(err)) return { code: err.code, details: err.details };
+  const code = grpcCodeOf(err);
+  if (codeOf(err) === undefined) {
+    logger.error({ err }, "unexpected gateway error (gRPC)");
+    return { code, details: "internal error" };
+  }
+  return { code, details: (err as Error).message };
+}

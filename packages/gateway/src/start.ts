@@ -1,0 +1,132 @@
+import type { AddressInfo } from "node:net";
+import { serve } from "@hono/node-server";
+import type { Hono } from "hono";
+import pino, { type Logger } from "pino";
+import { Registry } from "prom-client";
+import { createApiKeyCheck } from "./api-keys.js";
+import { type AppConfig, createApp } from "./app.js";
+import { createBalancer } from "./balancer.js";
+import { createGrpcProxy, type GrpcProxy } from "./grpc-proxy.js";
+import { createPromMetrics } from "./metrics.js";
+import type { RouteSource } from "./route-source.js";
+import { createSchedulerWatchSource } from "./scheduler-watch-source.js";
+import { createHttpUpstream } from "./upstream.js";
+
+export interface StartGatewayOptions {
+  /** @default "127.0.0.1" */
+  host?: string;
+  /** REST port; 0 picks a free one. @default 9000 */
+  port?: number;
+  /** gRPC port; 0 picks a free one; false serves no gRPC. @default 9001 */
+  grpcPort?: number | false;
+  /** Where routes come from. Default: follow the scheduler at `schedulerUrl`. */
+  routes?: RouteSource;
+  /** @default "http://127.0.0.1:9004" */
+  schedulerUrl?: string;
+  schedulerToken?: string;
+  config?: AppConfig;
+  /** Hex SHA-256 digests of accepted API keys; empty or absent: keys off. */
+  apiKeyHashes?: string[];
+  logger?: Logger;
+  random?: () => number;
+}
+
+export interface RunningGateway {
+  /** e.g. `http://127.0.0.1:9000` */
+  url: string;
+  /** `host:port`, or undefined when gRPC is off. */
+  grpcAddress?: string;
+  app: Hono;
+  routes: RouteSource;
+  /** Stops listening, ends the route watch and closes agent connections. */
+  close(): Promise<void>;
+}
+
+/**
+ * The Node gateway: REST (Hono on node:http) plus the gRPC proxy, sharing one route source and one balancer.
+ * Used by `server.ts` and by end-to-end tests (ports 0 for free ones).
+ */
+export async function startGateway(options: StartGatewayOptions = {}): Promise<RunningGateway> {
+  const host = options.host ?? "127.0.0.1";
+  const logger = options.logger ?? pino({ name: "gateway" });
+  const routes =
+    options.routes ??
+    createSchedulerWatchSource({
+      url: options.schedulerUrl ?? "http://127.0.0.1:9004",
+      logger: logger.child({ part: "routes" }),
+      ...(options.schedulerToken ? { token: options.schedulerToken } : {}),
+    });
+  const registry = new Registry();
+  const metrics = createPromMetrics(registry);
+  const upstream = createHttpUpstream();
+  const apiKeys = createApiKeyCheck(options.apiKeyHashes ?? []);
+  const balancer = createBalancer();
+  const config = options.config ?? {};
+  const app = createApp({
+    routes,
+    upstream,
+    logger,
+    config,
+    metrics,
+    balancer,
+    metricsText: async () => ({ contentType: registry.contentType, body: await registry.metrics() }),
+    ...(apiKeys ? { apiKeys } : {}),
+    ...(options.random ? { random: options.random } : {}),
+  });
+
+  let grpcProxy: GrpcProxy | undefined;
+  let grpcAddress: string | undefined;
+  try {
+    if (options.grpcPort !== false) {
+      grpcProxy = createGrpcProxy({
+        routes,
+        logger,
+        metrics,
+        balancer,
+        ...(config.deadlineMs ? { deadlineMs: config.deadlineMs } : {}),
+        ...(config.bodyLimitBytes ? { maxMessageBytes: config.bodyLimitBytes } : {}),
+        ...(config.maxMirrorsInFlight !== undefined ? { maxMirrorsInFlight: config.maxMirrorsInFlight } : {}),
+        ...(apiKeys ? { apiKeys } : {}),
+        ...(options.random ? { random: options.random } : {}),
+      });
+      const port = await grpcProxy.listen(host, options.grpcPort ?? 9001);
+      grpcAddress = `${host}:${port}`;
+    }
+  } catch (err) {
+    await Promise.all([grpcProxy?.close(), routes.close(), upstream.close()]);
+    throw err;
+  }
+
+  const server = await new Promise<ReturnType<typeof serve>>((resolve, reject) => {
+    const s = serve({ fetch: app.fetch, hostname: host, port: options.port ?? 9000 }, () => resolve(s));
+    s.once("error", reject);
+  }).catch(async (err: unknown) => {
+    await Promise.all([grpcProxy?.close(), routes.close(), upstream.close()]);
+    throw err;
+  });
+  const { port } = server.address() as AddressInfo;
+  const url = `http://${host.includes(":") ? `[${host}]` : host}:${port}`;
+  logger.info({ url, grpc: grpcAddress }, "gateway listening");
+
+  let closing: Promise<void> | undefined;
+  return {
+    url,
+    ...(grpcAddress ? { grpcAddress } : {}),
+    app,
+    routes,
+    close() {
+      closing ??= (async () => {
+        await Promise.all([
+          new Promise<void>((resolve) => {
+            server.close(() => resolve());
+            // Idle keep-alive connections would hold close() open.
+            if ("closeIdleConnections" in server) server.closeIdleConnections();
+          }),
+          grpcProxy?.close(),
+        ]);
+        await Promise.all([routes.close(), upstream.close()]);
+      })();
+      return closing;
+    },
+  };
+}
