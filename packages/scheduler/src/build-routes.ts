@@ -1,11 +1,15 @@
-import type { ModelRoute, RouteTable } from "@tern/core";
+import type { ModelRoute, ReplicaEndpoint, RouteTable } from "@tern/core";
 import { servingVersion } from "./reconcile.js";
-import { type ClusterState, replicaId, SERVING_STATES } from "./records.js";
+import { type ClusterState, type ModelReplicaRecord, replicaId, SERVING_STATES } from "./records.js";
+import { MAX_VALUE_BYTES } from "./store/table.js";
 
 /**
  * Builds the route table gateways use from the cluster state: for each model, the newest version that has serving
- * replicas and those replicas' endpoints (traffic moves to a new version only once it can serve); pipelines with
- * their state; experiments with whether they are active. Pure.
+ * replicas and those replicas' endpoints, by replica index (traffic moves to a new version only once it can serve);
+ * pipelines with their state; experiments with whether they are active. Pure.
+ *
+ * It runs after every change, over every model, so it avoids per-endpoint garbage: endpoint objects are built in one
+ * literal and a replica list is copied and sorted only when it has more than one entry and is out of order.
  */
 export function buildRouteTable(state: ClusterState, revision: number): RouteTable {
   const table: RouteTable = { revision, models: {}, pipelines: {}, experiments: {} };
@@ -14,15 +18,23 @@ export function buildRouteTable(state: ClusterState, revision: number): RouteTab
     if (model.deleting) continue;
     const version = servingVersion(model);
     if (version === undefined) continue;
-    const route: ModelRoute = { name, version: version.version, state: model.state, endpoints: [] };
-    for (const r of [...version.replicas].sort((a, b) => a.replica - b.replica)) {
+    const endpoints: ReplicaEndpoint[] = [];
+    for (const r of byReplicaIndex(version.replicas)) {
       if (!SERVING_STATES.has(r.state)) continue;
       const agent = state.replicas.get(replicaId(r.server, r.replica));
       if (agent === undefined) continue;
-      const endpoint = { server: r.server, replica: r.replica, version: version.version, http: agent.endpoints.http };
-      route.endpoints.push(agent.endpoints.grpc === undefined ? endpoint : { ...endpoint, grpc: agent.endpoints.grpc });
+      const { http, grpc } = agent.endpoints;
+      // Same keys in the same order as always, so the table's JSON (compared and stored) is unchanged.
+      endpoints.push(
+        grpc === undefined
+          ? { server: r.server, replica: r.replica, version: version.version, http }
+          : { server: r.server, replica: r.replica, version: version.version, http, grpc },
+      );
     }
-    if (route.endpoints.length > 0) table.models[name] = route;
+    if (endpoints.length > 0) {
+      const route: ModelRoute = { name, version: version.version, state: model.state, endpoints };
+      table.models[name] = route;
+    }
   }
   for (const name of [...state.pipelines.keys()].sort()) {
     const p = state.pipelines.get(name)!;
@@ -41,6 +53,28 @@ export function buildRouteTable(state: ClusterState, revision: number): RouteTab
     };
   }
   return table;
+}
+
+/**
+ * The replicas in ascending index order (a stable sort, so equal indexes on different servers keep their order).
+ * Lists of one, and lists already in order (the usual case: placement adds them in order), are returned as they are.
+ */
+function byReplicaIndex(replicas: readonly ModelReplicaRecord[]): readonly ModelReplicaRecord[] {
+  for (let i = 1; i < replicas.length; i++) {
+    if (replicas[i]!.replica < replicas[i - 1]!.replica) return [...replicas].sort((a, b) => a.replica - b.replica);
+  }
+  return replicas;
+}
+
+/**
+ * Size of the route table as the store would hold it (UTF-8 bytes of its JSON), and whether it fits one store item.
+ * The table is written as one item (`routes/current`); DynamoDB caps an item at 400 KB and the store refuses values
+ * over {@link MAX_VALUE_BYTES}. At about 150–300 bytes per model the table outgrows one item somewhere between 1 300
+ * and 2 600 models (bench/results/scheduler.md has measured figures), so callers must check before writing it.
+ */
+export function routeTableItemSize(table: RouteTable): { bytes: number; fits: boolean; limit: number } {
+  const bytes = Buffer.byteLength(JSON.stringify(table), "utf8");
+  return { bytes, fits: bytes <= MAX_VALUE_BYTES, limit: MAX_VALUE_BYTES };
 }
 
 /** True when two tables route the same way (the revision aside). */

@@ -652,14 +652,28 @@ export function applyDecision(
  */
 export interface Placer {
   /** Decides for one model version and reserves what it takes. Throws like {@link placeModel} on bad input. */
-  place(model: ModelDemand): PlacementDecision;
+  place(model: ModelDemand, options?: PlaceOptions): PlacementDecision;
   /** The views with every reservation made so far (see {@link applyDecision}); the input views are not mutated. */
   views(): ServerView[];
 }
 
+/** Options of one {@link Placer.place} call. */
+export interface PlaceOptions {
+  /**
+   * Chosen replicas for which this call must reserve nothing, because the version's memory there is already counted
+   * in the views or no load will be issued (the reconciler: a replica still unloading this version, or one where it
+   * failed to load). Affects only what later decisions of the session see, never this decision.
+   */
+  skipReservation?: (server: string, replica: number) => boolean;
+}
+
 interface PlacerInternal extends Placer {
   holdersOf(model: ModelDemand): ReadonlyMap<string, ReadonlySet<number>> | undefined;
-  placeWith(model: ModelDemand, holders: ReadonlyMap<string, ReadonlySet<number>> | undefined): PlacementDecision;
+  placeWith(
+    model: ModelDemand,
+    holders: ReadonlyMap<string, ReadonlySet<number>> | undefined,
+    skipReservation?: PlaceOptions["skipReservation"],
+  ): PlacementDecision;
 }
 
 function createPlacerInternal(servers: readonly ServerView[], options: PlacementOptions): PlacerInternal {
@@ -691,14 +705,18 @@ function createPlacerInternal(servers: readonly ServerView[], options: Placement
   const holdersOf = (m: ModelDemand) =>
     m.current ? holdersFromCurrent(m.current) : indexed().get(versionKey(m.name, m.version));
 
-  const placeWith = (m: ModelDemand, held: ReadonlyMap<string, ReadonlySet<number>> | undefined): PlacementDecision => {
+  const placeWith = (
+    m: ModelDemand,
+    held: ReadonlyMap<string, ReadonlySet<number>> | undefined,
+    skipReservation?: PlaceOptions["skipReservation"],
+  ): PlacementDecision => {
     const { decision, server: s, picked } = decide(m, cluster, held);
     if (s === undefined) return decision;
     // A replica that already holds the version has its memory counted in `loadedBytes` (or `reservedBytes`).
     const holds = held?.get(s.name);
     for (const c of picked) {
       const replicaIndex = s.candIndex[c]!;
-      if (holds?.has(replicaIndex)) continue;
+      if (holds?.has(replicaIndex) || skipReservation?.(s.name, replicaIndex)) continue;
       s.free[c]! -= m.memoryBytes;
       const byPos = getOrCreate(added, s.name, () => new Map<number, ModelDemand[]>());
       const pos = s.candPos[c]!;
@@ -734,9 +752,9 @@ function createPlacerInternal(servers: readonly ServerView[], options: Placement
   return {
     holdersOf,
     placeWith,
-    place: (m) => {
+    place: (m, placeOptions) => {
       validateModel(m);
-      return placeWith(m, holdersOf(m));
+      return placeWith(m, holdersOf(m), placeOptions?.skipReservation);
     },
     views,
   };

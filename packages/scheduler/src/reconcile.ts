@@ -1,15 +1,15 @@
 import { effectiveReplicas } from "@tern/core";
 import { wantedReplicas } from "./model-spec.js";
 import {
+  createPlacer,
   type ModelDemand,
   type PlacementDecision,
-  placeModel,
+  type Placer,
   type ReplicaView,
   type ServerView,
 } from "./placement.js";
 import {
   type ClusterState,
-  cloneClusterState,
   type ModelRecord,
   type ModelReplicaRecord,
   type ModelVersionRecord,
@@ -35,11 +35,21 @@ import { resolveCapabilities } from "./server-types.js";
  *   except on replicas that are leaving (scale-down, drain, server deletion), which must be able to finish leaving;
  * - a replica at or above its Server's `replicas` is leaving (scale-down removes the highest indexes); it is a
  *   placement candidate no more, and may stop once it holds nothing and every higher leaving replica may stop too.
+ *
+ * Cost: one placement session ({@link createPlacer}) per pass, so the cluster picture is built once, not once per
+ * model; and a model that is settled (see {@link isSettledModel}) is skipped, because a pass provably leaves it as it
+ * is. A pass over a steady cluster therefore costs about one scan of the replicas, whatever the number of models.
  */
 
 export interface ReconcileOptions {
   /** Extra percentage of memory placement may commit on every replica, on top of the agent's own over-commit. @default 0 */
   overcommitPercent?: number;
+  /**
+   * Skip settled models (their next state is their current one). False sends every model through placement; the
+   * result is the same either way (the unit tests check it), only slower.
+   * @default true
+   */
+  skipSettled?: boolean;
 }
 
 /** Derived facts about one registered replica (not stored: computed from the state). */
@@ -52,21 +62,37 @@ export interface ReplicaDrainInfo {
   mayStop: boolean;
 }
 
-/** Returns the next state; the input is not modified. */
+/**
+ * Returns the next state. The input is not modified; records the pass leaves unchanged (servers, agents, pipelines,
+ * settled models) are shared with it rather than copied, so treat both as immutable and clone before mutating (the
+ * scheduler clones its state before every change).
+ */
 export function reconcile(input: ClusterState, options: ReconcileOptions = {}): ClusterState {
-  const state = cloneClusterState(input);
+  const state: ClusterState = {
+    models: new Map(input.models),
+    servers: new Map(input.servers),
+    replicas: new Map(input.replicas),
+    pipelines: new Map(input.pipelines),
+    experiments: new Map([...input.experiments].map(([id, e]) => [id, structuredClone(e)])),
+  };
   const views = buildServerViews(state);
-  const viewIndex = new Map<string, ReplicaView>();
-  for (const server of views) for (const r of server.replicas) viewIndex.set(replicaId(server.name, r.index), r);
+  // Created on first use, so that a pass with nothing to place validates nothing (as before sessions existed).
+  let placer: Placer | undefined;
+  const session = (): Placer => (placer ??= createPlacer(views, { overcommitPercent: options.overcommitPercent ?? 0 }));
   const leaving = (server: string, replica: number): boolean => isLeaving(state, server, replica);
+  const settled = options.skipSettled === false ? undefined : settledCheck(views);
 
-  for (const name of [...state.models.keys()].sort()) {
-    const model = state.models.get(name)!;
+  const names: string[] = [];
+  for (const [name, model] of state.models) if (settled === undefined || !settled(model)) names.push(name);
+  for (const name of names.sort()) {
+    // Copy on write: only the models this pass may change are cloned.
+    const model = structuredClone(state.models.get(name)!);
+    state.models.set(name, model);
     dropVanishedReplicas(state, model);
     if (model.deleting) {
       for (const version of model.versions) unloadAll(version);
     } else {
-      reconcileLatest(model, views, viewIndex, leaving, options);
+      reconcileLatest(model, session, leaving);
       reconcileOlder(model, leaving);
     }
     model.versions = model.versions.filter(
@@ -114,6 +140,50 @@ export function buildServerViews(state: ClusterState): ServerView[] {
     });
   }
   return views;
+}
+
+/**
+ * True when a reconcile pass provably leaves `model` exactly as it is, so it can be skipped: one version, not being
+ * deleted, `ModelAvailable` with no reason and nothing failed or partial, and exactly the wanted number of replicas,
+ * all serving on placement candidates (connected, not draining, not leaving) of the one Server the version lives on,
+ * which still offers every requirement (and is the pinned one, if pinned). For such a model placement keeps exactly
+ * its replicas (a server that already gives every wanted replica wins, and replicas that hold the version come first),
+ * reserves nothing, and the derived state stays the same.
+ */
+export function isSettledModel(model: ModelRecord, views: readonly ServerView[]): boolean {
+  return settledCheck(views)(model);
+}
+
+function settledCheck(views: readonly ServerView[]): (model: ModelRecord) => boolean {
+  const servers = new Map<string, { caps: ReadonlySet<string>; candidates: ReadonlySet<number> }>();
+  for (const view of views) {
+    if (view.deleting) continue;
+    const candidates = new Set<number>();
+    for (const r of view.replicas) {
+      if (r.connected && !r.draining && r.index < view.desiredReplicas) candidates.add(r.index);
+    }
+    servers.set(view.name, { caps: new Set(view.capabilities), candidates });
+  }
+  return (model) => {
+    if (model.deleting || model.versions.length !== 1 || model.state !== "ModelAvailable") return false;
+    if (model.reason !== undefined || model.scheduleFailure !== undefined || model.partialReason !== undefined) {
+      return false;
+    }
+    const version = model.versions[0]!;
+    const wanted = wantedReplicas(model.resource.spec);
+    if (wanted < 1 || model.targetCount !== wanted || version.replicas.length !== wanted) return false;
+    const name = version.server;
+    if (name === undefined || (version.pinnedServer !== undefined && version.pinnedServer !== name)) return false;
+    const server = servers.get(name);
+    if (server === undefined) return false;
+    for (const req of version.requirements) if (!server.caps.has(req)) return false;
+    for (let i = 0; i < version.replicas.length; i++) {
+      const r = version.replicas[i]!;
+      if (r.server !== name || !SERVING_STATES.has(r.state) || !server.candidates.has(r.replica)) return false;
+      for (let j = 0; j < i; j++) if (version.replicas[j]!.replica === r.replica) return false;
+    }
+    return true;
+  };
 }
 
 /** The replica count a Server asks for. */
@@ -216,10 +286,8 @@ function latestOf(model: ModelRecord): ModelVersionRecord {
 
 function reconcileLatest(
   model: ModelRecord,
-  views: ServerView[],
-  viewIndex: Map<string, ReplicaView>,
+  session: () => Placer,
   leaving: (server: string, replica: number) => boolean,
-  options: ReconcileOptions,
 ): void {
   const latest = latestOf(model);
   const wanted = wantedReplicas(model.resource.spec);
@@ -238,8 +306,16 @@ function reconcileLatest(
       server: latest.server,
       replicas: held.filter((r) => r.server === latest.server).map((r) => r.replica),
     };
+  } else if (held.length === 0) {
+    // Held nowhere (the views list exactly the held replicas): say so, rather than have the session index every
+    // holding in the cluster to find none. An empty `current` names no holder, so the server named does not matter.
+    demand.current = { server: latest.server ?? model.name, replicas: [] };
   }
-  const decision: PlacementDecision = placeModel(demand, views, { overcommitPercent: options.overcommitPercent ?? 0 });
+  // A chosen replica that already has a record of this version gets no new load (see below), so it must reserve no
+  // memory for the decisions after this one: the record is unloading (its memory is counted as loaded) or failed.
+  const decision: PlacementDecision = session().place(demand, {
+    skipReservation: (server, replica) => latest.replicas.some((r) => r.server === server && r.replica === replica),
+  });
 
   let target: { server: string; replicas: number[] } | undefined;
   if (decision.status === "failed") {
@@ -259,11 +335,6 @@ function reconcileLatest(
       // (it would fail the same way) until the model is applied again.
       if (existing !== undefined) continue;
       latest.replicas.push({ server: target.server, replica: index, state: "LoadRequested" });
-      const view = viewIndex.get(replicaId(target.server, index));
-      if (view !== undefined) {
-        view.reservedBytes += latest.memoryBytes;
-        view.models.push({ model: model.name, version: latest.version });
-      }
     }
   }
 

@@ -1,8 +1,8 @@
 import * as grpc from "@grpc/grpc-js";
+import { encodeTensorData } from "@tern/core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createGrpcServer } from "../../src/grpc/grpc-server.js";
 import { loadOipService } from "../../src/grpc/oip-proto.js";
-import { encodeTensorData } from "@tern/core";
 import { createTestStack, IRIS_ROWS, sampleUri } from "./helpers.js";
 
 const stack = createTestStack();

@@ -1,5 +1,5 @@
-import { beforeAll, describe, expect, it } from "vitest";
 import { encodeTensorData } from "@tern/core";
+import { beforeAll, describe, expect, it } from "vitest";
 import { createTestStack, IRIS_ROWS, sampleUri } from "./helpers.js";
 
 const stack = createTestStack({ maxBodyBytes: 64 * 1024 });
