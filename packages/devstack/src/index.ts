@@ -1,1 +1,12 @@
-export {};
+export * from "./config.js";
+export * from "./dev-stack.js";
+export * from "./dynamodb-instance.js";
+export * from "./dynamodb-local.js";
+export * from "./dynamodb-probe.js";
+export * from "./kafka-admin.js";
+export * from "./kafka-broker.js";
+export * from "./lock.js";
+export * from "./ports.js";
+export * from "./supervisor.js";
+export * from "./tools.js";
+export * from "./wait-for.js";

@@ -1,0 +1,446 @@
+import { join } from "node:path";
+import { TernError } from "@tern/core";
+import { dynamoDbLocalProcessSpec } from "./dynamodb-local.js";
+import { probeDynamoDb } from "./dynamodb-probe.js";
+import { probeKafka } from "./kafka-admin.js";
+import { ensureKafkaJars, kafkaBrokerProcessSpec, prepareKafkaBroker } from "./kafka-broker.js";
+import { acquireDevStackLock, type DevStackLock, killStaleChildren } from "./lock.js";
+import { isPortOpen } from "./ports.js";
+import {
+  createSupervisor,
+  type ExitInfo,
+  type ProcessSpec,
+  readLogTail,
+  type SupervisedProcess,
+  type Supervisor,
+} from "./supervisor.js";
+import { requireJava } from "./tools.js";
+import { errorText, waitFor } from "./wait-for.js";
+
+/** Where log lines of the stack go; a pino logger fits. */
+export interface DevStackLogger {
+  info(message: string): void;
+  warn(message: string): void;
+}
+
+/** Options of {@link createDevStack}. */
+export interface DevStackOptions {
+  /** Folder for broker and DynamoDB data, logs and the pid file (`.tern` for `npm start`). */
+  dir: string;
+  /**
+   * Cache of the Kafka broker jars; share it between stacks so the Maven fetch happens once per checkout.
+   * @default `${dir}/kafka/libs`
+   */
+  kafkaLibsDir?: string;
+  /** Use these brokers instead of starting one (they are still probed). */
+  kafkaBrokers?: readonly string[];
+  /** Use this DynamoDB endpoint instead of starting DynamoDB Local (it is still probed). */
+  dynamodbEndpoint?: string;
+  /** @default 9092 */
+  kafkaPort?: number;
+  /** @default 9093 */
+  kafkaControllerPort?: number;
+  /** @default 8000 */
+  dynamodbPort?: number;
+  /**
+   * Partition count of every topic (the broker's `num.partitions`).
+   * @default 4
+   */
+  partitions?: number;
+  /** @default "512m" */
+  kafkaHeap?: string;
+  /** @default "us-east-1" */
+  region?: string;
+  /**
+   * Deadline of each readiness probe loop (the Maven fetch on a first start is not counted).
+   * @default 90000
+   */
+  readyTimeoutMs?: number;
+  /**
+   * Time a child gets after SIGTERM before SIGKILL.
+   * @default 10000
+   */
+  stopGraceMs?: number;
+  /**
+   * Take the pid-file lock in `dir`, so a second stack on the same folder is refused with a clear message.
+   * @default true
+   */
+  lock?: boolean;
+  /** @default a logger that prints to stdout/stderr */
+  logger?: DevStackLogger;
+  /** @default "java" */
+  javaCommand?: string;
+  /** @default "mvn" */
+  mavenCommand?: string;
+  /** Called when a child dies while the stack runs; `logTail` holds its last log lines. */
+  onUnexpectedExit?: (name: string, exit: ExitInfo, logTail: string) => void;
+}
+
+/** Addresses of the infrastructure, handed to components and tests. */
+export interface DevStackEndpoints {
+  kafkaBrokers: string[];
+  dynamodbEndpoint: string;
+  partitions: number;
+  region: string;
+}
+
+/** A component process the stack starts after Kafka and DynamoDB are ready (scheduler, gateway, agents, ...). */
+export interface DevStackProcessOptions {
+  /** Short unique name, e.g. "scheduler". */
+  name: string;
+  command: string;
+  args: readonly string[];
+  cwd?: string;
+  /**
+   * Extra environment, on top of this process's environment and the infrastructure variables the stack sets
+   * (`KAFKA_BROKERS`, `DYNAMODB_ENDPOINT`, `KAFKA_PARTITIONS`, `AWS_REGION`).
+   */
+  env?: Record<string, string>;
+  /** Printed in the "what runs where" list, e.g. "http://localhost:9004". */
+  address?: string;
+  /**
+   * Readiness probe, called until it returns something other than false/undefined or until the deadline; a throw
+   * counts as "not yet". Without it the process counts as ready once spawned.
+   */
+  ready?: (endpoints: DevStackEndpoints) => Promise<unknown> | unknown;
+  /** @default the stack's readyTimeoutMs */
+  readyTimeoutMs?: number;
+}
+
+/** One line of "what runs where". */
+export interface DevStackService {
+  name: string;
+  address: string;
+  /** "started" by this stack, "external" (given in config and probed), or "planned" (not started by this stack). */
+  kind: "started" | "external";
+  pid?: number;
+  logFile?: string;
+}
+
+export type DevStackState = "idle" | "starting" | "running" | "stopping" | "stopped" | "failed";
+
+/** The local stack: Kafka, DynamoDB Local and the component processes added to it. */
+export interface DevStack {
+  /** Adds a component process; call before `start()`. Components start in the order added. */
+  addProcess(options: DevStackProcessOptions): void;
+  /** Starts (or probes) Kafka and DynamoDB, then the added processes; resolves once all are ready. */
+  start(): Promise<DevStackEndpoints>;
+  /** Stops every child (newest first) and releases the lock. Safe to call at any time, more than once. */
+  stop(): Promise<void>;
+  readonly state: DevStackState;
+  /** What runs where, in start order. */
+  services(): DevStackService[];
+}
+
+/** Environment variable that marks a child as belonging to the stack whose folder it names. */
+const ownerVariable = "TERN_DEVSTACK_OWNER";
+
+const consoleLogger: DevStackLogger = {
+  info: (message) => console.log(`tern: ${message}`),
+  warn: (message) => console.error(`tern: ${message}`),
+};
+
+/** Creates the local stack; nothing runs until `start()`. */
+export function createDevStack(options: DevStackOptions): DevStack {
+  const kafkaPort = options.kafkaPort ?? 9092;
+  const controllerPort = options.kafkaControllerPort ?? 9093;
+  const dynamodbPort = options.dynamodbPort ?? 8000;
+  const partitions = options.partitions ?? 4;
+  const region = options.region ?? "us-east-1";
+  const readyTimeoutMs = options.readyTimeoutMs ?? 90_000;
+  const stopGraceMs = options.stopGraceMs ?? 10_000;
+  const logger = options.logger ?? consoleLogger;
+  const javaCommand = options.javaCommand ?? "java";
+  const externalKafka = options.kafkaBrokers !== undefined && options.kafkaBrokers.length > 0;
+  const externalDynamo = options.dynamodbEndpoint !== undefined;
+  const endpoints: DevStackEndpoints = {
+    kafkaBrokers: externalKafka ? [...options.kafkaBrokers!] : [`localhost:${kafkaPort}`],
+    dynamodbEndpoint: externalDynamo ? options.dynamodbEndpoint! : `http://localhost:${dynamodbPort}`,
+    partitions,
+    region,
+  };
+
+  const components: DevStackProcessOptions[] = [];
+  const started: DevStackService[] = [];
+  let state: DevStackState = "idle";
+  let lock: DevStackLock | undefined;
+  let stopping: Promise<void> | undefined;
+  // Aborted when a child dies during start, so readiness loops end at once with the child's log instead of timing out.
+  const startAbort = new AbortController();
+
+  const supervisor: Supervisor = createSupervisor({
+    onUnexpectedExit(child: SupervisedProcess, exit: ExitInfo) {
+      const tail = readLogTail(child.logFile);
+      const how = exit.signal === null ? `exit code ${exit.code}` : `signal ${exit.signal}`;
+      if (state === "starting") {
+        startAbort.abort(
+          new TernError(
+            "unavailable",
+            `${child.name} exited during start (${how}); log ${child.logFile}${tail ? `:\n${tail}` : ""}`,
+          ),
+        );
+      } else if (state === "running") {
+        options.onUnexpectedExit?.(child.name, exit, tail);
+      }
+    },
+  });
+
+  /**
+   * Spawns a child marked as this stack's (an environment variable naming the folder) and records its pid in the
+   * pid file, so that a start after this process was killed can find and stop what it left running.
+   */
+  async function spawnOwned(spec: ProcessSpec): Promise<SupervisedProcess> {
+    const child = await supervisor.spawn({
+      ...spec,
+      env: { ...(spec.env ?? process.env), [ownerVariable]: options.dir },
+    });
+    lock?.recordChildren(supervisor.children.filter((c) => !c.hasExited).map((c) => c.pid));
+    return child;
+  }
+
+  async function startKafka(): Promise<void> {
+    if (externalKafka) {
+      await waitFor(() => probeKafka(endpoints.kafkaBrokers), {
+        timeoutMs: readyTimeoutMs,
+        description: `Kafka at ${endpoints.kafkaBrokers.join(",")} (KAFKA_BROKERS)`,
+        signal: startAbort.signal,
+      });
+      started.push({ name: "kafka", address: endpoints.kafkaBrokers.join(","), kind: "external" });
+      return;
+    }
+    const kafkaDir = join(options.dir, "kafka");
+    const files = {
+      libsDir: options.kafkaLibsDir ?? join(kafkaDir, "libs"),
+      confDir: kafkaDir,
+      dataDir: join(kafkaDir, "data"),
+    };
+    await ensureKafkaJars({
+      libsDir: files.libsDir,
+      onFetch: (message) => logger.info(message),
+      signal: startAbort.signal,
+      ...(options.mavenCommand === undefined ? {} : { mavenCommand: options.mavenCommand }),
+    });
+    startAbort.signal.throwIfAborted();
+    prepareKafkaBroker(files, { port: kafkaPort, controllerPort, partitions }, javaCommand);
+    const child = await spawnOwned(kafkaBrokerProcessSpec(files, options.kafkaHeap ?? "512m", javaCommand));
+    await waitFor(() => probeKafka(endpoints.kafkaBrokers), {
+      timeoutMs: readyTimeoutMs,
+      description: `Kafka broker at localhost:${kafkaPort} (log ${child.logFile})`,
+      signal: startAbort.signal,
+    });
+    started.push({
+      name: "kafka",
+      address: `localhost:${kafkaPort}`,
+      kind: "started",
+      pid: child.pid,
+      logFile: child.logFile,
+    });
+  }
+
+  async function startDynamo(): Promise<void> {
+    const probe = (): Promise<number> => probeDynamoDb(endpoints.dynamodbEndpoint, region);
+    if (externalDynamo) {
+      await waitFor(probe, {
+        timeoutMs: readyTimeoutMs,
+        description: `DynamoDB at ${endpoints.dynamodbEndpoint} (DYNAMODB_ENDPOINT)`,
+        signal: startAbort.signal,
+      });
+      started.push({ name: "dynamodb", address: endpoints.dynamodbEndpoint, kind: "external" });
+      return;
+    }
+    const child = await spawnOwned(
+      dynamoDbLocalProcessSpec({
+        port: dynamodbPort,
+        dbPath: join(options.dir, "dynamodb"),
+        logDir: options.dir,
+        javaCommand,
+      }),
+    );
+    await waitFor(probe, {
+      timeoutMs: readyTimeoutMs,
+      description: `DynamoDB Local at ${endpoints.dynamodbEndpoint} (log ${child.logFile})`,
+      signal: startAbort.signal,
+    });
+    started.push({
+      name: "dynamodb",
+      address: endpoints.dynamodbEndpoint,
+      kind: "started",
+      pid: child.pid,
+      logFile: child.logFile,
+    });
+  }
+
+  async function startComponent(component: DevStackProcessOptions): Promise<void> {
+    const child = await spawnOwned({
+      name: component.name,
+      command: component.command,
+      args: component.args,
+      ...(component.cwd === undefined ? {} : { cwd: component.cwd }),
+      env: {
+        ...process.env,
+        KAFKA_BROKERS: endpoints.kafkaBrokers.join(","),
+        DYNAMODB_ENDPOINT: endpoints.dynamodbEndpoint,
+        KAFKA_PARTITIONS: String(partitions),
+        AWS_REGION: region,
+        ...component.env,
+      },
+      logFile: join(options.dir, "logs", `${component.name}.log`),
+    });
+    const { ready } = component;
+    if (ready !== undefined) {
+      await waitFor(
+        async () => {
+          const result = await ready(endpoints);
+          return result === undefined ? false : result;
+        },
+        {
+          timeoutMs: component.readyTimeoutMs ?? readyTimeoutMs,
+          description: `${component.name} (log ${child.logFile})`,
+          signal: startAbort.signal,
+        },
+      );
+    }
+    started.push({
+      name: component.name,
+      address: component.address ?? "",
+      kind: "started",
+      pid: child.pid,
+      logFile: child.logFile,
+    });
+  }
+
+  /** Refuses to start a service on a port something else already holds, with a message that says what to do. */
+  async function checkPortsFree(): Promise<void> {
+    const wanted: Array<[number, string]> = [];
+    if (!externalKafka) {
+      wanted.push([
+        kafkaPort,
+        `Kafka (KAFKA_PORT); to use that broker instead set KAFKA_BROKERS=localhost:${kafkaPort}`,
+      ]);
+      wanted.push([controllerPort, "the Kafka controller (KAFKA_CONTROLLER_PORT)"]);
+    }
+    if (!externalDynamo) {
+      wanted.push([
+        dynamodbPort,
+        `DynamoDB Local (DYNAMODB_PORT); to use that service instead set DYNAMODB_ENDPOINT=http://localhost:${dynamodbPort}`,
+      ]);
+    }
+    const busy = await Promise.all(wanted.map(async ([port]) => isPortOpen(port)));
+    const clashes = wanted.filter((_, i) => busy[i]);
+    if (clashes.length > 0) {
+      throw new TernError(
+        "conflict",
+        clashes.map(([port, what]) => `port ${port} is already in use, it is needed for ${what}`).join("; "),
+      );
+    }
+  }
+
+  async function stopAll(): Promise<void> {
+    try {
+      await supervisor.stopAll(stopGraceMs);
+    } finally {
+      lock?.release();
+      lock = undefined;
+    }
+  }
+
+  return {
+    get state() {
+      return state;
+    },
+    services(): DevStackService[] {
+      // Kafka and DynamoDB become ready in either order; list them the same way every time.
+      const order = ["kafka", "dynamodb", ...components.map((c) => c.name)];
+      return [...started]
+        .sort((a, b) => order.indexOf(a.name) - order.indexOf(b.name))
+        .map((service) => ({ ...service }));
+    },
+    addProcess(component: DevStackProcessOptions): void {
+      if (state !== "idle") throw new TernError("conflict", `addProcess(${component.name}) after start()`);
+      if (["kafka", "dynamodb", ...components.map((c) => c.name)].includes(component.name)) {
+        throw new TernError("conflict", `a process named ${component.name} is already in the stack`);
+      }
+      components.push(component);
+    },
+    async start(): Promise<DevStackEndpoints> {
+      if (state !== "idle") throw new TernError("conflict", `the dev stack cannot start from state ${state}`);
+      state = "starting";
+      try {
+        if (options.lock ?? true) {
+          lock = acquireDevStackLock(join(options.dir, "devstack.pid"), {
+            kafka: endpoints.kafkaBrokers.join(","),
+            dynamodb: endpoints.dynamodbEndpoint,
+          });
+          const killed = killStaleChildren(lock.staleChildren, `${ownerVariable}=${options.dir}`);
+          if (killed.length > 0) {
+            logger.warn(
+              `stopped ${killed.length} process(es) left by a dev stack that was killed: pid ${killed.join(", ")}`,
+            );
+            await waitFor(async () => !(await isPortOpen(kafkaPort)) && !(await isPortOpen(dynamodbPort)), {
+              timeoutMs: 10_000,
+              intervalMs: 100,
+              description: "the ports of the killed stack's services",
+            });
+          }
+        }
+        if (!externalKafka || !externalDynamo) {
+          requireJava(javaCommand);
+          await checkPortsFree();
+        }
+        // Both services start at once; if one fails, the other's loop is aborted rather than left to time out.
+        const results = await Promise.allSettled([
+          startDynamo().catch((err: unknown) => {
+            startAbort.abort(err);
+            throw err;
+          }),
+          startKafka().catch((err: unknown) => {
+            startAbort.abort(err);
+            throw err;
+          }),
+        ]);
+        const failure = results.find((r): r is PromiseRejectedResult => r.status === "rejected");
+        if (failure !== undefined) throw firstCause(failure.reason, startAbort.signal);
+        for (const component of components) {
+          await startComponent(component).catch((err: unknown) => {
+            throw firstCause(err, startAbort.signal);
+          });
+        }
+        state = "running";
+        return { ...endpoints, kafkaBrokers: [...endpoints.kafkaBrokers] };
+      } catch (err) {
+        if (state === "starting") state = "failed";
+        await stopAll().catch((stopErr: unknown) => logger.warn(`while cleaning up: ${errorText(stopErr)}`));
+        throw err;
+      }
+    },
+    stop(): Promise<void> {
+      if (state === "stopped" || state === "idle") {
+        state = "stopped";
+        return Promise.resolve();
+      }
+      stopping ??= (async () => {
+        const previous = state;
+        state = "stopping";
+        // A stop during start (Ctrl-C while Kafka boots) ends the readiness loops and the Maven fetch now.
+        startAbort.abort(new TernError("unavailable", "the dev stack was stopped while starting"));
+        try {
+          await stopAll();
+          state = previous === "failed" ? "failed" : "stopped";
+        } catch (err) {
+          state = "failed";
+          throw err;
+        }
+      })();
+      return stopping;
+    },
+  };
+}
+
+/**
+ * When a child died during start, the abort reason (its exit and log) explains the failure better than the
+ * AbortError the readiness loop saw.
+ */
+function firstCause(err: unknown, signal: AbortSignal): unknown {
+  if (signal.aborted && signal.reason instanceof TernError) return signal.reason;
+  return err;
+}

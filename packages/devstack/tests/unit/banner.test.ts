@@ -1,0 +1,27 @@
+import { describe, expect, it } from "vitest";
+import { formatServiceTable } from "../../src/banner.js";
+
+describe("formatServiceTable", () => {
+  it("aligns one line per service and lists reserved addresses that nothing uses yet", () => {
+    const text = formatServiceTable(
+      [
+        { name: "kafka", address: "localhost:9092", kind: "started", pid: 11, logFile: "/repo/.tern/kafka/kafka.log" },
+        { name: "dynamodb", address: "http://ddb:8000", kind: "external" },
+        { name: "scheduler", address: "http://localhost:9004", kind: "started", pid: 12, logFile: "/tmp/s.log" },
+      ],
+      {
+        cwd: "/repo",
+        reserved: [
+          { name: "gateway (REST)", address: "http://localhost:9000" },
+          { name: "Kafka again", address: "localhost:9092" },
+        ],
+      },
+    );
+    expect(text.split("\n")).toEqual([
+      "  Kafka           localhost:9092         pid 11, log .tern/kafka/kafka.log",
+      "  DynamoDB Local  http://ddb:8000        external (given in config)",
+      "  scheduler       http://localhost:9004  pid 12, log /tmp/s.log",
+      "  gateway (REST)  http://localhost:9000  reserved, not started yet",
+    ]);
+  });
+});

@@ -1,0 +1,81 @@
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { performance } from "node:perf_hooks";
+import { createDevStack, findFreePort, loadDevStackConfig } from "@tern/devstack";
+import type { TestProject } from "vitest/node";
+
+declare module "vitest" {
+  export interface ProvidedContext {
+    /** Brokers of the integration Kafka (`host:port`). */
+    kafkaBrokers: string[];
+    /** Endpoint of the integration DynamoDB. */
+    dynamodbEndpoint: string;
+    /** The uniform partition count of the installation (KAFKA_PARTITIONS). */
+    kafkaPartitions: number;
+    awsRegion: string;
+  }
+}
+
+/**
+ * Starts a Kafka broker and DynamoDB Local for the integration tests, unless KAFKA_BROKERS / DYNAMODB_ENDPOINT name
+ * existing ones. They run on free ports with data in a temporary folder, so a developer's `npm start` (9092, 8000,
+ * `.tern/`) is neither disturbed nor reused; only the Kafka jar cache in `.tern/kafka/libs` is shared, so the Maven
+ * fetch happens once per checkout. Tests read the addresses with `inject("kafkaBrokers")` etc.
+ *
+ * vitest applies no timeout to global setup; each step has its own deadline (Maven 10 min, readiness 90 s).
+ */
+export default async function setup(project: TestProject): Promise<() => Promise<void>> {
+  // Quiet the AWS SDK's "Node 22 needed from 2027" warning in every test worker (they inherit this environment).
+  process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= "true";
+  const config = loadDevStackConfig();
+  const ports = await distinctFreePorts(3);
+  const dir = mkdtempSync(join(tmpdir(), "tern-it-"));
+  const stack = createDevStack({
+    dir,
+    kafkaLibsDir: join(config.TERN_DEV_DIR, "kafka", "libs"),
+    ...(config.KAFKA_BROKERS === undefined ? {} : { kafkaBrokers: config.KAFKA_BROKERS }),
+    ...(config.DYNAMODB_ENDPOINT === undefined ? {} : { dynamodbEndpoint: config.DYNAMODB_ENDPOINT }),
+    kafkaPort: ports[0]!,
+    kafkaControllerPort: ports[1]!,
+    dynamodbPort: ports[2]!,
+    partitions: config.KAFKA_PARTITIONS,
+    region: config.AWS_REGION,
+    kafkaHeap: config.KAFKA_HEAP,
+    readyTimeoutMs: config.TERN_DEV_READY_TIMEOUT_MS,
+    stopGraceMs: 5_000,
+    lock: false,
+    logger: {
+      info: (message) => console.log(`[integration setup] ${message}`),
+      warn: (message) => console.warn(`[integration setup] ${message}`),
+    },
+  });
+  let endpoints: Awaited<ReturnType<typeof stack.start>>;
+  const startedAt = performance.now();
+  try {
+    endpoints = await stack.start();
+    const where = stack.services().map((service) => `${service.name} ${service.address} (${service.kind})`);
+    const seconds = ((performance.now() - startedAt) / 1000).toFixed(1);
+    console.log(`[integration setup] ready in ${seconds} s: ${where.join(", ")}`);
+  } catch (err) {
+    rmSync(dir, { recursive: true, force: true });
+    throw err;
+  }
+  project.provide("kafkaBrokers", endpoints.kafkaBrokers);
+  project.provide("dynamodbEndpoint", endpoints.dynamodbEndpoint);
+  project.provide("kafkaPartitions", endpoints.partitions);
+  project.provide("awsRegion", endpoints.region);
+  return async () => {
+    try {
+      await stack.stop();
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  };
+}
+
+async function distinctFreePorts(count: number): Promise<number[]> {
+  const ports = new Set<number>();
+  while (ports.size < count) ports.add(await findFreePort());
+  return [...ports];
+}
