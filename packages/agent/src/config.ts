@@ -71,8 +71,22 @@ export const agentEnvSchema = sharedEnvSchema.extend({
   TERN_AGENT_S3_ENDPOINT: z.string().url().optional(),
   /** Models to load at start without a scheduler: `iris=file://samples/models/iris,add10:1=file://...`. */
   TERN_AGENT_PRELOAD: preloadList.optional(),
-  /** Grace period for in-flight requests on SIGTERM, ms. */
+  /**
+   * Bound on the SIGTERM drain, ms: how long the agent waits for the scheduler to move its models elsewhere (it keeps
+   * serving meanwhile) before it stops anyway; requests still in flight then get what is left, at least 500 ms.
+   */
   TERN_AGENT_DRAIN_TIMEOUT_MS: envVar.int(10_000, 0),
+  /** Run without a scheduler (only TERN_AGENT_PRELOAD models are served). */
+  TERN_AGENT_STANDALONE: envVar.bool(false),
+  /** Deadline of each call to the scheduler (register, heartbeat, event, drain), ms. */
+  TERN_AGENT_SCHEDULER_TIMEOUT_MS: envVar.int(5_000, 100),
+  /**
+   * An assignments stream silent this long (no event, no keep-alive) is reopened, ms. Keep it about
+   * 3 × the scheduler's TERN_SCHEDULER_STREAM_HEARTBEAT_MS (15 000).
+   */
+  TERN_AGENT_STREAM_IDLE_TIMEOUT_MS: envVar.int(45_000, 100),
+  /** Cap of the retry delay while the scheduler is unreachable or a standby (exponential backoff with jitter), ms. */
+  TERN_AGENT_RETRY_MAX_MS: envVar.int(5_000, 10),
   /** ONNX Runtime intra-op threads per model (models may override with the parameter intra_op_threads). */
   TERN_AGENT_ORT_THREADS: envVar.int(1, 0),
 });

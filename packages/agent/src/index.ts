@@ -28,3 +28,8 @@ export {
 } from "./model-registry.js";
 export type { LoadedModel, LoadOptions, ModelRuntime, ModelSignature } from "./runtime/model-runtime.js";
 export { createOnnxRuntime, type OnnxRuntimeOptions } from "./runtime/onnx-runtime.js";
+export {
+  createSchedulerClient,
+  createSseParser,
+  readSseStream,
+} from "./scheduler-client.js";

@@ -1,6 +1,15 @@
 /**
- * Agent process entry: one server replica. Standalone use (no scheduler yet):
- *   TERN_AGENT_PRELOAD=iris=file://samples/models/iris node --import tsx packages/agent/src/main.ts
+ * Agent process entry: one server replica.
+ *
+ * With a scheduler (the default, TERN_SCHEDULER_URL=http://127.0.0.1:9004):
+ *   TERN_AGENT_SERVER=mlserver TERN_AGENT_REPLICA=0 node --import tsx packages/agent/src/main.ts
+ * Standalone (no scheduler):
+ *   TERN_AGENT_STANDALONE=true TERN_AGENT_PRELOAD=iris=file://samples/models/iris node --import tsx packages/agent/src/main.ts
+ *
+ * Prints one line once it serves (and, with a scheduler, is registered):
+ *   agent <server>/<replica> serving http://127.0.0.1:9500 grpc 127.0.0.1:9501 (scheduler http://127.0.0.1:9004)
+ * SIGTERM/SIGINT drain (the scheduler moves the models elsewhere while this replica keeps serving, bounded by
+ * TERN_AGENT_DRAIN_TIMEOUT_MS), deregister, stop and exit 0. A second signal exits at once.
  */
 import { resolve } from "node:path";
 import { pino } from "pino";
@@ -10,6 +19,10 @@ import { createHttpSource } from "./artifacts/http-source.js";
 import { createS3Source } from "./artifacts/s3-source.js";
 import { loadAgentConfig } from "./config.js";
 import { createOnnxRuntime } from "./runtime/onnx-runtime.js";
+import { createSchedulerClient, type SchedulerClient } from "./scheduler-client.js";
+
+/** Time left to requests in flight after the drain, even when the drain used the whole deadline. */
+const MIN_STOP_GRACE_MS = 500;
 
 async function main(): Promise<void> {
   let config: ReturnType<typeof loadAgentConfig>;
@@ -34,6 +47,9 @@ async function main(): Promise<void> {
       }),
     ],
   });
+  // The client is created once the agent listens (it registers the endpoints); state changes before that are
+  // covered by the `loaded` list of the registration.
+  let client: SchedulerClient | undefined;
   const agent = createAgent({
     server: config.TERN_AGENT_SERVER,
     replica: config.TERN_AGENT_REPLICA,
@@ -48,33 +64,88 @@ async function main(): Promise<void> {
     grpcPort: config.TERN_AGENT_GRPC_PORT,
     maxBodyBytes: config.TERN_AGENT_MAX_BODY,
     logger,
+    onStateChange: (event) => client?.report(event),
   });
 
   let stopping = false;
-  const shutdown = (signal: string) => {
-    if (stopping) return;
+  const abortStartup = new AbortController();
+  const shutdown = async (signal: NodeJS.Signals): Promise<void> => {
+    if (stopping) {
+      logger.warn({ signal }, "second signal: exiting now");
+      process.exit(signal === "SIGINT" ? 130 : 143);
+    }
     stopping = true;
-    logger.info({ signal }, "shutting down");
-    agent
-      .stop(config.TERN_AGENT_DRAIN_TIMEOUT_MS)
-      .then(() => process.exit(0))
-      .catch((err: unknown) => {
+    abortStartup.abort(new Error(`stopped by ${signal}`));
+    const drainMs = config.TERN_AGENT_DRAIN_TIMEOUT_MS;
+    const deadline = Date.now() + drainMs;
+    logger.info({ signal, drainTimeoutMs: drainMs }, "shutting down");
+    // Whatever hangs, the process ends: the drain deadline plus the stop grace plus a little for unloading.
+    setTimeout(
+      () => {
+        logger.error("shutdown took too long: exiting anyway");
+        process.exit(1);
+      },
+      drainMs + MIN_STOP_GRACE_MS + 3000,
+    ).unref();
+    if (client !== undefined) {
+      // Keep serving while the scheduler places the models elsewhere: gateways move to the new replicas once they
+      // are Available. `agent.drain()` makes this replica refuse inference, so it comes only after this wait.
+      const result = await client.drain(drainMs);
+      if (result.drained) logger.info({ reason: result.reason }, "drained");
+      else logger.warn({ reason: result.reason }, "drain deadline reached: stopping anyway");
+    }
+    agent.drain();
+    await client?.stop({ deregister: true });
+    await agent.stop(Math.max(MIN_STOP_GRACE_MS, deadline - Date.now()));
+  };
+  const onSignal = (signal: NodeJS.Signals) => {
+    shutdown(signal).then(
+      () => process.exit(0),
+      (err: unknown) => {
         logger.error({ err }, "shutdown failed");
         process.exit(1);
-      });
+      },
+    );
   };
-  process.on("SIGTERM", () => shutdown("SIGTERM"));
-  process.on("SIGINT", () => shutdown("SIGINT"));
+  process.on("SIGTERM", onSignal);
+  process.on("SIGINT", onSignal);
 
   const endpoints = await agent.start();
-  console.log(
-    `agent ${config.TERN_AGENT_SERVER}/${config.TERN_AGENT_REPLICA}: REST ${endpoints.http}, gRPC ${endpoints.grpc ?? "off"}`,
-  );
+  // Preloaded models are reported in the registration's `loaded`: the scheduler adopts them when they match the
+  // latest version of an applied Model, and otherwise its assignments unload them.
   for (const p of config.TERN_AGENT_PRELOAD ?? []) {
     const r = await agent.loadModel(p);
-    if (r.state === "Available") console.log(`loaded ${p.model} (version ${p.version}) from ${p.storageUri}`);
-    else console.error(`could not load ${p.model}: ${r.reason ?? r.state}`);
+    if (r.state === "Available")
+      logger.info({ model: p.model, version: p.version, storageUri: p.storageUri }, "preloaded");
+    else logger.error({ model: p.model, reason: r.reason ?? r.state }, "could not preload");
   }
+  if (stopping) return;
+
+  const where = `${endpoints.http} grpc ${endpoints.grpc ?? "off"}`;
+  const name = `${config.TERN_AGENT_SERVER}/${config.TERN_AGENT_REPLICA}`;
+  if (config.TERN_AGENT_STANDALONE) {
+    console.log(`agent ${name} serving ${where} (standalone)`);
+    return;
+  }
+  client = createSchedulerClient({
+    agent,
+    schedulerUrl: config.TERN_SCHEDULER_URL,
+    ...(config.TERN_SCHEDULER_TOKEN === undefined ? {} : { token: config.TERN_SCHEDULER_TOKEN }),
+    logger: logger.child({ scope: "scheduler-client" }),
+    memoryBytes: config.TERN_AGENT_MEMORY,
+    overcommitPercent: config.TERN_AGENT_OVERCOMMIT_PERCENT,
+    requestTimeoutMs: config.TERN_AGENT_SCHEDULER_TIMEOUT_MS,
+    streamIdleTimeoutMs: config.TERN_AGENT_STREAM_IDLE_TIMEOUT_MS,
+    retryMaxMs: config.TERN_AGENT_RETRY_MAX_MS,
+  });
+  client.start();
+  logger.info({ scheduler: config.TERN_SCHEDULER_URL }, "registering with the scheduler");
+  try {
+    await client.registered(abortStartup.signal);
+  } catch {
+    return; // a signal came first; shutdown handles the rest
+  }
+  console.log(`agent ${name} serving ${where} (scheduler ${config.TERN_SCHEDULER_URL})`);
 }
 
 main().catch((err: unknown) => {
