@@ -1,3 +1,5 @@
+import { type ParseArgsConfig, parseArgs } from "node:util";
+
 /**
  * What a command may touch of the outside world, injected so that tests can call `main()` in-process with fake
  * streams. Commands never use `process.stdout`, `process.exit` or `process.cwd()` directly.
@@ -46,4 +48,38 @@ export function usageErrorMessage(err: unknown): string | undefined {
   const code = (err as { code?: unknown }).code;
   if (typeof code === "string" && code.startsWith("ERR_PARSE_ARGS_")) return (err as Error).message;
   return undefined;
+}
+
+/**
+ * Parses a command's arguments with `node:util` parseArgs (strict; `-h/--help` added) and handles the two outcomes
+ * every command shares: a usage error (printed with the usage, exit 2) and `--help` (usage on stdout, exit 0).
+ * `V` is the shape of the parsed values, which the caller states.
+ */
+export function parseCommandArgs<V extends object>(
+  command: string,
+  args: string[],
+  options: NonNullable<ParseArgsConfig["options"]>,
+  usage: string,
+  io: Pick<CliIo, "stdout" | "stderr">,
+  allowPositionals = false,
+): { values: V; positionals: string[] } | { exit: number } {
+  let parsed: { values: object; positionals: string[] };
+  try {
+    parsed = parseArgs({
+      args,
+      options: { ...options, help: { type: "boolean", short: "h" } },
+      allowPositionals,
+      strict: true,
+    });
+  } catch (err) {
+    const message = usageErrorMessage(err);
+    if (message === undefined) throw err;
+    io.stderr.write(`tern ${command}: ${message}\n\n${usage}`);
+    return { exit: EXIT_USAGE };
+  }
+  if ((parsed.values as { help?: boolean }).help === true) {
+    io.stdout.write(usage);
+    return { exit: EXIT_OK };
+  }
+  return { values: parsed.values as V, positionals: parsed.positionals };
 }

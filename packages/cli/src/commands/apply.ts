@@ -1,9 +1,8 @@
 import { readdir, readFile, stat } from "node:fs/promises";
 import { join, resolve } from "node:path";
-import { parseArgs } from "node:util";
 import { formatProblem, type ManifestProblem, parseManifestDocuments, type Resource } from "@tern/core";
 import { clientFromEnv, SchedulerClientError } from "../client.js";
-import { type Command, EXIT_FAILED, EXIT_OK, EXIT_USAGE, usageErrorMessage } from "../io.js";
+import { type Command, EXIT_FAILED, EXIT_OK, EXIT_USAGE, parseCommandArgs } from "../io.js";
 
 /**
  * What the scheduler commands need of the outside world. `CliIo` fits; `env` is where TERN_SCHEDULER_URL and
@@ -117,24 +116,15 @@ Exit status: 0 applied, 1 invalid manifest or the scheduler refused, 2 wrong usa
 
 /** `tern apply -f FILE|DIR|-`. */
 export async function runApply(argv: string[], io: SchedulerCommandIo): Promise<number> {
-  let values: { filename?: string[]; help?: boolean };
-  try {
-    ({ values } = parseArgs({
-      args: argv,
-      options: { filename: { type: "string", short: "f", multiple: true }, help: { type: "boolean", short: "h" } },
-      allowPositionals: false,
-      strict: true,
-    }));
-  } catch (err) {
-    const message = usageErrorMessage(err);
-    if (message === undefined) throw err;
-    io.stderr.write(`tern apply: ${message}\n\n${usage}`);
-    return EXIT_USAGE;
-  }
-  if (values.help === true) {
-    io.stdout.write(usage);
-    return EXIT_OK;
-  }
+  const parsed = parseCommandArgs<{ filename?: string[] }>(
+    "apply",
+    argv,
+    { filename: { type: "string", short: "f", multiple: true } },
+    usage,
+    io,
+  );
+  if ("exit" in parsed) return parsed.exit;
+  const { values } = parsed;
   const names = values.filename ?? [];
   if (names.length === 0) {
     io.stderr.write(`tern apply: say what to apply with -f FILE, -f DIR or -f -\n\n${usage}`);

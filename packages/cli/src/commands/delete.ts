@@ -1,7 +1,6 @@
-import { parseArgs } from "node:util";
 import type { ResourceKind } from "@tern/core";
 import { parseKindArg } from "../client.js";
-import { type Command, EXIT_FAILED, EXIT_OK, EXIT_USAGE, usageErrorMessage } from "../io.js";
+import { type Command, EXIT_FAILED, EXIT_OK, EXIT_USAGE, parseCommandArgs } from "../io.js";
 import { clientFor, readManifestArgs, reportError, type SchedulerCommandIo } from "./apply.js";
 
 const usage = `Usage: tern delete -f FILE|DIR|- [-f ...]
@@ -22,25 +21,16 @@ Exit status: 0 deleted, 1 not found or refused, 2 wrong usage.
 
 /** `tern delete -f FILE` or `tern delete KIND NAME`. */
 export async function runDelete(argv: string[], io: SchedulerCommandIo): Promise<number> {
-  let values: { filename?: string[]; help?: boolean };
-  let positionals: string[];
-  try {
-    ({ values, positionals } = parseArgs({
-      args: argv,
-      options: { filename: { type: "string", short: "f", multiple: true }, help: { type: "boolean", short: "h" } },
-      allowPositionals: true,
-      strict: true,
-    }));
-  } catch (err) {
-    const message = usageErrorMessage(err);
-    if (message === undefined) throw err;
-    io.stderr.write(`tern delete: ${message}\n\n${usage}`);
-    return EXIT_USAGE;
-  }
-  if (values.help === true) {
-    io.stdout.write(usage);
-    return EXIT_OK;
-  }
+  const parsed = parseCommandArgs<{ filename?: string[] }>(
+    "delete",
+    argv,
+    { filename: { type: "string", short: "f", multiple: true } },
+    usage,
+    io,
+    true,
+  );
+  if ("exit" in parsed) return parsed.exit;
+  const { values, positionals } = parsed;
   const files = values.filename ?? [];
   let targets: { kind: ResourceKind; name: string }[];
   if (files.length > 0) {

@@ -1,7 +1,6 @@
-import { parseArgs } from "node:util";
 import type { ResourceKind } from "@tern/core";
 import { parseKindArg } from "../client.js";
-import { type Command, EXIT_OK, EXIT_USAGE, usageErrorMessage } from "../io.js";
+import { type Command, EXIT_OK, EXIT_USAGE, parseCommandArgs } from "../io.js";
 import { clientFor, reportError, type SchedulerCommandIo } from "./apply.js";
 
 const usage = `Usage: tern list KIND [--json]
@@ -63,25 +62,9 @@ export function tableFor(kind: ResourceKind, items: Row[]): string {
 
 /** `tern list KIND`. */
 export async function runList(argv: string[], io: SchedulerCommandIo): Promise<number> {
-  let values: { json?: boolean; help?: boolean };
-  let positionals: string[];
-  try {
-    ({ values, positionals } = parseArgs({
-      args: argv,
-      options: { json: { type: "boolean" }, help: { type: "boolean", short: "h" } },
-      allowPositionals: true,
-      strict: true,
-    }));
-  } catch (err) {
-    const message = usageErrorMessage(err);
-    if (message === undefined) throw err;
-    io.stderr.write(`tern list: ${message}\n\n${usage}`);
-    return EXIT_USAGE;
-  }
-  if (values.help === true) {
-    io.stdout.write(usage);
-    return EXIT_OK;
-  }
+  const parsed = parseCommandArgs<{ json?: boolean }>("list", argv, { json: { type: "boolean" } }, usage, io, true);
+  if ("exit" in parsed) return parsed.exit;
+  const { values, positionals } = parsed;
   if (positionals.length !== 1) {
     io.stderr.write(`tern list: expected one KIND\n\n${usage}`);
     return EXIT_USAGE;

@@ -1,5 +1,4 @@
-import { parseArgs } from "node:util";
-import { type Command, EXIT_FAILED, EXIT_OK, EXIT_USAGE, usageErrorMessage } from "../io.js";
+import { type Command, EXIT_FAILED, EXIT_OK, EXIT_USAGE, parseCommandArgs } from "../io.js";
 import { clientFor, reportError, type SchedulerCommandIo } from "./apply.js";
 import { tableFor } from "./list.js";
 import { formatStatus } from "./status.js";
@@ -19,25 +18,9 @@ Exit status: 0 shown, 1 not found or the scheduler failed, 2 wrong usage.
 
 /** `tern server list|status NAME`. */
 export async function runServer(argv: string[], io: SchedulerCommandIo): Promise<number> {
-  let values: { json?: boolean; help?: boolean };
-  let positionals: string[];
-  try {
-    ({ values, positionals } = parseArgs({
-      args: argv,
-      options: { json: { type: "boolean" }, help: { type: "boolean", short: "h" } },
-      allowPositionals: true,
-      strict: true,
-    }));
-  } catch (err) {
-    const message = usageErrorMessage(err);
-    if (message === undefined) throw err;
-    io.stderr.write(`tern server: ${message}\n\n${usage}`);
-    return EXIT_USAGE;
-  }
-  if (values.help === true) {
-    io.stdout.write(usage);
-    return EXIT_OK;
-  }
+  const parsed = parseCommandArgs<{ json?: boolean }>("server", argv, { json: { type: "boolean" } }, usage, io, true);
+  if ("exit" in parsed) return parsed.exit;
+  const { values, positionals } = parsed;
   const [sub, name, ...extra] = positionals;
   const client = clientFor(io);
   try {

@@ -1,7 +1,6 @@
-import { parseArgs } from "node:util";
 import { MODEL_STATES, PIPELINE_STATES, type ResourceKind } from "@tern/core";
 import { parseKindArg, type SchedulerClient } from "../client.js";
-import { type Command, EXIT_FAILED, EXIT_OK, EXIT_USAGE, usageErrorMessage } from "../io.js";
+import { type Command, EXIT_FAILED, EXIT_OK, EXIT_USAGE, parseCommandArgs } from "../io.js";
 import { clientFor, reportError, type SchedulerCommandIo } from "./apply.js";
 
 /** States `-w` accepts per kind (the scheduler's names). */
@@ -96,30 +95,20 @@ export async function waitForState(
 
 /** `tern status KIND NAME [-w STATE] [--timeout SECONDS] [--json]`. */
 export async function runStatus(argv: string[], io: SchedulerCommandIo): Promise<number> {
-  let values: { wait?: string; timeout?: string; json?: boolean; help?: boolean };
-  let positionals: string[];
-  try {
-    ({ values, positionals } = parseArgs({
-      args: argv,
-      options: {
-        wait: { type: "string", short: "w" },
-        timeout: { type: "string" },
-        json: { type: "boolean" },
-        help: { type: "boolean", short: "h" },
-      },
-      allowPositionals: true,
-      strict: true,
-    }));
-  } catch (err) {
-    const message = usageErrorMessage(err);
-    if (message === undefined) throw err;
-    io.stderr.write(`tern status: ${message}\n\n${usage}`);
-    return EXIT_USAGE;
-  }
-  if (values.help === true) {
-    io.stdout.write(usage);
-    return EXIT_OK;
-  }
+  const parsed = parseCommandArgs<{ wait?: string; timeout?: string; json?: boolean }>(
+    "status",
+    argv,
+    {
+      wait: { type: "string", short: "w" },
+      timeout: { type: "string" },
+      json: { type: "boolean" },
+    },
+    usage,
+    io,
+    true,
+  );
+  if ("exit" in parsed) return parsed.exit;
+  const { values, positionals } = parsed;
   if (positionals.length !== 2) {
     io.stderr.write(`tern status: expected KIND NAME\n\n${usage}`);
     return EXIT_USAGE;

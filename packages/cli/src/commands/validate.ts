@@ -1,6 +1,5 @@
 import { readdir, readFile, stat } from "node:fs/promises";
 import { join, resolve } from "node:path";
-import { parseArgs } from "node:util";
 import {
   findDuplicateResources,
   formatProblem,
@@ -8,7 +7,7 @@ import {
   type ManifestProblem,
   parseManifestDocuments,
 } from "@tern/core";
-import { type CliIo, type Command, EXIT_FAILED, EXIT_OK, EXIT_USAGE, usageErrorMessage } from "../io.js";
+import { type CliIo, type Command, EXIT_FAILED, EXIT_OK, EXIT_USAGE, parseCommandArgs } from "../io.js";
 
 const MANIFEST_EXTENSIONS = [".yaml", ".yml", ".json"];
 /** How a manifest read from standard input is named in messages. */
@@ -100,27 +99,17 @@ function plural(n: number, word: string): string {
 }
 
 async function run(args: string[], io: CliIo): Promise<number> {
-  let values: { filename?: string[]; help?: boolean };
-  try {
-    ({ values } = parseArgs({
-      args,
-      options: {
-        filename: { type: "string", short: "f", multiple: true },
-        help: { type: "boolean", short: "h" },
-      },
-      allowPositionals: false,
-      strict: true,
-    }));
-  } catch (err) {
-    const message = usageErrorMessage(err);
-    if (message === undefined) throw err;
-    io.stderr.write(`tern validate: ${message}\n\n${usage}`);
-    return EXIT_USAGE;
-  }
-  if (values.help === true) {
-    io.stdout.write(usage);
-    return EXIT_OK;
-  }
+  const parsed = parseCommandArgs<{ filename?: string[] }>(
+    "validate",
+    args,
+    {
+      filename: { type: "string", short: "f", multiple: true },
+    },
+    usage,
+    io,
+  );
+  if ("exit" in parsed) return parsed.exit;
+  const { values } = parsed;
   const names = values.filename ?? [];
   if (names.length === 0) {
     io.stderr.write(`tern validate: say what to check with -f FILE, -f DIR or -f -\n\n${usage}`);
