@@ -74,13 +74,20 @@ export async function startSchedulerProcess(options: SchedulerProcessOptions): P
   void exited.then(() => {
     hasExited = true;
   });
-  const found = await waitFor(
-    () => {
-      if (hasExited) throw new Error(`scheduler ${options.id} exited:\n${out}`);
-      return port;
-    },
-    { timeoutMs: 30_000, intervalMs: 50, description: `scheduler ${options.id} listening` },
-  );
+  let found: number;
+  try {
+    found = await waitFor(
+      () => {
+        if (hasExited) throw new Error(`scheduler ${options.id} exited:\n${out}`);
+        return port;
+      },
+      { timeoutMs: 30_000, intervalMs: 50, description: `scheduler ${options.id} listening` },
+    );
+  } catch (err) {
+    // A scheduler that never came up must not outlive the test (it would hold the lease and the port).
+    if (!hasExited) child.kill("SIGKILL");
+    throw err;
+  }
   return {
     id: options.id,
     url: `http://127.0.0.1:${found}`,
