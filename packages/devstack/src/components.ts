@@ -1,17 +1,58 @@
 import type { DevStackConfig } from "./config.js";
+import { repoRoot } from "./config.js";
 import type { DevStackProcessOptions } from "./dev-stack.js";
 
+/** Where the dev stack's own children reach the scheduler (the control API always listens on loopback here). */
+export function localSchedulerUrl(config: DevStackConfig): string {
+  return `http://127.0.0.1:${config.TERN_SCHEDULER_PORT}`;
+}
+
 /**
- * The platform components `npm start` runs after Kafka and DynamoDB Local are ready, in start order. Each later
- * component (scheduler, dataflow workers, model gateway, agents, gateway) adds its entry here, with a readiness probe.
+ * The platform components `npm start` runs after Kafka and DynamoDB Local are ready, in start order, each with a real
+ * readiness probe. Agents are not listed: the local controller starts them from the scheduler's Servers.
  */
-export function localComponents(_config: DevStackConfig): DevStackProcessOptions[] {
-  return [];
+export function localComponents(config: DevStackConfig): DevStackProcessOptions[] {
+  const schedulerUrl = localSchedulerUrl(config);
+  const node = process.execPath;
+  return [
+    {
+      name: "scheduler",
+      command: node,
+      args: ["--import", "tsx", "packages/scheduler/src/main.ts"],
+      cwd: repoRoot,
+      env: { TERN_SCHEDULER_PORT: String(config.TERN_SCHEDULER_PORT), TERN_SCHEDULER_URL: schedulerUrl },
+      address: schedulerUrl,
+      ports: [config.TERN_SCHEDULER_PORT],
+      // Ready once it is the ACTIVE scheduler: a start right after a killed stack waits out the old lease (≤ ~11 s)
+      // here instead of failing the sample apply with 503.
+      ready: async () => {
+        const res = await fetch(`${schedulerUrl}/healthz`, { signal: AbortSignal.timeout(2000) });
+        if (res.status !== 200) return false;
+        return ((await res.json()) as { active?: boolean }).active === true;
+      },
+    },
+    {
+      name: "gateway",
+      command: node,
+      args: ["--import", "tsx", "packages/gateway/src/server.ts"],
+      cwd: repoRoot,
+      env: {
+        TERN_SCHEDULER_URL: schedulerUrl,
+        TERN_GATEWAY_PORT: String(config.TERN_GATEWAY_PORT),
+        TERN_GATEWAY_GRPC_PORT: String(config.TERN_GATEWAY_GRPC_PORT),
+      },
+      address: `http://localhost:${config.TERN_GATEWAY_PORT} (gRPC localhost:${config.TERN_GATEWAY_GRPC_PORT})`,
+      ports: [config.TERN_GATEWAY_PORT, config.TERN_GATEWAY_GRPC_PORT],
+      ready: async () => {
+        const res = await fetch(`http://127.0.0.1:${config.TERN_GATEWAY_PORT}/v2/health/live`, {
+          signal: AbortSignal.timeout(2000),
+        });
+        await res.body?.cancel();
+        return res.status === 200;
+      },
+    },
+  ];
 }
 
 /** Addresses kept free for components that do not exist yet; `npm start` lists them as reserved. */
-export const reservedServices: ReadonlyArray<{ name: string; address: string }> = [
-  { name: "gateway (REST)", address: "http://localhost:9000" },
-  { name: "gateway (gRPC)", address: "localhost:9001" },
-  { name: "scheduler API", address: "http://localhost:9004" },
-];
+export const reservedServices: ReadonlyArray<{ name: string; address: string }> = [];

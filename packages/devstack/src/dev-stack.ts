@@ -105,6 +105,8 @@ export interface DevStackProcessOptions {
   ready?: (endpoints: DevStackEndpoints) => Promise<unknown> | unknown;
   /** @default the stack's readyTimeoutMs */
   readyTimeoutMs?: number;
+  /** Ports it listens on: checked free before anything starts, so a clash is named up front. */
+  ports?: readonly number[];
 }
 
 /** One line of "what runs where". */
@@ -130,6 +132,13 @@ export interface DevStack {
   readonly state: DevStackState;
   /** What runs where, in start order. */
   services(): DevStackService[];
+  /**
+   * Environment to give processes the stack does not spawn itself (the local controller's agents), marking them as
+   * this stack's, so a start after a killed stack may stop them (with {@link DevStack.recordChildren}).
+   */
+  readonly ownerEnv: Record<string, string>;
+  /** Records such processes' pids (process-group leaders) in the pid file under `group`, replacing the group's list. */
+  recordChildren(group: string, pids: readonly number[]): void;
 }
 
 /** Environment variable that marks a child as belonging to the stack whose folder it names. */
@@ -161,6 +170,7 @@ export function createDevStack(options: DevStackOptions): DevStack {
   };
 
   const components: DevStackProcessOptions[] = [];
+  const extraChildren = new Map<string, readonly number[]>();
   const started: DevStackService[] = [];
   let state: DevStackState = "idle";
   let lock: DevStackLock | undefined;
@@ -194,8 +204,15 @@ export function createDevStack(options: DevStackOptions): DevStack {
       ...spec,
       env: { ...(spec.env ?? process.env), [ownerVariable]: options.dir },
     });
-    lock?.recordChildren(supervisor.children.filter((c) => !c.hasExited).map((c) => c.pid));
+    recordAllChildren();
     return child;
+  }
+
+  function recordAllChildren(): void {
+    lock?.recordChildren([
+      ...supervisor.children.filter((c) => !c.hasExited).map((c) => c.pid),
+      ...[...extraChildren.values()].flat(),
+    ]);
   }
 
   async function startKafka(): Promise<void> {
@@ -325,6 +342,9 @@ export function createDevStack(options: DevStackOptions): DevStack {
         `DynamoDB Local (DYNAMODB_PORT); to use that service instead set DYNAMODB_ENDPOINT=http://localhost:${dynamodbPort}`,
       ]);
     }
+    for (const component of components) {
+      for (const port of component.ports ?? []) wanted.push([port, component.name]);
+    }
     const busy = await Promise.all(wanted.map(async ([port]) => isPortOpen(port)));
     const clashes = wanted.filter((_, i) => busy[i]);
     if (clashes.length > 0) {
@@ -355,6 +375,11 @@ export function createDevStack(options: DevStackOptions): DevStack {
         .sort((a, b) => order.indexOf(a.name) - order.indexOf(b.name))
         .map((service) => ({ ...service }));
     },
+    ownerEnv: { [ownerVariable]: options.dir },
+    recordChildren(group: string, pids: readonly number[]): void {
+      extraChildren.set(group, [...pids]);
+      recordAllChildren();
+    },
     addProcess(component: DevStackProcessOptions): void {
       if (state !== "idle") throw new TernError("conflict", `addProcess(${component.name}) after start()`);
       if (["kafka", "dynamodb", ...components.map((c) => c.name)].includes(component.name)) {
@@ -370,23 +395,23 @@ export function createDevStack(options: DevStackOptions): DevStack {
           lock = acquireDevStackLock(join(options.dir, "devstack.pid"), {
             kafka: endpoints.kafkaBrokers.join(","),
             dynamodb: endpoints.dynamodbEndpoint,
+            ...Object.fromEntries(components.flatMap((c) => (c.address ? [[c.name, c.address]] : []))),
           });
           const killed = killStaleChildren(lock.staleChildren, `${ownerVariable}=${options.dir}`);
           if (killed.length > 0) {
             logger.warn(
               `stopped ${killed.length} process(es) left by a dev stack that was killed: pid ${killed.join(", ")}`,
             );
-            await waitFor(async () => !(await isPortOpen(kafkaPort)) && !(await isPortOpen(dynamodbPort)), {
+            const ports = [kafkaPort, dynamodbPort, ...components.flatMap((c) => c.ports ?? [])];
+            await waitFor(async () => (await Promise.all(ports.map((p) => isPortOpen(p)))).every((open) => !open), {
               timeoutMs: 10_000,
               intervalMs: 100,
               description: "the ports of the killed stack's services",
             });
           }
         }
-        if (!externalKafka || !externalDynamo) {
-          requireJava(javaCommand);
-          await checkPortsFree();
-        }
+        if (!externalKafka || !externalDynamo) requireJava(javaCommand);
+        await checkPortsFree();
         // Both services start at once; if one fails, the other's loop is aborted rather than left to time out.
         const results = await Promise.allSettled([
           startDynamo().catch((err: unknown) => {

@@ -1,11 +1,14 @@
 import { existsSync } from "node:fs";
-import { join } from "node:path";
+import { join, relative } from "node:path";
 import { performance } from "node:perf_hooks";
 import { hasCode } from "@tern/core";
 import { formatServiceTable } from "./banner.js";
-import { localComponents, reservedServices } from "./components.js";
+import { localComponents, localSchedulerUrl, reservedServices } from "./components.js";
 import { loadDevStackConfig, repoRoot } from "./config.js";
+import { createControlClient } from "./control-client.js";
 import { createDevStack } from "./dev-stack.js";
+import { createLocalController } from "./local-controller.js";
+import { applyManifests, inferIris, irisCurl, waitForModelAvailable } from "./samples.js";
 import { errorText } from "./wait-for.js";
 
 // `npm start`: the local stack in the foreground. Exit codes: 0 stopped on request, 1 failed, 2 bad configuration,
@@ -63,7 +66,7 @@ async function main(): Promise<number> {
       console.error(
         `tern: ${name} stopped unexpectedly (${exit.signal ?? `exit code ${exit.code}`}); stopping the stack${logTail ? `\n${logTail}` : ""}`,
       );
-      stack.stop().then(
+      shutdown().then(
         () => finish(1),
         () => finish(1),
       );
@@ -71,18 +74,53 @@ async function main(): Promise<number> {
   });
   for (const component of localComponents(config)) stack.addProcess(component);
 
+  const schedulerUrl = localSchedulerUrl(config);
+  const client = createControlClient({
+    url: schedulerUrl,
+    ...(config.TERN_SCHEDULER_TOKEN === undefined ? {} : { token: config.TERN_SCHEDULER_TOKEN }),
+  });
+  const controller = createLocalController({
+    client,
+    schedulerUrl,
+    cwd: repoRoot,
+    logDir: join(config.TERN_DEV_DIR, "logs"),
+    env: { ...process.env, ...stack.ownerEnv },
+    stopGraceMs: config.TERN_DEV_AGENT_STOP_GRACE_MS,
+    maxRestartsPerMinute: config.TERN_DEV_AGENT_MAX_RESTARTS,
+    logger: { info: (m) => console.log(`tern: ${m}`), warn: (m) => console.error(`tern: ${m}`) },
+    onChildrenChanged: (pids) => stack.recordChildren("agents", pids),
+  });
+  // Ends the sample waits at once on Ctrl-C.
+  const started = new AbortController();
+
+  // Agents first (they drain through the scheduler), then the gateway, the scheduler, Kafka and DynamoDB (the
+  // supervisor stops the stack's children newest first).
+  let shuttingDown: Promise<void> | undefined;
+  function shutdown(): Promise<void> {
+    shuttingDown ??= (async () => {
+      started.abort(new Error("stopping"));
+      try {
+        await controller.stop();
+      } finally {
+        await stack.stop();
+      }
+    })();
+    return shuttingDown;
+  }
+
   let signals = 0;
   const onSignal = (signal: NodeJS.Signals): void => {
     signals++;
     if (signals > 1) {
-      // A second Ctrl-C: stop waiting. The supervisor's exit hook still SIGKILLs every child group.
+      // A second Ctrl-C: stop waiting. The supervisors' exit hooks still SIGKILL every child group.
       console.error("tern: forced exit");
       process.exit(130);
     }
     console.log(`\ntern: ${signal}: stopping the dev stack (Ctrl-C again to force)`);
-    stack.stop().then(
+    const stopStarted = performance.now();
+    shutdown().then(
       () => {
-        console.log("tern: stopped");
+        console.log(`tern: stopped in ${((performance.now() - stopStarted) / 1000).toFixed(1)} s`);
         finish(0);
       },
       (err: unknown) => {
@@ -94,24 +132,51 @@ async function main(): Promise<number> {
   for (const signal of ["SIGINT", "SIGTERM", "SIGHUP"] as const) process.on(signal, onSignal);
 
   const startedAt = performance.now();
+  const elapsed = (): string => ((performance.now() - startedAt) / 1000).toFixed(1);
   const what = [
     config.KAFKA_BROKERS === undefined ? `Kafka on localhost:${config.KAFKA_PORT}` : "the given Kafka",
     config.DYNAMODB_ENDPOINT === undefined
       ? `DynamoDB Local on localhost:${config.DYNAMODB_PORT}`
       : "the given DynamoDB",
   ];
-  console.log(`tern: starting ${what.join(" and ")} (data in ${config.TERN_DEV_DIR})`);
+  console.log(`tern: starting ${what.join(" and ")}, the scheduler and the gateway (data in ${config.TERN_DEV_DIR})`);
   try {
     await stack.start();
   } catch (err) {
     // A signal during start already stops the stack; report that rather than the aborted wait.
     if (signals > 0) return finished;
+    await controller.stop().catch(() => undefined);
     return fail(err);
   }
-  const seconds = ((performance.now() - startedAt) / 1000).toFixed(1);
-  console.log(`tern: dev stack ready in ${seconds} s\n`);
+  controller.start();
+  console.log(`tern: platform up in ${elapsed()} s; the local controller starts one agent per Server replica\n`);
   console.log(formatServiceTable(stack.services(), { cwd: process.cwd(), reserved: reservedServices }));
-  console.log(`\nEvery topic gets ${config.KAFKA_PARTITIONS} partitions (KAFKA_PARTITIONS). Press Ctrl-C to stop.`);
+  console.log(
+    `  agents          one per Server replica    logs ${relative(process.cwd(), join(config.TERN_DEV_DIR, "logs")) || "."}/agent-<server>-<replica>.log`,
+  );
+  console.log(`\nEvery topic gets ${config.KAFKA_PARTITIONS} partitions (KAFKA_PARTITIONS).`);
+
+  if (config.TERN_SAMPLES) {
+    try {
+      const applied = await applyManifests(client, config.TERN_SAMPLES_DIR);
+      console.log(`tern: applied ${relative(process.cwd(), config.TERN_SAMPLES_DIR) || "."}: ${applied}`);
+      await waitForModelAvailable(client, "iris", config.TERN_DEV_SAMPLES_TIMEOUT_MS, started.signal);
+      await inferIris(config.TERN_GATEWAY_PORT, config.TERN_DEV_SAMPLES_TIMEOUT_MS, started.signal);
+      console.log(`\ntern: ready in ${elapsed()} s. Try iris through the gateway (answers label 0, setosa):\n`);
+      console.log(`  ${irisCurl(config.TERN_GATEWAY_PORT)}\n`);
+      console.log("  npx tern status model iris        # its state and replicas");
+      console.log("  npx tern list servers             # the sample Server and its agents\n");
+    } catch (err) {
+      if (signals > 0 || started.signal.aborted) return finished;
+      console.error(
+        `tern: the samples are not ready: ${(err as Error).message ?? errorText(err)}\n` +
+          `tern: the platform keeps running; see \`npx tern status model iris\` and the agent logs in ${join(config.TERN_DEV_DIR, "logs")}`,
+      );
+    }
+  } else {
+    console.log(`\ntern: ready in ${elapsed()} s (TERN_SAMPLES=false: nothing applied).`);
+  }
+  console.log("Press Ctrl-C to stop.");
   return finished;
 }
 

@@ -63,4 +63,23 @@ describe("loadDevStackConfig", () => {
   it("rejects a partition count below 1", () => {
     expect(configError({ KAFKA_PARTITIONS: "0" }).message).toContain("KAFKA_PARTITIONS");
   });
+
+  it("starts the scheduler on 9004 and the gateway on 9000/9001, and applies samples/manifests by default", () => {
+    const config = loadDevStackConfig({});
+    expect(config).toMatchObject({
+      TERN_SCHEDULER_PORT: 9004,
+      TERN_GATEWAY_PORT: 9000,
+      TERN_GATEWAY_GRPC_PORT: 9001,
+      TERN_SAMPLES: true,
+      TERN_SAMPLES_DIR: join(repoRoot, "samples/manifests"),
+    });
+    expect(loadDevStackConfig({ TERN_SAMPLES: "false" }).TERN_SAMPLES).toBe(false);
+  });
+
+  it("refuses port 0 for the scheduler and the gateway, whose addresses the stack hands to its children", () => {
+    expect(configError({ TERN_SCHEDULER_PORT: "0" }).message).toContain("TERN_SCHEDULER_PORT: must be a fixed port");
+    expect(configError({ TERN_GATEWAY_PORT: "9004" }).message).toContain(
+      "TERN_GATEWAY_PORT: must differ from TERN_SCHEDULER_PORT (both are 9004)",
+    );
+  });
 });

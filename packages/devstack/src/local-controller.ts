@@ -1,0 +1,389 @@
+import { isAbsolute, join, relative } from "node:path";
+import { setTimeout as sleep } from "node:timers/promises";
+import { type AgentLaunch, type DesiredServer, LOCAL_SERVER_TYPE, planAgents, slotKey } from "./agent-plan.js";
+import type { ControlClient } from "./control-client.js";
+import type { DevStackLogger } from "./dev-stack.js";
+import { createSupervisor, type ExitInfo, readLogTail, type SupervisedProcess } from "./supervisor.js";
+import { errorText } from "./wait-for.js";
+
+export { type AgentPlan, type DesiredServer, planAgents, type RunningAgent } from "./agent-plan.js";
+
+/**
+ * The local controller: the dev stack's stand-in for the AWS controller that maps `Server.spec.replicas` to an ECS
+ * desired count. It follows the scheduler's Servers and keeps one agent process per wanted replica index.
+ *
+ * Source of truth: `GET /v1/servers`, listed again whenever the watch stream (`GET /v1/watch`, live changes) reports a
+ * server change or a reset, whenever the stream (re)opens, and every `resyncMs` as a safety net. When the stream
+ * cannot be opened (scheduler down, or a standby answering 503) the controller keeps listing on its reconnect backoff,
+ * so it degrades to polling rather than going blind.
+ *
+ * Every agent runs the built-in `tern-onnx` runtime (the only one Tern has) but advertises the Server's effective
+ * capabilities, the same list the scheduler places against: a `serverConfig: triton` Server takes ONNX models as on
+ * AWS, while a model that needs a runtime Tern lacks (e.g. `sklearn` on `mlserver`) is placed and fails to load with
+ * the agent's reason, visible in `tern status`. A Server the scheduler reports without capabilities (an unknown
+ * `serverConfig`) gets no agents, with one log line saying why.
+ */
+
+export interface LocalControllerOptions {
+  client: ControlClient;
+  /** Told to every agent (TERN_SCHEDULER_URL). */
+  schedulerUrl: string;
+  /** Working directory of the agents: the repo root, so `file://./samples/...` resolves. */
+  cwd: string;
+  /** Agent logs go to `<logDir>/agent-<server>-<replica>.log`. */
+  logDir: string;
+  /** Base environment of every agent. @default process.env */
+  env?: NodeJS.ProcessEnv;
+  /** @default process.execPath */
+  command?: string;
+  /** @default ["--import", "tsx", "packages/agent/src/main.ts"] */
+  args?: readonly string[];
+  /**
+   * Scale-down and delete: how long a SIGTERMed agent may drain before SIGKILL. Keep it above the agent's own bound
+   * (TERN_AGENT_DRAIN_TIMEOUT_MS + ~3.5 s).
+   * @default 20000
+   */
+  stopGraceMs?: number;
+  /**
+   * Whole-stack stop: agents get SIGTERM (deregister; an agent holding nothing exits at once), and those still
+   * draining after this long get a second SIGTERM, which makes an agent exit at once: with every replica going there
+   * is nowhere to drain to.
+   * @default 1500
+   */
+  shutdownDrainMs?: number;
+  /** First restart delay of a crashed agent; doubles per crash within a minute. @default 1000 */
+  restartDelayMs?: number;
+  /** @default 30000 */
+  restartDelayMaxMs?: number;
+  /** Crashes per minute after which an agent is no longer restarted (logged). @default 5 */
+  maxRestartsPerMinute?: number;
+  /** Full re-list interval, besides the watch. @default 10000 */
+  resyncMs?: number;
+  /** Cap of the reconnect backoff of the watch (and of listing while it is down). @default 2000 */
+  retryMaxMs?: number;
+  /** A watch stream silent this long is reopened (the scheduler sends a heartbeat every 15 s). @default 45000 */
+  watchIdleTimeoutMs?: number;
+  logger: DevStackLogger;
+  /** Called with the pids of the live agents whenever they change (the dev stack records them in its pid file). */
+  onChildrenChanged?: (pids: number[]) => void;
+}
+
+/** One agent slot as `agents()` reports it. */
+export interface LocalAgentInfo {
+  server: string;
+  replica: number;
+  state: "running" | "stopping" | "backoff" | "failed";
+  pid?: number;
+  logFile: string;
+  /** Unexpected exits so far. */
+  crashes: number;
+}
+
+export interface LocalController {
+  /** Starts following the scheduler. */
+  start(): void;
+  /** Resolves after the first successful list of the Servers has been acted on. */
+  synced(): Promise<void>;
+  agents(): LocalAgentInfo[];
+  /** Stops following and stops every agent (bounded); safe to call more than once. */
+  stop(): Promise<void>;
+}
+
+interface Slot {
+  server: string;
+  replica: number;
+  state: "running" | "stopping" | "backoff" | "failed" | "exited";
+  launch: AgentLaunch;
+  proc?: SupervisedProcess;
+  /** Times of unexpected exits in the last minute. */
+  crashTimes: number[];
+  crashes: number;
+  timer?: NodeJS.Timeout;
+  logFile: string;
+}
+
+export function createLocalController(options: LocalControllerOptions): LocalController {
+  const { client, logger } = options;
+  const stopGraceMs = options.stopGraceMs ?? 20_000;
+  const shutdownDrainMs = options.shutdownDrainMs ?? 1500;
+  const restartDelayMs = options.restartDelayMs ?? 1000;
+  const restartDelayMaxMs = options.restartDelayMaxMs ?? 30_000;
+  const maxRestartsPerMinute = options.maxRestartsPerMinute ?? 5;
+  const resyncMs = options.resyncMs ?? 10_000;
+  const retryMaxMs = options.retryMaxMs ?? 2000;
+  const watchIdleTimeoutMs = options.watchIdleTimeoutMs ?? 45_000;
+  const command = options.command ?? process.execPath;
+  const args = options.args ?? ["--import", "tsx", "packages/agent/src/main.ts"];
+
+  const slots = new Map<string, Slot>();
+  const lifetime = new AbortController();
+  let desired: DesiredServer[] | undefined;
+  let stopped = false;
+  let stopping: Promise<void> | undefined;
+  let resync: NodeJS.Timeout | undefined;
+  let markSynced: () => void = () => undefined;
+  const syncedOnce = new Promise<void>((resolve) => {
+    markSynced = resolve;
+  });
+  // Said once per distinct situation, so a scheduler restart or an odd Server does not flood the console.
+  const said = new Set<string>();
+  const sayOnce = (key: string, message: string): void => {
+    if (said.has(key)) return;
+    said.add(key);
+    logger.warn(message);
+  };
+
+  const supervisor = createSupervisor({
+    onUnexpectedExit(child, exit) {
+      for (const slot of slots.values()) {
+        if (slot.proc === child) onCrash(slot, exit);
+      }
+      childrenChanged();
+    },
+  });
+
+  function childrenChanged(): void {
+    options.onChildrenChanged?.(
+      [...slots.values()].flatMap((s) => (s.proc !== undefined && !s.proc.hasExited ? [s.proc.pid] : [])),
+    );
+  }
+
+  function onCrash(slot: Slot, exit: ExitInfo): void {
+    if (stopped || slot.state !== "running") return;
+    const now = Date.now();
+    slot.crashes++;
+    slot.crashTimes = [...slot.crashTimes.filter((t) => now - t < 60_000), now];
+    const how = exit.signal === null ? `exit code ${exit.code}` : `signal ${exit.signal}`;
+    const tail = readLogTail(slot.logFile, 8);
+    const name = slotKey(slot.server, slot.replica);
+    slot.proc = undefined;
+    if (slot.crashTimes.length > maxRestartsPerMinute) {
+      slot.state = "failed";
+      logger.warn(
+        `agent ${name} stopped unexpectedly (${how}) ${slot.crashTimes.length} times within a minute: not restarting it (log ${shortPath(slot.logFile, options.cwd)})${tail ? `\n${tail}` : ""}`,
+      );
+      return;
+    }
+    const delay = Math.min(restartDelayMaxMs, restartDelayMs * 2 ** (slot.crashTimes.length - 1));
+    slot.state = "backoff";
+    logger.warn(
+      `agent ${name} stopped unexpectedly (${how}); restarting in ${delay} ms (log ${shortPath(slot.logFile, options.cwd)})${tail ? `\n${tail}` : ""}`,
+    );
+    slot.timer = setTimeout(() => {
+      slot.timer = undefined;
+      if (slot.state === "backoff") slot.state = "exited";
+      reconcile();
+    }, delay);
+  }
+
+  async function startAgent(launch: AgentLaunch): Promise<void> {
+    const key = slotKey(launch.server, launch.replica);
+    const previous = slots.get(key);
+    const slot: Slot = {
+      server: launch.server,
+      replica: launch.replica,
+      state: "running",
+      launch,
+      crashTimes: previous?.crashTimes ?? [],
+      crashes: previous?.crashes ?? 0,
+      logFile: join(options.logDir, `agent-${launch.server}-${launch.replica}.log`),
+    };
+    const shownLog = shortPath(slot.logFile, options.cwd);
+    slots.set(key, slot);
+    if (launch.serverConfig !== LOCAL_SERVER_TYPE) {
+      sayOnce(
+        `type:${launch.server}:${launch.serverConfig}`,
+        `server ${launch.server} has serverConfig ${launch.serverConfig}: locally its agents run the ${LOCAL_SERVER_TYPE} runtime (ONNX models only) and offer ${launch.serverConfig}'s capabilities (${launch.capabilities.join(", ")}); models needing another runtime will fail to load`,
+      );
+    }
+    try {
+      slot.proc = await supervisor.spawn({
+        name: `agent ${key}`,
+        command,
+        args,
+        cwd: options.cwd,
+        env: {
+          ...(options.env ?? process.env),
+          TERN_SCHEDULER_URL: options.schedulerUrl,
+          TERN_AGENT_SERVER: launch.server,
+          TERN_AGENT_REPLICA: String(launch.replica),
+          TERN_AGENT_SERVER_TYPE: LOCAL_SERVER_TYPE,
+          TERN_AGENT_CAPABILITIES: launch.capabilities.join(","),
+          TERN_AGENT_HTTP_PORT: "0",
+          TERN_AGENT_GRPC_PORT: "0",
+        },
+        logFile: slot.logFile,
+      });
+      logger.info(
+        `agent ${key} started (pid ${slot.proc.pid}${slot.crashes > 0 ? `, restart ${slot.crashes}` : ""}, log ${shownLog})`,
+      );
+      childrenChanged();
+    } catch (err) {
+      if (stopped) return;
+      // A spawn failure (node missing?) is treated like a crash: backoff, bounded restarts.
+      logger.warn(`agent ${key} could not start: ${errorText(err)}`);
+      onCrash(slot, { code: null, signal: null });
+    }
+  }
+
+  async function stopAgent(slot: Slot): Promise<void> {
+    const key = slotKey(slot.server, slot.replica);
+    clearTimeout(slot.timer);
+    const proc = slot.proc;
+    if (proc === undefined || proc.hasExited) {
+      if (slots.get(key) === slot) slots.delete(key);
+      return;
+    }
+    slot.state = "stopping";
+    logger.info(`agent ${key}: stopping (SIGTERM; it drains its models first)`);
+    try {
+      await proc.stop(stopGraceMs);
+      const exit = await proc.exited;
+      const how = exit.signal === null ? `exit code ${exit.code}` : `signal ${exit.signal}`;
+      logger.info(`agent ${key} stopped (${how})`);
+    } catch (err) {
+      logger.warn(`agent ${key}: ${errorText(err)}`);
+    } finally {
+      if (slots.get(key) === slot) slots.delete(key);
+      childrenChanged();
+      reconcile();
+    }
+  }
+
+  /** Acts on the last known Servers; synchronous decision, the process work runs in the background. */
+  function reconcile(): void {
+    if (stopped || desired === undefined) return;
+    for (const server of desired) {
+      if (server.capabilities.length === 0 && server.replicas > 0) {
+        sayOnce(
+          `refused:${server.server}:${server.serverConfig}`,
+          `server ${server.server}: not starting agents, it offers no capabilities (serverConfig ${server.serverConfig} is unknown; set spec.capabilities or use tern-onnx)`,
+        );
+      }
+    }
+    const running = [...slots.values()].map(({ server, replica, state }) => ({ server, replica, state }));
+    const plan = planAgents(desired, running);
+    for (const { server, replica } of plan.stop) {
+      const slot = slots.get(slotKey(server, replica));
+      if (slot !== undefined) void stopAgent(slot);
+    }
+    for (const launch of plan.start) void startAgent(launch);
+  }
+
+  let syncing = false;
+  let syncAgain = false;
+  async function sync(): Promise<void> {
+    if (syncing) {
+      syncAgain = true;
+      return;
+    }
+    syncing = true;
+    try {
+      do {
+        syncAgain = false;
+        try {
+          const servers = await client.listServers();
+          if (stopped) return;
+          desired = servers.map((s) => ({
+            server: s.name,
+            // A Server being deleted keeps its record until its models are gone; its agents go now (they drain).
+            replicas: s.state === "ServerTerminating" ? 0 : s.replicas,
+            serverConfig: s.serverConfig,
+            capabilities: s.capabilities,
+          }));
+          said.delete("list");
+          reconcile();
+          markSynced();
+        } catch (err) {
+          sayOnce("list", `local controller: cannot list servers yet (${errorText(err)}); retrying`);
+        }
+      } while (syncAgain && !stopped);
+    } finally {
+      syncing = false;
+    }
+  }
+
+  async function follow(): Promise<void> {
+    let delay = 250;
+    while (!stopped) {
+      try {
+        await client.watch({
+          signal: lifetime.signal,
+          idleTimeoutMs: watchIdleTimeoutMs,
+          onOpen: () => {
+            delay = 250;
+            said.delete("watch");
+            void sync();
+          },
+          onEvent: (event) => {
+            if (event.event === "reset" || event.kinds.includes("server")) void sync();
+          },
+        });
+      } catch (err) {
+        sayOnce("watch", `local controller: watch stream unavailable (${errorText(err)}); listing instead`);
+      }
+      if (stopped) return;
+      void sync();
+      await sleep(delay, undefined, { signal: lifetime.signal }).catch(() => undefined);
+      delay = Math.min(retryMaxMs, delay * 2);
+    }
+  }
+
+  return {
+    start() {
+      if (stopped) return;
+      void follow();
+      resync = setInterval(() => void sync(), resyncMs);
+      resync.unref();
+    },
+    synced: () => syncedOnce,
+    agents() {
+      return [...slots.values()]
+        .filter((s): s is Slot & { state: LocalAgentInfo["state"] } => s.state !== "exited")
+        .sort((a, b) => (a.server === b.server ? a.replica - b.replica : a.server < b.server ? -1 : 1))
+        .map((s) => ({
+          server: s.server,
+          replica: s.replica,
+          state: s.state,
+          ...(s.proc !== undefined && !s.proc.hasExited ? { pid: s.proc.pid } : {}),
+          logFile: s.logFile,
+          crashes: s.crashes,
+        }));
+    },
+    stop() {
+      stopping ??= (async () => {
+        stopped = true;
+        lifetime.abort();
+        clearInterval(resync);
+        const live: SupervisedProcess[] = [];
+        for (const slot of slots.values()) {
+          clearTimeout(slot.timer);
+          if (slot.proc !== undefined && !slot.proc.hasExited) live.push(slot.proc);
+        }
+        if (live.length > 0) logger.info(`stopping ${live.length} agent(s)`);
+        for (const proc of live) signalGroup(proc.pid, "SIGTERM");
+        // Idle agents deregister and exit at once; the others get a second SIGTERM from `stopAll` (exit now),
+        // then SIGKILL after the grace period.
+        await Promise.race([Promise.all(live.map((p) => p.exited)), sleep(shutdownDrainMs)]);
+        await supervisor.stopAll(stopGraceMs);
+        slots.clear();
+        childrenChanged();
+      })();
+      return stopping;
+    },
+  };
+}
+
+/** Relative to `cwd` when inside it: `.tern/logs/agent-mlserver-0.log` reads better than an absolute path. */
+function shortPath(file: string, cwd: string): string {
+  const rel = relative(cwd, file);
+  return rel === "" || rel.startsWith("..") || isAbsolute(rel) ? file : rel;
+}
+
+function signalGroup(pid: number, signal: NodeJS.Signals): void {
+  try {
+    process.kill(-pid, signal);
+  } catch {
+    // Already gone.
+  }
+}
