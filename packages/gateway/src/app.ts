@@ -7,7 +7,7 @@ import { codeOf, GatewayError, httpStatusOf, UpstreamError } from "./errors.js";
 import { type GatewayMetrics, noopMetrics } from "./metrics.js";
 import type { RouteSource } from "./route-source.js";
 import { parseSeldonModelHeader, type RouteDecision, resolveRoute, type Target } from "./routing.js";
-import type { Upstream, UpstreamResponse } from "./upstream.js";
+import type { Upstream, UpstreamRequest, UpstreamResponse } from "./upstream.js";
 
 /** Behaviour switches of the app; parsed from the environment by `config.ts` at the entry. */
 export interface AppConfig {
@@ -159,7 +159,9 @@ export function createApp(deps: AppDeps): Hono {
       // The body is checked before routing so that a too-large or malformed body gets the same answer for any model.
       const body = op === "infer" ? await readBody(c.req.raw) : undefined;
       if (body && validateJson) checkJson(c.req.raw.headers, body);
-      const table = await routes.table();
+      const pending = routes.table();
+      // Most sources answer synchronously; awaiting a plain value would still cost a turn of the microtask queue.
+      const table = pending instanceof Promise ? await pending : pending;
       if (!table) throw new GatewayError("unavailable", "gateway has no route table yet", { retriable: true });
       const decision = resolveRoute(table, target, { op, stickyRoute: c.req.header(SELDON_ROUTE_HEADER), random });
       model = decision.model;
@@ -184,18 +186,18 @@ export function createApp(deps: AppDeps): Hono {
     body: Uint8Array | undefined,
     method: "GET" | "POST",
   ): Promise<UpstreamResponse> {
-    const controller = new AbortController();
-    const timer = setTimeout(() => controller.abort(), deadlineMs);
+    // One deadline for both attempts; each call's timer gets what is left of it.
+    const deadline = Date.now() + deadlineMs;
     const first = balancer.pick(decision.model, decision.endpoints)!;
     try {
       try {
-        return await callOne(first, decision.model, path, headers, body, method, controller.signal);
+        return await callOne(first, decision.model, path, headers, body, method, deadline);
       } catch (err) {
         if (!(err instanceof UpstreamError) || !err.connectFailed) throw err;
         const second = balancer.pick(decision.model, decision.endpoints, first);
         if (!second) throw err;
         logger.debug({ model: decision.model, failed: first.http, retry: second.http }, "retrying on another replica");
-        return await callOne(second, decision.model, path, headers, body, method, controller.signal);
+        return await callOne(second, decision.model, path, headers, body, method, deadline);
       }
     } catch (err) {
       if (err instanceof UpstreamError) {
@@ -210,8 +212,6 @@ export function createApp(deps: AppDeps): Hono {
         });
       }
       throw err;
-    } finally {
-      clearTimeout(timer);
     }
   }
 
@@ -222,11 +222,12 @@ export function createApp(deps: AppDeps): Hono {
     headers: Record<string, string>,
     body: Uint8Array | undefined,
     method: "GET" | "POST",
-    signal: AbortSignal,
+    deadline: number,
   ): Promise<UpstreamResponse> {
     const end = balancer.begin(endpoint);
     try {
-      const request = { method, url: endpoint.http + path, headers, signal, ...(body ? { body } : {}) };
+      const request: UpstreamRequest = { method, url: endpoint.http + path, headers, deadline };
+      if (body) request.body = body;
       return await upstream.call(request);
     } catch (err) {
       const kind =
@@ -261,17 +262,14 @@ export function createApp(deps: AppDeps): Hono {
     mirrorsInFlight++;
     metrics.mirror("sent");
     const path = callerPath.replace(/^\/v2\/models\/[^/]+/, `/v2/models/${model}`);
-    const controller = new AbortController();
-    const timer = setTimeout(() => controller.abort(), deadlineMs);
     const end = balancer.begin(endpoint);
     upstream
-      .call({ method: "POST", url: endpoint.http + path, headers, body, signal: controller.signal })
+      .call({ method: "POST", url: endpoint.http + path, headers, body, deadline: Date.now() + deadlineMs })
       .catch((err: unknown) => {
         metrics.mirror("failed");
         logger.debug({ err, model }, "mirror call failed");
       })
       .finally(() => {
-        clearTimeout(timer);
         end();
         mirrorsInFlight--;
       });
@@ -325,12 +323,13 @@ function forwardHeaders(incoming: Headers): Record<string, string> {
 }
 
 function toResponse(res: UpstreamResponse, route: string): Response {
-  const headers = new Headers();
+  // A plain object, not a Headers: @hono/node-server writes it as it is instead of copying a Headers out again.
+  const headers: Record<string, string> = {};
   for (const name of FORWARD_RESPONSE_HEADERS) {
     const value = res.headers[name];
-    if (typeof value === "string") headers.set(name, value);
+    if (typeof value === "string") headers[name] = value;
   }
-  headers.set(SELDON_ROUTE_HEADER, route);
+  headers[SELDON_ROUTE_HEADER] = route;
   const body = res.status === 204 || res.status === 304 ? null : (res.body as Uint8Array<ArrayBuffer>);
   return new Response(body, { status: res.status, headers });
 }

@@ -9,8 +9,12 @@ export interface UpstreamRequest {
   url: string;
   headers: Record<string, string>;
   body?: Uint8Array;
-  /** Aborting it ends the call with an UpstreamError of code `timeout`. */
-  signal: AbortSignal;
+  /**
+   * When the call is abandoned (`Date.now()` milliseconds): it then ends with an UpstreamError of code `timeout`.
+   * A deadline rather than an AbortSignal because listening on a signal costs more than the rest of the call's
+   * bookkeeping on Node 20 (see bench/results/inference.md).
+   */
+  deadline: number;
 }
 
 export interface UpstreamResponse {
@@ -42,10 +46,25 @@ const CONNECT_ERRORS = new Set([
   "EAI_AGAIN",
 ]);
 
+/** Where an agent's base URL points, parsed once per base URL instead of once per call. */
+interface Origin {
+  secure: boolean;
+  hostname: string;
+  port: string;
+}
+
+/** setTimeout's largest delay; a longer one would fire after 1 ms. */
+const MAX_TIMER_MS = 2 ** 31 - 1;
+
+/** Distinct agent base URLs remembered; past it the cache starts again (endpoints churn as agents come and go). */
+const MAX_ORIGINS = 1024;
+
 /**
  * node:http with keep-alive agents. Chosen over the global fetch because it is measurably cheaper per call on Node 20
  * (see docs/gateway.md, "Hot path"), and Node 20's fetch cannot be given a keep-alive dispatcher without the undici
- * package.
+ * package. The request is built from an options object with a cached parse of the agent's base URL, and the
+ * deadline is one timer: passing the URL string (parsed on every call) and listening on an AbortSignal each cost
+ * tens of microseconds of CPU per request under load (bench/results/inference.md).
  */
 export function createHttpUpstream(options: HttpUpstreamOptions = {}): Upstream {
   const agentOptions: http.AgentOptions = {
@@ -55,28 +74,65 @@ export function createHttpUpstream(options: HttpUpstreamOptions = {}): Upstream 
   };
   const httpAgent = new http.Agent(agentOptions);
   const httpsAgent = new https.Agent(agentOptions);
+  const origins = new Map<string, Origin>();
+
+  function originOf(base: string): Origin {
+    let origin = origins.get(base);
+    if (origin) return origin;
+    const url = new URL(base);
+    if (url.protocol !== "http:" && url.protocol !== "https:") {
+      throw new TypeError(`unsupported protocol ${url.protocol} in ${base}`);
+    }
+    const secure = url.protocol === "https:";
+    // URL keeps IPv6 literals bracketed; node:http wants them bare.
+    const hostname = url.hostname.startsWith("[") ? url.hostname.slice(1, -1) : url.hostname;
+    origin = { secure, hostname, port: url.port || (secure ? "443" : "80") };
+    if (origins.size >= MAX_ORIGINS) origins.clear();
+    origins.set(base, origin);
+    return origin;
+  }
 
   return {
     call(request) {
       return new Promise<UpstreamResponse>((resolve, reject) => {
-        if (request.signal.aborted) {
+        const remaining = request.deadline - Date.now();
+        if (remaining <= 0) {
           reject(new UpstreamError("timeout", "deadline passed before the call", false));
           return;
         }
-        const secure = request.url.startsWith("https:");
+        // The path starts at the first "/" after the scheme's "//"; everything before it is the base URL.
+        const schemeEnd = request.url.indexOf("//");
+        const pathStart = schemeEnd < 0 ? -1 : request.url.indexOf("/", schemeEnd + 2);
+        let origin: Origin;
+        try {
+          origin = originOf(pathStart < 0 ? request.url : request.url.slice(0, pathStart));
+        } catch (err) {
+          reject(
+            new UpstreamError("unavailable", `bad agent URL ${request.url}: ${(err as Error).message}`, false, err),
+          );
+          return;
+        }
         const headers: Record<string, string | number> = { ...request.headers };
         if (request.body) headers["content-length"] = request.body.byteLength;
         let responded = false;
         let settled = false;
+        let timedOut = false;
+        let timer: ReturnType<typeof setTimeout> | undefined;
         const fail = (err: UpstreamError) => {
           if (settled) return;
           settled = true;
-          request.signal.removeEventListener("abort", onAbort);
+          clearTimeout(timer);
           reject(err);
         };
-        const req = (secure ? https : http).request(
-          request.url,
-          { method: request.method, headers, agent: secure ? httpsAgent : httpAgent },
+        const req = (origin.secure ? https : http).request(
+          {
+            hostname: origin.hostname,
+            port: origin.port,
+            path: pathStart < 0 ? "/" : request.url.slice(pathStart),
+            method: request.method,
+            headers,
+            agent: origin.secure ? httpsAgent : httpAgent,
+          },
           (res) => {
             responded = true;
             const chunks: Buffer[] = [];
@@ -84,22 +140,25 @@ export function createHttpUpstream(options: HttpUpstreamOptions = {}): Upstream 
             res.on("end", () => {
               if (settled) return;
               settled = true;
-              request.signal.removeEventListener("abort", onAbort);
+              clearTimeout(timer);
               resolve({
                 status: res.statusCode ?? 502,
                 headers: res.headers,
                 body: chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks),
               });
             });
-            res.on("error", (err) => fail(classify(err, true, request.signal)));
+            res.on("error", (err) => fail(classify(err, true, timedOut)));
           },
         );
-        const onAbort = () => {
-          req.destroy();
-          fail(new UpstreamError("timeout", "deadline passed", false));
-        };
-        request.signal.addEventListener("abort", onAbort, { once: true });
-        req.on("error", (err) => fail(classify(err, responded, request.signal)));
+        timer = setTimeout(
+          () => {
+            timedOut = true;
+            req.destroy();
+            fail(new UpstreamError("timeout", "deadline passed", false));
+          },
+          Math.min(remaining, MAX_TIMER_MS),
+        );
+        req.on("error", (err) => fail(classify(err, responded, timedOut)));
         if (request.body) req.end(request.body);
         else req.end();
       });
@@ -111,8 +170,8 @@ export function createHttpUpstream(options: HttpUpstreamOptions = {}): Upstream 
   };
 }
 
-function classify(err: Error, responded: boolean, signal: AbortSignal): UpstreamError {
-  if (signal.aborted) return new UpstreamError("timeout", "deadline passed", false, err);
+function classify(err: Error, responded: boolean, timedOut: boolean): UpstreamError {
+  if (timedOut) return new UpstreamError("timeout", "deadline passed", false, err);
   const code = (err as NodeJS.ErrnoException).code ?? "";
   const connectFailed = !responded && CONNECT_ERRORS.has(code);
   return new UpstreamError("unavailable", `agent call failed: ${code || err.message}`, connectFailed, err);
