@@ -163,10 +163,9 @@ describe("iris on a 4-replica server, through the gateway process", () => {
     }
     const scaledDown = await down.done;
     console.log(`[e2e scaling] while scaling 5 → 2: ${describeOutcome(scaledDown)}`);
-    // The issue asks only for the end state here. Scale-down has a known race (the agent may unload before the
-    // gateway has the table without it: an occasional 404 "not loaded on this server replica"), so this asserts
-    // what test 3 asserts: each request got 200 or a clear OIP error, none hung, 200s dominate.
-    expectClearOrOk(scaledDown);
+    // A dropped replica may unload before the gateway has the table without it; its agent then answers a 404
+    // marked as a replica miss and the gateway sends the request to a replica that kept iris. So nothing fails.
+    expectNoFailures(scaledDown);
     const unloaded = before.filter((r) => !two.placement.some((p) => p.replica === r));
     expect(unloaded.length).toBeGreaterThanOrEqual(1);
     await expectRightClasses();

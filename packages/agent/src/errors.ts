@@ -1,4 +1,11 @@
-import type { TernErrorCode } from "@tern/core";
+import { TernError, type TernErrorCode } from "@tern/core";
+
+/** `not_found` because this replica does not hold the model (now); another replica may. See REPLICA_MISS_HEADER. */
+export class ReplicaMissError extends TernError {
+  constructor(model: string) {
+    super("not_found", `model ${model} is not loaded on this server replica`);
+  }
+}
 
 /** HTTP status for each error code the agent raises; anything else is a 500 without details. */
 export function httpStatusFor(code: string | undefined): 400 | 404 | 413 | 500 | 501 | 503 | 504 {

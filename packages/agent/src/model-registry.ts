@@ -2,6 +2,7 @@ import type { AgentEvent, ParameterSpec, ReplicaState } from "@tern/core";
 import { TernError } from "@tern/core";
 import type { Logger } from "pino";
 import type { Artifact, ArtifactFetcher } from "./artifacts/artifact-fetcher.js";
+import { ReplicaMissError } from "./errors.js";
 import type { LoadedModel, ModelRuntime, ModelSignature } from "./runtime/model-runtime.js";
 
 /** What to load: the fields of the scheduler's `AssignedModel` the agent needs. */
@@ -273,7 +274,7 @@ export function createModelRegistry(options: ModelRegistryOptions): ModelRegistr
 
   function find(model: string, version?: string): Entry {
     const versions = [...entries.values()].filter((e) => e.model === model && !e.removed);
-    if (versions.length === 0) throw new TernError("not_found", `model ${model} is not loaded on this server replica`);
+    if (versions.length === 0) throw new ReplicaMissError(model);
     if (version !== undefined && version !== "") {
       const wanted = Number(version);
       const e = Number.isInteger(wanted) ? versions.find((v) => v.version === wanted) : undefined;

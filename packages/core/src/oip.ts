@@ -31,6 +31,13 @@ export function isOipDatatype(value: unknown): value is OipDatatype {
 /** Header of the binary-tensor extension: the byte length of the JSON part that starts the body. */
 export const INFERENCE_HEADER_CONTENT_LENGTH = "inference-header-content-length";
 
+/**
+ * Set (value `1`) by an agent on a 404 (REST header, gRPC trailer) that means "this server replica does not hold the
+ * model", as opposed to "no such model". A router that sent the request from a slightly stale route table (the
+ * replica was just scaled down, or an old version unloaded) may then try another replica of the model.
+ */
+export const REPLICA_MISS_HEADER = "x-tern-replica-miss";
+
 export type OipParameterValue = string | number | boolean;
 export type OipParameters = Record<string, OipParameterValue>;
 

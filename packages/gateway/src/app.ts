@@ -1,4 +1,10 @@
-import { REQUEST_ID_HEADER, type ReplicaEndpoint, SELDON_MODEL_HEADER, SELDON_ROUTE_HEADER } from "@tern/core";
+import {
+  REPLICA_MISS_HEADER,
+  REQUEST_ID_HEADER,
+  type ReplicaEndpoint,
+  SELDON_MODEL_HEADER,
+  SELDON_ROUTE_HEADER,
+} from "@tern/core";
 import { type Context, Hono } from "hono";
 import type { Logger } from "pino";
 import type { ApiKeyCheck } from "./api-keys.js";
@@ -190,8 +196,9 @@ export function createApp(deps: AppDeps): Hono {
     const deadline = Date.now() + deadlineMs;
     const first = balancer.pick(decision.model, decision.endpoints)!;
     try {
+      let res: UpstreamResponse;
       try {
-        return await callOne(first, decision.model, path, headers, body, method, deadline);
+        res = await callOne(first, decision.model, path, headers, body, method, deadline);
       } catch (err) {
         if (!(err instanceof UpstreamError) || !err.connectFailed) throw err;
         const second = balancer.pick(decision.model, decision.endpoints, first);
@@ -199,6 +206,20 @@ export function createApp(deps: AppDeps): Hono {
         logger.debug({ model: decision.model, failed: first.http, retry: second.http }, "retrying on another replica");
         return await callOne(second, decision.model, path, headers, body, method, deadline);
       }
+      // The replica no longer holds the model (scaled down, or an old version unloaded) and our route table has not
+      // caught up yet: the request never ran, so another replica may take it.
+      if (res.status === 404 && res.headers[REPLICA_MISS_HEADER] !== undefined) {
+        const second = balancer.pick(decision.model, decision.endpoints, first);
+        if (second) {
+          metrics.upstreamError(decision.model, "replica_miss");
+          logger.debug(
+            { model: decision.model, missed: first.http, retry: second.http },
+            "replica no longer holds the model",
+          );
+          return await callOne(second, decision.model, path, headers, body, method, deadline);
+        }
+      }
+      return res;
     } catch (err) {
       if (err instanceof UpstreamError) {
         if (err.code === "timeout") {

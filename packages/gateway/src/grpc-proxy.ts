@@ -1,5 +1,5 @@
 import * as grpc from "@grpc/grpc-js";
-import { type ReplicaEndpoint, SELDON_MODEL_HEADER, SELDON_ROUTE_HEADER } from "@tern/core";
+import { REPLICA_MISS_HEADER, type ReplicaEndpoint, SELDON_MODEL_HEADER, SELDON_ROUTE_HEADER } from "@tern/core";
 import type { Logger } from "pino";
 import type { ApiKeyCheck } from "./api-keys.js";
 import { type Balancer, createBalancer } from "./balancer.js";
@@ -137,6 +137,15 @@ export function createGrpcProxy(options: GrpcProxyOptions): GrpcProxy {
       if ("error" in result && result.error.code === grpc.status.UNAVAILABLE) {
         // UNAVAILABLE is what grpc-js reports for a refused or dropped connection: try one other replica.
         metrics.upstreamError(model, "connect");
+        const second = balancer.pick(model, endpoints, first);
+        if (second) result = await forwardOnce(second, method, body, deadline);
+      } else if (
+        "error" in result &&
+        result.error.code === grpc.status.NOT_FOUND &&
+        result.error.metadata?.get(REPLICA_MISS_HEADER)[0] !== undefined
+      ) {
+        // The replica no longer holds the model and the route table has not caught up: the call never ran.
+        metrics.upstreamError(model, "replica_miss");
         const second = balancer.pick(model, endpoints, first);
         if (second) result = await forwardOnce(second, method, body, deadline);
       }

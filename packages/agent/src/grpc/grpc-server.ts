@@ -1,6 +1,7 @@
 import * as grpc from "@grpc/grpc-js";
+import { REPLICA_MISS_HEADER } from "@tern/core";
 import type { Logger } from "pino";
-import { codeOf, grpcStatusFor, httpStatusFor, isPublicError } from "../errors.js";
+import { codeOf, grpcStatusFor, httpStatusFor, isPublicError, ReplicaMissError } from "../errors.js";
 import type { InferenceService } from "../inference/inference-service.js";
 import type { AgentMetrics } from "../metrics.js";
 import { decodeGrpcRequest, encodeGrpcResponse, type GrpcInferRequest } from "./grpc-codec.js";
@@ -32,7 +33,18 @@ export function createGrpcServer(deps: GrpcServerDeps): AgentGrpcServer {
   const { service: definition } = loadOipService();
 
   function toStatus(err: unknown): Partial<grpc.ServiceError> {
-    if (isPublicError(err)) return { code: grpcStatusFor(codeOf(err)), details: err.message, message: err.message };
+    if (isPublicError(err)) {
+      const status: Partial<grpc.ServiceError> = {
+        code: grpcStatusFor(codeOf(err)),
+        details: err.message,
+        message: err.message,
+      };
+      if (err instanceof ReplicaMissError) {
+        status.metadata = new grpc.Metadata();
+        status.metadata.set(REPLICA_MISS_HEADER, "1");
+      }
+      return status;
+    }
     logger?.error({ err }, "unhandled gRPC error");
     return { code: grpc.status.INTERNAL, details: "internal error", message: "internal error" };
   }

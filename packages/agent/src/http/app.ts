@@ -1,8 +1,8 @@
-import { INFERENCE_HEADER_CONTENT_LENGTH, TernError } from "@tern/core";
+import { INFERENCE_HEADER_CONTENT_LENGTH, REPLICA_MISS_HEADER, TernError } from "@tern/core";
 import { type Context, Hono } from "hono";
 import { bodyLimit } from "hono/body-limit";
 import type { Logger } from "pino";
-import { codeOf, httpStatusFor, isPublicError } from "../errors.js";
+import { codeOf, httpStatusFor, isPublicError, ReplicaMissError } from "../errors.js";
 import type { InferenceService } from "../inference/inference-service.js";
 import { decodeRestRequest, encodeRestResponse } from "../inference/rest-codec.js";
 import type { AgentMetrics } from "../metrics.js";
@@ -32,6 +32,7 @@ export function createAgentApp(deps: AgentAppDeps): Hono {
 
   app.onError((err, c) => {
     const code = codeOf(err);
+    if (err instanceof ReplicaMissError) c.header(REPLICA_MISS_HEADER, "1");
     if (isPublicError(err)) return c.json({ error: err.message }, httpStatusFor(code));
     logger?.error({ err, path: c.req.path }, "unhandled error");
     return c.json({ error: "internal error" }, 500);

@@ -1,5 +1,5 @@
 import * as grpc from "@grpc/grpc-js";
-import { encodeTensorData } from "@tern/core";
+import { encodeTensorData, REPLICA_MISS_HEADER } from "@tern/core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createGrpcServer } from "../../src/grpc/grpc-server.js";
 import { loadOipService } from "../../src/grpc/oip-proto.js";
@@ -136,9 +136,10 @@ describe("OIP gRPC", () => {
     expect(ok.outputs).toHaveLength(2);
   });
 
-  it("reports NOT_FOUND for metadata of an unknown model", async () => {
+  it("reports NOT_FOUND for metadata of an unknown model, marked as a replica miss", async () => {
     const err = (await call("ModelMetadata", { name: "nope" }).catch((e: unknown) => e)) as grpc.ServiceError;
     expect(err.code).toBe(grpc.status.NOT_FOUND);
+    expect(err.metadata.get(REPLICA_MISS_HEADER)).toEqual(["1"]);
   });
 
   it("counts gRPC requests in the metrics", async () => {

@@ -1,4 +1,4 @@
-import { encodeTensorData } from "@tern/core";
+import { encodeTensorData, REPLICA_MISS_HEADER } from "@tern/core";
 import { beforeAll, describe, expect, it } from "vitest";
 import { createTestStack, IRIS_ROWS, sampleUri } from "./helpers.js";
 
@@ -319,6 +319,18 @@ describe("OIP REST", () => {
       expect((await post("/v2/models/iris/infer", irisBody())).status).toBe(200);
     },
   );
+
+  it("marks a 404 for a model it does not hold as a replica miss, and only that 404", async () => {
+    const miss = await post("/v2/models/nope/infer", irisBody());
+    expect(miss.status).toBe(404);
+    expect(miss.headers.get(REPLICA_MISS_HEADER)).toBe("1");
+    const noVersion = await post("/v2/models/iris/versions/9/infer", irisBody());
+    expect(noVersion.status).toBe(404);
+    expect(noVersion.headers.get(REPLICA_MISS_HEADER)).toBeNull();
+    const noRoute = await post("/v2/models/iris/predict", irisBody());
+    expect(noRoute.status).toBe(404);
+    expect(noRoute.headers.get(REPLICA_MISS_HEADER)).toBeNull();
+  });
 
   it("rejects a binary part whose size does not match the tensor", async () => {
     const raw = encodeTensorData("FP32", Float32Array.from([1, 2, 3]));

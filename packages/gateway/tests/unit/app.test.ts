@@ -6,7 +6,7 @@ import { type AppConfig, createApp } from "../../src/app.js";
 import { type GatewayMetrics, noopMetrics } from "../../src/metrics.js";
 import { createMemoryRouteSource } from "../../src/route-source.js";
 import { createHttpUpstream, type Upstream } from "../../src/upstream.js";
-import { type FakeAgent, refusedPort, startFakeAgent, waitFor } from "./fake-agent.js";
+import { type FakeAgent, type FakeAgentOptions, refusedPort, startFakeAgent, waitFor } from "./fake-agent.js";
 
 const logger = pino({ level: "silent" });
 const opened: Array<{ close(): Promise<void> }> = [];
@@ -15,7 +15,7 @@ afterEach(async () => {
   await Promise.all(opened.splice(0).map((o) => o.close()));
 });
 
-async function agent(id: string, options: { delayMs?: number; hold?: boolean } = {}): Promise<FakeAgent> {
+async function agent(id: string, options: Omit<FakeAgentOptions, "id"> = {}): Promise<FakeAgent> {
   const a = await startFakeAgent({ id, ...options });
   opened.push(a);
   return a;
@@ -253,6 +253,38 @@ describe("balancing and failures", () => {
       expect(res.status).toBe(200);
       expect(await res.json()).toMatchObject({ agent: "alive" });
     }
+  });
+
+  it("sends the request to another replica when the first says it no longer holds the model", async () => {
+    // The route table still lists a replica that was just scaled down: its agent answers a marked 404.
+    const gone = await agent("gone1", { holds: [] });
+    const kept = await agent("kept2");
+    const { app } = makeApp(table([model("iris", [gone, kept])]));
+    for (let i = 0; i < 4; i++) {
+      const res = await infer(app, "/v2/models/iris/infer");
+      expect(res.status).toBe(200);
+      expect(await res.json()).toMatchObject({ agent: "kept2" });
+    }
+    expect(gone.seen.length).toBeGreaterThan(0);
+    expect(kept.seen).toHaveLength(4);
+  });
+
+  it("passes a replica miss through as 404 when no other replica is listed", async () => {
+    const gone = await agent("gone1", { holds: [] });
+    const { app } = makeApp(table([model("iris", [gone])]));
+    const res = await infer(app, "/v2/models/iris/infer");
+    expect(res.status).toBe(404);
+    expect(await res.json()).toEqual({ error: "model iris is not loaded on this server replica" });
+    expect(res.headers.get("x-tern-replica-miss")).toBeNull();
+  });
+
+  it("does not retry a 404 the agent did not mark as a replica miss", async () => {
+    const first = await agent("a1", { holds: [], unmarkedMiss: true });
+    const second = await agent("a2", { holds: [], unmarkedMiss: true });
+    const { app } = makeApp(table([model("iris", [first, second])]));
+    const res = await infer(app, "/v2/models/iris/infer");
+    expect(res.status).toBe(404);
+    expect(first.seen.length + second.seen.length).toBe(1);
   });
 
   it("answers 503 when every replica refuses, after trying exactly two", async () => {

@@ -1,6 +1,6 @@
 import http from "node:http";
 import type { AddressInfo } from "node:net";
-import type { ReplicaEndpoint } from "@tern/core";
+import { REPLICA_MISS_HEADER, type ReplicaEndpoint } from "@tern/core";
 
 /** A request the fake agent received. */
 export interface SeenRequest {
@@ -17,6 +17,12 @@ export interface FakeAgentOptions {
   delayMs?: number;
   /** When set, infer requests wait until `release()` is called. */
   hold?: boolean;
+  /**
+   * Models this replica holds; model requests for any other get 404, marked with REPLICA_MISS_HEADER unless
+   * `unmarkedMiss` (like an agent that just unloaded it). Absent: it holds every model.
+   */
+  holds?: string[];
+  unmarkedMiss?: boolean;
 }
 
 /**
@@ -46,7 +52,7 @@ export async function startFakeAgent(options: FakeAgentOptions): Promise<FakeAge
       const body = Buffer.concat(chunks);
       const path = req.url ?? "/";
       seen.push({ method: req.method ?? "", path, headers: req.headers, body });
-      const answer = () => respond(options.id, req, res, path, body);
+      const answer = () => respond(options, req, res, path, body);
       if (hold && path.endsWith("/infer")) held.push(answer);
       else if (options.delayMs) setTimeout(answer, options.delayMs);
       else answer();
@@ -81,7 +87,14 @@ export async function startFakeAgent(options: FakeAgentOptions): Promise<FakeAge
   };
 }
 
-function respond(id: string, req: http.IncomingMessage, res: http.ServerResponse, path: string, body: Buffer): void {
+function respond(
+  options: FakeAgentOptions,
+  req: http.IncomingMessage,
+  res: http.ServerResponse,
+  path: string,
+  body: Buffer,
+): void {
+  const id = options.id;
   const match = /^\/v2\/models\/([^/]+)(?:\/versions\/(\d+))?(\/ready|\/infer)?$/.exec(path);
   if (!match) {
     res.writeHead(404, { "content-type": "application/json" }).end(JSON.stringify({ error: `no route ${path}` }));
@@ -90,6 +103,10 @@ function respond(id: string, req: http.IncomingMessage, res: http.ServerResponse
   const [, model, version, op] = match;
   const json = (status: number, value: unknown, extra: Record<string, string> = {}) =>
     res.writeHead(status, { "content-type": "application/json", ...extra }).end(JSON.stringify(value));
+  if (options.holds && !options.holds.includes(model!)) {
+    const marker: Record<string, string> = options.unmarkedMiss ? {} : { [REPLICA_MISS_HEADER]: "1" };
+    return void json(404, { error: `model ${model} is not loaded on this server replica` }, marker);
+  }
   if (op === "/ready") return void json(200, { name: model, ready: true });
   if (!op) return void json(200, { name: model, versions: [version ?? "1"], platform: "fake", agent: id });
   const binaryLength = req.headers["inference-header-content-length"];

@@ -1,7 +1,7 @@
 import { fileURLToPath } from "node:url";
 import * as grpc from "@grpc/grpc-js";
 import * as protoLoader from "@grpc/proto-loader";
-import type { ModelRoute, RouteTable } from "@tern/core";
+import { type ModelRoute, REPLICA_MISS_HEADER, type RouteTable } from "@tern/core";
 import pino from "pino";
 import { afterEach, describe, expect, it } from "vitest";
 import { createApiKeyCheck, hashApiKey } from "../../src/api-keys.js";
@@ -32,12 +32,19 @@ interface InferRequest {
 }
 
 /** A real gRPC server acting as an agent: ModelInfer echoes the model name and id, and names itself in model_version. */
-async function startFakeGrpcAgent(id: string, options: { delayMs?: number } = {}) {
+async function startFakeGrpcAgent(id: string, options: { delayMs?: number; holdsNothing?: boolean } = {}) {
   const seen: InferRequest[] = [];
   const server = new grpc.Server();
   server.addService(Service.service, {
     ModelInfer: (call: grpc.ServerUnaryCall<InferRequest, unknown>, cb: grpc.sendUnaryData<unknown>) => {
       seen.push(call.request);
+      if (options.holdsNothing) {
+        // What an agent answers right after unloading the model: NOT_FOUND with the replica-miss trailer.
+        const metadata = new grpc.Metadata();
+        metadata.set(REPLICA_MISS_HEADER, "1");
+        const message = `model ${call.request.model_name} is not loaded on this server replica`;
+        return cb({ code: grpc.status.NOT_FOUND, details: message, metadata });
+      }
       const answer = () =>
         cb(null, { model_name: call.request.model_name, model_version: id, id: call.request.id, outputs: [] });
       if (options.delayMs) setTimeout(answer, options.delayMs);
@@ -123,7 +130,7 @@ function call<T>(client: grpc.Client, method: string, request: unknown, metadata
   });
 }
 
-async function agent(id: string, options: { delayMs?: number } = {}): Promise<FakeGrpcAgent> {
+async function agent(id: string, options: { delayMs?: number; holdsNothing?: boolean } = {}): Promise<FakeGrpcAgent> {
   const a = await startFakeGrpcAgent(id, options);
   cleanups.push(() => a.close());
   return a;
@@ -209,6 +216,22 @@ describe("gRPC proxy", () => {
       const res = await call<{ model_version: string }>(client, "ModelInfer", request);
       expect(res.value).toMatchObject({ model_version: "alive" });
     }
+  });
+
+  it("sends the call to another replica when the first no longer holds the model, else answers NOT_FOUND", async () => {
+    const gone = await agent("gone", { holdsNothing: true });
+    const kept = await agent("kept");
+    const { client } = await setup([route("iris", [gone.address, kept.address])]);
+    for (let i = 0; i < 3; i++) {
+      const res = await call<{ model_version: string }>(client, "ModelInfer", request);
+      expect(res.value).toMatchObject({ model_version: "kept" });
+    }
+    expect(gone.seen.length).toBeGreaterThan(0);
+
+    const alone = await setup([route("iris", [gone.address])]);
+    const res = await call(alone.client, "ModelInfer", request);
+    expect(res.error?.code).toBe(grpc.status.NOT_FOUND);
+    expect(res.error?.details).toBe("model iris is not loaded on this server replica");
   });
 
   it("answers DEADLINE_EXCEEDED when the agent is slower than the deadline", async () => {
