@@ -359,7 +359,8 @@ function reconcileLatest(
 /** Older versions go once the latest one is fully available; until then they keep serving. */
 function reconcileOlder(model: ModelRecord, leaving: (server: string, replica: number) => boolean): void {
   const latest = latestOf(model);
-  const latestAvailable = isLatestAvailable(model);
+  // Scaled to 0: no version is wanted anywhere, so older ones go too.
+  const latestAvailable = isLatestAvailable(model) || isScaledToZero(model);
   const latestServes = latest.replicas.some((r) => SERVING_STATES.has(r.state));
   for (const version of model.versions) {
     if (version === latest) continue;
@@ -370,6 +371,11 @@ function reconcileOlder(model: ModelRecord, leaving: (server: string, replica: n
       }
     }
   }
+}
+
+/** The spec asks for 0 replicas (and placement did not fail). */
+function isScaledToZero(model: ModelRecord): boolean {
+  return model.scheduleFailure === undefined && (model.targetCount ?? wantedReplicas(model.resource.spec)) === 0;
 }
 
 function isLatestAvailable(model: ModelRecord): boolean {
@@ -412,6 +418,17 @@ function deriveModelState(model: ModelRecord): void {
   if (isLatestAvailable(model)) {
     model.state = "ModelAvailable";
     if (model.partialReason !== undefined) model.reason = model.partialReason;
+    return;
+  }
+  if (isScaledToZero(model)) {
+    const left = model.versions.reduce((n, v) => n + v.replicas.length, 0);
+    if (left === 0) {
+      model.state = "ModelScaledDown";
+      model.reason = "scaled to 0 replicas";
+    } else {
+      model.state = "ModelProgressing";
+      model.reason = `scaling down to 0 replicas: ${left} still unloading`;
+    }
     return;
   }
   model.state = "ModelProgressing";

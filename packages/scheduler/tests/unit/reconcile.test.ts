@@ -292,6 +292,26 @@ describe("reconcile", () => {
     }
   });
 
+  it("scales a model to 0: every replica unloads, then the model is ModelScaledDown; scaled up again it serves", () => {
+    const state = steadyCluster();
+    state.models.get("iris")!.resource.spec.replicas = 0;
+    const unloading = reconcile(state);
+    const iris = unloading.models.get("iris")!;
+    expect(iris.versions[0]!.replicas.map((r) => r.state)).toEqual(["UnloadRequested", "UnloadRequested"]);
+    expect(iris.state).toBe("ModelProgressing");
+    expect(iris.reason).toBe("scaling down to 0 replicas: 2 still unloading");
+    const down = settle(unloading).models.get("iris")!;
+    expect(down.state).toBe("ModelScaledDown");
+    expect(down.reason).toBe("scaled to 0 replicas");
+    expect(down.versions.flatMap((v) => v.replicas)).toEqual([]);
+
+    const again = settle(settle(unloading));
+    again.models.get("iris")!.resource.spec.replicas = 2;
+    const up = settle(again).models.get("iris")!;
+    expect(up.state).toBe("ModelAvailable");
+    expect(up.versions.at(-1)!.replicas.filter((r) => r.state === "Available")).toHaveLength(2);
+  });
+
   it("does not treat a model whose replica count changed as settled", () => {
     const state = steadyCluster();
     const tiny: ModelRecord = state.models.get("tiny")!;
