@@ -1,5 +1,5 @@
 import { DynamoDBClient, GetItemCommand } from "@aws-sdk/client-dynamodb";
-import type { RouteTable } from "@tern/core";
+import { type RouteTable, unpackRouteTable } from "@tern/core";
 import type { Logger } from "pino";
 import { GatewayError } from "./errors.js";
 import type { RouteSource } from "./route-source.js";
@@ -71,7 +71,7 @@ export interface DynamoDbRouteReaderOptions {
 
 /**
  * Item layout written by the scheduler's store (packages/scheduler/src/store/table.ts): `pk`="routes", `sk`="current",
- * the value as JSON text in the string attribute `json`.
+ * the value as JSON text in the string attribute `json`: the table, or when large the table packed (see PackedRouteTable).
  */
 const ROUTE_ITEM_KEY = { pk: { S: "routes" }, sk: { S: "current" } };
 const VALUE_ATTRIBUTE = "json";
@@ -90,7 +90,7 @@ export function createDynamoDbRouteReader(options: DynamoDbRouteReaderOptions): 
     const out = await client.send(new GetItemCommand({ TableName: options.tableName, Key: ROUTE_ITEM_KEY }));
     const json = out.Item?.[VALUE_ATTRIBUTE]?.S;
     if (json === undefined) return undefined;
-    const table = asRouteTable(JSON.parse(json));
+    const table = asRouteTable(unpackRouteTable(JSON.parse(json)));
     if (!table) throw new GatewayError("internal", "the routes item does not hold a route table");
     return table;
   };

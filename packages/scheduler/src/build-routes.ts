@@ -1,4 +1,10 @@
-import type { ModelRoute, ReplicaEndpoint, RouteTable } from "@tern/core";
+import {
+  type ModelRoute,
+  type PackedRouteTable,
+  packRouteTable,
+  type ReplicaEndpoint,
+  type RouteTable,
+} from "@tern/core";
 import { servingVersion } from "./reconcile.js";
 import { type ClusterState, type ModelReplicaRecord, replicaId, SERVING_STATES } from "./records.js";
 import { MAX_VALUE_BYTES } from "./store/table.js";
@@ -75,6 +81,30 @@ function byReplicaIndex(replicas: readonly ModelReplicaRecord[]): readonly Model
 export function routeTableItemSize(table: RouteTable): { bytes: number; fits: boolean; limit: number } {
   const bytes = Buffer.byteLength(JSON.stringify(table), "utf8");
   return { bytes, fits: bytes <= MAX_VALUE_BYTES, limit: MAX_VALUE_BYTES };
+}
+
+/** What to store for a route table, see {@link routeTableToStore}. */
+export interface StoredRouteTable {
+  value: RouteTable | PackedRouteTable;
+  packed: boolean;
+  /** UTF-8 bytes of the value's JSON. */
+  bytes: number;
+  /** False when not even the packed form fits one store item: then nothing can be written. */
+  fits: boolean;
+  limit: number;
+}
+
+/**
+ * The value of the `routes/current` item: the table itself when it fits one store item, else the table packed (Brotli,
+ * base64), which holds about a hundred times as many models. Packing only large tables keeps the common write cheap and
+ * the item readable by eye.
+ */
+export function routeTableToStore(table: RouteTable): StoredRouteTable {
+  const plain = routeTableItemSize(table);
+  if (plain.fits) return { value: table, packed: false, bytes: plain.bytes, fits: true, limit: plain.limit };
+  const value = packRouteTable(table);
+  const bytes = Buffer.byteLength(JSON.stringify(value), "utf8");
+  return { value, packed: true, bytes, fits: bytes <= MAX_VALUE_BYTES, limit: MAX_VALUE_BYTES };
 }
 
 /** True when two tables route the same way (the revision aside). */

@@ -1,4 +1,4 @@
-import { type RouteTable, type StateStore, type StoredItem, TernError } from "@tern/core";
+import { type RouteTable, type StateStore, type StoredItem, TernError, unpackRouteTable } from "@tern/core";
 import {
   type ClusterState,
   COLLECTIONS,
@@ -35,7 +35,7 @@ export async function loadState(store: StateStore): Promise<LoadedState> {
     store.list<PipelineRecord>(COLLECTIONS.pipeline),
     store.list<ExperimentRecord>(COLLECTIONS.experiment),
     store.get<{ revision: number }>(REVISION_KEY),
-    store.get<RouteTable>(ROUTES_KEY),
+    store.get<unknown>(ROUTES_KEY),
   ]);
   const state = emptyClusterState();
   const versions = new Map<string, number>();
@@ -56,5 +56,10 @@ export async function loadState(store: StateStore): Promise<LoadedState> {
   if (!Number.isSafeInteger(rev) || rev < 0) {
     throw new TernError("internal", `stored revision is not a non-negative integer (got ${JSON.stringify(rev)})`);
   }
-  return { state, versions, revision: rev, routes: routes?.value };
+  return {
+    state,
+    versions,
+    revision: rev,
+    routes: routes === undefined ? undefined : (unpackRouteTable(routes.value) as RouteTable),
+  };
 }

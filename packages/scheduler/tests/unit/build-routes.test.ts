@@ -1,7 +1,14 @@
-import type { ExperimentResource, ModelResource, ModelRoute, ReplicaState, RouteTable } from "@tern/core";
+import {
+  type ExperimentResource,
+  type ModelResource,
+  type ModelRoute,
+  type ReplicaState,
+  type RouteTable,
+  unpackRouteTable,
+} from "@tern/core";
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
-import { buildRouteTable, routeTableItemSize, sameRoutes } from "../../src/build-routes.js";
+import { buildRouteTable, routeTableItemSize, routeTableToStore, sameRoutes } from "../../src/build-routes.js";
 import { servingVersion } from "../../src/reconcile.js";
 import { type ClusterState, emptyClusterState, replicaId, SERVING_STATES } from "../../src/records.js";
 import { MAX_VALUE_BYTES } from "../../src/store/table.js";
@@ -234,5 +241,38 @@ describe("routeTableItemSize", () => {
     expect(big.bytes).toBe(Buffer.byteLength(JSON.stringify(table), "utf8"));
     expect(big.bytes).toBeGreaterThan(MAX_VALUE_BYTES);
     expect(big.fits).toBe(false);
+  });
+});
+
+describe("routeTableToStore", () => {
+  function tableOf(models: number): RouteTable {
+    const table: RouteTable = { revision: 3, models: {}, pipelines: {}, experiments: {} };
+    for (let i = 0; i < models; i++) {
+      const endpoints = [0, 1].map((r) => ({
+        server: `srv-${i % 20}`,
+        replica: (i + r) % 50,
+        version: 1,
+        http: `http://srv-${i % 20}-${(i + r) % 50}.tern.internal:9500`,
+        grpc: `srv-${i % 20}-${(i + r) % 50}.tern.internal:9501`,
+      }));
+      table.models[`m${i}`] = { name: `m${i}`, version: 1, state: "ModelAvailable", endpoints };
+    }
+    return table;
+  }
+
+  it("stores a table that fits one item as it is", () => {
+    const table = tableOf(10);
+    const stored = routeTableToStore(table);
+    expect(stored).toMatchObject({ packed: false, fits: true });
+    expect(stored.value).toBe(table);
+  });
+
+  it("packs a table of 10 000 two-replica models into one item, and it unpacks to the same table", () => {
+    const table = tableOf(10_000);
+    expect(routeTableItemSize(table).fits).toBe(false);
+    const stored = routeTableToStore(table);
+    expect(stored).toMatchObject({ packed: true, fits: true, limit: MAX_VALUE_BYTES });
+    expect(stored.bytes).toBe(Buffer.byteLength(JSON.stringify(stored.value)));
+    expect(unpackRouteTable(JSON.parse(JSON.stringify(stored.value)))).toEqual(table);
   });
 });
