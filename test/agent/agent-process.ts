@@ -84,3 +84,17 @@ export async function startAgentProcess(options: AgentProcessOptions): Promise<A
     },
   };
 }
+
+/** The JSON (pino) lines of an agent's output; other lines (the ready line, stack traces) are skipped. */
+export function logLines(output: string): Array<Record<string, unknown>> {
+  const lines: Array<Record<string, unknown>> = [];
+  for (const line of output.split("\n")) {
+    if (!line.startsWith("{")) continue;
+    try {
+      lines.push(JSON.parse(line) as Record<string, unknown>);
+    } catch {
+      // An incomplete last line: the next chunk completes it.
+    }
+  }
+  return lines;
+}

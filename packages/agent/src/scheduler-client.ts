@@ -169,7 +169,11 @@ export interface SchedulerClientOptions {
   streamIdleTimeoutMs?: number;
   /** First retry delay while the scheduler is unreachable or a standby. @default 250 */
   retryInitialMs?: number;
-  /** Cap of the retry delay (exponential backoff with jitter up to this). @default 5000 */
+  /**
+   * Cap of the retry delay (exponential backoff with jitter up to this). Registering again after a registration is
+   * also capped at the scheduler's heartbeat interval, so a restarted scheduler hears from the agent before its
+   * heartbeat deadline. @default 5000
+   */
   retryMaxMs?: number;
   /** State events kept while the scheduler is unreachable; beyond it the oldest go (re-registration resyncs). @default 1000 */
   maxQueuedEvents?: number;
@@ -300,6 +304,16 @@ export function createSchedulerClient(options: SchedulerClientOptions): Schedule
     const cap = Math.min(retryMaxMs, retryInitialMs * 2 ** Math.min(attempt, 20));
     return Math.round(cap / 2 + (random() * cap) / 2);
   };
+  /** The heartbeat interval of the last registration; unknown until the first one. */
+  let heartbeatIntervalMs: number | undefined;
+  /**
+   * Delay before registering again. Once registered, it never exceeds the heartbeat interval: a newly elected
+   * scheduler gives the agents it loads from the store one heartbeat deadline (about 3 intervals) to come back, and
+   * removes those that miss it, rescheduling their models. Polling at the heartbeat rate costs the scheduler no more
+   * than the heartbeats did.
+   */
+  const registerDelay = (attempt: number) =>
+    Math.min(backoff(attempt), heartbeatIntervalMs ?? Number.POSITIVE_INFINITY);
 
   function headers(json: boolean): Record<string, string> {
     return {
@@ -382,6 +396,7 @@ export function createSchedulerClient(options: SchedulerClientOptions): Schedule
           if (!parsed.success) throw new CallError("the scheduler answered the registration with an unexpected body");
           registrations++;
           registered = true;
+          heartbeatIntervalMs = parsed.data.heartbeatIntervalMs;
           lastError = undefined;
           log.info(
             {
@@ -406,7 +421,7 @@ export function createSchedulerClient(options: SchedulerClientOptions): Schedule
         );
       } catch (err) {
         if (stopController.signal.aborted) return undefined;
-        const delay = backoff(attempt);
+        const delay = registerDelay(attempt);
         lastError = describe(err);
         const status = err instanceof CallError ? err.status : undefined;
         // A standby or an unreachable scheduler is expected during restarts: warn on the first failure and then
@@ -563,7 +578,7 @@ export function createSchedulerClient(options: SchedulerClientOptions): Schedule
       lastDisconnect = result.reason;
       // A stream that delivered something was a healthy session: start the backoff afresh.
       failedSessions = result.events > 0 ? 0 : failedSessions + 1;
-      const delay = failedSessions === 0 ? 0 : backoff(failedSessions - 1);
+      const delay = failedSessions === 0 ? 0 : registerDelay(failedSessions - 1);
       log.warn({ reason: result.reason, retryInMs: delay }, "assignments stream closed: registering again");
       await sleep(delay, stopController.signal);
     }

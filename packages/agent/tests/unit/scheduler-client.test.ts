@@ -1,7 +1,7 @@
 import type { AddressInfo } from "node:net";
 import { type ServerType, serve } from "@hono/node-server";
 import { type ModelStatus, parseManifestsOrThrow, type StateStore } from "@tern/core";
-import { pino } from "pino";
+import { type Logger, pino } from "pino";
 import { afterEach, describe, expect, it } from "vitest";
 import { createControlApp } from "../../../scheduler/src/app.js";
 import { createScheduler, type Scheduler } from "../../../scheduler/src/scheduler.js";
@@ -9,7 +9,11 @@ import { createMemoryStore } from "../../../scheduler/src/store/memory-store.js"
 import { type Agent, createAgent } from "../../src/agent.js";
 import { createArtifactFetcher } from "../../src/artifacts/artifact-fetcher.js";
 import { createOnnxRuntime } from "../../src/runtime/onnx-runtime.js";
-import { createSchedulerClient, type SchedulerClient } from "../../src/scheduler-client.js";
+import {
+  createSchedulerClient,
+  type SchedulerClient,
+  type SchedulerClientOptions,
+} from "../../src/scheduler-client.js";
 import { countingRuntime, IRIS_ROWS, REPO_ROOT } from "./helpers.js";
 
 const silent = pino({ level: "silent" });
@@ -28,8 +32,17 @@ interface ControlPlane {
   /** Serves the API again on the same port, as a standby (503) until `elect()`. */
   upAsStandby(): Promise<void>;
   /** A new scheduler instance takes the lease (a new fencing token) and loads the state from the store. */
-  elect(): Promise<void>;
+  elect(options?: ElectOptions): Promise<void>;
   close(): Promise<void>;
+}
+
+/** Heartbeat timings and logger of the scheduler `elect` starts. */
+interface ElectOptions {
+  /** @default 100 */
+  heartbeatIntervalMs?: number;
+  /** @default 3000 */
+  heartbeatTimeoutMs?: number;
+  logger?: Logger;
 }
 
 async function startControlPlane(streamHeartbeatMs = STREAM_HEARTBEAT_MS): Promise<ControlPlane> {
@@ -76,7 +89,7 @@ async function startControlPlane(streamHeartbeatMs = STREAM_HEARTBEAT_MS): Promi
       });
     },
     upAsStandby: listen,
-    async elect() {
+    async elect(electOptions = {}) {
       const name = `scheduler-${++holder}`;
       // The previous holder is gone: let its lease go (a real standby would wait for it to lapse).
       const lease = await store.readLease("scheduler");
@@ -86,9 +99,9 @@ async function startControlPlane(streamHeartbeatMs = STREAM_HEARTBEAT_MS): Promi
       const scheduler = createScheduler({
         store,
         fence: { lease: "scheduler", token: granted.token },
-        logger: silent,
-        heartbeatIntervalMs: 100,
-        heartbeatTimeoutMs: 3000,
+        logger: electOptions.logger ?? silent,
+        heartbeatIntervalMs: electOptions.heartbeatIntervalMs ?? 100,
+        heartbeatTimeoutMs: electOptions.heartbeatTimeoutMs ?? 3000,
       });
       await scheduler.start();
       active = scheduler;
@@ -159,7 +172,12 @@ afterEach(async () => {
   for (const c of cleanups.splice(0).reverse()) await c();
 });
 
-async function startAgent(plane: ControlPlane, replica: number, fetchFn?: typeof fetch): Promise<RunningAgent> {
+async function startAgent(
+  plane: ControlPlane,
+  replica: number,
+  fetchFn?: typeof fetch,
+  clientOptions: Partial<SchedulerClientOptions> = {},
+): Promise<RunningAgent> {
   const { runtime, counts } = countingRuntime(createOnnxRuntime());
   let client: SchedulerClient | undefined;
   const agent = createAgent({
@@ -184,6 +202,7 @@ async function startAgent(plane: ControlPlane, replica: number, fetchFn?: typeof
     streamIdleTimeoutMs: 3 * STREAM_HEARTBEAT_MS,
     drainPollMs: 50,
     ...(fetchFn === undefined ? {} : { fetch: fetchFn }),
+    ...clientOptions,
   });
   const c = client;
   cleanups.push(async () => {
@@ -258,6 +277,42 @@ describe("scheduler client against the real scheduler", () => {
     expect(a.loads.get("iris")).toBe(1);
     expect(a.unloads.get("iris") ?? 0).toBe(0);
     expect(await inferIris(a.agent, IRIS_ROWS[4]!.features)).toBe(IRIS_ROWS[4]!.label);
+  });
+
+  it("comes back to a new leader within its heartbeat deadline however long the standby refused it", async () => {
+    const plane = await startControlPlane();
+    cleanups.push(() => plane.close());
+    await apply(plane, `${SERVER(1)}---\n${IRIS()}`);
+    let refusals = 0;
+    const counting: typeof fetch = async (input, init) => {
+      const res = await fetch(input, init);
+      if (String(input).endsWith("/v1/agents") && res.status === 503) refusals++;
+      return res;
+    };
+    // A backoff doubling from 100 ms up to 5 s, at its longest jitter: after five refusals in a row the next attempt
+    // would be 1.6 s away, far past the new leader's 600 ms heartbeat deadline.
+    const a = await startAgent(plane, 0, counting, { retryInitialMs: 100, retryMaxMs: 5000, random: () => 1 });
+    await waitFor(async () => (await modelStatus(plane, "iris"))?.state === "ModelAvailable", "iris available");
+
+    await plane.down();
+    await plane.upAsStandby();
+    await waitFor(() => refusals >= 5, "five registrations refused by the standby");
+    const removals: string[] = [];
+    const watching = pino(
+      { level: "warn" },
+      { write: (line: string) => void (line.includes("missed its heartbeat deadline") && removals.push(line)) },
+    );
+    await plane.elect({ heartbeatIntervalMs: 100, heartbeatTimeoutMs: 600, logger: watching });
+    await waitFor(() => a.client.status().registrations === 2, "registration with the new leader");
+    const status = await waitFor(async () => {
+      const s = await modelStatus(plane, "iris");
+      return s?.state === "ModelAvailable" ? s : undefined;
+    }, "iris available under the new leader");
+    // The stored agent was not given up on (which would have rescheduled iris), and nothing was reloaded.
+    expect(removals).toEqual([]);
+    expect(status.placement).toEqual([{ server: "mlserver", replica: 0, state: "Available" }]);
+    expect(a.loads.get("iris")).toBe(1);
+    expect(a.unloads.get("iris") ?? 0).toBe(0);
   });
 
   it("re-registers with what it holds when a heartbeat gets 404, reloading nothing", async () => {
