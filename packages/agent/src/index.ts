@@ -28,8 +28,4 @@ export {
 } from "./model-registry.js";
 export type { LoadedModel, LoadOptions, ModelRuntime, ModelSignature } from "./runtime/model-runtime.js";
 export { createOnnxRuntime, type OnnxRuntimeOptions } from "./runtime/onnx-runtime.js";
-export {
-  createSchedulerClient,
-  createSseParser,
-  readSseStream,
-} from "./scheduler-client.js";
+export { createSchedulerClient } from "./scheduler-client.js";

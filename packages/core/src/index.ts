@@ -9,6 +9,7 @@ export * from "./quantity.js";
 export * from "./resources.js";
 export * from "./routes.js";
 export * from "./schemas.js";
+export * from "./sse.js";
 export * from "./state-store.js";
 export * from "./status.js";
 export * from "./topics.js";

@@ -1,4 +1,4 @@
-import { TernError } from "@tern/core";
+import { readSseStream, type SseMessage, TernError } from "@tern/core";
 
 /**
  * The few calls of the scheduler's control API (docs/control-api.md) the dev stack makes: list servers, follow the
@@ -144,21 +144,11 @@ export function createControlClient(options: ControlClientOptions): ControlClien
         }
         if (!res.ok || res.body === null) await json(res, "watch");
         onOpen();
-        const decoder = new TextDecoder();
-        let buffer = "";
-        // The reader ends with the stream; an abort (ours or the caller's) rejects the pending read.
-        for await (const chunk of res.body as unknown as AsyncIterable<Uint8Array>) {
-          touch();
-          buffer += decoder.decode(chunk, { stream: true }).replace(/\r\n/g, "\n");
-          for (;;) {
-            const end = buffer.indexOf("\n\n");
-            if (end < 0) break;
-            const block = buffer.slice(0, end);
-            buffer = buffer.slice(end + 2);
-            const event = parseSseBlock(block);
-            if (event !== undefined) onEvent(event);
-          }
-        }
+        // Ends with the stream; an abort (ours or the caller's) rejects the pending read.
+        await readSseStream(res.body as ReadableStream<Uint8Array>, {
+          onChunk: touch,
+          message: (message) => onEvent(toWatchEvent(message)),
+        });
       } catch (err) {
         if (signal.aborted) return;
         if (err instanceof TernError) throw err;
@@ -175,24 +165,11 @@ export function createControlClient(options: ControlClientOptions): ControlClien
   };
 }
 
-/** Parses one server-sent event block; comments (`: heartbeat`) give undefined. */
-export function parseSseBlock(block: string): WatchEvent | undefined {
-  let event = "message";
-  let id: string | undefined;
-  const data: string[] = [];
-  for (const line of block.split("\n")) {
-    if (line === "" || line.startsWith(":")) continue;
-    const colon = line.indexOf(":");
-    const field = colon < 0 ? line : line.slice(0, colon);
-    const value = colon < 0 ? "" : line.slice(colon + 1).replace(/^ /, "");
-    if (field === "event") event = value;
-    else if (field === "id") id = value;
-    else if (field === "data") data.push(value);
-  }
-  if (data.length === 0 && id === undefined && event === "message") return undefined;
+/** The kinds of change a watch event carries; an event whose data is not JSON touches no known kind. */
+export function toWatchEvent({ event, id, data }: SseMessage): WatchEvent {
   let kinds: string[] = [];
   try {
-    const parsed = JSON.parse(data.join("\n")) as { changes?: Array<{ kind?: unknown }> };
+    const parsed = JSON.parse(data) as { changes?: Array<{ kind?: unknown }> };
     kinds = (parsed.changes ?? []).map((c) => String(c.kind));
   } catch {
     // A payload we cannot read still counts as "something changed".

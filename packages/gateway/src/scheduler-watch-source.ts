@@ -1,4 +1,4 @@
-import type { RouteTable } from "@tern/core";
+import { createSseParser, type RouteTable, type SseMessage } from "@tern/core";
 import type { Logger } from "pino";
 import type { RouteSource } from "./route-source.js";
 import { asRouteTable } from "./route-table.js";
@@ -108,24 +108,24 @@ export function createSchedulerWatchSource(options: SchedulerWatchSourceOptions)
       });
       if (res.status === 410) return "reset";
       if (!res.ok || !res.body) throw new Error(`GET /v1/watch answered ${res.status}`);
+      let reset = false;
+      const parser = createSseParser({
+        message: (message) => {
+          if (!reset && handleEvent(message, onEvent) === "reset") reset = true;
+        },
+      });
       const reader = res.body.pipeThrough(new TextDecoderStream()).getReader();
-      let buffer = "";
       for (;;) {
         const { done, value } = await reader.read();
-        if (done) return "ended";
+        if (done) {
+          parser.end();
+          return reset ? "reset" : "ended";
+        }
         touch();
-        buffer += value;
-        // Events end with a blank line; CRLF is legal in SSE.
-        buffer = buffer.replace(/\r\n?/g, "\n");
-        let end = buffer.indexOf("\n\n");
-        while (end >= 0) {
-          const block = buffer.slice(0, end);
-          buffer = buffer.slice(end + 2);
-          end = buffer.indexOf("\n\n");
-          if (handleEvent(block, onEvent) === "reset") {
-            await reader.cancel().catch(() => {});
-            return "reset";
-          }
+        parser.push(value);
+        if (reset) {
+          await reader.cancel().catch(() => {});
+          return "reset";
         }
       }
     } finally {
@@ -134,25 +134,12 @@ export function createSchedulerWatchSource(options: SchedulerWatchSourceOptions)
     }
   }
 
-  function handleEvent(block: string, onEvent: () => void): "reset" | undefined {
-    let event = "message";
-    let id: string | undefined;
-    const data: string[] = [];
-    for (const line of block.split("\n")) {
-      if (line === "" || line.startsWith(":")) continue;
-      const colon = line.indexOf(":");
-      const field = colon < 0 ? line : line.slice(0, colon);
-      const value = colon < 0 ? "" : line.slice(colon + 1).replace(/^ /, "");
-      if (field === "event") event = value;
-      else if (field === "data") data.push(value);
-      else if (field === "id") id = value;
-    }
-    if (data.length === 0 && !RESET_EVENTS.has(event)) return undefined;
+  function handleEvent({ event, data, id }: SseMessage, onEvent: () => void): "reset" | undefined {
     onEvent();
     if (RESET_EVENTS.has(event)) return "reset";
     let payload: unknown;
     try {
-      payload = JSON.parse(data.join("\n"));
+      payload = JSON.parse(data);
     } catch {
       logger.warn({ event }, "ignoring a watch event that is not JSON");
       return undefined;

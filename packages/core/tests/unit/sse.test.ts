@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { createSseParser, readSseStream, type SseMessage } from "../../src/scheduler-client.js";
+import { createSseParser, readSseStream, type SseMessage } from "../../src/sse.js";
 
 function parseAll(pieces: string[]): { messages: SseMessage[]; comments: string[] } {
   const messages: SseMessage[] = [];
