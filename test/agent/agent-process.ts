@@ -98,3 +98,39 @@ export function logLines(output: string): Array<Record<string, unknown>> {
   }
   return lines;
 }
+
+/** A Server `mlserver` of 2 tern-onnx replicas and the sample iris Model on both. */
+export const MLSERVER_WITH_IRIS = `apiVersion: mlops.seldon.io/v1alpha1
+kind: Server
+metadata: {name: mlserver}
+spec: {serverConfig: tern-onnx, replicas: 2}
+---
+apiVersion: mlops.seldon.io/v1alpha1
+kind: Model
+metadata: {name: iris}
+spec:
+  storageUri: "file://./samples/models/iris"
+  requirements: [onnx]
+  memory: 100Ki
+  replicas: 2
+`;
+
+/** Known iris rows (samples/iris/iris.csv) and their classes. */
+export const IRIS_ROWS = [
+  { features: [5.1, 3.5, 1.4, 0.2], label: 0 },
+  { features: [7.0, 3.2, 4.7, 1.4], label: 1 },
+  { features: [6.3, 3.3, 6.0, 2.5], label: 2 },
+];
+
+/** One inference straight to an agent's REST port: the HTTP status and, on 200, the predicted class. */
+export async function inferIris(agentHttp: string, features: number[]): Promise<{ status: number; label?: number }> {
+  const res = await fetch(`${agentHttp}/v2/models/iris/infer`, {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify({ inputs: [{ name: "predict", shape: [1, 4], datatype: "FP32", data: features }] }),
+    signal: AbortSignal.timeout(5000),
+  });
+  const body = (await res.json()) as { outputs?: Array<{ name: string; data: number[] }> };
+  if (res.status !== 200) return { status: res.status };
+  return { status: 200, label: Number(body.outputs?.find((o) => o.name === "label")?.data[0]) };
+}

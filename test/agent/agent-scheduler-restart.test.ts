@@ -10,7 +10,14 @@ import {
   TEST_LEASE_TTL_MS,
   waitActive,
 } from "../scheduler/scheduler-process.js";
-import { type AgentProcess, logLines, startAgentProcess } from "./agent-process.js";
+import {
+  type AgentProcess,
+  inferIris as infer,
+  logLines,
+  MLSERVER_WITH_IRIS as MANIFESTS,
+  IRIS_ROWS as ROWS,
+  startAgentProcess,
+} from "./agent-process.js";
 
 /**
  * The promise of docs/scheduler.md ("Nothing loaded is reloaded after a restart") with real processes: two agents
@@ -29,41 +36,6 @@ afterEach(async () => {
   }
   for (const s of schedulers.splice(0)) await s.kill("SIGKILL");
 });
-
-const MANIFESTS = `apiVersion: mlops.seldon.io/v1alpha1
-kind: Server
-metadata: {name: mlserver}
-spec: {serverConfig: tern-onnx, replicas: 2}
----
-apiVersion: mlops.seldon.io/v1alpha1
-kind: Model
-metadata: {name: iris}
-spec:
-  storageUri: "file://./samples/models/iris"
-  requirements: [onnx]
-  memory: 100Ki
-  replicas: 2
-`;
-
-/** Known iris rows (samples/iris/iris.csv) and their classes. */
-const ROWS = [
-  { features: [5.1, 3.5, 1.4, 0.2], label: 0 },
-  { features: [7.0, 3.2, 4.7, 1.4], label: 1 },
-  { features: [6.3, 3.3, 6.0, 2.5], label: 2 },
-];
-
-/** One inference straight to an agent: the HTTP status and, on 200, the predicted class. */
-async function infer(agentHttp: string, features: number[]): Promise<{ status: number; label?: number }> {
-  const res = await fetch(`${agentHttp}/v2/models/iris/infer`, {
-    method: "POST",
-    headers: { "content-type": "application/json" },
-    body: JSON.stringify({ inputs: [{ name: "predict", shape: [1, 4], datatype: "FP32", data: features }] }),
-    signal: AbortSignal.timeout(5000),
-  });
-  const body = (await res.json()) as { outputs?: Array<{ name: string; data: number[] }> };
-  if (res.status !== 200) return { status: res.status };
-  return { status: 200, label: Number(body.outputs?.find((o) => o.name === "label")?.data[0]) };
-}
 
 /** What an agent's log says it did to its models: one line per replica state change (`"msg":"model state"`). */
 function modelStates(agent: AgentProcess): string[] {

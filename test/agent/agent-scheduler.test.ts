@@ -9,7 +9,13 @@ import {
   startSchedulerProcess,
   waitActive,
 } from "../scheduler/scheduler-process.js";
-import { type AgentProcess, startAgentProcess } from "./agent-process.js";
+import {
+  type AgentProcess,
+  inferIris as infer,
+  MLSERVER_WITH_IRIS as MANIFESTS,
+  IRIS_ROWS as ROWS,
+  startAgentProcess,
+} from "./agent-process.js";
 
 const suffix = `${Date.now().toString(36)}-${process.pid}`;
 const schedulers: SchedulerProcess[] = [];
@@ -23,38 +29,10 @@ afterEach(async () => {
   for (const s of schedulers.splice(0)) await s.kill("SIGKILL");
 });
 
-const MANIFESTS = `apiVersion: mlops.seldon.io/v1alpha1
-kind: Server
-metadata: {name: mlserver}
-spec: {serverConfig: tern-onnx, replicas: 2}
----
-apiVersion: mlops.seldon.io/v1alpha1
-kind: Model
-metadata: {name: iris}
-spec:
-  storageUri: "file://./samples/models/iris"
-  requirements: [onnx]
-  memory: 100Ki
-  replicas: 2
-`;
-
-/** Known iris rows (samples/iris/iris.csv) and their classes. */
-const ROWS = [
-  { features: [5.1, 3.5, 1.4, 0.2], label: 0 },
-  { features: [7.0, 3.2, 4.7, 1.4], label: 1 },
-  { features: [6.3, 3.3, 6.0, 2.5], label: 2 },
-];
-
 async function classify(agentHttp: string, features: number[]): Promise<number> {
-  const res = await fetch(`${agentHttp}/v2/models/iris/infer`, {
-    method: "POST",
-    headers: { "content-type": "application/json" },
-    body: JSON.stringify({ inputs: [{ name: "predict", shape: [1, 4], datatype: "FP32", data: features }] }),
-    signal: AbortSignal.timeout(5000),
-  });
-  const body = (await res.json()) as { outputs?: Array<{ name: string; data: number[] }>; error?: string };
-  if (res.status !== 200) throw new Error(`${res.status} ${body.error}`);
-  return Number(body.outputs!.find((o) => o.name === "label")!.data[0]);
+  const { status, label } = await infer(agentHttp, features);
+  if (status !== 200) throw new Error(`agent ${agentHttp} answered ${status}`);
+  return label!;
 }
 
 describe("agent processes with a scheduler process on DynamoDB Local", () => {
