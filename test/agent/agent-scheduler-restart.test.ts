@@ -235,6 +235,14 @@ describe("agents across a scheduler restart (real processes, DynamoDB Local)", (
       ]);
       // Nothing was reloaded or unloaded: each agent's model history is still the single first load.
       for (const a of agents) expect(modelStates(a), a.output()).toEqual(["iris@1 Loading", "iris@1 Available"]);
+      for (const a of agents) {
+        const metrics = await (await fetch(`${a.http}/metrics`, { signal: AbortSignal.timeout(5000) })).text();
+        const changes = metrics.split("\n").filter((l) => l.startsWith("tern_agent_model_state_changes_total{"));
+        expect(changes.sort()).toEqual([
+          'tern_agent_model_state_changes_total{model="iris",state="Available"} 1',
+          'tern_agent_model_state_changes_total{model="iris",state="Loading"} 1',
+        ]);
+      }
       // The agents are registered with the new scheduler: it knows their endpoints and gets their heartbeats.
       expect(agents.map((a) => countMsg(a, "registered with the scheduler"))).toEqual(registeredBefore);
       for (const [i, a] of agents.entries()) {

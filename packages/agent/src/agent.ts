@@ -83,7 +83,10 @@ export function createAgent(options: AgentOptions): Agent {
     capacityBytes: options.memoryBytes,
     overcommitPercent: options.overcommitPercent ?? 0,
     ...(log ? { logger: log } : {}),
-    onStateChange: (e) => options.onStateChange?.(e),
+    onStateChange: (e) => {
+      metrics.stateChange(e.model, e.state);
+      options.onStateChange?.(e);
+    },
   });
   const metrics = options.metrics ?? createAgentMetrics({ models });
   const service = createInferenceService({

@@ -1,4 +1,5 @@
 import { Counter, Gauge, Histogram, Registry } from "prom-client";
+import type { ReplicaState } from "@tern/core";
 import type { ModelRegistry } from "./model-registry.js";
 
 export type Protocol = "rest" | "grpc";
@@ -8,6 +9,8 @@ export interface AgentMetrics {
   readonly registry: Registry;
   /** Records one inference request: `code` is the HTTP status (gRPC codes are mapped to their HTTP equivalents). */
   observe(model: string, protocol: Protocol, code: number, seconds: number): void;
+  /** Counts one replica state change of a model (Loading, Available, Unloaded, ...): loads and unloads over time. */
+  stateChange(model: string, state: ReplicaState): void;
 }
 
 export interface AgentMetricsOptions {
@@ -29,6 +32,12 @@ export function createAgentMetrics(options: AgentMetricsOptions = {}): AgentMetr
     help: "Inference request latency in seconds, from body received to response ready",
     labelNames: ["model", "protocol"] as const,
     buckets: [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
+    registers: [registry],
+  });
+  const stateChanges = new Counter({
+    name: "tern_agent_model_state_changes_total",
+    help: "Replica state changes by model and new state (Loading counts loads started, Unloaded unloads done)",
+    labelNames: ["model", "state"] as const,
     registers: [registry],
   });
   const models = options.models;
@@ -62,6 +71,9 @@ export function createAgentMetrics(options: AgentMetricsOptions = {}): AgentMetr
     observe(model, protocol, code, seconds) {
       requests.inc({ model, protocol, code: String(code) });
       latency.observe({ model, protocol }, seconds);
+    },
+    stateChange(model, state) {
+      stateChanges.inc({ model, state });
     },
   };
 }

@@ -44,6 +44,12 @@ describe("agent", () => {
     await agent.reconcile(desired(["iris"]));
     expect(agent.loaded()).toEqual([{ model: "iris", version: 1 }]);
     expect(events).toContain("add10:Unloaded");
+    // Loads and unloads are counted on /metrics; reconciling to what is held loads nothing again.
+    await agent.reconcile(desired(["iris"]));
+    const metricsText = await (await fetch(`${endpoints.http}/metrics`)).text();
+    expect(metricsText).toContain('tern_agent_model_state_changes_total{model="iris",state="Loading"} 1');
+    expect(metricsText).toContain('tern_agent_model_state_changes_total{model="add10",state="Unloaded"} 1');
+    expect(metricsText).not.toMatch(/tern_agent_model_state_changes_total\{model="iris",state="Unload/);
 
     const infer = () =>
       fetch(`${endpoints.http}/v2/models/iris/infer`, {
