@@ -1,5 +1,5 @@
-import { Counter, Gauge, Histogram, Registry } from "prom-client";
 import type { ReplicaState } from "@tern/core";
+import { Counter, Gauge, Histogram, Registry } from "prom-client";
 import type { ModelRegistry } from "./model-registry.js";
 
 export type Protocol = "rest" | "grpc";
