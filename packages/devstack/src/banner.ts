@@ -33,7 +33,7 @@ export function formatServiceTable(services: readonly DevStackService[], options
 }
 
 /** Relative to `cwd` when the file is inside it, absolute otherwise ("../../tmp/x" helps nobody). */
-function shortPath(file: string, cwd: string): string {
+export function shortPath(file: string, cwd: string): string {
   const rel = relative(cwd, file);
   return rel === "" || rel.startsWith("..") || isAbsolute(rel) ? file : rel;
 }

@@ -1,8 +1,8 @@
 import { existsSync } from "node:fs";
-import { join, relative } from "node:path";
+import { join } from "node:path";
 import { performance } from "node:perf_hooks";
 import { hasCode } from "@tern/core";
-import { formatServiceTable } from "./banner.js";
+import { formatServiceTable, shortPath } from "./banner.js";
 import { localComponents, localSchedulerUrl, reservedServices } from "./components.js";
 import { loadDevStackConfig, repoRoot } from "./config.js";
 import { createControlClient } from "./control-client.js";
@@ -152,14 +152,14 @@ async function main(): Promise<number> {
   console.log(`tern: platform up in ${elapsed()} s; the local controller starts one agent per Server replica\n`);
   console.log(formatServiceTable(stack.services(), { cwd: process.cwd(), reserved: reservedServices }));
   console.log(
-    `  agents          one per Server replica    logs ${relative(process.cwd(), join(config.TERN_DEV_DIR, "logs")) || "."}/agent-<server>-<replica>.log`,
+    `  agents          one per Server replica    logs ${shortPath(join(config.TERN_DEV_DIR, "logs"), process.cwd())}/agent-<server>-<replica>.log`,
   );
   console.log(`\nEvery topic gets ${config.KAFKA_PARTITIONS} partitions (KAFKA_PARTITIONS).`);
 
   if (config.TERN_SAMPLES) {
     try {
       const applied = await applyManifests(client, config.TERN_SAMPLES_DIR);
-      console.log(`tern: applied ${relative(process.cwd(), config.TERN_SAMPLES_DIR) || "."}: ${applied}`);
+      console.log(`tern: applied ${shortPath(config.TERN_SAMPLES_DIR, process.cwd())}: ${applied}`);
       await waitForModelAvailable(client, "iris", config.TERN_DEV_SAMPLES_TIMEOUT_MS, started.signal);
       await inferIris(config.TERN_GATEWAY_PORT, config.TERN_DEV_SAMPLES_TIMEOUT_MS, started.signal);
       console.log(`\ntern: ready in ${elapsed()} s. Try iris through the gateway (answers label 0, setosa):\n`);

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { formatServiceTable } from "../../src/banner.js";
+import { formatServiceTable, shortPath } from "../../src/banner.js";
 
 describe("formatServiceTable", () => {
   it("aligns one line per service and lists reserved addresses that nothing uses yet", () => {
@@ -23,5 +23,16 @@ describe("formatServiceTable", () => {
       "  scheduler       http://localhost:9004  pid 12, log /tmp/s.log",
       "  gateway (REST)  http://localhost:9000  reserved, not started yet",
     ]);
+  });
+});
+
+describe("shortPath", () => {
+  it("shows a path inside the working folder relative to it, and any other path absolute", () => {
+    expect(shortPath("/repo/.tern/logs", "/repo")).toBe(".tern/logs");
+    expect(shortPath("/repo/samples/manifests", "/repo")).toBe("samples/manifests");
+    // A TERN_DEV_DIR or TERN_SAMPLES_DIR outside the checkout (a temp folder) is printed as given, not as ../../tmp/x.
+    expect(shortPath("/tmp/tern-dev/logs", "/repo")).toBe("/tmp/tern-dev/logs");
+    expect(shortPath("/repo-other/x", "/repo")).toBe("/repo-other/x");
+    expect(shortPath("/repo", "/repo")).toBe("/repo");
   });
 });

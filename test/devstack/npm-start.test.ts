@@ -1,0 +1,322 @@
+import { type ChildProcess, spawn } from "node:child_process";
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join, resolve } from "node:path";
+import { fileURLToPath } from "node:url";
+import { parseEnv } from "node:util";
+import { findFreePort, isPortOpen, isProcessAlive, readLockInfo, waitFor } from "@tern/devstack";
+import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
+import { IRIS_CLASSES, irisRequest, knownIrisRows, parseIrisAnswer } from "../e2e/iris-data.js";
+import { dynamodbEndpoint, kafkaBrokers } from "../helpers/services.js";
+
+// The README's promise: "`npm start` runs the platform locally with the samples loaded". This runs the real entry the
+// way package.json's "start" script does, against the integration Kafka and DynamoDB Local (so it starts no JVM), with
+// its own folder, ports and table, and a light sample set (one agent) so that it fits on two shared cores.
+
+const repoRoot = resolve(fileURLToPath(new URL(".", import.meta.url)), "../..");
+const startCommand = ["--import", "tsx", "packages/devstack/src/main.ts"];
+const suffix = `${Date.now().toString(36)}-${process.pid}`;
+
+/** main.ts's documented exit codes. */
+const EXIT_STOPPED = 0;
+const EXIT_ALREADY_RUNNING = 3;
+
+interface StartProcess {
+  readonly child: ChildProcess;
+  readonly pid: number;
+  output(): string;
+  readonly exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+  hasExited(): boolean;
+}
+
+/** Runs `npm start`'s command from the repo root with the given environment, capturing stdout and stderr. */
+function runStart(env: NodeJS.ProcessEnv): StartProcess {
+  const child = spawn(process.execPath, startCommand, { cwd: repoRoot, env, stdio: ["ignore", "pipe", "pipe"] });
+  let out = "";
+  child.stdout!.setEncoding("utf8");
+  child.stderr!.setEncoding("utf8");
+  child.stdout!.on("data", (chunk: string) => {
+    out += chunk;
+  });
+  child.stderr!.on("data", (chunk: string) => {
+    out += chunk;
+  });
+  let exitedFlag = false;
+  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((r) =>
+    child.once("exit", (code, signal) => {
+      exitedFlag = true;
+      r({ code, signal });
+    }),
+  );
+  return { child, pid: child.pid!, output: () => out, exited, hasExited: () => exitedFlag };
+}
+
+/** Waits for `check` while failing at once, with the output, if the process exits first. */
+async function waitWhileRunning<T>(
+  proc: StartProcess,
+  check: () => T | undefined | false,
+  timeoutMs: number,
+  description: string,
+): Promise<T> {
+  const stop = new AbortController();
+  try {
+    return await Promise.race([
+      waitFor(check, { timeoutMs, intervalMs: 100, description, signal: stop.signal }),
+      proc.exited.then((exit) => {
+        throw new Error(`npm start exited (${exit.signal ?? exit.code}) before ${description}`);
+      }),
+    ]);
+  } catch (err) {
+    throw new Error(`${String(err)}\n--- npm start output ---\n${proc.output()}`);
+  } finally {
+    stop.abort();
+  }
+}
+
+/** The curl `npm start` prints, taken apart: URL, headers and body. */
+interface PrintedCurl {
+  url: string;
+  headers: Record<string, string>;
+  body: string;
+}
+
+function parseCurl(line: string): PrintedCurl {
+  const match = /curl -s (\S+)((?: -H '[^']*')*) -d '([^']*)'/.exec(line);
+  if (!match) throw new Error(`not the expected curl: ${line}`);
+  const headers: Record<string, string> = {};
+  for (const [, header] of match[2]!.matchAll(/-H '([^']*)'/g)) {
+    const colon = header!.indexOf(":");
+    headers[header!.slice(0, colon).trim()] = header!.slice(colon + 1).trim();
+  }
+  // curl defaults to http:// when the URL has no scheme.
+  const url = /^https?:\/\//.test(match[1]!) ? match[1]! : `http://${match[1]}`;
+  return { url, headers, body: match[3]! };
+}
+
+async function send(curl: PrintedCurl, body = curl.body): Promise<{ status: number; json: unknown }> {
+  const res = await fetch(curl.url, {
+    method: "POST",
+    headers: curl.headers,
+    body,
+    signal: AbortSignal.timeout(10_000),
+  });
+  const text = await res.text();
+  let json: unknown = text;
+  try {
+    json = JSON.parse(text);
+  } catch {
+    // Left as text, so a failed assertion shows it.
+  }
+  return { status: res.status, json };
+}
+
+/** True when no process of the group led by `pid` is left (signal 0 to the group fails with ESRCH). */
+function groupGone(pid: number): boolean {
+  try {
+    process.kill(-pid, 0);
+    return false;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === "ESRCH";
+  }
+}
+
+function pidGone(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return false;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === "ESRCH";
+  }
+}
+
+let devDir: string;
+let samplesDir: string;
+let pidFile: string;
+let env: NodeJS.ProcessEnv;
+let ports: { scheduler: number; gateway: number; grpc: number };
+let first: StartProcess | undefined;
+let second: StartProcess | undefined;
+let curl: PrintedCurl;
+/** Every child pid (process-group leader) seen in the pid file, for the checks and for afterAll. */
+const recordedChildren = new Set<number>();
+
+function recordFromPidFile(): void {
+  for (const pid of readLockInfo(pidFile)?.children ?? []) recordedChildren.add(pid);
+}
+
+beforeAll(async () => {
+  devDir = mkdtempSync(join(tmpdir(), "tern-npm-start-"));
+  samplesDir = mkdtempSync(join(tmpdir(), "tern-npm-start-samples-"));
+  pidFile = join(devDir, "devstack.pid");
+  // The shape of samples/manifests, lighter: one agent, one iris replica.
+  writeFileSync(
+    join(samplesDir, "servers.yaml"),
+    `apiVersion: mlops.seldon.io/v1alpha1
+kind: Server
+metadata:
+  name: mlserver
+  namespace: seldon
+spec:
+  serverConfig: tern-onnx
+  replicas: 1
+`,
+  );
+  writeFileSync(
+    join(samplesDir, "iris.yaml"),
+    `apiVersion: mlops.seldon.io/v1alpha1
+kind: Model
+metadata:
+  name: iris
+spec:
+  storageUri: "file://./samples/models/iris"
+  requirements:
+    - onnx
+  memory: 100Ki
+  replicas: 1
+`,
+  );
+
+  const free = new Set<number>();
+  while (free.size < 3) free.add(await findFreePort());
+  const [scheduler, gateway, grpc] = [...free];
+  ports = { scheduler: scheduler!, gateway: gateway!, grpc: grpc! };
+
+  // main.ts loads the repo root's .env whatever the working directory, but never over a variable already in the
+  // environment (even an empty one, which Tern's config reads as unset). Naming every key of a developer's .env here
+  // makes that file inert for this test.
+  const dotenvFile = join(repoRoot, ".env");
+  const dotenvKeys = existsSync(dotenvFile) ? Object.keys(parseEnv(readFileSync(dotenvFile, "utf8"))) : [];
+  env = {
+    ...process.env,
+    ...Object.fromEntries(dotenvKeys.map((key) => [key, ""])),
+    KAFKA_BROKERS: kafkaBrokers().join(","),
+    DYNAMODB_ENDPOINT: dynamodbEndpoint(),
+    KAFKA_PARTITIONS: String(inject("kafkaPartitions")),
+    AWS_REGION: inject("awsRegion"),
+    TERN_TABLE: `tern-npm-start-${suffix}`,
+    TERN_NAMESPACE: `npm-start-${suffix}`,
+    TERN_DEV_DIR: devDir,
+    TERN_SAMPLES: "true",
+    TERN_SAMPLES_DIR: samplesDir,
+    TERN_SCHEDULER_PORT: String(ports.scheduler),
+    TERN_GATEWAY_PORT: String(ports.gateway),
+    TERN_GATEWAY_GRPC_PORT: String(ports.grpc),
+    TERN_DEV_READY_TIMEOUT_MS: "60000",
+    TERN_DEV_SAMPLES_TIMEOUT_MS: "60000",
+  };
+
+  first = runStart(env);
+  const start = first;
+  const found = await waitWhileRunning(
+    start,
+    () => {
+      const out = start.output();
+      // main.ts keeps running when the samples fail; stop waiting at once and show why.
+      if (out.includes("the samples are not ready")) return { failed: true as const };
+      const ready = out.indexOf("tern: ready in");
+      if (ready < 0) return false;
+      const curlLine = out
+        .slice(ready)
+        .split("\n")
+        .find((line) => line.trim().startsWith("curl "));
+      return curlLine === undefined ? false : { failed: false as const, curlLine };
+    },
+    90_000,
+    'the "ready" line and its curl',
+  );
+  if (found.failed) throw new Error(`npm start did not get the samples ready:\n${start.output()}`);
+  curl = parseCurl(found.curlLine);
+  recordFromPidFile();
+}, 120_000);
+
+afterAll(async () => {
+  if (existsSync(pidFile ?? "")) recordFromPidFile();
+  for (const proc of [second, first]) {
+    if (proc !== undefined && !proc.hasExited()) {
+      proc.child.kill("SIGKILL");
+      await Promise.race([proc.exited, new Promise((r) => setTimeout(r, 5_000))]);
+    }
+  }
+  // SIGKILL on main.ts skips its cleanup: kill the groups it recorded (scheduler, gateway, agents) ourselves.
+  for (const pid of recordedChildren) {
+    try {
+      process.kill(-pid, "SIGKILL");
+    } catch {
+      // Already gone.
+    }
+  }
+  if (devDir) rmSync(devDir, { recursive: true, force: true });
+  if (samplesDir) rmSync(samplesDir, { recursive: true, force: true });
+}, 30_000);
+
+describe("npm start (packages/devstack/src/main.ts)", () => {
+  it("prints a curl that answers label 0 (setosa) through the gateway", async () => {
+    expect(curl.url).toBe(`http://localhost:${ports.gateway}/v2/models/iris/infer`);
+    const { status, json } = await send(curl);
+    expect(status, JSON.stringify(json)).toBe(200);
+    expect(parseIrisAnswer(json).labels).toEqual([0]);
+  });
+
+  it("serves the other iris classes too", async () => {
+    const rows = knownIrisRows().filter((row) => row.label !== 0);
+    for (const label of [1, 2]) {
+      const row = rows.find((r) => r.label === label)!;
+      const { status, json } = await send(curl, irisRequest(row));
+      expect(status, JSON.stringify(json)).toBe(200);
+      expect(parseIrisAnswer(json).labels, `row ${row.row} is ${IRIS_CLASSES[label]}`).toEqual([label]);
+    }
+  });
+
+  it("records its pid and its children in the pid file", () => {
+    const info = readLockInfo(pidFile);
+    expect(info?.pid).toBe(first!.pid);
+    // The scheduler, the gateway and the one agent of the 1-replica Server.
+    expect(info?.children?.length).toBeGreaterThanOrEqual(3);
+    for (const pid of info!.children!) expect(isProcessAlive(pid), `child ${pid}`).toBe(true);
+  });
+
+  it("refuses a second start on the same folder, naming the running one, and leaves it serving", async () => {
+    second = runStart(env);
+    const exit = await Promise.race([
+      second.exited,
+      new Promise<never>((_, reject) =>
+        setTimeout(() => reject(new Error(`the second start did not exit:\n${second!.output()}`)), 20_000),
+      ),
+    ]);
+    expect(exit, second.output()).toEqual({ code: EXIT_ALREADY_RUNNING, signal: null });
+    expect(second.output()).toContain(`already running (pid ${first!.pid}`);
+    expect(second.output()).toContain(`http://localhost:${ports.gateway}`);
+
+    expect(first!.hasExited()).toBe(false);
+    expect(readLockInfo(pidFile)?.pid).toBe(first!.pid);
+    const { status, json } = await send(curl);
+    expect(status, JSON.stringify(json)).toBe(200);
+    expect(parseIrisAnswer(json).labels).toEqual([0]);
+  });
+
+  it("stops everything it started on Ctrl-C (SIGINT) and exits 0", async () => {
+    recordFromPidFile();
+    const children = [...recordedChildren];
+    expect(children.length).toBeGreaterThanOrEqual(3);
+
+    first!.child.kill("SIGINT");
+    const exit = await Promise.race([
+      first!.exited,
+      new Promise<never>((_, reject) =>
+        setTimeout(() => reject(new Error(`npm start did not exit after SIGINT:\n${first!.output()}`)), 20_000),
+      ),
+    ]);
+    expect(exit, first!.output()).toEqual({ code: EXIT_STOPPED, signal: null });
+    expect(first!.output()).toMatch(/tern: stopped in [\d.]+ s/);
+
+    // Every child and anything it started in its process group is gone, and the lock is released.
+    for (const pid of children) {
+      expect(pidGone(pid), `child ${pid} still alive`).toBe(true);
+      expect(groupGone(pid), `process group ${pid} still has members`).toBe(true);
+    }
+    expect(existsSync(pidFile)).toBe(false);
+    for (const port of [ports.scheduler, ports.gateway, ports.grpc]) {
+      expect(await isPortOpen(port), `port ${port} still open`).toBe(false);
+    }
+  });
+});
