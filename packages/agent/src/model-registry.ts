@@ -43,7 +43,10 @@ export interface MemoryUsage {
   committableBytes: number;
   /** Memory of every Available (or loading) model, resident or not. */
   committedBytes: number;
-  /** Memory of models actually in memory; never above `capacityBytes` after a load. */
+  /**
+   * Memory of models actually in memory. A load evicts idle models to stay within `capacityBytes`; when every other
+   * model is busy it goes ahead anyway, so this can exceed the capacity until they go idle.
+   */
   residentBytes: number;
 }
 
@@ -343,7 +346,8 @@ export function createModelRegistry(options: ModelRegistryOptions): ModelRegistr
       }
       e.removed = true;
       setState(e, "Unloading");
-      // Requests already holding the model may finish (bounded); new ones see Unloading and get 503.
+      // Requests already holding the model may finish (bounded); new ones no longer find it (removed) and get the
+      // 404 marked as a replica miss, which the gateway retries on another replica.
       const deadline = now() + graceMs;
       while (e.inFlight > 0 && now() < deadline) await new Promise((r) => setTimeout(r, 10));
       await e.pending?.catch(() => undefined);
