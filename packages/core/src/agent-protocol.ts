@@ -51,6 +51,7 @@ export interface AssignedModel {
   model: string;
   version: number;
   storageUri: string;
+  /** `spec.memory` in bytes; 0 when the manifest gives none: the agent then accounts the artifact's size. */
   memoryBytes: number;
   requirements: string[];
   parameters: ParameterSpec[];

@@ -44,6 +44,7 @@ export function newVersion(resource: ModelResource, version: number): ModelVersi
     parameters: [...(spec.parameters ?? [])],
     replicas: [],
   };
+  if (spec.memory === undefined) record.memoryDefaulted = true;
   if (spec.server !== undefined) record.pinnedServer = spec.server;
   return record;
 }

@@ -46,6 +46,16 @@ describe("scheduler reconciliation", () => {
     ]);
   });
 
+  it("tells the agent memoryBytes 0 for a model without spec.memory, so it accounts the artifact's size", async () => {
+    h = await createHarness();
+    await h.apply(server("onnx", 1));
+    const a0 = await h.agent("onnx", 0, { auto: false });
+    await h.apply(model("iris").replace("  memory: 100Ki\n", ""));
+    expect(a0.received.at(-1)?.models[0]).toMatchObject({ model: "iris", memoryBytes: 0 });
+    // Placement still reserves the default guess for it.
+    expect(h.scheduler.snapshot().models.get("iris")!.versions[0]!.memoryBytes).toBe(1024 * 1024);
+  });
+
   it("reports ScheduleFailed naming both numbers when a model asks for more replicas than its server has, then recovers when the server grows", async () => {
     h = await createHarness();
     await h.apply(server("onnx", 2));
