@@ -1,5 +1,8 @@
+import http from "node:http";
+import type { AddressInfo } from "node:net";
+import { type ServerType, serve } from "@hono/node-server";
 import { encodeTensorData, REPLICA_MISS_HEADER } from "@tern/core";
-import { beforeAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createTestStack, IRIS_ROWS, sampleUri } from "./helpers.js";
 
 const stack = createTestStack({ maxBodyBytes: 64 * 1024 });
@@ -380,5 +383,115 @@ describe("OIP REST", () => {
     expect(text).toMatch(/tern_agent_inference_requests_total\{model="_unknown",protocol="rest",code="404"\} \d+/);
     expect(text).toMatch(/tern_agent_inference_duration_seconds_count\{model="iris",protocol="rest"\} \d+/);
     expect(text).toMatch(/tern_agent_memory_bytes\{kind="resident"\} \d+/);
+  });
+});
+
+describe("request body limit", () => {
+  const LIMIT = 64 * 1024;
+  const LIMIT_MESSAGE = /^request body is larger than the limit of 65536 bytes$/;
+  const okBody = JSON.stringify(irisBody());
+  /** A well-formed iris request a little over the limit. */
+  const bigBody = JSON.stringify({
+    inputs: [{ name: "predict", shape: [1, 4], datatype: "FP32", data: [5.1, 3.5, 1.4, 0.2] }],
+    parameters: { padding: "x".repeat(LIMIT) },
+  });
+
+  const expectTooLarge = async (res: Response) => {
+    expect(res.status).toBe(413);
+    expect(((await res.json()) as { error: string }).error).toMatch(LIMIT_MESSAGE);
+  };
+  const stream = (text: string, chunkBytes: number) => {
+    const bytes = new TextEncoder().encode(text);
+    let offset = 0;
+    return new ReadableStream<Uint8Array>({
+      pull(controller) {
+        if (offset >= bytes.length) return controller.close();
+        controller.enqueue(bytes.subarray(offset, offset + chunkBytes));
+        offset += chunkBytes;
+      },
+    });
+  };
+
+  it("answers 413 from a declared content-length over the limit", async () => {
+    await expectTooLarge(await post("/v2/models/iris/infer", bigBody, { "content-length": String(bigBody.length) }));
+    expect((await post("/v2/models/iris/infer", okBody, { "content-length": String(okBody.length) })).status).toBe(200);
+  });
+
+  it("answers 413 when the body holds more bytes than its content-length says", async () => {
+    await expectTooLarge(await post("/v2/models/iris/infer", bigBody, { "content-length": "100" }));
+    expect((await post("/v2/models/iris/infer", irisBody())).status).toBe(200);
+  });
+
+  it("counts a body without content-length while it streams in", async () => {
+    const send = (text: string) =>
+      app.request("/v2/models/iris/infer", {
+        method: "POST",
+        body: stream(text, 4096),
+        headers: { "content-type": "application/json" },
+        duplex: "half",
+      } as RequestInit);
+    await expectTooLarge(await send(bigBody));
+    const ok = await send(okBody);
+    expect(ok.status).toBe(200);
+    expect(((await ok.json()) as { outputs: unknown[] }).outputs).toHaveLength(2);
+  });
+
+  describe("behind a real node:http server", () => {
+    let server: ServerType;
+    let port = 0;
+    beforeAll(async () => {
+      await new Promise<void>((resolve) => {
+        server = serve({ fetch: app.fetch, hostname: "127.0.0.1", port: 0 }, (info: AddressInfo) => {
+          port = info.port;
+          resolve();
+        });
+      });
+    });
+    afterAll(async () => {
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+    });
+
+    /** POSTs `body` in `chunkBytes` writes; chunked when `contentLength` is false. */
+    const send = (body: string, contentLength: boolean, chunkBytes = 8192) =>
+      new Promise<{ status: number; body: string }>((resolve, reject) => {
+        const bytes = Buffer.from(body);
+        const headers: Record<string, string> = { "content-type": "application/json" };
+        if (contentLength) headers["content-length"] = String(bytes.length);
+        const req = http.request(
+          { host: "127.0.0.1", port, path: "/v2/models/iris/infer", method: "POST", headers, agent: false },
+          (res) => {
+            let text = "";
+            res.setEncoding("utf8");
+            res.on("data", (d: string) => {
+              text += d;
+            });
+            res.on("end", () => resolve({ status: res.statusCode ?? 0, body: text }));
+          },
+        );
+        req.setTimeout(10_000, () => req.destroy(new Error("no answer within 10 s")));
+        // The server may answer 413 and close before the whole body is written: that is not a client failure.
+        req.on("error", (err: NodeJS.ErrnoException) => {
+          if (err.code !== "EPIPE" && err.code !== "ECONNRESET") reject(err);
+        });
+        for (let o = 0; o < bytes.length; o += chunkBytes) req.write(bytes.subarray(o, o + chunkBytes));
+        req.end();
+      });
+
+    it("answers 413 to an oversize body with content-length, and keeps serving", async () => {
+      const res = await send(bigBody, true);
+      expect(res.status).toBe(413);
+      expect((JSON.parse(res.body) as { error: string }).error).toMatch(LIMIT_MESSAGE);
+      expect((await send(okBody, true)).status).toBe(200);
+    });
+
+    it("answers 413 to an oversize chunked body, and keeps serving", async () => {
+      const res = await send(bigBody, false);
+      expect(res.status).toBe(413);
+      expect((JSON.parse(res.body) as { error: string }).error).toMatch(LIMIT_MESSAGE);
+      const ok = await send(okBody, false, 16);
+      expect(ok.status).toBe(200);
+      expect((JSON.parse(ok.body) as { outputs: unknown[] }).outputs).toHaveLength(2);
+      expect((await send(okBody, true)).status).toBe(200);
+    });
   });
 });
