@@ -1,9 +1,5 @@
-import { type ChildProcess, spawn } from "node:child_process";
-import { resolve } from "node:path";
-import { fileURLToPath } from "node:url";
-import { waitFor } from "@tern/devstack";
-
-const repoRoot = resolve(fileURLToPath(new URL(".", import.meta.url)), "../..");
+import type { ChildProcess } from "node:child_process";
+import { jsonLines, startPlatformProcess } from "../helpers/platform-process.js";
 
 /** An agent started as its own process (`node --import tsx packages/agent/src/main.ts`), cwd = the repo root. */
 export interface AgentProcess {
@@ -28,10 +24,11 @@ export interface AgentProcessOptions {
 /** Starts an agent on free ports and waits for its ready line (it prints it once registered with the scheduler). */
 export async function startAgentProcess(options: AgentProcessOptions): Promise<AgentProcess> {
   const name = `${options.server}/${options.replica}`;
-  const child = spawn(process.execPath, ["--import", "tsx", "packages/agent/src/main.ts"], {
-    cwd: repoRoot,
+  const readyLine = new RegExp(`^agent ${name} serving (\\S+) grpc`, "m");
+  const started = await startPlatformProcess({
+    script: "packages/agent/src/main.ts",
+    name: `agent ${name}`,
     env: {
-      ...process.env,
       TERN_SCHEDULER_URL: options.schedulerUrl,
       TERN_AGENT_SERVER: options.server,
       TERN_AGENT_REPLICA: String(options.replica),
@@ -41,63 +38,14 @@ export async function startAgentProcess(options: AgentProcessOptions): Promise<A
       LOG_LEVEL: "info",
       ...options.env,
     },
-    stdio: ["ignore", "pipe", "pipe"],
+    ready: (stdout) => readyLine.exec(stdout)?.[1],
   });
-  let out = "";
-  let http: string | undefined;
-  child.stdout!.setEncoding("utf8");
-  child.stderr!.setEncoding("utf8");
-  const ready = new RegExp(`^agent ${name} serving (\\S+) grpc`, "m");
-  child.stdout!.on("data", (chunk: string) => {
-    out += chunk;
-    http ??= ready.exec(out)?.[1];
-  });
-  child.stderr!.on("data", (chunk: string) => {
-    out += chunk;
-  });
-  let exitedFlag = false;
-  const exited = new Promise<number | string>((r) =>
-    child.once("exit", (code, signal) => {
-      exitedFlag = true;
-      r(code ?? signal ?? "unknown");
-    }),
-  );
-  const url = await waitFor(
-    () => {
-      if (exitedFlag) throw new Error(`agent ${name} exited:\n${out}`);
-      return http;
-    },
-    { timeoutMs: 30_000, intervalMs: 50, description: `agent ${name} ready` },
-  ).catch((err: unknown) => {
-    child.kill("SIGKILL");
-    throw new Error(`${String(err)}\n${out}`);
-  });
-  return {
-    name,
-    http: url,
-    child,
-    output: () => out,
-    exited,
-    hasExited: () => exitedFlag,
-    kill(signal) {
-      if (!exitedFlag) child.kill(signal);
-    },
-  };
+  const { ready: http, ...rest } = started;
+  return { name, http, ...rest };
 }
 
 /** The JSON (pino) lines of an agent's output; other lines (the ready line, stack traces) are skipped. */
-export function logLines(output: string): Array<Record<string, unknown>> {
-  const lines: Array<Record<string, unknown>> = [];
-  for (const line of output.split("\n")) {
-    if (!line.startsWith("{")) continue;
-    try {
-      lines.push(JSON.parse(line) as Record<string, unknown>);
-    } catch {
-      // An incomplete last line: the next chunk completes it.
-    }
-  }
-  return lines;
-}
+export const logLines = jsonLines;
 
 /** A Server `mlserver` of 2 tern-onnx replicas and the sample iris Model on both. */
 export const MLSERVER_WITH_IRIS = `apiVersion: mlops.seldon.io/v1alpha1

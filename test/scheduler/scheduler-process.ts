@@ -1,9 +1,6 @@
-import { type ChildProcess, spawn } from "node:child_process";
-import { resolve } from "node:path";
-import { fileURLToPath } from "node:url";
+import type { ChildProcess } from "node:child_process";
 import { waitFor } from "@tern/devstack";
-
-const repoRoot = resolve(fileURLToPath(new URL(".", import.meta.url)), "../..");
+import { jsonLines, startPlatformProcess } from "../helpers/platform-process.js";
 
 /** A scheduler started as its own process (`node --import tsx packages/scheduler/src/main.ts`). */
 export interface SchedulerProcess {
@@ -31,10 +28,10 @@ export interface SchedulerProcessOptions {
 export const TEST_LEASE_TTL_MS = 3000;
 
 export async function startSchedulerProcess(options: SchedulerProcessOptions): Promise<SchedulerProcess> {
-  const child = spawn(process.execPath, ["--import", "tsx", "packages/scheduler/src/main.ts"], {
-    cwd: repoRoot,
+  const started = await startPlatformProcess({
+    script: "packages/scheduler/src/main.ts",
+    name: `scheduler ${options.id}`,
     env: {
-      ...process.env,
       DYNAMODB_ENDPOINT: options.dynamodbEndpoint,
       AWS_REGION: "us-east-1",
       TERN_TABLE: options.table,
@@ -49,55 +46,23 @@ export async function startSchedulerProcess(options: SchedulerProcessOptions): P
       AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: "true",
       ...options.env,
     },
-    stdio: ["ignore", "pipe", "pipe"],
+    // The port comes from the "control API listening" log line (it may have been 0: a free port).
+    ready: (stdout) => {
+      const line = jsonLines(stdout).find((l) => l.msg === "control API listening");
+      return typeof line?.port === "number" ? line.port : undefined;
+    },
   });
-  let out = "";
-  let port: number | undefined;
-  child.stdout!.setEncoding("utf8");
-  child.stderr!.setEncoding("utf8");
-  child.stdout!.on("data", (chunk: string) => {
-    out += chunk;
-    for (const line of chunk.split("\n")) {
-      if (!line.includes("control API listening")) continue;
-      try {
-        port = (JSON.parse(line) as { port: number }).port;
-      } catch {
-        // A partial line: the next chunk completes it and `out` still has everything.
-      }
-    }
-  });
-  child.stderr!.on("data", (chunk: string) => {
-    out += chunk;
-  });
-  const exited = new Promise<void>((r) => child.once("exit", () => r()));
-  let hasExited = false;
-  void exited.then(() => {
-    hasExited = true;
-  });
-  let found: number;
-  try {
-    found = await waitFor(
-      () => {
-        if (hasExited) throw new Error(`scheduler ${options.id} exited:\n${out}`);
-        return port;
-      },
-      { timeoutMs: 30_000, intervalMs: 50, description: `scheduler ${options.id} listening` },
-    );
-  } catch (err) {
-    // A scheduler that never came up must not outlive the test (it would hold the lease and the port).
-    if (!hasExited) child.kill("SIGKILL");
-    throw err;
-  }
+  const port = started.ready;
   return {
     id: options.id,
-    url: `http://127.0.0.1:${found}`,
-    port: found,
-    child,
-    output: () => out,
-    exited,
+    url: `http://127.0.0.1:${port}`,
+    port,
+    child: started.child,
+    output: started.output,
+    exited: started.exited.then(() => undefined),
     async kill(signal) {
-      if (!hasExited) child.kill(signal);
-      await exited;
+      started.kill(signal);
+      await started.exited;
     },
   };
 }
