@@ -1,4 +1,5 @@
 import type { ChildProcess } from "node:child_process";
+import { irisManifest, serverManifest } from "../helpers/manifests.js";
 import { jsonLines, startPlatformProcess } from "../helpers/platform-process.js";
 
 /** An agent started as its own process (`node --import tsx packages/agent/src/main.ts`), cwd = the repo root. */
@@ -48,20 +49,7 @@ export async function startAgentProcess(options: AgentProcessOptions): Promise<A
 export const logLines = jsonLines;
 
 /** A Server `mlserver` of 2 tern-onnx replicas and the sample iris Model on both. */
-export const MLSERVER_WITH_IRIS = `apiVersion: mlops.seldon.io/v1alpha1
-kind: Server
-metadata: {name: mlserver}
-spec: {serverConfig: tern-onnx, replicas: 2}
----
-apiVersion: mlops.seldon.io/v1alpha1
-kind: Model
-metadata: {name: iris}
-spec:
-  storageUri: "file://./samples/models/iris"
-  requirements: [onnx]
-  memory: 100Ki
-  replicas: 2
-`;
+export const MLSERVER_WITH_IRIS = `${serverManifest("mlserver", 2)}---\n${irisManifest(2)}`;
 
 /** Known iris rows (samples/iris/iris.csv) and their classes. */
 export const IRIS_ROWS = [

@@ -10,6 +10,7 @@ import {
   waitFor,
 } from "@tern/devstack";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { serverManifest } from "../helpers/manifests.js";
 import { dynamodbEndpoint } from "../helpers/services.js";
 import {
   applyManifest,
@@ -29,11 +30,7 @@ interface ServerView {
   replicaStatus: Array<{ replica: number }>;
 }
 
-const serverManifest = (replicas: number): string => `apiVersion: mlops.seldon.io/v1alpha1
-kind: Server
-metadata: {name: ${serverName}}
-spec: {serverConfig: tern-onnx, replicas: ${replicas}}
-`;
+const serverOf = (replicas: number): string => serverManifest(serverName, replicas);
 
 // Two replicas of a small model, so the scale-down to 1 has something to drain off replica 1.
 const modelManifest = `apiVersion: mlops.seldon.io/v1alpha1
@@ -120,7 +117,7 @@ afterAll(async () => {
 
 describe("the local controller against a scheduler process", () => {
   it("keeps one agent per Server replica through scale-up, a crash, scale-down and delete", async () => {
-    await apply(serverManifest(2));
+    await apply(serverOf(2));
     const two = await waitForAgents([0, 1], "2 agents registered");
 
     await apply(modelManifest);
@@ -141,13 +138,13 @@ describe("the local controller against a scheduler process", () => {
     );
     expect(messages.join("\n")).toMatch(new RegExp(`agent ${serverName}/0 stopped unexpectedly \\(signal SIGKILL\\)`));
 
-    await apply(serverManifest(3));
+    await apply(serverOf(3));
     const three = await waitForAgents([0, 1, 2], "a third agent registered");
     expect(three.get(0)).toBe(restarted.get(0));
     expect(three.get(1)).toBe(two.get(1));
 
     // Scale-down: the two highest indexes drain and exit cleanly; replica 0 keeps running.
-    await apply(serverManifest(1));
+    await apply(serverOf(1));
     await waitForAgents([0], "replicas 1 and 2 gone");
     for (const replica of [1, 2]) {
       expect(isProcessAlive(three.get(replica)!)).toBe(false);

@@ -2,6 +2,9 @@ import type { ModelStatus } from "@tern/core";
 import { waitFor } from "@tern/devstack";
 import { type AgentProcess, startAgentProcess } from "../agent/agent-process.js";
 import { dynamodbEndpoint } from "../helpers/services.js";
+
+export { irisManifest, serverManifest } from "../helpers/manifests.js";
+
 import {
   applyManifest,
   getJson,
@@ -182,26 +185,4 @@ function isAlive(pid: number): boolean {
   } catch {
     return false;
   }
-}
-
-/** The Server manifest of the scaling specification (DESIGN §0), with Tern's ONNX server type. */
-export function serverManifest(name: string, replicas: number): string {
-  return `apiVersion: mlops.seldon.io/v1alpha1
-kind: Server
-metadata: {name: ${name}}
-spec: {serverConfig: tern-onnx, replicas: ${replicas}}
-`;
-}
-
-/** The iris Model of samples/manifests/iris.yaml with a chosen replica count. */
-export function irisManifest(replicas: number): string {
-  return `apiVersion: mlops.seldon.io/v1alpha1
-kind: Model
-metadata: {name: iris}
-spec:
-  storageUri: "file://./samples/models/iris"
-  requirements: [onnx]
-  memory: 100Ki
-  replicas: ${replicas}
-`;
 }
