@@ -9,6 +9,11 @@ export interface CliIo {
   stderr: { write(text: string): unknown };
   /** Reads all of standard input (for `-f -`). */
   readStdin(): Promise<string>;
+  /**
+   * True when standard input is a terminal. A command that would read it without being asked to (e.g. `tern infer`
+   * without DATA) treats that as a usage error instead of waiting for typing nobody intends. Absent: not a terminal.
+   */
+  stdinIsTTY?: boolean;
   /** The directory relative paths are resolved against. */
   cwd: string;
 }
@@ -33,9 +38,10 @@ export function createProcessIo(): CliIo {
     stdout: process.stdout,
     stderr: process.stderr,
     cwd: process.cwd(),
+    stdinIsTTY: process.stdin.isTTY === true,
     readStdin: async () => {
-      // Without this a person who typed `-f -` by mistake sees a silent, seemingly hung command.
-      if (process.stdin.isTTY) process.stderr.write("reading manifests from standard input (end with Ctrl-D)\n");
+      // Without this a person who typed `-f -` (or `-`) by mistake sees a silent, seemingly hung command.
+      if (process.stdin.isTTY) process.stderr.write("reading standard input (end with Ctrl-D)\n");
       const chunks: Buffer[] = [];
       for await (const chunk of process.stdin) chunks.push(typeof chunk === "string" ? Buffer.from(chunk) : chunk);
       return Buffer.concat(chunks).toString("utf8");

@@ -1,6 +1,7 @@
 import { closestMatch } from "@tern/core";
 import { applyCommand } from "./commands/apply.js";
 import { deleteCommand } from "./commands/delete.js";
+import { inferCommand } from "./commands/infer.js";
 import { listCommand } from "./commands/list.js";
 import { serverCommand } from "./commands/server.js";
 import { statusCommand } from "./commands/status.js";
@@ -18,6 +19,7 @@ export const commands: readonly Command[] = [
   listCommand,
   statusCommand,
   serverCommand,
+  inferCommand,
 ];
 
 function topUsage(): string {
