@@ -1,6 +1,7 @@
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { findFreePort } from "@tern/devstack";
 import { afterEach, describe, expect, it } from "vitest";
 import { createControlApp } from "../../../scheduler/src/app.js";
 import { createHarness, type Harness, model, server, silentLogger } from "../../../scheduler/tests/unit/helpers.js";
@@ -165,8 +166,10 @@ describe("tern apply / list / status / delete / server", () => {
 
   it("says where it looked when the scheduler cannot be reached", async () => {
     const { io, out } = await setup();
-    const unreachable = { ...io({ TERN_SCHEDULER_URL: "http://127.0.0.1:9" }), fetch: undefined };
+    // A port that was free a moment ago: the connection is refused (port 9, say, is refused by fetch itself).
+    const url = `http://127.0.0.1:${await findFreePort()}`;
+    const unreachable = { ...io({ TERN_SCHEDULER_URL: url }), fetch: undefined };
     expect(await runList(["models"], unreachable)).toBe(1);
-    expect(out.stderr).toMatch(/cannot reach the scheduler at http:\/\/127\.0\.0\.1:9/);
+    expect(out.stderr).toContain(`cannot reach the scheduler at ${url} (is it running?`);
   });
 });
