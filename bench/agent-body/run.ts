@@ -33,16 +33,15 @@
  *
  * Writes bench/results/<BENCH_OUT>.json and .md (the .md ends with bench/agent-body/notes.md, the written analysis).
  */
-import { type ChildProcess, spawn, spawnSync } from "node:child_process";
-import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
-import http from "node:http";
-import { createRequire } from "node:module";
-import os from "node:os";
-import { dirname, join, resolve } from "node:path";
-import { fileURLToPath } from "node:url";
+import { spawnSync } from "node:child_process";
+import { mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { join, resolve } from "node:path";
+import { commandLine, type Layout, loadBenchConfig } from "../lib/config.js";
+import { type LoadRun, post, runLoad } from "../lib/load.js";
+import { createServerGroup, REPO_ROOT as ROOT, runMain, type Server, setAffinity } from "../lib/processes.js";
+import { type MachineInfo, machineLines, notesLines, rerenderIfAsked, startRun, writeResults } from "../lib/report.js";
+import { median, round2, round3 } from "../lib/stats.js";
 
-const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "../..");
-const RESULTS = join(ROOT, "bench/results");
 const BASELINE_DIR = join(ROOT, "bench/agent-body/.baseline");
 const APP_PATH = "packages/agent/src/http/app.ts";
 const INFER_PATH = "/v2/models/iris/infer";
@@ -54,233 +53,82 @@ const MAX_BODY = 1024 * 1024;
 /** Upper bound on any wait for a child process (start, stop) or a check request. */
 const DEADLINE_MS = 30_000;
 
-function envNumber(name: string, fallback: number, min: number): number {
-  const raw = process.env[name];
-  if (raw === undefined || raw === "") return fallback;
-  const n = Number(raw);
-  if (!Number.isFinite(n) || n < min) throw new Error(`${name} must be a number >= ${min}, got ${JSON.stringify(raw)}`);
-  return n;
-}
-
-type Layout = "pinned" | "unpinned" | "cost";
 const CONFIG = {
-  durationS: envNumber("BENCH_DURATION_S", 6, 1),
-  rounds: envNumber("BENCH_ROUNDS", 5, 1),
-  warmupS: envNumber("BENCH_WARMUP_S", 5, 0),
-  connections: envNumber("BENCH_CONNECTIONS", 50, 1),
-  layouts: (process.env.BENCH_LAYOUTS ?? "pinned,unpinned,cost").split(",").map((s) => s.trim()) as Layout[],
-  costRate: envNumber("BENCH_COST_RATE", 1000, 1),
+  ...loadBenchConfig({ durationS: 6, out: "agent-body" }),
   baselineRev: process.env.BENCH_BASELINE_REV ?? "8deaed2c0aed150b9029fb5427df8df54d2c99c7",
   baselineApp: process.env.BENCH_BASELINE_APP ? resolve(process.env.BENCH_BASELINE_APP) : undefined,
-  out: process.env.BENCH_OUT ?? "agent-body",
 };
-for (const l of CONFIG.layouts) {
-  if (l !== "pinned" && l !== "unpinned" && l !== "cost")
-    throw new Error(`BENCH_LAYOUTS: unknown layout ${JSON.stringify(l)}`);
-}
 if (!/^[0-9a-zA-Z._/-]+$/.test(CONFIG.baselineRev))
   throw new Error(`BENCH_BASELINE_REV must be a git revision, got ${JSON.stringify(CONFIG.baselineRev)}`);
 
 // ---------------------------------------------------------------------------------------------------------------
-// autocannon has no type declarations; this is the part of its API the bench uses.
-interface AutocannonResult {
-  duration: number;
-  errors: number;
-  timeouts: number;
-  non2xx: number;
-}
-interface AutocannonInstance {
-  on(event: "response", listener: (client: unknown, status: number, bytes: number, ms: number) => void): void;
-}
-type Autocannon = (
-  options: Record<string, unknown>,
-  done: (err: Error | null, result: AutocannonResult) => void,
-) => AutocannonInstance;
-const autocannon = createRequire(import.meta.url)("autocannon") as Autocannon;
-
-// ---------------------------------------------------------------------------------------------------------------
-// Statistics
-
-function percentile(sorted: Float64Array, p: number): number {
-  if (sorted.length === 0) return Number.NaN;
-  const rank = Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1));
-  return sorted[rank]!;
-}
-
-function median(values: number[]): number {
-  const s = [...values].sort((x, y) => x - y);
-  const mid = s.length >> 1;
-  return s.length % 2 ? s[mid]! : (s[mid - 1]! + s[mid]!) / 2;
-}
-
-const round2 = (n: number) => Math.round(n * 100) / 100;
-const round3 = (n: number) => Math.round(n * 1000) / 1000;
-
-// ---------------------------------------------------------------------------------------------------------------
 // Agent processes
 
-interface Agent {
-  key: "before" | "after";
-  label: string;
-  url: string;
-  child: ChildProcess;
-}
-const children: ChildProcess[] = [];
+type Agent = Server<"before" | "after">;
+const servers = createServerGroup({ startDeadlineMs: DEADLINE_MS });
 
 function startAgent(key: Agent["key"], label: string, env: Record<string, string>): Promise<Agent> {
-  const child = spawn(process.execPath, ["--import", "tsx", "bench/agent-body/agent-entry.ts"], {
-    cwd: ROOT,
-    env: { ...process.env, BENCH_MAX_BODY: String(MAX_BODY), ...env },
-    stdio: ["ignore", "pipe", "pipe"],
+  return servers.start({
+    key,
+    label,
+    script: "bench/agent-body/agent-entry.ts",
+    env: { BENCH_MAX_BODY: String(MAX_BODY), ...env },
   });
-  children.push(child);
-  let stderr = "";
-  child.stderr!.on("data", (d: Buffer) => {
-    stderr = (stderr + d.toString()).slice(-4000);
-  });
-  return new Promise<Agent>((resolveStart, reject) => {
-    let out = "";
-    const timer = setTimeout(() => {
-      reject(new Error(`${label} did not start within ${DEADLINE_MS} ms; stderr: ${stderr}`));
-    }, DEADLINE_MS);
-    child.stdout!.on("data", (d: Buffer) => {
-      out += d.toString();
-      const m = /serving (http:\/\/[^\s]+)/.exec(out);
-      if (m) {
-        clearTimeout(timer);
-        resolveStart({ key, label, url: m[1]!, child });
-      }
-    });
-    child.once("exit", (code, signal) => {
-      clearTimeout(timer);
-      reject(new Error(`${label} exited (${code ?? signal}) before serving; stderr: ${stderr}`));
-    });
-  });
-}
-
-async function stopChild(child: ChildProcess): Promise<void> {
-  if (child.exitCode !== null || child.signalCode !== null) return;
-  const exited = new Promise<void>((r) => child.once("exit", () => r()));
-  child.kill("SIGTERM");
-  const timer = setTimeout(() => child.kill("SIGKILL"), 10_000);
-  await exited;
-  clearTimeout(timer);
 }
 
 async function cleanUp(): Promise<void> {
-  await Promise.all(children.map(stopChild));
+  await servers.stopAll();
   rmSync(BASELINE_DIR, { recursive: true, force: true });
-}
-
-/** Sets the CPU affinity of every thread of `pid` (taskset -a). */
-function setAffinity(pid: number, cpus: string): void {
-  const r = spawnSync("taskset", ["-a", "-p", "-c", cpus, String(pid)], { encoding: "utf8" });
-  if (r.status !== 0) throw new Error(`taskset -a -p -c ${cpus} ${pid} failed: ${r.stderr || r.error?.message}`);
-}
-
-const CLK_TCK = Number(spawnSync("getconf", ["CLK_TCK"], { encoding: "utf8" }).stdout.trim()) || 100;
-
-/** CPU time (user + system) used so far by process `pid`, in µs, from /proc/<pid>/stat. */
-function cpuUs(pid: number): number {
-  const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
-  // Fields after the command name (which may hold spaces) start after the last ')'; utime and stime are 14 and 15.
-  const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-  return ((Number(fields[11]) + Number(fields[12])) * 1e6) / CLK_TCK;
 }
 
 // ---------------------------------------------------------------------------------------------------------------
 // Load
 
-interface LoadResult {
-  rps: number;
-  p50: number;
-  p90: number;
-  p99: number;
-  requests: number;
-  errors: number;
+type LoadResult = Pick<LoadRun, "rps" | "p50" | "p90" | "p99" | "requests" | "errors"> & {
   agentCpuUsPerRequest: number;
   loadgenCpuUsPerRequest: number;
+};
+
+/** One autocannon run of the infer request against `agent`; `overallRate` caps the rate over all connections. */
+async function load(agent: Agent, seconds: number, overallRate?: number): Promise<LoadResult> {
+  const { rps, p50, p90, p99, requests, errors, cpuUs } = await runLoad({
+    url: agent.url + INFER_PATH,
+    body: BODY,
+    connections: CONFIG.connections,
+    seconds,
+    overallRate,
+    watch: [agent],
+  });
+  const perRequest = (us: number) => round2(us / Math.max(1, requests));
+  return {
+    rps,
+    p50,
+    p90,
+    p99,
+    requests,
+    errors,
+    agentCpuUsPerRequest: perRequest(cpuUs[agent.key]!),
+    loadgenCpuUsPerRequest: perRequest(cpuUs.loadgen!),
+  };
 }
 
-/** One autocannon run; latencies are the exact per-response times (autocannon's histogram rounds to whole ms). */
-function load(agent: Agent, seconds: number, overallRate?: number): Promise<LoadResult> {
-  const latencies: number[] = [];
-  const pid = agent.child.pid!;
-  const cpuBefore = cpuUs(pid);
-  const loadgenBefore = process.cpuUsage();
-  return new Promise((resolveLoad, reject) => {
-    const instance = autocannon(
-      {
-        url: agent.url + INFER_PATH,
-        method: "POST",
-        headers: { "content-type": "application/json" },
-        body: BODY,
-        connections: CONFIG.connections,
-        duration: seconds,
-        ...(overallRate ? { overallRate } : {}),
-      },
-      (err, result) => {
-        if (err) {
-          reject(err);
-          return;
-        }
-        const requests = latencies.length;
-        const sorted = Float64Array.from(latencies).sort();
-        const lg = process.cpuUsage(loadgenBefore);
-        resolveLoad({
-          rps: round2(requests / result.duration),
-          p50: round3(percentile(sorted, 50)),
-          p90: round3(percentile(sorted, 90)),
-          p99: round3(percentile(sorted, 99)),
-          requests,
-          errors: result.errors + result.timeouts + result.non2xx,
-          agentCpuUsPerRequest: round2((cpuUs(pid) - cpuBefore) / Math.max(1, requests)),
-          loadgenCpuUsPerRequest: round2((lg.user + lg.system) / Math.max(1, requests)),
-        });
-      },
-    );
-    instance.on("response", (_client, status, _bytes, ms) => {
-      if (status >= 200 && status < 300) latencies.push(ms);
-    });
-  });
-}
-
-/** One POST to the infer route; `chunked` leaves out content-length (the body goes in 4 KiB chunks). */
-function post(url: string, body: string, chunked = false): Promise<{ status: number; body: string }> {
-  return new Promise((resolvePost, reject) => {
-    const bytes = Buffer.from(body);
-    const headers: Record<string, string> = { "content-type": "application/json" };
-    if (!chunked) headers["content-length"] = String(bytes.length);
-    const req = http.request(url + INFER_PATH, { method: "POST", headers, agent: false }, (res) => {
-      let text = "";
-      res.setEncoding("utf8");
-      res.on("data", (d: string) => {
-        text += d;
-      });
-      res.on("end", () => resolvePost({ status: res.statusCode ?? 0, body: text }));
-    });
-    req.setTimeout(DEADLINE_MS, () => req.destroy(new Error(`no answer within ${DEADLINE_MS} ms`)));
-    req.on("error", (err: NodeJS.ErrnoException) => {
-      // An agent may answer 413 and close before the whole body is written.
-      if (err.code !== "EPIPE" && err.code !== "ECONNRESET") reject(err);
-    });
-    for (let o = 0; o < bytes.length; o += 4096) req.write(bytes.subarray(o, o + 4096));
-    req.end();
-  });
+/** One POST to the infer route; `chunked` leaves out content-length. */
+function postInfer(url: string, body: string, chunked = false) {
+  return post(url + INFER_PATH, body, { chunked, timeoutMs: DEADLINE_MS });
 }
 
 /** Both agents must answer the same, for the timed request and for oversize bodies, before anything is timed. */
 async function checkAgents(agents: Agent[]): Promise<void> {
   const big = JSON.stringify({ inputs: [], parameters: { padding: "x".repeat(MAX_BODY) } });
   const tooLarge = JSON.stringify({ error: `request body is larger than the limit of ${MAX_BODY} bytes` });
-  const expected = await post(agents[0]!.url, BODY);
+  const expected = await postInfer(agents[0]!.url, BODY);
   if (expected.status !== 200) throw new Error(`${agents[0]!.label} answered ${expected.status}: ${expected.body}`);
   for (const a of agents) {
     const checks = [
-      { what: "the timed request", got: await post(a.url, BODY), status: 200, body: expected.body },
-      { what: "the timed request, chunked", got: await post(a.url, BODY, true), status: 200, body: expected.body },
-      { what: "an oversize body", got: await post(a.url, big), status: 413, body: tooLarge },
-      { what: "an oversize chunked body", got: await post(a.url, big, true), status: 413, body: tooLarge },
+      { what: "the timed request", got: await postInfer(a.url, BODY), status: 200, body: expected.body },
+      { what: "the timed request, chunked", got: await postInfer(a.url, BODY, true), status: 200, body: expected.body },
+      { what: "an oversize body", got: await postInfer(a.url, big), status: 413, body: tooLarge },
+      { what: "an oversize chunked body", got: await postInfer(a.url, big, true), status: 413, body: tooLarge },
     ];
     for (const c of checks) {
       if (c.got.status !== c.status || c.got.body !== c.body)
@@ -290,10 +138,6 @@ async function checkAgents(agents: Agent[]): Promise<void> {
 }
 
 // ---------------------------------------------------------------------------------------------------------------
-
-function loadAverage(): number[] {
-  return os.loadavg().map((n) => round2(n));
-}
 
 /** Writes the committed app.ts to .baseline/, its `../x.js` imports pointed at packages/agent/src/x.js. */
 function writeBaseline(): string {
@@ -309,17 +153,9 @@ function writeBaseline(): string {
 }
 
 async function main() {
-  if (process.env.BENCH_RENDER_ONLY === "1") {
-    const recorded = JSON.parse(readFileSync(join(RESULTS, `${CONFIG.out}.json`), "utf8"));
-    writeFileSync(join(RESULTS, `${CONFIG.out}.md`), renderMarkdown(recorded));
-    console.log(`rewrote ${join(RESULTS, CONFIG.out)}.md from the recorded .json`);
-    return;
-  }
-  const startedAt = new Date();
-  const loadBefore = loadAverage();
-  const cpus = os.cpus();
-  console.log(`agent-body bench: ${cpus.length} CPUs, node ${process.version}, load ${loadBefore.join(" ")}`);
-  if (cpus.length < 2 && CONFIG.layouts.some((l) => l !== "unpinned"))
+  if (rerenderIfAsked(CONFIG.out, renderMarkdown)) return;
+  const run = startRun("agent-body");
+  if (run.nproc < 2 && CONFIG.layouts.some((l) => l !== "unpinned"))
     throw new Error("the pinned and cost layouts need 2 CPUs");
 
   const baselineFile = CONFIG.baselineApp ?? writeBaseline();
@@ -359,23 +195,15 @@ async function main() {
     }
     layouts[layout] = summarize(rounds);
   }
-  setAffinity(process.pid, `0-${cpus.length - 1}`);
+  setAffinity(process.pid, `0-${run.nproc - 1}`);
 
   await cleanUp();
   const result = {
     benchmark: "agent-body",
-    command: commandLine(),
-    date: startedAt.toISOString(),
-    durationSeconds: Math.round((Date.now() - startedAt.getTime()) / 1000),
-    machine: {
-      nproc: cpus.length,
-      cpu: cpus[0]?.model ?? "unknown",
-      memoryGiB: Math.round(os.totalmem() / 2 ** 30),
-      node: process.version,
-      platform: `${os.platform()} ${os.release()}`,
-      loadAverageBefore: loadBefore,
-      loadAverageAfter: loadAverage(),
-    },
+    command: commandLine("node --import tsx bench/agent-body/run.ts"),
+    date: run.startedAt.toISOString(),
+    durationSeconds: Math.round((Date.now() - run.startedAt.getTime()) / 1000),
+    machine: run.machine(),
     config: {
       model: "iris (batch 1, JSON OIP request with content-length, as autocannon sends it)",
       body: BODY,
@@ -391,17 +219,8 @@ async function main() {
     targets: Object.fromEntries(agents.map((a) => [a.key, a.label])),
     layouts,
   };
-  writeFileSync(join(RESULTS, `${CONFIG.out}.json`), `${JSON.stringify(result, null, 2)}\n`);
-  writeFileSync(join(RESULTS, `${CONFIG.out}.md`), renderMarkdown(result));
   console.log(renderTable(layouts));
-  console.log(`wrote ${join(RESULTS, CONFIG.out)}.json and .md`);
-}
-
-function commandLine(): string {
-  const env = Object.entries(process.env)
-    .filter(([k]) => k.startsWith("BENCH_"))
-    .map(([k, v]) => `${k}=${v}`);
-  return [...env, "node --import tsx bench/agent-body/run.ts"].join(" ");
+  writeResults(CONFIG.out, result, renderMarkdown);
 }
 
 const FIGURES = ["rps", "p50", "p99", "agentCpuUsPerRequest", "loadgenCpuUsPerRequest"] as const;
@@ -455,19 +274,16 @@ function renderMarkdown(r: {
   command: string;
   date: string;
   durationSeconds: number;
-  machine: { nproc: number; cpu: string; memoryGiB: number; node: string; platform: string } & Record<string, unknown>;
+  machine: MachineInfo;
   config: { connections: number; durationSeconds: number; rounds: number; warmupSeconds: number; costRate: number };
   targets: Record<string, string>;
   layouts: Record<string, ReturnType<typeof summarize>>;
 }): string {
-  const m = r.machine;
   const lines = [
     "# Agent request-body benchmark",
     "",
     `Produced by \`${r.command}\` on ${r.date} (${r.durationSeconds} s).`,
-    `Machine: ${m.nproc} CPUs (\`nproc\`), ${m.cpu}, ${m.memoryGiB} GiB, Node ${m.node}, ${m.platform}.`,
-    `Load average (1, 5, 15 min): ${(m.loadAverageBefore as number[]).join(", ")} before, ` +
-      `${(m.loadAverageAfter as number[]).join(", ")} after. The machine is shared with other work.`,
+    ...machineLines(r.machine),
     "",
     "What is compared: the agent's REST infer path with",
     `- **before**: ${r.targets.before}: Hono's \`bodyLimit\` on every infer request (it reads \`c.req.raw.body\`, ` +
@@ -498,16 +314,8 @@ function renderMarkdown(r: {
     "Per-round figures are in the .json next to this file.",
     "",
   ];
-  const notes = join(ROOT, "bench/agent-body/notes.md");
-  if (existsSync(notes)) lines.push(readFileSync(notes, "utf8").trimEnd(), "");
+  lines.push(...notesLines(join(ROOT, "bench/agent-body/notes.md")));
   return `${lines.join("\n")}\n`;
 }
 
-process.once("SIGINT", () => {
-  void cleanUp().then(() => process.exit(130));
-});
-main().catch(async (err: unknown) => {
-  console.error(err);
-  await cleanUp();
-  process.exit(1);
-});
+runMain(main, cleanUp);

@@ -37,17 +37,15 @@
  *
  * Writes bench/results/<BENCH_OUT>.json and .md (the .md ends with bench/inference/notes.md, the written analysis).
  */
-import { type ChildProcess, spawn, spawnSync } from "node:child_process";
-import { existsSync, readFileSync, writeFileSync } from "node:fs";
-import http from "node:http";
-import { createRequire } from "node:module";
 import os from "node:os";
-import { dirname, join, resolve } from "node:path";
-import { fileURLToPath } from "node:url";
+import { join, resolve } from "node:path";
 import ort from "onnxruntime-node";
+import { commandLine, envNumber, type Layout, loadBenchConfig } from "../lib/config.js";
+import { type LoadRun, post, runLoad } from "../lib/load.js";
+import { createServerGroup, REPO_ROOT as ROOT, runMain, type Server, setAffinity } from "../lib/processes.js";
+import { type MachineInfo, machineLines, notesLines, rerenderIfAsked, startRun, writeResults } from "../lib/report.js";
+import { median, percentile, round2, round3 } from "../lib/stats.js";
 
-const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "../..");
-const RESULTS = join(ROOT, "bench/results");
 const IRIS_DIR = "samples/models/iris";
 const INFER_PATH = "/v2/models/iris/infer";
 const BODY = JSON.stringify({
@@ -57,228 +55,51 @@ const TARGETS = { gatewayAddedP50Ms: 1, throughputRatio: 0.7 };
 /** Upper bound on any wait for a child process (start, stop). */
 const PROCESS_DEADLINE_MS = 30_000;
 
-function envNumber(name: string, fallback: number, min: number): number {
-  const raw = process.env[name];
-  if (raw === undefined || raw === "") return fallback;
-  const n = Number(raw);
-  if (!Number.isFinite(n) || n < min) throw new Error(`${name} must be a number >= ${min}, got ${JSON.stringify(raw)}`);
-  return n;
-}
-
 const CONFIG = {
-  durationS: envNumber("BENCH_DURATION_S", 8, 1),
+  ...loadBenchConfig({ durationS: 8, out: "inference" }),
   idleS: envNumber("BENCH_IDLE_S", 3, 0),
-  rounds: envNumber("BENCH_ROUNDS", 5, 1),
-  warmupS: envNumber("BENCH_WARMUP_S", 5, 0),
-  connections: envNumber("BENCH_CONNECTIONS", 50, 1),
-  layouts: (process.env.BENCH_LAYOUTS ?? "pinned,unpinned,cost").split(",").map((s) => s.trim()) as Layout[],
   proxy: process.env.BENCH_PROXY !== "0",
   baseline: process.env.BENCH_BASELINE ? resolve(process.env.BENCH_BASELINE) : undefined,
-  out: process.env.BENCH_OUT ?? "inference",
-  costRate: envNumber("BENCH_COST_RATE", 1000, 1),
   ortWarmupCalls: 5_000,
   ortCalls: 50_000,
 };
-type Layout = "pinned" | "unpinned" | "cost";
-for (const l of CONFIG.layouts) {
-  if (l !== "pinned" && l !== "unpinned" && l !== "cost")
-    throw new Error(`BENCH_LAYOUTS: unknown layout ${JSON.stringify(l)}`);
-}
-
-// ---------------------------------------------------------------------------------------------------------------
-// autocannon has no type declarations; this is the part of its API the bench uses.
-interface AutocannonResult {
-  duration: number;
-  errors: number;
-  timeouts: number;
-  non2xx: number;
-  "2xx": number;
-}
-interface AutocannonInstance {
-  on(event: "response", listener: (client: unknown, status: number, bytes: number, ms: number) => void): void;
-  stop(): void;
-}
-type Autocannon = (
-  options: Record<string, unknown>,
-  done: (err: Error | null, result: AutocannonResult) => void,
-) => AutocannonInstance;
-const autocannon = createRequire(import.meta.url)("autocannon") as Autocannon;
-
-// ---------------------------------------------------------------------------------------------------------------
-// Statistics
-
-function percentile(sorted: Float64Array, p: number): number {
-  if (sorted.length === 0) return Number.NaN;
-  const rank = Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1));
-  return sorted[rank]!;
-}
-
-function median(values: number[]): number {
-  const s = [...values].sort((x, y) => x - y);
-  const mid = s.length >> 1;
-  return s.length % 2 ? s[mid]! : (s[mid - 1]! + s[mid]!) / 2;
-}
-
-const round2 = (n: number) => Math.round(n * 100) / 100;
-const round3 = (n: number) => Math.round(n * 1000) / 1000;
 
 // ---------------------------------------------------------------------------------------------------------------
 // Child processes
 
-interface Server {
-  key: string;
-  label: string;
-  url: string;
-  child: ChildProcess;
-}
+const servers = createServerGroup({ startDeadlineMs: PROCESS_DEADLINE_MS });
 
-const children: ChildProcess[] = [];
-
-/** Starts `node --import tsx <script>` and resolves with the URL from its first `serving http://...` line. */
+/** Starts a server with `LOG_LEVEL=info` (the level at which every entry prints its `serving` line). */
 function startServer(key: string, label: string, script: string, env: Record<string, string>): Promise<Server> {
-  const child = spawn(process.execPath, ["--import", "tsx", script], {
-    cwd: ROOT,
-    env: { ...process.env, LOG_LEVEL: "info", ...env },
-    stdio: ["ignore", "pipe", "pipe"],
-  });
-  children.push(child);
-  let stderr = "";
-  child.stderr!.on("data", (d: Buffer) => {
-    stderr = (stderr + d.toString()).slice(-4000);
-  });
-  return new Promise<Server>((resolveStart, reject) => {
-    let out = "";
-    const timer = setTimeout(() => {
-      reject(new Error(`${label} did not start within ${PROCESS_DEADLINE_MS} ms; stderr: ${stderr}`));
-    }, PROCESS_DEADLINE_MS);
-    child.stdout!.on("data", (d: Buffer) => {
-      out += d.toString();
-      const m = /serving (http:\/\/[^\s]+)/.exec(out);
-      if (m) {
-        clearTimeout(timer);
-        resolveStart({ key, label, url: m[1]!, child });
-      }
-    });
-    child.once("exit", (code, signal) => {
-      clearTimeout(timer);
-      reject(new Error(`${label} exited (${code ?? signal}) before serving; stderr: ${stderr}`));
-    });
-  });
-}
-
-async function stopChild(child: ChildProcess): Promise<void> {
-  if (child.exitCode !== null || child.signalCode !== null) return;
-  const exited = new Promise<void>((r) => child.once("exit", () => r()));
-  child.kill("SIGTERM");
-  const timer = setTimeout(() => child.kill("SIGKILL"), 10_000);
-  await exited;
-  clearTimeout(timer);
-}
-
-async function stopAll(): Promise<void> {
-  await Promise.all(children.map(stopChild));
-}
-
-/** Sets the CPU affinity of every thread of `pid` (taskset -a). */
-function setAffinity(pid: number, cpus: string): void {
-  const r = spawnSync("taskset", ["-a", "-p", "-c", cpus, String(pid)], { encoding: "utf8" });
-  if (r.status !== 0) throw new Error(`taskset -a -p -c ${cpus} ${pid} failed: ${r.stderr || r.error?.message}`);
-}
-
-const CLK_TCK = Number(spawnSync("getconf", ["CLK_TCK"], { encoding: "utf8" }).stdout.trim()) || 100;
-
-/** CPU time (user + system) used so far by process `pid`, in ms, from /proc. */
-function cpuMs(pid: number): number {
-  const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
-  // Fields after the command name (which may hold spaces) start after the last ')'.
-  const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-  return ((Number(fields[11]) + Number(fields[12])) * 1000) / CLK_TCK;
+  return servers.start({ key, label, script, env: { LOG_LEVEL: "info", ...env } });
 }
 
 // ---------------------------------------------------------------------------------------------------------------
 // Load
 
-interface LoadResult {
-  rps: number;
-  p50: number;
-  p90: number;
-  p99: number;
-  mean: number;
-  requests: number;
-  errors: number;
-  /** CPU ms per request by process key (servers) and `loadgen`. */
+type LoadResult = Omit<LoadRun, "cpuUs"> & {
+  /** CPU µs per request by process key (servers) and `loadgen`. */
   cpuUsPerRequest: Record<string, number>;
-}
+};
 
-/** One autocannon run; latencies are the exact per-response times (autocannon's histogram rounds to whole ms). */
-function load(
+/** One autocannon run of the infer request; `overallRate` caps the request rate over all connections. */
+async function load(
   url: string,
   connections: number,
   seconds: number,
   watch: Server[],
   overallRate?: number,
 ): Promise<LoadResult> {
-  const latencies: number[] = [];
-  const before = new Map(watch.map((s) => [s.key, cpuMs(s.child.pid!)]));
-  const loadgenBefore = process.cpuUsage();
-  return new Promise((resolveLoad, reject) => {
-    const instance = autocannon(
-      {
-        url: url + INFER_PATH,
-        method: "POST",
-        headers: { "content-type": "application/json" },
-        body: BODY,
-        connections,
-        duration: seconds,
-        ...(overallRate ? { overallRate } : {}),
-        // The default 10 s timeout would count a stalled request as an error; keep it and report errors.
-      },
-      (err, result) => {
-        if (err) {
-          reject(err);
-          return;
-        }
-        const sorted = Float64Array.from(latencies).sort();
-        const requests = latencies.length;
-        const cpu: Record<string, number> = {};
-        for (const s of watch) cpu[s.key] = round2(((cpuMs(s.child.pid!) - before.get(s.key)!) * 1000) / requests);
-        const lg = process.cpuUsage(loadgenBefore);
-        cpu.loadgen = round2((lg.user + lg.system) / requests);
-        resolveLoad({
-          rps: round2(requests / result.duration),
-          p50: round3(percentile(sorted, 50)),
-          p90: round3(percentile(sorted, 90)),
-          p99: round3(percentile(sorted, 99)),
-          mean: round3(sorted.reduce((a, b) => a + b, 0) / Math.max(1, requests)),
-          requests,
-          errors: result.errors + result.timeouts + result.non2xx,
-          cpuUsPerRequest: cpu,
-        });
-      },
-    );
-    instance.on("response", (_client, status, _bytes, ms) => {
-      if (status >= 200 && status < 300) latencies.push(ms);
-    });
+  const { cpuUs, ...figures } = await runLoad({
+    url: url + INFER_PATH,
+    body: BODY,
+    connections,
+    seconds,
+    overallRate,
+    watch,
   });
-}
-
-function post(url: string): Promise<{ status: number; body: string }> {
-  return new Promise((resolvePost, reject) => {
-    const req = http.request(
-      url + INFER_PATH,
-      { method: "POST", headers: { "content-type": "application/json" }, timeout: 5_000 },
-      (res) => {
-        let body = "";
-        res.on("data", (d: Buffer) => {
-          body += d.toString();
-        });
-        res.on("end", () => resolvePost({ status: res.statusCode ?? 0, body }));
-      },
-    );
-    req.on("timeout", () => req.destroy(new Error("timeout")));
-    req.on("error", reject);
-    req.end(BODY);
-  });
+  const perRequest = Object.entries(cpuUs).map(([key, us]) => [key, round2(us / figures.requests)]);
+  return { ...figures, cpuUsPerRequest: Object.fromEntries(perRequest) };
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -314,23 +135,10 @@ async function ortFloor() {
 
 // ---------------------------------------------------------------------------------------------------------------
 
-function loadAverage(): number[] {
-  return os.loadavg().map((n) => round2(n));
-}
-
 async function main() {
-  if (process.env.BENCH_RENDER_ONLY === "1") {
-    // Re-renders the .md from the recorded .json (after editing notes.md) without measuring again.
-    const recorded = JSON.parse(readFileSync(resolve(RESULTS, `${CONFIG.out}.json`), "utf8"));
-    writeFileSync(resolve(RESULTS, `${CONFIG.out}.md`), renderMarkdown(recorded));
-    console.log(`rewrote ${resolve(RESULTS, CONFIG.out)}.md from the recorded .json`);
-    return;
-  }
-  const startedAt = new Date();
-  const loadBefore = loadAverage();
-  const cpus = os.cpus();
-  console.log(`inference bench: ${cpus.length} CPUs, node ${process.version}, load ${loadBefore.join(" ")}`);
-  if (CONFIG.layouts.includes("pinned") && cpus.length < 2) throw new Error("the pinned layout needs 2 CPUs");
+  if (rerenderIfAsked(CONFIG.out, renderMarkdown)) return;
+  const run = startRun("inference");
+  if (CONFIG.layouts.includes("pinned") && run.nproc < 2) throw new Error("the pinned layout needs 2 CPUs");
 
   console.log("(c) onnxruntime-node in-process loop ...");
   const floor = await ortFloor();
@@ -368,10 +176,10 @@ async function main() {
   const targets: Server[] = [agent, ...hops];
 
   // Every target must give the agent's exact answer before anything is timed.
-  const expected = await post(agent.url);
+  const expected = await post(agent.url + INFER_PATH, BODY, { timeoutMs: 5_000 });
   if (expected.status !== 200) throw new Error(`agent answered ${expected.status}: ${expected.body}`);
   for (const t of hops) {
-    const got = await post(t.url);
+    const got = await post(t.url + INFER_PATH, BODY, { timeoutMs: 5_000 });
     if (got.status !== 200 || got.body !== expected.body) {
       throw new Error(`${t.label} answered ${got.status} ${got.body}, expected the agent's ${expected.body}`);
     }
@@ -419,20 +227,12 @@ async function main() {
     layouts[layout] = summarize(targets, rounds);
   }
 
-  await stopAll();
+  await servers.stopAll();
   const result = {
     benchmark: "inference",
-    command: commandLine(),
-    date: startedAt.toISOString(),
-    machine: {
-      nproc: cpus.length,
-      cpu: cpus[0]?.model ?? "unknown",
-      memoryGiB: Math.round(os.totalmem() / 2 ** 30),
-      node: process.version,
-      platform: `${os.platform()} ${os.release()}`,
-      loadAverageBefore: loadBefore,
-      loadAverageAfter: loadAverage(),
-    },
+    command: commandLine("npm run bench:inference"),
+    date: run.startedAt.toISOString(),
+    machine: run.machine(),
     config: {
       model: "iris (batch 1, JSON OIP request)",
       body: BODY,
@@ -448,16 +248,7 @@ async function main() {
     ortFloor: floor,
     layouts,
   };
-  writeFileSync(resolve(RESULTS, `${CONFIG.out}.json`), `${JSON.stringify(result, null, 2)}\n`);
-  writeFileSync(resolve(RESULTS, `${CONFIG.out}.md`), renderMarkdown(result));
-  console.log(`wrote ${resolve(RESULTS, CONFIG.out)}.json and .md`);
-}
-
-function commandLine(): string {
-  const env = Object.entries(process.env)
-    .filter(([k]) => k.startsWith("BENCH_"))
-    .map(([k, v]) => `${k}=${v}`);
-  return [...env, "npm run bench:inference"].join(" ");
+  writeResults(CONFIG.out, result, renderMarkdown);
 }
 
 type Summary = ReturnType<typeof summarize>;
@@ -515,21 +306,18 @@ const LAYOUT_TEXT: Record<Layout, string> = {
 function renderMarkdown(r: {
   command: string;
   date: string;
-  machine: Record<string, unknown>;
+  machine: MachineInfo;
   targets: Record<string, string>;
   ortFloor: Awaited<ReturnType<typeof ortFloor>>;
   layouts: Record<string, unknown>;
   config: Record<string, unknown>;
 }): string {
-  const m = r.machine as { nproc: number; cpu: string; node: string; platform: string; memoryGiB: number };
   const show = (v: unknown) => (v === null || v === undefined ? "—" : String(v));
   const lines = [
     "# Inference benchmark",
     "",
     `Produced by \`${r.command}\` (\`node --import tsx bench/inference/run.ts\`) on ${r.date}.`,
-    `Machine: ${m.nproc} CPUs (\`nproc\`), ${m.cpu}, ${m.memoryGiB} GiB, Node ${m.node}, ${m.platform}.`,
-    `Load average (1, 5, 15 min): ${(r.machine.loadAverageBefore as number[]).join(", ")} before, ` +
-      `${(r.machine.loadAverageAfter as number[]).join(", ")} after. The machine is shared with other work.`,
+    ...machineLines(r.machine),
     "",
     `iris, batch 1, one JSON OIP request, ${r.config.connections} connections (autocannon, run in the bench process).`,
     "Every server is its own process: the agent (`packages/agent/src/main.ts`, standalone), the gateway",
@@ -586,16 +374,8 @@ function renderMarkdown(r: {
     }
     lines.push("");
   }
-  const notes = join(ROOT, "bench/inference/notes.md");
-  if (existsSync(notes)) lines.push(readFileSync(notes, "utf8").trimEnd(), "");
+  lines.push(...notesLines(join(ROOT, "bench/inference/notes.md")));
   return `${lines.join("\n")}\n`;
 }
 
-process.once("SIGINT", () => {
-  void stopAll().then(() => process.exit(130));
-});
-main().catch(async (err: unknown) => {
-  console.error(err);
-  await stopAll();
-  process.exit(1);
-});
+runMain(main, () => servers.stopAll());
