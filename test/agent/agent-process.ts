@@ -1,6 +1,7 @@
 import type { ChildProcess } from "node:child_process";
 import { irisManifest, serverManifest } from "../helpers/manifests.js";
 import { jsonLines, startPlatformProcess } from "../helpers/platform-process.js";
+import type { SchedulerProcess } from "../scheduler/scheduler-process.js";
 
 /** An agent started as its own process (`node --import tsx packages/agent/src/main.ts`), cwd = the repo root. */
 export interface AgentProcess {
@@ -69,4 +70,13 @@ export async function inferIris(agentHttp: string, features: number[]): Promise<
   const body = (await res.json()) as { outputs?: Array<{ name: string; data: number[] }> };
   if (res.status !== 200) return { status: res.status };
   return { status: 200, label: Number(body.outputs?.find((o) => o.name === "label")?.data[0]) };
+}
+
+/** SIGKILLs every agent, then every scheduler, of a test (emptying both lists) and waits until they have exited. */
+export async function killAll(agents: AgentProcess[], schedulers: SchedulerProcess[]): Promise<void> {
+  for (const a of agents.splice(0)) {
+    a.kill("SIGKILL");
+    await a.exited;
+  }
+  for (const s of schedulers.splice(0)) await s.kill("SIGKILL");
 }

@@ -13,6 +13,7 @@ import {
 import {
   type AgentProcess,
   inferIris as infer,
+  killAll,
   logLines,
   MLSERVER_WITH_IRIS as MANIFESTS,
   IRIS_ROWS as ROWS,
@@ -29,13 +30,7 @@ const suffix = `${Date.now().toString(36)}-${process.pid}`;
 const schedulers: SchedulerProcess[] = [];
 const agents: AgentProcess[] = [];
 
-afterEach(async () => {
-  for (const a of agents.splice(0)) {
-    a.kill("SIGKILL");
-    await a.exited;
-  }
-  for (const s of schedulers.splice(0)) await s.kill("SIGKILL");
-});
+afterEach(() => killAll(agents, schedulers));
 
 /** What an agent's log says it did to its models: one line per replica state change (`"msg":"model state"`). */
 function modelStates(agent: AgentProcess): string[] {

@@ -12,6 +12,7 @@ import {
 import {
   type AgentProcess,
   inferIris as infer,
+  killAll,
   MLSERVER_WITH_IRIS as MANIFESTS,
   IRIS_ROWS as ROWS,
   startAgentProcess,
@@ -21,13 +22,7 @@ const suffix = `${Date.now().toString(36)}-${process.pid}`;
 const schedulers: SchedulerProcess[] = [];
 const agents: AgentProcess[] = [];
 
-afterEach(async () => {
-  for (const a of agents.splice(0)) {
-    a.kill("SIGKILL");
-    await a.exited;
-  }
-  for (const s of schedulers.splice(0)) await s.kill("SIGKILL");
-});
+afterEach(() => killAll(agents, schedulers));
 
 async function classify(agentHttp: string, features: number[]): Promise<number> {
   const { status, label } = await infer(agentHttp, features);
