@@ -15,6 +15,7 @@ export type TernErrorCode =
   | "bad_request"
   | "too_large"
   | "model.corrupt"
+  | "kafka.partition_mismatch"
   | "internal";
 
 export interface TernErrorOptions {
