@@ -51,6 +51,7 @@ const HTTP_STATUS: Record<GatewayErrorCode, number> = {
   conflict: 409,
   too_large: 413,
   "model.corrupt": 500,
+  "kafka.partition_mismatch": 503,
   "config.invalid": 500,
   internal: 500,
   "lease.lost": 503,
