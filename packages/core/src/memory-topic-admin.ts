@@ -15,7 +15,8 @@ export function createMemoryTopicAdmin(): MemoryTopicAdmin {
   const topics = new Map<string, number>();
   let down = false;
   const check = (): void => {
-    if (down) throw new TernError("unavailable", "Kafka is unreachable (in-memory admin set down)", { retriable: true });
+    if (down)
+      throw new TernError("unavailable", "Kafka is unreachable (in-memory admin set down)", { retriable: true });
   };
   return {
     topics,
