@@ -5,6 +5,7 @@ export * from "./config.js";
 export * from "./dynamodb-route-source.js";
 export * from "./errors.js";
 export * from "./grpc-proxy.js";
+export * from "./grpc-upstream.js";
 export * from "./lambda-app.js";
 export * from "./metrics.js";
 export * from "./route-source.js";
