@@ -1,0 +1,3 @@
+export * from "./bucket-consumers.js";
+export * from "./errors.js";
+export * from "./record-processor.js";
