@@ -5,6 +5,7 @@ export {
   type ArtifactFetcherOptions,
   type ArtifactSource,
   createArtifactFetcher,
+  defaultArtifactRoots,
 } from "./artifacts/artifact-fetcher.js";
 export { createHttpSource, type HttpSourceOptions } from "./artifacts/http-source.js";
 export { createS3Source, type S3SourceOptions } from "./artifacts/s3-source.js";

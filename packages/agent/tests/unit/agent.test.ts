@@ -85,6 +85,12 @@ describe("agent config", () => {
       TERN_AGENT_OVERCOMMIT_PERCENT: 10,
       TERN_AGENT_MAX_BODY: 16 << 20,
     });
+    expect(c.TERN_ARTIFACT_ROOTS).toBeUndefined();
+  });
+
+  it("parses the artifact roots", () => {
+    const c = loadAgentConfig({ TERN_ARTIFACT_ROOTS: "/mnt/models, models" });
+    expect(c.TERN_ARTIFACT_ROOTS).toEqual(["/mnt/models", "models"]);
   });
 
   it("parses quantities and the preload list", () => {

@@ -1,10 +1,10 @@
-import { mkdirSync, mkdtempSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { createServer } from "node:http";
 import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { createArtifactFetcher, filePathFromUri } from "../../src/artifacts/artifact-fetcher.js";
+import { createArtifactFetcher, defaultArtifactRoots, filePathFromUri } from "../../src/artifacts/artifact-fetcher.js";
 import { createHttpSource } from "../../src/artifacts/http-source.js";
 import { createS3Source } from "../../src/artifacts/s3-source.js";
 import { createTestStack, REPO_ROOT, sampleUri } from "./helpers.js";
@@ -14,8 +14,11 @@ const irisBytes = () =>
   import("node:fs").then((fs) => fs.readFileSync(join(REPO_ROOT, "samples/models/iris/model.onnx")));
 
 describe("artifacts", () => {
-  const stack = createTestStack();
-  afterAll(() => stack.models.close());
+  const stack = createTestStack({ artifactRoots: [join(REPO_ROOT, "samples"), scratch] });
+  afterAll(async () => {
+    await stack.models.close();
+    rmSync(scratch, { recursive: true, force: true });
+  });
 
   it("resolves relative file:// URIs against the base folder and absolute ones as given", () => {
     expect(filePathFromUri("file://samples/models/iris", "/repo")).toBe("/repo/samples/models/iris");
@@ -124,6 +127,66 @@ describe("artifacts", () => {
       });
       await expect(fetcher.fetch(`${base}/nope.onnx`)).rejects.toThrow(/cannot download .*\/nope.onnx: HTTP 404/);
       await expect(fetcher.fetch(`${base}/slow.onnx`)).rejects.toThrow(/did not finish within 200 ms/);
+    });
+  });
+
+  describe("local artifact roots", () => {
+    const base = join(scratch, "roots");
+    const root = join(base, "models");
+    const outside = join(base, "outside");
+    const roots = createTestStack({ artifactRoots: [root] });
+    afterAll(() => roots.models.close());
+    beforeAll(async () => {
+      const bytes = await irisBytes();
+      for (const dir of [join(root, "iris"), join(root, "linked"), outside]) mkdirSync(dir, { recursive: true });
+      writeFileSync(join(root, "iris", "model.onnx"), bytes);
+      writeFileSync(join(outside, "model.onnx"), bytes);
+      writeFileSync(join(outside, "secret-notes.txt"), "not for the reason");
+      symlinkSync(outside, join(root, "escape"));
+      symlinkSync(join(outside, "model.onnx"), join(root, "linked", "model.onnx"));
+    });
+    const refusal = (uri: string) =>
+      `storageUri ${uri} is outside the artifact roots (${root}): local models load only from there (TERN_ARTIFACT_ROOTS)`;
+
+    it("refuses file:///etc with a reason that names the roots and lists nothing", async () => {
+      const r = await roots.models.load({ model: "etc", version: 1, storageUri: "file:///etc" });
+      expect(r.state).toBe("LoadFailed");
+      expect(r.reason).toBe(refusal("file:///etc"));
+    });
+
+    it("refuses a path that climbs out of a root", async () => {
+      const uri = `file://${root}/../outside`;
+      const r = await roots.models.load({ model: "climb", version: 1, storageUri: uri });
+      expect(r.reason).toBe(refusal(uri));
+    });
+
+    it("refuses symlinks inside a root that lead outside it (a folder, a model file)", async () => {
+      for (const [i, uri] of [
+        `file://${root}/escape`,
+        `file://${root}/escape/nothing`,
+        `file://${root}/linked`,
+      ].entries()) {
+        const r = await roots.models.load({ model: `link${i}`, version: 1, storageUri: uri });
+        expect(r.reason, uri).toBe(refusal(uri));
+      }
+    });
+
+    it("takes a bare path as a local path under the same rule", async () => {
+      const inside = await roots.models.load({ model: "bare", version: 1, storageUri: join(root, "iris") });
+      expect(inside.state, inside.reason).toBe("Available");
+      const r = await roots.models.load({ model: "bare-out", version: 1, storageUri: outside });
+      expect(r.reason).toBe(refusal(outside));
+    });
+
+    it("allows the samples folder and the working directory's models/ by default", async () => {
+      expect(defaultArtifactRoots("/srv/agent")).toEqual([join(REPO_ROOT, "samples"), "/srv/agent/models"]);
+      const fetcher = createArtifactFetcher({ cacheDir: join(scratch, "default-cache"), fileBaseDir: REPO_ROOT });
+      await expect(fetcher.fetch(sampleUri("iris"))).resolves.toMatchObject({
+        path: join(REPO_ROOT, "samples/models/iris/model.onnx"),
+      });
+      await expect(fetcher.fetch(`file://${outside}`)).rejects.toThrow(
+        `storageUri file://${outside} is outside the artifact roots (${join(REPO_ROOT, "samples")}, ${join(process.cwd(), "models")})`,
+      );
     });
   });
 
