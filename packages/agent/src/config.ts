@@ -66,6 +66,8 @@ export const agentEnvSchema = sharedEnvSchema.extend({
    * working directory. Unset: the repository's samples folder and `./models`.
    */
   TERN_ARTIFACT_ROOTS: envVar.list().optional(),
+  /** Most bytes one http(s):// or s3:// artifact may have (quantity; all files of an S3 folder together). */
+  TERN_ARTIFACT_MAX_BYTES: quantity("1Gi"),
   /** Capabilities offered (comma-separated); replaces the server type's list (`onnx`). */
   TERN_AGENT_CAPABILITIES: envVar.list().optional(),
   /** Largest request body / gRPC message (quantity). */

@@ -1,9 +1,9 @@
 import { createHash } from "node:crypto";
 import { mkdir, readdir, readFile, rename, rm, stat, writeFile } from "node:fs/promises";
-import { isAbsolute, join, resolve } from "node:path";
+import { isAbsolute, join, relative, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { TernError } from "@tern/core";
-import { isWithin, realPathWithin } from "./download-guards.js";
+import { DEFAULT_ARTIFACT_MAX_BYTES, isWithin, outsideCache, realPathWithin } from "./download-guards.js";
 
 /** A model artifact on local disk, ready for a runtime to load. */
 export interface Artifact {
@@ -16,8 +16,16 @@ export interface Artifact {
 export interface ArtifactSource {
   /** URI schemes this source handles, without `://` (e.g. `["s3"]`). */
   readonly schemes: readonly string[];
-  /** Downloads into `targetDir` (which exists and is empty); returns the local path that mirrors the URI. */
-  download(storageUri: string, targetDir: string): Promise<string>;
+  /**
+   * Downloads into `targetDir` (which exists and is empty); returns the local path that mirrors the URI. Every path
+   * written must pass `cacheTarget` and every byte a `createByteBudget` of `limits.maxBytes` (see download-guards.ts).
+   */
+  download(storageUri: string, targetDir: string, limits: DownloadLimits): Promise<string>;
+}
+
+export interface DownloadLimits {
+  /** Most bytes one artifact (all its files together) may have; the download stops as soon as it passes this. */
+  maxBytes: number;
 }
 
 /** Fetches a `storageUri` to local disk. */
@@ -38,6 +46,8 @@ export interface ArtifactFetcherOptions {
    * @default defaultArtifactRoots()
    */
   localRoots?: string[];
+  /** Most bytes one remote artifact may have (TERN_ARTIFACT_MAX_BYTES). @default 1 GiB */
+  maxBytes?: number;
   /** Remote sources (http(s), s3); `file://` is built in. */
   sources?: ArtifactSource[];
   /** The model file name looked for in a folder. @default "model.onnx" */
@@ -122,6 +132,7 @@ function describeSchemes(schemes: string[]): string {
 export function createArtifactFetcher(options: ArtifactFetcherOptions): ArtifactFetcher {
   const baseDir = options.fileBaseDir ?? process.cwd();
   const roots = (options.localRoots ?? defaultArtifactRoots()).map((r) => resolve(r));
+  const limits: DownloadLimits = { maxBytes: options.maxBytes ?? DEFAULT_ARTIFACT_MAX_BYTES };
   const sources = new Map<string, ArtifactSource>();
   for (const source of options.sources ?? []) for (const scheme of source.schemes) sources.set(scheme, source);
   const supported = describeSchemes(["file", ...sources.keys()]);
@@ -153,6 +164,7 @@ export function createArtifactFetcher(options: ArtifactFetcherOptions): Artifact
     const marker = join(dir, ".complete");
     try {
       const localPath = (await readFile(marker, "utf8")).trim();
+      if (!isWithin(dir, localPath)) throw new Error("marker points outside its folder");
       return await resolveModelFile(localPath, storageUri, fileName, extension);
     } catch {
       // Not cached (or the cache is damaged): download afresh.
@@ -160,10 +172,11 @@ export function createArtifactFetcher(options: ArtifactFetcherOptions): Artifact
     const staging = `${dir}.tmp-${process.pid}-${Date.now()}`;
     await mkdir(staging, { recursive: true });
     try {
-      const downloaded = await source.download(storageUri, staging);
+      const downloaded = await source.download(storageUri, staging, limits);
+      if (!isWithin(staging, downloaded)) throw outsideCache(storageUri, "path", downloaded);
       await rm(dir, { recursive: true, force: true });
       await rename(staging, dir);
-      const localPath = join(dir, downloaded.slice(staging.length));
+      const localPath = join(dir, relative(staging, downloaded));
       // Written last: a crash mid-download never leaves a folder that looks complete.
       await writeFile(marker, localPath);
       return await resolveModelFile(localPath, storageUri, fileName, extension);
