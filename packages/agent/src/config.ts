@@ -61,6 +61,13 @@ export const agentEnvSchema = sharedEnvSchema.extend({
   TERN_AGENT_CACHE_DIR: z.string().default(".tern/agent-cache"),
   /** Base folder for relative file:// URIs (file://samples/models/iris). Defaults to the working directory. */
   TERN_AGENT_FILE_BASE_DIR: z.string().optional(),
+  /**
+   * Folders local artifacts (`file://`, bare paths) may come from, comma-separated; relative ones resolve against the
+   * working directory. Unset: the repository's samples folder and `./models`.
+   */
+  TERN_ARTIFACT_ROOTS: envVar.list().optional(),
+  /** Most bytes one http(s):// or s3:// artifact may have (quantity; all files of an S3 folder together). */
+  TERN_ARTIFACT_MAX_BYTES: quantity("1Gi"),
   /** Capabilities offered (comma-separated); replaces the server type's list (`onnx`). */
   TERN_AGENT_CAPABILITIES: envVar.list().optional(),
   /** Largest request body / gRPC message (quantity). */

@@ -5,7 +5,10 @@ export {
   type ArtifactFetcherOptions,
   type ArtifactSource,
   createArtifactFetcher,
+  type DownloadLimits,
+  defaultArtifactRoots,
 } from "./artifacts/artifact-fetcher.js";
+export { DEFAULT_ARTIFACT_MAX_BYTES } from "./artifacts/download-guards.js";
 export { createHttpSource, type HttpSourceOptions } from "./artifacts/http-source.js";
 export { createS3Source, type S3SourceOptions } from "./artifacts/s3-source.js";
 export { type AgentConfig, agentEnvSchema, loadAgentConfig } from "./config.js";

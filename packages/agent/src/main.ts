@@ -39,6 +39,8 @@ async function main(): Promise<void> {
   const fetcher = createArtifactFetcher({
     cacheDir: resolve(config.TERN_AGENT_CACHE_DIR),
     ...(config.TERN_AGENT_FILE_BASE_DIR ? { fileBaseDir: resolve(config.TERN_AGENT_FILE_BASE_DIR) } : {}),
+    ...(config.TERN_ARTIFACT_ROOTS ? { localRoots: config.TERN_ARTIFACT_ROOTS.map((r) => resolve(r)) } : {}),
+    maxBytes: config.TERN_ARTIFACT_MAX_BYTES,
     sources: [
       createHttpSource({ timeoutMs: config.TERN_AGENT_DOWNLOAD_TIMEOUT_MS }),
       createS3Source({

@@ -30,7 +30,10 @@ export interface ParameterSpec {
 }
 
 export interface ModelSpec extends ScalingSpec {
-  /** `file://`, `s3://`, `http(s)://`. Other schemes parse but fail at load time with a clear reason. */
+  /**
+   * `file://`, `s3://`, `http(s)://`, or a bare absolute path (a local path, like `file://`). Other schemes parse but
+   * fail at load time with a clear reason.
+   */
   storageUri: string;
   modelType?: string;
   artifactVersion?: number;

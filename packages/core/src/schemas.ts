@@ -80,10 +80,12 @@ const quantitySchema = z
 const storageUriSchema = z.string().superRefine((value, ctx) => {
   if (value.trim() === "") {
     ctx.addIssue({ code: "custom", message: "must not be empty" });
-  } else if (!/^[A-Za-z][A-Za-z0-9+.-]*:\/\/\S+$/.test(value)) {
+  } else if (!/^[A-Za-z][A-Za-z0-9+.-]*:\/\/\S+$/.test(value) && !/^\/\S*$/.test(value)) {
+    // A bare absolute path (`/mnt/models/iris`) is a local path, as in Seldon; a relative one is more likely a
+    // forgotten scheme than a path relative to some agent's working directory.
     ctx.addIssue({
       code: "custom",
-      message: `must be a URI with a scheme, e.g. s3://bucket/path or file:///path (got ${JSON.stringify(value)})`,
+      message: `must be a URI with a scheme (e.g. s3://bucket/path, file:///path) or an absolute path (got ${JSON.stringify(value)})`,
     });
   }
 });

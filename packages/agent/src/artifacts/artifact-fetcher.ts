@@ -1,7 +1,9 @@
 import { createHash } from "node:crypto";
 import { mkdir, readdir, readFile, rename, rm, stat, writeFile } from "node:fs/promises";
-import { isAbsolute, join, resolve } from "node:path";
+import { isAbsolute, join, relative, resolve } from "node:path";
+import { fileURLToPath } from "node:url";
 import { TernError } from "@tern/core";
+import { DEFAULT_ARTIFACT_MAX_BYTES, isWithin, outsideCache, realPathWithin } from "./download-guards.js";
 
 /** A model artifact on local disk, ready for a runtime to load. */
 export interface Artifact {
@@ -14,8 +16,16 @@ export interface Artifact {
 export interface ArtifactSource {
   /** URI schemes this source handles, without `://` (e.g. `["s3"]`). */
   readonly schemes: readonly string[];
-  /** Downloads into `targetDir` (which exists and is empty); returns the local path that mirrors the URI. */
-  download(storageUri: string, targetDir: string): Promise<string>;
+  /**
+   * Downloads into `targetDir` (which exists and is empty); returns the local path that mirrors the URI. Every path
+   * written must pass `cacheTarget` and every byte a `createByteBudget` of `limits.maxBytes` (see download-guards.ts).
+   */
+  download(storageUri: string, targetDir: string, limits: DownloadLimits): Promise<string>;
+}
+
+export interface DownloadLimits {
+  /** Most bytes one artifact (all its files together) may have; the download stops as soon as it passes this. */
+  maxBytes: number;
 }
 
 /** Fetches a `storageUri` to local disk. */
@@ -31,12 +41,27 @@ export interface ArtifactFetcherOptions {
    * @default process.cwd()
    */
   fileBaseDir?: string;
+  /**
+   * Folders local artifacts (`file://`, bare paths) may come from; anything else fails to load. Absolute paths.
+   * @default defaultArtifactRoots()
+   */
+  localRoots?: string[];
+  /** Most bytes one remote artifact may have (TERN_ARTIFACT_MAX_BYTES). @default 1 GiB */
+  maxBytes?: number;
   /** Remote sources (http(s), s3); `file://` is built in. */
   sources?: ArtifactSource[];
   /** The model file name looked for in a folder. @default "model.onnx" */
   modelFileName?: string;
   /** The extension of model files, used when a folder has no `modelFileName`. @default ".onnx" */
   modelExtension?: string;
+}
+
+/** The repository's `samples/` folder, found from this file so that it does not depend on the working directory. */
+const SAMPLES_DIR = fileURLToPath(new URL("../../../../samples", import.meta.url));
+
+/** Where local artifacts may come from when TERN_ARTIFACT_ROOTS is unset: the samples folder and `<cwd>/models`. */
+export function defaultArtifactRoots(cwd: string = process.cwd()): string[] {
+  return [SAMPLES_DIR, resolve(cwd, "models")];
 }
 
 /** Splits `scheme://rest`; undefined when the URI has no scheme. */
@@ -103,9 +128,11 @@ function describeSchemes(schemes: string[]): string {
   return parts.length < 2 ? parts.join("") : `${parts.slice(0, -1).join(", ")} or ${parts.at(-1)}`;
 }
 
-/** Creates the fetcher: `file://` read in place, remote schemes downloaded once into the cache. */
+/** Creates the fetcher: local paths read in place (inside the roots), remote schemes downloaded once into the cache. */
 export function createArtifactFetcher(options: ArtifactFetcherOptions): ArtifactFetcher {
   const baseDir = options.fileBaseDir ?? process.cwd();
+  const roots = (options.localRoots ?? defaultArtifactRoots()).map((r) => resolve(r));
+  const limits: DownloadLimits = { maxBytes: options.maxBytes ?? DEFAULT_ARTIFACT_MAX_BYTES };
   const sources = new Map<string, ArtifactSource>();
   for (const source of options.sources ?? []) for (const scheme of source.schemes) sources.set(scheme, source);
   const supported = describeSchemes(["file", ...sources.keys()]);
@@ -114,12 +141,30 @@ export function createArtifactFetcher(options: ArtifactFetcherOptions): Artifact
   // One download per URI at a time: concurrent loads of the same artifact share it.
   const inFlight = new Map<string, Promise<Artifact>>();
 
+  // The reason names the roots and nothing else: no listing, not even whether the path exists.
+  const outsideRoots = (storageUri: string) =>
+    new TernError(
+      "bad_request",
+      `storageUri ${storageUri} is outside the artifact roots (${roots.join(", ")}): local models load only from there (TERN_ARTIFACT_ROOTS)`,
+    );
+
+  async function fetchLocal(localPath: string, storageUri: string): Promise<Artifact> {
+    // Lexically first (`..` climbing out), then with symlinks resolved (a link inside a root that leads out of it),
+    // and once more for the model file picked inside a folder (which may itself be such a link).
+    if (!roots.some((root) => isWithin(root, localPath))) throw outsideRoots(storageUri);
+    if (!(await realPathWithin(roots, localPath))) throw outsideRoots(storageUri);
+    const artifact = await resolveModelFile(localPath, storageUri, fileName, extension);
+    if (!(await realPathWithin(roots, artifact.path))) throw outsideRoots(storageUri);
+    return artifact;
+  }
+
   async function fetchRemote(storageUri: string, source: ArtifactSource): Promise<Artifact> {
     const key = createHash("sha256").update(storageUri).digest("hex").slice(0, 24);
     const dir = join(options.cacheDir, key);
     const marker = join(dir, ".complete");
     try {
       const localPath = (await readFile(marker, "utf8")).trim();
+      if (!isWithin(dir, localPath)) throw new Error("marker points outside its folder");
       return await resolveModelFile(localPath, storageUri, fileName, extension);
     } catch {
       // Not cached (or the cache is damaged): download afresh.
@@ -127,10 +172,11 @@ export function createArtifactFetcher(options: ArtifactFetcherOptions): Artifact
     const staging = `${dir}.tmp-${process.pid}-${Date.now()}`;
     await mkdir(staging, { recursive: true });
     try {
-      const downloaded = await source.download(storageUri, staging);
+      const downloaded = await source.download(storageUri, staging, limits);
+      if (!isWithin(staging, downloaded)) throw outsideCache(storageUri, "path", downloaded);
       await rm(dir, { recursive: true, force: true });
       await rename(staging, dir);
-      const localPath = join(dir, downloaded.slice(staging.length));
+      const localPath = join(dir, relative(staging, downloaded));
       // Written last: a crash mid-download never leaves a folder that looks complete.
       await writeFile(marker, localPath);
       return await resolveModelFile(localPath, storageUri, fileName, extension);
@@ -143,13 +189,9 @@ export function createArtifactFetcher(options: ArtifactFetcherOptions): Artifact
   return {
     async fetch(storageUri: string): Promise<Artifact> {
       const scheme = uriScheme(storageUri);
-      if (scheme === undefined)
-        throw new TernError(
-          "bad_request",
-          `storageUri "${storageUri}" has no scheme: use file://, s3:// or http(s)://`,
-        );
-      if (scheme === "file")
-        return resolveModelFile(filePathFromUri(storageUri, baseDir), storageUri, fileName, extension);
+      // A bare path (`/mnt/models/iris`, as Seldon allows) is a local path like `file://`.
+      if (scheme === undefined) return fetchLocal(resolve(baseDir, storageUri), storageUri);
+      if (scheme === "file") return fetchLocal(filePathFromUri(storageUri, baseDir), storageUri);
       const source = sources.get(scheme);
       if (source === undefined) {
         throw new TernError(

@@ -1,11 +1,12 @@
 import { createWriteStream } from "node:fs";
 import { mkdir } from "node:fs/promises";
-import { dirname, join, posix } from "node:path";
+import { dirname } from "node:path";
 import type { Readable } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import type { S3Client } from "@aws-sdk/client-s3";
 import { TernError } from "@tern/core";
-import type { ArtifactSource } from "./artifact-fetcher.js";
+import type { ArtifactSource, DownloadLimits } from "./artifact-fetcher.js";
+import { type ByteBudget, cacheTarget, createByteBudget, declaredTooLarge } from "./download-guards.js";
 
 // The only file that imports @aws-sdk/client-s3. It is loaded on first use: most agents never see an s3:// URI,
 // and the SDK costs startup time (and prints a Node-version notice on Node 20).
@@ -38,17 +39,24 @@ export function createS3Source(options: S3SourceOptions = {}): ArtifactSource {
   }
   const timeoutMs = options.timeoutMs ?? 60_000;
 
-  async function getObject(bucket: string, key: string, target: string, signal: AbortSignal): Promise<void> {
+  async function getObject(
+    bucket: string,
+    key: string,
+    target: string,
+    budget: ByteBudget,
+    signal: AbortSignal,
+  ): Promise<void> {
     const { mod, client } = await getSdk();
     const out = await client.send(new mod.GetObjectCommand({ Bucket: bucket, Key: key }), { abortSignal: signal });
     if (!out.Body) throw new TernError("not_found", `s3://${bucket}/${key} has no body`);
     await mkdir(dirname(target), { recursive: true });
-    await pipeline(out.Body as Readable, createWriteStream(target));
+    // "wx": never through a file (or symlink) that is already there.
+    await pipeline(out.Body as Readable, budget.stream(), createWriteStream(target, { flags: "wx" }));
   }
 
   return {
     schemes: ["s3"],
-    async download(storageUri: string, targetDir: string): Promise<string> {
+    async download(storageUri: string, targetDir: string, limits: DownloadLimits): Promise<string> {
       const m = /^s3:\/\/([^/]+)\/?(.*)$/i.exec(storageUri);
       if (!m?.[1])
         throw new TernError("bad_request", `storageUri ${storageUri} names no bucket (expected s3://bucket/key)`);
@@ -59,6 +67,8 @@ export function createS3Source(options: S3SourceOptions = {}): ArtifactSource {
         const prefix = key === "" ? "" : `${key}/`;
         const keys: string[] = [];
         let exact = false;
+        let exactSize = 0;
+        let folderSize = 0;
         let token: string | undefined;
         const { mod, client } = await getSdk();
         do {
@@ -67,18 +77,31 @@ export function createS3Source(options: S3SourceOptions = {}): ArtifactSource {
             { abortSignal: signal },
           );
           for (const obj of page.Contents ?? []) {
-            if (obj.Key === key) exact = true;
-            else if (obj.Key?.startsWith(prefix) && !obj.Key.endsWith("/")) keys.push(obj.Key);
+            if (obj.Key === key) {
+              exact = true;
+              exactSize = obj.Size ?? 0;
+            } else if (obj.Key?.startsWith(prefix) && !obj.Key.endsWith("/")) {
+              keys.push(obj.Key);
+              folderSize += obj.Size ?? 0;
+            }
           }
           token = page.IsTruncated ? page.NextContinuationToken : undefined;
         } while (token);
+        // Every key and the listed sizes are checked before the first byte is fetched; the budget then holds the
+        // bodies to the limit whatever the listing said.
+        const budget = createByteBudget(storageUri, limits.maxBytes);
         if (exact) {
-          const target = join(targetDir, posix.basename(key));
-          await getObject(bucket, key, target, signal);
+          const target = await cacheTarget(targetDir, key.slice(key.lastIndexOf("/") + 1), storageUri, "key", key);
+          if (exactSize > limits.maxBytes) throw declaredTooLarge(storageUri, exactSize, limits.maxBytes);
+          await getObject(bucket, key, target, budget, signal);
           return target;
         }
         if (keys.length === 0) throw new TernError("not_found", `model artifact not found: nothing at ${storageUri}`);
-        for (const k of keys) await getObject(bucket, k, join(targetDir, ...k.slice(prefix.length).split("/")), signal);
+        const targets: Array<[string, string]> = [];
+        for (const k of keys)
+          targets.push([k, await cacheTarget(targetDir, k.slice(prefix.length), storageUri, "key", k)]);
+        if (folderSize > limits.maxBytes) throw declaredTooLarge(storageUri, folderSize, limits.maxBytes);
+        for (const [k, target] of targets) await getObject(bucket, k, target, budget, signal);
         return targetDir;
       } catch (err) {
         if (err instanceof TernError) throw err;

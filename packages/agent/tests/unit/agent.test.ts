@@ -84,7 +84,16 @@ describe("agent config", () => {
       TERN_AGENT_MEMORY: 1 << 30,
       TERN_AGENT_OVERCOMMIT_PERCENT: 10,
       TERN_AGENT_MAX_BODY: 16 << 20,
+      TERN_ARTIFACT_MAX_BYTES: 1 << 30,
     });
+    expect(c.TERN_ARTIFACT_ROOTS).toBeUndefined();
+  });
+
+  it("parses the artifact roots and the download limit", () => {
+    const c = loadAgentConfig({ TERN_ARTIFACT_ROOTS: "/mnt/models, models", TERN_ARTIFACT_MAX_BYTES: "512Mi" });
+    expect(c.TERN_ARTIFACT_ROOTS).toEqual(["/mnt/models", "models"]);
+    expect(c.TERN_ARTIFACT_MAX_BYTES).toBe(512 << 20);
+    expect(() => loadAgentConfig({ TERN_ARTIFACT_MAX_BYTES: "big" })).toThrow(/TERN_ARTIFACT_MAX_BYTES/);
   });
 
   it("parses quantities and the preload list", () => {

@@ -1,21 +1,54 @@
-import { mkdirSync, mkdtempSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readdirSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { createServer } from "node:http";
 import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { Readable } from "node:stream";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { createArtifactFetcher, filePathFromUri } from "../../src/artifacts/artifact-fetcher.js";
+import { createArtifactFetcher, defaultArtifactRoots, filePathFromUri } from "../../src/artifacts/artifact-fetcher.js";
 import { createHttpSource } from "../../src/artifacts/http-source.js";
 import { createS3Source } from "../../src/artifacts/s3-source.js";
-import { createTestStack, REPO_ROOT, sampleUri } from "./helpers.js";
+import { createTestStack, REPO_ROOT, sampleUri, waitFor } from "./helpers.js";
 
 const scratch = mkdtempSync(join(tmpdir(), "tern-artifacts-"));
 const irisBytes = () =>
   import("node:fs").then((fs) => fs.readFileSync(join(REPO_ROOT, "samples/models/iris/model.onnx")));
 
+/** A fake S3 client at the level the SDK's `send` is called: a listing, and one body per key. */
+function fakeS3(objects: Record<string, { size?: number; body: () => Readable }>) {
+  const fetched: string[] = [];
+  const send = async (command: { constructor: { name: string }; input: { Key?: string; Prefix?: string } }) => {
+    if (command.constructor.name === "ListObjectsV2Command") {
+      const prefix = command.input.Prefix ?? "";
+      const contents = Object.entries(objects)
+        .filter(([key]) => key.startsWith(prefix))
+        .map(([Key, o]) => ({ Key, ...(o.size === undefined ? {} : { Size: o.size }) }));
+      return { Contents: contents, IsTruncated: false };
+    }
+    const key = command.input.Key ?? "";
+    fetched.push(key);
+    const object = objects[key];
+    if (!object) throw Object.assign(new Error("no such key"), { name: "NoSuchKey" });
+    return { Body: object.body() };
+  };
+  return { client: { send } as never, fetched };
+}
+
+/** Every file or folder under `dir`, relative to it. */
+function walk(dir: string, prefix = ""): string[] {
+  return readdirSync(dir, { withFileTypes: true }).flatMap((e) =>
+    e.isDirectory()
+      ? [`${prefix}${e.name}/`, ...walk(join(dir, e.name), `${prefix}${e.name}/`)]
+      : [`${prefix}${e.name}`],
+  );
+}
+
 describe("artifacts", () => {
-  const stack = createTestStack();
-  afterAll(() => stack.models.close());
+  const stack = createTestStack({ artifactRoots: [join(REPO_ROOT, "samples"), scratch] });
+  afterAll(async () => {
+    await stack.models.close();
+    rmSync(scratch, { recursive: true, force: true });
+  });
 
   it("resolves relative file:// URIs against the base folder and absolute ones as given", () => {
     expect(filePathFromUri("file://samples/models/iris", "/repo")).toBe("/repo/samples/models/iris");
@@ -83,10 +116,26 @@ describe("artifacts", () => {
   describe("http(s)://", () => {
     let base = "";
     let hits = 0;
+    const bigWrites: Array<{ url: string; written: number; total: number }> = [];
     const server = createServer((req, res) => {
       hits++;
       if (req.url === "/models/iris.onnx") {
         void irisBytes().then((b) => res.end(b));
+      } else if (req.url === "/big.onnx" || req.url === "/declared.onnx") {
+        // 64 MiB in 64 KiB chunks, respecting back-pressure; records how much was written when the client went away.
+        const total = 64 << 20;
+        const chunk = Buffer.alloc(64 << 10, 7);
+        let written = 0;
+        if (req.url === "/declared.onnx") res.setHeader("content-length", total);
+        res.on("close", () => bigWrites.push({ url: req.url ?? "", written, total }));
+        const pump = () => {
+          while (written < total && !res.destroyed) {
+            written += chunk.length;
+            if (!res.write(chunk)) return void res.once("drain", pump);
+          }
+          if (!res.destroyed) res.end();
+        };
+        pump();
       } else if (req.url === "/slow.onnx") {
         setTimeout(() => res.end("late"), 2000);
       } else {
@@ -124,6 +173,184 @@ describe("artifacts", () => {
       });
       await expect(fetcher.fetch(`${base}/nope.onnx`)).rejects.toThrow(/cannot download .*\/nope.onnx: HTTP 404/);
       await expect(fetcher.fetch(`${base}/slow.onnx`)).rejects.toThrow(/did not finish within 200 ms/);
+    });
+
+    it("stops a download as soon as it passes the size limit and leaves no partial file", async () => {
+      const cacheDir = join(scratch, "cache-limit");
+      const fetcher = createArtifactFetcher({
+        cacheDir,
+        maxBytes: 256 << 10,
+        sources: [createHttpSource({ timeoutMs: 10_000 })],
+      });
+      await expect(fetcher.fetch(`${base}/big.onnx`)).rejects.toMatchObject({
+        code: "too_large",
+        message: `artifact ${base}/big.onnx is larger than the download limit of 256Ki (TERN_ARTIFACT_MAX_BYTES): download stopped`,
+      });
+      expect(walk(cacheDir)).toEqual([]);
+      await waitFor(() => bigWrites.find((w) => w.url === "/big.onnx"), "the server to see the download stop");
+      const seen = bigWrites.find((w) => w.url === "/big.onnx")!;
+      expect(seen.written).toBeLessThan(seen.total);
+    });
+
+    it("refuses a download whose declared length is above the limit before reading it", async () => {
+      const cacheDir = join(scratch, "cache-declared");
+      const fetcher = createArtifactFetcher({
+        cacheDir,
+        maxBytes: 1 << 20,
+        sources: [createHttpSource({ timeoutMs: 10_000 })],
+      });
+      await expect(fetcher.fetch(`${base}/declared.onnx`)).rejects.toMatchObject({
+        code: "too_large",
+        message: `artifact ${base}/declared.onnx is ${64 << 20} bytes, more than the download limit of 1Mi (TERN_ARTIFACT_MAX_BYTES)`,
+      });
+      expect(walk(cacheDir)).toEqual([]);
+    });
+
+    it("refuses a source whose result lies outside the download folder", async () => {
+      const cacheDir = join(scratch, "cache-rogue");
+      const fetcher = createArtifactFetcher({
+        cacheDir,
+        sources: [{ schemes: ["rogue"], download: async () => join(scratch, "single") }],
+      });
+      await expect(fetcher.fetch("rogue://x")).rejects.toThrow(
+        /^refusing to download rogue:\/\/x: the path ".*single" leads outside the model's cache folder$/,
+      );
+    });
+  });
+
+  describe("s3:// (through the S3 client)", () => {
+    it("refuses a listed key that climbs out of the cache, before downloading anything", async () => {
+      const bytes = await irisBytes();
+      const s3 = fakeS3({
+        "m/model.onnx": { body: () => Readable.from([bytes]) },
+        "m/../../../../../escaped.txt": { body: () => Readable.from([Buffer.from("escaped")]) },
+      });
+      const root = join(scratch, "s3-traversal");
+      const cacheDir = join(root, "1", "2", "3", "4", "cache");
+      const fetcher = createArtifactFetcher({ cacheDir, sources: [createS3Source({ client: s3.client })] });
+      await expect(fetcher.fetch("s3://bucket/m")).rejects.toMatchObject({
+        code: "bad_request",
+        message:
+          'refusing to download s3://bucket/m: the key "m/../../../../../escaped.txt" leads outside the model\'s cache folder',
+      });
+      expect(s3.fetched).toEqual([]);
+      expect(walk(root).filter((f) => f.includes("escaped"))).toEqual([]);
+      expect(walk(cacheDir)).toEqual([]);
+    });
+
+    it("refuses an exact key whose last segment climbs out", async () => {
+      const s3 = fakeS3({ "m/..": { body: () => Readable.from([Buffer.from("x")]) } });
+      const fetcher = createArtifactFetcher({
+        cacheDir: join(scratch, "s3-dotdot"),
+        sources: [createS3Source({ client: s3.client })],
+      });
+      await expect(fetcher.fetch("s3://bucket/m/..")).rejects.toThrow(/the key "m\/\.\." leads outside/);
+      expect(s3.fetched).toEqual([]);
+    });
+
+    it("refuses a folder whose listed sizes add up past the limit, before downloading", async () => {
+      const s3 = fakeS3({
+        "m/model.onnx": { size: 600, body: () => Readable.from([Buffer.alloc(600)]) },
+        "m/weights.bin": { size: 600, body: () => Readable.from([Buffer.alloc(600)]) },
+      });
+      const fetcher = createArtifactFetcher({
+        cacheDir: join(scratch, "s3-declared"),
+        maxBytes: 1000,
+        sources: [createS3Source({ client: s3.client })],
+      });
+      await expect(fetcher.fetch("s3://bucket/m")).rejects.toMatchObject({
+        code: "too_large",
+        message:
+          "artifact s3://bucket/m is 1200 bytes, more than the download limit of 1000 bytes (TERN_ARTIFACT_MAX_BYTES)",
+      });
+      expect(s3.fetched).toEqual([]);
+    });
+
+    it("stops a body that runs past the limit and removes what was written", async () => {
+      let produced = 0;
+      const endless = () =>
+        Readable.from(
+          (function* () {
+            for (;;) {
+              produced++;
+              yield Buffer.alloc(16 << 10);
+            }
+          })(),
+        );
+      const s3 = fakeS3({ "m/model.onnx": { size: 10, body: endless } });
+      const cacheDir = join(scratch, "s3-endless");
+      const fetcher = createArtifactFetcher({
+        cacheDir,
+        maxBytes: 1 << 20,
+        sources: [createS3Source({ client: s3.client })],
+      });
+      await expect(fetcher.fetch("s3://bucket/m")).rejects.toMatchObject({
+        code: "too_large",
+        message:
+          "artifact s3://bucket/m is larger than the download limit of 1Mi (TERN_ARTIFACT_MAX_BYTES): download stopped",
+      });
+      expect(produced).toBeLessThan(200);
+      expect(walk(cacheDir)).toEqual([]);
+    });
+  });
+
+  describe("local artifact roots", () => {
+    const base = join(scratch, "roots");
+    const root = join(base, "models");
+    const outside = join(base, "outside");
+    const roots = createTestStack({ artifactRoots: [root] });
+    afterAll(() => roots.models.close());
+    beforeAll(async () => {
+      const bytes = await irisBytes();
+      for (const dir of [join(root, "iris"), join(root, "linked"), outside]) mkdirSync(dir, { recursive: true });
+      writeFileSync(join(root, "iris", "model.onnx"), bytes);
+      writeFileSync(join(outside, "model.onnx"), bytes);
+      writeFileSync(join(outside, "secret-notes.txt"), "not for the reason");
+      symlinkSync(outside, join(root, "escape"));
+      symlinkSync(join(outside, "model.onnx"), join(root, "linked", "model.onnx"));
+    });
+    const refusal = (uri: string) =>
+      `storageUri ${uri} is outside the artifact roots (${root}): local models load only from there (TERN_ARTIFACT_ROOTS)`;
+
+    it("refuses file:///etc with a reason that names the roots and lists nothing", async () => {
+      const r = await roots.models.load({ model: "etc", version: 1, storageUri: "file:///etc" });
+      expect(r.state).toBe("LoadFailed");
+      expect(r.reason).toBe(refusal("file:///etc"));
+    });
+
+    it("refuses a path that climbs out of a root", async () => {
+      const uri = `file://${root}/../outside`;
+      const r = await roots.models.load({ model: "climb", version: 1, storageUri: uri });
+      expect(r.reason).toBe(refusal(uri));
+    });
+
+    it("refuses symlinks inside a root that lead outside it (a folder, a model file)", async () => {
+      for (const [i, uri] of [
+        `file://${root}/escape`,
+        `file://${root}/escape/nothing`,
+        `file://${root}/linked`,
+      ].entries()) {
+        const r = await roots.models.load({ model: `link${i}`, version: 1, storageUri: uri });
+        expect(r.reason, uri).toBe(refusal(uri));
+      }
+    });
+
+    it("takes a bare path as a local path under the same rule", async () => {
+      const inside = await roots.models.load({ model: "bare", version: 1, storageUri: join(root, "iris") });
+      expect(inside.state, inside.reason).toBe("Available");
+      const r = await roots.models.load({ model: "bare-out", version: 1, storageUri: outside });
+      expect(r.reason).toBe(refusal(outside));
+    });
+
+    it("allows the samples folder and the working directory's models/ by default", async () => {
+      expect(defaultArtifactRoots("/srv/agent")).toEqual([join(REPO_ROOT, "samples"), "/srv/agent/models"]);
+      const fetcher = createArtifactFetcher({ cacheDir: join(scratch, "default-cache"), fileBaseDir: REPO_ROOT });
+      await expect(fetcher.fetch(sampleUri("iris"))).resolves.toMatchObject({
+        path: join(REPO_ROOT, "samples/models/iris/model.onnx"),
+      });
+      await expect(fetcher.fetch(`file://${outside}`)).rejects.toThrow(
+        `storageUri file://${outside} is outside the artifact roots (${join(REPO_ROOT, "samples")}, ${join(process.cwd(), "models")})`,
+      );
     });
   });
 

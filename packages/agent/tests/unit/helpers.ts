@@ -28,6 +28,8 @@ export interface TestStackOptions {
   maxBodyBytes?: number;
   runtime?: ModelRuntime;
   ready?: () => boolean;
+  /** Folders local artifacts may come from. @default the fetcher's default (the samples folder, ./models) */
+  artifactRoots?: string[];
 }
 
 /** A registry with the real ONNX runtime and file fetcher, the inference service and the REST app. */
@@ -35,7 +37,11 @@ export function createTestStack(options: TestStackOptions = {}) {
   const events: AgentEvent[] = [];
   const models: ModelRegistry = createModelRegistry({
     runtime: options.runtime ?? createOnnxRuntime(),
-    fetcher: createArtifactFetcher({ cacheDir: "/tmp/tern-agent-test-cache", fileBaseDir: REPO_ROOT }),
+    fetcher: createArtifactFetcher({
+      cacheDir: "/tmp/tern-agent-test-cache",
+      fileBaseDir: REPO_ROOT,
+      ...(options.artifactRoots ? { localRoots: options.artifactRoots } : {}),
+    }),
     capacityBytes: options.capacityBytes ?? 1 << 30,
     overcommitPercent: options.overcommitPercent ?? 0,
     onStateChange: (e) => events.push(e),
@@ -78,4 +84,19 @@ export function countingRuntime(inner: ModelRuntime) {
     },
   };
   return { runtime, counts };
+}
+
+/** Polls `check` until it returns a value (not undefined/false), or fails after `timeoutMs`. */
+export async function waitFor<T>(
+  check: () => T | undefined | false,
+  what = "condition",
+  timeoutMs = 10_000,
+): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const v = check();
+    if (v !== undefined && v !== false) return v;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
 }

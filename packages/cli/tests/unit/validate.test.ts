@@ -108,7 +108,7 @@ describe("tern validate", () => {
     const result = await tern(["validate", "-f", "one.yaml", "-f", "two.yaml"], { cwd: dir });
     expect(result.code).toBe(1);
     expect(result.stdout.split("\n")).toEqual([
-      'one.yaml: document 1 (Model a): spec.storageUri: must be a URI with a scheme, e.g. s3://bucket/path or file:///path (got "models/a")',
+      'one.yaml: document 1 (Model a): spec.storageUri: must be a URI with a scheme (e.g. s3://bucket/path, file:///path) or an absolute path (got "models/a")',
       "two.yaml: document 2 (Modle): apiVersion: required (mlops.seldon.io/v1alpha1)",
       'two.yaml: document 2 (Modle): kind: unknown kind "Modle" (did you mean "Model"?); expected one of Model, Server, Pipeline, Experiment',
       "",

@@ -73,7 +73,9 @@ const invalid: [string, object | string, string[]][] = [
   [
     "a storageUri without a scheme",
     model({ storageUri: "models/iris" }),
-    ['spec.storageUri: must be a URI with a scheme, e.g. s3://bucket/path or file:///path (got "models/iris")'],
+    [
+      'spec.storageUri: must be a URI with a scheme (e.g. s3://bucket/path, file:///path) or an absolute path (got "models/iris")',
+    ],
   ],
   [
     "a memory that is not a quantity",
@@ -380,7 +382,7 @@ describe("parseManifests", () => {
     const { resources, problems } = parseManifests(text);
     expect(resources).toEqual([]);
     expect(problems.map(formatProblem)).toEqual([
-      'document 2 (Model iris): spec.storageUri: must be a URI with a scheme, e.g. s3://bucket/path or file:///path (got "x")',
+      'document 2 (Model iris): spec.storageUri: must be a URI with a scheme (e.g. s3://bucket/path, file:///path) or an absolute path (got "x")',
     ]);
   });
 
@@ -477,6 +479,11 @@ describe("parseManifestsOrThrow", () => {
 });
 
 describe("validateResource", () => {
+  it("takes a bare absolute path as a storageUri, as Seldon does", () => {
+    const bare = model({ storageUri: "/mnt/models/iris" });
+    expect(validateResource(bare)).toEqual({ ok: true, resource: bare });
+  });
+
   it("validates a parsed object such as a JSON request body", () => {
     expect(validateResource(model(iris))).toEqual({ ok: true, resource: model(iris) });
     expect(validateResource(42, { source: "request body" })).toEqual({
