@@ -97,6 +97,21 @@ export function createControlApp(deps: ControlAppDeps): Hono {
     }),
   );
 
+  // Bodies must name a type a web page cannot send without a CORS preflight (text/plain, forms are what it can send),
+  // so no page the operator visits can change a scheduler that listens on loopback without a token.
+  app.on(["POST", "PUT", "PATCH", "DELETE"], "/v1/*", async (c, next) => {
+    const accepted = c.req.path === "/v1/apply" ? MANIFEST_TYPES : JSON_TYPES;
+    const type = c.req.header("content-type");
+    if (type === undefined ? await hasBody(c) : !accepted.includes(mediaType(type))) {
+      const named = type === undefined ? "a body without content type" : `content type ${JSON.stringify(type)}`;
+      return c.json(
+        { error: `${c.req.method} ${c.req.path} takes ${accepted.slice(0, 2).join(" or ")}: ${named} is refused` },
+        415,
+      );
+    }
+    await next();
+  });
+
   /** The active scheduler, or a 503 naming the leader. */
   async function writer(c: Context): Promise<Scheduler> {
     const active = deps.active();
@@ -276,6 +291,25 @@ function statusFor(code: unknown): ContentfulStatusCode {
     default:
       return 500;
   }
+}
+
+/** Body types of `/v1/apply` (YAML is a superset of JSON); the first two are named in 415 answers. */
+const MANIFEST_TYPES = ["application/json", "application/yaml", "application/x-yaml", "text/yaml", "text/x-yaml"];
+/** Body types of every other route. */
+const JSON_TYPES = ["application/json"];
+
+/** `Application/JSON; charset=utf-8` → `application/json`. */
+function mediaType(header: string): string {
+  return header.split(";", 1)[0]!.trim().toLowerCase();
+}
+
+/** Whether the request carries body bytes; reads the body only when no header says (it stays readable). */
+async function hasBody(c: Context): Promise<boolean> {
+  const length = c.req.header("content-length");
+  if (length !== undefined) return length.trim() !== "0";
+  if (c.req.header("transfer-encoding") !== undefined) return true;
+  if (c.req.raw.body === null) return false;
+  return (await c.req.arrayBuffer()).byteLength > 0;
 }
 
 function leaderInfo(lease: LeaseState | undefined): { holder: string; expiresAt: number } | null {
