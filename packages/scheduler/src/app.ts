@@ -82,6 +82,14 @@ export function createControlApp(deps: ControlAppDeps): Hono {
   // Unauthenticated liveness for probes: says nothing about the state.
   app.get("/healthz", (c) => c.json({ status: "ok", active: deps.active() !== undefined }));
 
+  // Browsers put Origin on every request but same-origin GETs (and on every POST, even a bodyless no-cors one such as
+  // a drain); our clients never send it. No page may drive the control API, whatever it sends.
+  app.use("/v1/*", async (c, next) => {
+    if (c.req.header("origin") !== undefined) {
+      return c.json({ error: "the control API is not for browsers: requests carrying Origin are refused" }, 403);
+    }
+    await next();
+  });
   app.use("/v1/*", async (c, next) => {
     if (deps.token !== undefined && !validBearer(c.req.header("authorization"), deps.token)) {
       c.header("WWW-Authenticate", 'Bearer realm="tern-scheduler"');

@@ -368,3 +368,28 @@ describe("request bodies", () => {
     expect(h.scheduler.get("Server", "onnx")).toBeDefined();
   });
 });
+
+describe("browsers", () => {
+  it("refuses any request a browser sends (it carries Origin), even a bodyless drain", async () => {
+    const app = await setup();
+    await app.request("/v1/apply", { method: "POST", headers: YAML, body: server("onnx", 1) });
+    await h.scheduler.registerAgent({
+      server: "onnx",
+      replica: 0,
+      capabilities: ["onnx"],
+      memoryBytes: 1 << 30,
+      endpoints: { http: "http://127.0.0.1:9500" },
+      loaded: [],
+    });
+    // What fetch(url, { method: "POST", mode: "no-cors" }) from a page sends: no body, no preflight.
+    const drain = await app.request("/v1/agents/onnx/0/drain", {
+      method: "POST",
+      headers: { origin: "https://evil.example" },
+    });
+    expect(drain.status).toBe(403);
+    expect(((await drain.json()) as { error: string }).error).toMatch(/not for browsers/);
+    expect(h.scheduler.agentView("onnx", 0)).toMatchObject({ draining: false });
+    expect((await app.request("/v1/status", { headers: { origin: "null" } })).status).toBe(403);
+    expect((await app.request("/healthz", { headers: { origin: "https://evil.example" } })).status).toBe(200);
+  });
+});
