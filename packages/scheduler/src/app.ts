@@ -1,4 +1,4 @@
-import { timingSafeEqual } from "node:crypto";
+import { createHash, timingSafeEqual } from "node:crypto";
 import {
   type AgentAssignments,
   type AgentEvent,
@@ -62,6 +62,7 @@ const agentEventSchema = z.object({
 export function createControlApp(deps: ControlAppDeps): Hono {
   const { logger } = deps;
   const heartbeatMs = deps.streamHeartbeatMs ?? 15_000;
+  const tokenDigest = deps.token === undefined ? undefined : sha256(deps.token);
   const app = new Hono();
 
   app.onError((err, c) => {
@@ -91,7 +92,7 @@ export function createControlApp(deps: ControlAppDeps): Hono {
     await next();
   });
   app.use("/v1/*", async (c, next) => {
-    if (deps.token !== undefined && !validBearer(c.req.header("authorization"), deps.token)) {
+    if (tokenDigest !== undefined && !validBearer(c.req.header("authorization"), tokenDigest)) {
       c.header("WWW-Authenticate", 'Bearer realm="tern-scheduler"');
       return c.json({ error: "missing or wrong bearer token (set TERN_SCHEDULER_TOKEN)" }, 401);
     }
@@ -325,13 +326,19 @@ function leaderInfo(lease: LeaseState | undefined): { holder: string; expiresAt:
   return { holder: lease.holder, expiresAt: lease.expiresAt };
 }
 
-function validBearer(header: string | undefined, token: string): boolean {
+/**
+ * Compares SHA-256 digests, not the tokens: timingSafeEqual needs equal lengths, and returning early on a length
+ * mismatch would tell a caller timing the answers how long the token is.
+ */
+function validBearer(header: string | undefined, expectedDigest: Buffer): boolean {
   if (header === undefined) return false;
   const match = /^Bearer\s+(.+)$/i.exec(header.trim());
   if (match === null) return false;
-  const given = Buffer.from(match[1]!);
-  const expected = Buffer.from(token);
-  return given.length === expected.length && timingSafeEqual(given, expected);
+  return timingSafeEqual(sha256(match[1]!), expectedDigest);
+}
+
+function sha256(text: string): Buffer {
+  return createHash("sha256").update(text, "utf8").digest();
 }
 
 async function jsonBody(c: Context): Promise<unknown> {
