@@ -3,6 +3,7 @@ import {
   type AgentAssignments,
   type AgentEvent,
   type AgentRegistration,
+  agentRegistrationSchema,
   type LeaseState,
   parseManifestsOrThrow,
   REPLICA_STATES,
@@ -36,16 +37,6 @@ export interface ControlAppDeps {
   /** Largest accepted request body. @default 4 MiB */
   maxBodyBytes?: number;
 }
-
-const agentRegistrationSchema = z.object({
-  server: z.string().min(1),
-  replica: z.number().int().min(0),
-  capabilities: z.array(z.string()),
-  memoryBytes: z.number().int().min(0),
-  overcommitPercent: z.number().min(0).optional(),
-  endpoints: z.object({ http: z.string().min(1), grpc: z.string().min(1).optional() }),
-  loaded: z.array(z.object({ model: z.string().min(1), version: z.number().int().min(1) })).default([]),
-});
 
 const agentEventSchema = z.object({
   model: z.string().min(1),

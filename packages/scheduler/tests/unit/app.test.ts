@@ -393,3 +393,83 @@ describe("browsers", () => {
     expect((await app.request("/healthz", { headers: { origin: "https://evil.example" } })).status).toBe(200);
   });
 });
+
+describe("agent registration", () => {
+  const good = {
+    server: "onnx",
+    replica: 0,
+    capabilities: ["onnx"],
+    memoryBytes: 1 << 30,
+    endpoints: { http: "http://127.0.0.1:9500", grpc: "127.0.0.1:9501" },
+    loaded: [],
+  };
+
+  async function register(app: Awaited<ReturnType<typeof setup>>, body: unknown) {
+    const res = await app.request("/v1/agents", { method: "POST", headers: JSON_TYPE, body: JSON.stringify(body) });
+    return { status: res.status, error: ((await res.json()) as { error?: string }).error };
+  }
+
+  it.each([
+    ["javascript:alert(1)", "endpoints.http"],
+    ["ftp://127.0.0.1:9500", "endpoints.http"],
+    ["http://127.0.0.1", "endpoints.http"],
+    ["http://127.0.0.1:0", "endpoints.http"],
+    ["http://127.0.0.1:65536", "endpoints.http"],
+    ["http://user:pw@127.0.0.1:9500", "endpoints.http"],
+    ["http://127.0.0.1:9500/v2", "endpoints.http"],
+    ["http://127.0.0.1:9500/", "endpoints.http"],
+    ["http://127.0.0.1:9500?x=1", "endpoints.http"],
+    ["http://-agent-:9500", "endpoints.http"],
+    ["http://agent_0:9500", "endpoints.http"],
+    ["http://300.1.1.1:9500", "endpoints.http"],
+    ["http://[zz::1]:9500", "endpoints.http"],
+    [" http://127.0.0.1:9500", "endpoints.http"],
+  ])("refuses the REST endpoint %j", async (http, field) => {
+    const app = await setup();
+    const { status, error } = await register(app, { ...good, endpoints: { http } });
+    expect(status).toBe(400);
+    expect(error).toContain(`${field}: `);
+    expect(h.scheduler.agentView("onnx", 0)).toBeUndefined();
+  });
+
+  it.each([["127.0.0.1"], ["http://127.0.0.1:9501"], ["127.0.0.1:9501/x"], ["[::1]"], ["host:port"]])(
+    "refuses the gRPC endpoint %j",
+    async (grpc) => {
+      const app = await setup();
+      const { status, error } = await register(app, { ...good, endpoints: { http: good.endpoints.http, grpc } });
+      expect(status).toBe(400);
+      expect(error).toContain("endpoints.grpc: ");
+    },
+  );
+
+  it.each([["../etc"], ["a.b"], [""], ["a b"], ["x".repeat(254)]])("refuses the server name %j", async (server) => {
+    const app = await setup();
+    const { status, error } = await register(app, { ...good, server });
+    expect(status).toBe(400);
+    expect(error).toContain("server: ");
+  });
+
+  it.each([
+    [{ ...good, admin: true }, "admin"],
+    [{ ...good, endpoints: { ...good.endpoints, metrics: "127.0.0.1:9502" } }, "metrics"],
+    [{ ...good, loaded: [{ model: "iris", version: 1, path: "/x" }] }, "path"],
+  ])("refuses unknown fields (%#)", async (body, field) => {
+    const app = await setup();
+    const { status, error } = await register(app, body);
+    expect(status).toBe(400);
+    expect(error).toContain(field);
+  });
+
+  it.each([
+    [{ http: "https://agent-0.onnx.svc.cluster.local:9500", grpc: "agent-0.onnx.svc.cluster.local:9501" }],
+    [{ http: "http://[::1]:9500", grpc: "[::1]:9501" }],
+    [{ http: "http://localhost:65535" }],
+    [{ http: "http://10.0.3.7:80", grpc: "10.0.3.7:443" }],
+  ])("accepts the endpoints %j", async (endpoints) => {
+    const app = await setup();
+    const { status, error } = await register(app, { ...good, endpoints });
+    expect(error).toBeUndefined();
+    expect(status).toBe(200);
+    expect(h.scheduler.agentView("onnx", 0)?.endpoints).toEqual(endpoints);
+  });
+});
