@@ -227,10 +227,16 @@ export function createApp(deps: AppDeps): Hono {
             cause: err,
           });
         }
-        throw new GatewayError("unavailable", `model ${decision.model} is unavailable: ${err.message}`, {
-          cause: err,
-          retriable: true,
-        });
+        // The upstream message can name the agent's URL: it goes to the log, never to the caller.
+        logger.warn({ model: decision.model, err: err.message }, "no replica answered");
+        throw new GatewayError(
+          "unavailable",
+          `model ${decision.model} is unavailable: the call to its replica failed`,
+          {
+            cause: err,
+            retriable: true,
+          },
+        );
       }
       throw err;
     }

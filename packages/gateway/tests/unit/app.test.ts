@@ -308,6 +308,17 @@ describe("balancing and failures", () => {
     expect(calls).toBe(2);
   });
 
+  it("never names an agent's address in the 503 it answers", async () => {
+    const bad = [{ server: "fake", replica: 0, version: 1, http: "ftp://10.9.8.7:9500" }];
+    const { app } = makeApp(table([{ name: "iris", version: 1, state: "ModelAvailable", endpoints: bad }]));
+    const res = await infer(app, "/v2/models/iris/infer");
+    expect(res.status).toBe(503);
+    const { error } = (await res.json()) as { error: string };
+    expect(error).toMatch(/model iris is unavailable/);
+    expect(error).not.toContain("10.9.8.7");
+    expect(error).not.toContain("9500");
+  });
+
   it("answers 504 when the agent does not answer within the deadline", async () => {
     const slow = await agent("slow", { hold: true });
     const { app } = makeApp(table([model("iris", [slow])]), { config: { deadlineMs: 50 } });
