@@ -306,7 +306,7 @@ function mediaType(header: string): string {
 /** Whether the request carries body bytes; reads the body only when no header says (it stays readable). */
 async function hasBody(c: Context): Promise<boolean> {
   const length = c.req.header("content-length");
-  if (length !== undefined) return length.trim() !== "0";
+  if (length !== undefined) return Number(length.trim()) !== 0;
   if (c.req.header("transfer-encoding") !== undefined) return true;
   if (c.req.raw.body === null) return false;
   return (await c.req.arrayBuffer()).byteLength > 0;
