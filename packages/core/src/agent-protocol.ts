@@ -5,7 +5,8 @@ import type { ReplicaState } from "./status.js";
 
 /**
  * The wire contract between an agent (one per server replica) and the scheduler's control API.
- * All bodies are JSON; paths are relative to the scheduler URL (default http://127.0.0.1:9004).
+ * All bodies are JSON, sent as `content-type: application/json` (anything else gets 415); paths are relative to the
+ * scheduler URL (default http://127.0.0.1:9004).
  *
  * - `POST   /v1/agents`                                 AgentRegistration → AgentRegistered
  * - `POST   /v1/agents/{server}/{replica}/heartbeat`    → 204; 404 means "unknown agent: register again"
