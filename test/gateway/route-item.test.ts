@@ -50,7 +50,7 @@ describe("the routes item on DynamoDB Local, as the scheduler writes it and a La
         { type: "put", key: ROUTES_KEY, value: stored.value, expectedVersion: version },
       ]);
       version = item!.version;
-      expect(await reader()).toEqual(table);
+      expect(await reader(new AbortController().signal)).toEqual(table);
       // A restarted scheduler reads the same table back.
       expect((await loadState(store)).routes).toEqual(table);
     }

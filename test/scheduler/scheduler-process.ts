@@ -87,7 +87,12 @@ export async function waitActive(url: string, timeoutMs = 20_000): Promise<void>
 }
 
 export async function applyManifest(url: string, yaml: string): Promise<Response> {
-  return fetch(`${url}/v1/apply`, { method: "POST", body: yaml, signal: AbortSignal.timeout(10_000) });
+  return fetch(`${url}/v1/apply`, {
+    method: "POST",
+    headers: { "content-type": "application/yaml" },
+    body: yaml,
+    signal: AbortSignal.timeout(10_000),
+  });
 }
 
 export async function getJson<T>(url: string): Promise<T | undefined> {

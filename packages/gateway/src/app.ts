@@ -159,6 +159,8 @@ export function createApp(deps: AppDeps): Hono {
 
   async function forward(c: Context, target: Target, op: Op): Promise<Response> {
     const started = now();
+    // One deadline for the whole request: the route table read (Lambda: DynamoDB) and both upstream attempts.
+    const deadline = Date.now() + deadlineMs;
     let model = "";
     let status = 500;
     try {
@@ -167,14 +169,14 @@ export function createApp(deps: AppDeps): Hono {
       if (body && validateJson) checkJson(c.req.raw.headers, body);
       const pending = routes.table();
       // Most sources answer synchronously; awaiting a plain value would still cost a turn of the microtask queue.
-      const table = pending instanceof Promise ? await pending : pending;
+      const table = pending instanceof Promise ? await beforeDeadline(pending, deadline) : pending;
       if (!table) throw new GatewayError("unavailable", "gateway has no route table yet", { retriable: true });
       const decision = resolveRoute(table, target, { op, stickyRoute: c.req.header(SELDON_ROUTE_HEADER), random });
       model = decision.model;
       const headers = forwardHeaders(c.req.raw.headers);
       const path = upstreamPath(decision, op);
       if (decision.mirror && body) mirror(decision.mirror.model, decision.mirror.endpoints, path, headers, body);
-      const res = await callWithRetry(decision, path, headers, body, op === "infer" ? "POST" : "GET");
+      const res = await callWithRetry(decision, path, headers, body, op === "infer" ? "POST" : "GET", deadline);
       status = res.status;
       return toResponse(res, decision.route);
     } catch (err) {
@@ -191,9 +193,9 @@ export function createApp(deps: AppDeps): Hono {
     headers: Record<string, string>,
     body: Uint8Array | undefined,
     method: "GET" | "POST",
+    deadline: number,
   ): Promise<UpstreamResponse> {
     // One deadline for both attempts; each call's timer gets what is left of it.
-    const deadline = Date.now() + deadlineMs;
     const first = balancer.pick(decision.model, decision.endpoints)!;
     try {
       let res: UpstreamResponse;
@@ -227,10 +229,16 @@ export function createApp(deps: AppDeps): Hono {
             cause: err,
           });
         }
-        throw new GatewayError("unavailable", `model ${decision.model} is unavailable: ${err.message}`, {
-          cause: err,
-          retriable: true,
-        });
+        // The upstream message can name the agent's URL: it goes to the log, never to the caller.
+        logger.warn({ model: decision.model, err: err.message }, "no replica answered");
+        throw new GatewayError(
+          "unavailable",
+          `model ${decision.model} is unavailable: the call to its replica failed`,
+          {
+            cause: err,
+            retriable: true,
+          },
+        );
       }
       throw err;
     }
@@ -321,6 +329,18 @@ export function createApp(deps: AppDeps): Hono {
       chunks.push(value);
     }
     return Buffer.concat(chunks);
+  }
+
+  /** The route table, or a 504 once the request's deadline passes (a slow source must not hold the request). */
+  function beforeDeadline<T>(pending: Promise<T>, deadline: number): Promise<T> {
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const expired = new Promise<never>((_, reject) => {
+      timer = setTimeout(
+        () => reject(new GatewayError("timeout", `the route table did not come within ${deadlineMs} ms`)),
+        Math.min(Math.max(0, deadline - Date.now()), 2 ** 31 - 1),
+      );
+    });
+    return Promise.race([pending, expired]).finally(() => clearTimeout(timer));
   }
 
   function tooLarge(): GatewayError {

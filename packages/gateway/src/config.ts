@@ -26,6 +26,8 @@ export const gatewayEnvSchema = sharedEnvSchema.extend({
   TERN_GATEWAY_ROUTE_CACHE_MS: envVar.int(1000, 0),
   /** Lambda entry: how old a cached table may be and still be served when DynamoDB fails. */
   TERN_GATEWAY_ROUTE_STALE_MS: envVar.int(30_000, 0),
+  /** Lambda entry: a DynamoDB read of the route table not answered by then fails (stale table, or 503). */
+  TERN_GATEWAY_ROUTE_READ_TIMEOUT_MS: envVar.int(2000, 1),
 });
 export type GatewayConfig = z.infer<typeof gatewayEnvSchema>;
 

@@ -108,6 +108,13 @@ export function createGrpcProxy(options: GrpcProxyOptions): GrpcProxy {
           metrics.upstreamError(model, "timeout");
           throw new GatewayError("timeout", `model ${model} did not answer within ${deadlineMs} ms`);
         }
+        if (code === grpc.status.UNAVAILABLE) {
+          // grpc-js fills these details itself ("connect ECONNREFUSED 10.0.3.7:9501"): log them, answer without them.
+          logger.warn({ model, details: result.error.details }, "no replica answered (gRPC)");
+          throw new GatewayError("unavailable", `model ${model} is unavailable: the call to its replica failed`, {
+            retriable: true,
+          });
+        }
         throw result.error;
       }
       return result.value;

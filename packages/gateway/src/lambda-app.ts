@@ -25,6 +25,7 @@ export function createLambdaApp(env: Record<string, string | undefined>, logger:
       logger,
       cacheMs: config.TERN_GATEWAY_ROUTE_CACHE_MS,
       staleMs: config.TERN_GATEWAY_ROUTE_STALE_MS,
+      readTimeoutMs: config.TERN_GATEWAY_ROUTE_READ_TIMEOUT_MS,
     });
   const apiKeys = createApiKeyCheck(config.TERN_GATEWAY_API_KEY_SHA256 ?? []);
   return createApp({

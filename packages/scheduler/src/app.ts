@@ -1,8 +1,9 @@
-import { timingSafeEqual } from "node:crypto";
+import { createHash, timingSafeEqual } from "node:crypto";
 import {
   type AgentAssignments,
   type AgentEvent,
   type AgentRegistration,
+  agentRegistrationSchema,
   type LeaseState,
   parseManifestsOrThrow,
   REPLICA_STATES,
@@ -37,16 +38,6 @@ export interface ControlAppDeps {
   maxBodyBytes?: number;
 }
 
-const agentRegistrationSchema = z.object({
-  server: z.string().min(1),
-  replica: z.number().int().min(0),
-  capabilities: z.array(z.string()),
-  memoryBytes: z.number().int().min(0),
-  overcommitPercent: z.number().min(0).optional(),
-  endpoints: z.object({ http: z.string().min(1), grpc: z.string().min(1).optional() }),
-  loaded: z.array(z.object({ model: z.string().min(1), version: z.number().int().min(1) })).default([]),
-});
-
 const agentEventSchema = z.object({
   model: z.string().min(1),
   version: z.number().int().min(1),
@@ -62,6 +53,7 @@ const agentEventSchema = z.object({
 export function createControlApp(deps: ControlAppDeps): Hono {
   const { logger } = deps;
   const heartbeatMs = deps.streamHeartbeatMs ?? 15_000;
+  const tokenDigest = deps.token === undefined ? undefined : sha256(deps.token);
   const app = new Hono();
 
   app.onError((err, c) => {
@@ -82,8 +74,16 @@ export function createControlApp(deps: ControlAppDeps): Hono {
   // Unauthenticated liveness for probes: says nothing about the state.
   app.get("/healthz", (c) => c.json({ status: "ok", active: deps.active() !== undefined }));
 
+  // Browsers put Origin on every request but same-origin GETs (and on every POST, even a bodyless no-cors one such as
+  // a drain); our clients never send it. No page may drive the control API, whatever it sends.
   app.use("/v1/*", async (c, next) => {
-    if (deps.token !== undefined && !validBearer(c.req.header("authorization"), deps.token)) {
+    if (c.req.header("origin") !== undefined) {
+      return c.json({ error: "the control API is not for browsers: requests carrying Origin are refused" }, 403);
+    }
+    await next();
+  });
+  app.use("/v1/*", async (c, next) => {
+    if (tokenDigest !== undefined && !validBearer(c.req.header("authorization"), tokenDigest)) {
       c.header("WWW-Authenticate", 'Bearer realm="tern-scheduler"');
       return c.json({ error: "missing or wrong bearer token (set TERN_SCHEDULER_TOKEN)" }, 401);
     }
@@ -96,6 +96,21 @@ export function createControlApp(deps: ControlAppDeps): Hono {
       onError: (c) => c.json({ error: "request body too large" }, 413),
     }),
   );
+
+  // Bodies must name a type a web page cannot send without a CORS preflight (text/plain, forms are what it can send),
+  // so no page the operator visits can change a scheduler that listens on loopback without a token.
+  app.on(["POST", "PUT", "PATCH", "DELETE"], "/v1/*", async (c, next) => {
+    const accepted = c.req.path === "/v1/apply" ? MANIFEST_TYPES : JSON_TYPES;
+    const type = c.req.header("content-type");
+    if (type === undefined ? await hasBody(c) : !accepted.includes(mediaType(type))) {
+      const named = type === undefined ? "a body without content type" : `content type ${JSON.stringify(type)}`;
+      return c.json(
+        { error: `${c.req.method} ${c.req.path} takes ${accepted.slice(0, 2).join(" or ")}: ${named} is refused` },
+        415,
+      );
+    }
+    await next();
+  });
 
   /** The active scheduler, or a 503 naming the leader. */
   async function writer(c: Context): Promise<Scheduler> {
@@ -278,18 +293,43 @@ function statusFor(code: unknown): ContentfulStatusCode {
   }
 }
 
+/** Body types of `/v1/apply` (YAML is a superset of JSON); the first two are named in 415 answers. */
+const MANIFEST_TYPES = ["application/json", "application/yaml", "application/x-yaml", "text/yaml", "text/x-yaml"];
+/** Body types of every other route. */
+const JSON_TYPES = ["application/json"];
+
+/** `Application/JSON; charset=utf-8` → `application/json`. */
+function mediaType(header: string): string {
+  return header.split(";", 1)[0]!.trim().toLowerCase();
+}
+
+/** Whether the request carries body bytes; reads the body only when no header says (it stays readable). */
+async function hasBody(c: Context): Promise<boolean> {
+  const length = c.req.header("content-length");
+  if (length !== undefined) return Number(length.trim()) !== 0;
+  if (c.req.header("transfer-encoding") !== undefined) return true;
+  if (c.req.raw.body === null) return false;
+  return (await c.req.arrayBuffer()).byteLength > 0;
+}
+
 function leaderInfo(lease: LeaseState | undefined): { holder: string; expiresAt: number } | null {
   if (lease === undefined || lease.expiresAt < Date.now()) return null;
   return { holder: lease.holder, expiresAt: lease.expiresAt };
 }
 
-function validBearer(header: string | undefined, token: string): boolean {
+/**
+ * Compares SHA-256 digests, not the tokens: timingSafeEqual needs equal lengths, and returning early on a length
+ * mismatch would tell a caller timing the answers how long the token is.
+ */
+function validBearer(header: string | undefined, expectedDigest: Buffer): boolean {
   if (header === undefined) return false;
   const match = /^Bearer\s+(.+)$/i.exec(header.trim());
   if (match === null) return false;
-  const given = Buffer.from(match[1]!);
-  const expected = Buffer.from(token);
-  return given.length === expected.length && timingSafeEqual(given, expected);
+  return timingSafeEqual(sha256(match[1]!), expectedDigest);
+}
+
+function sha256(text: string): Buffer {
+  return createHash("sha256").update(text, "utf8").digest();
 }
 
 async function jsonBody(c: Context): Promise<unknown> {

@@ -131,6 +131,8 @@ export interface Scheduler {
   checkHeartbeats(): Promise<void>;
   /** A snapshot of the state (a copy), for tests and diagnostics. */
   snapshot(): ClusterState;
+  /** How many agents' last heartbeats are kept: never more than the registered replicas. For tests and diagnostics. */
+  trackedHeartbeats(): number;
 }
 
 /** The items in one transaction besides the changed records: the revision and, when it changed, the route table. */
@@ -520,7 +522,9 @@ export function createScheduler(options: SchedulerOptions): Scheduler {
       if (!REPLICA_STATES.includes(event.state)) {
         return Promise.reject(new TernError("bad_request", `state: unknown replica state "${String(event.state)}"`));
       }
-      heartbeats.set(replicaId(server, replica), now());
+      // Only registered agents get an entry: unknown ones would grow the map without bound (they get 404 below).
+      const id = replicaId(server, replica);
+      if (state.replicas.has(id)) heartbeats.set(id, now());
       return change((draft) => {
         requireAgent(draft, server, replica);
         const { version, entry } = findModelReplica(draft, server, replica, event);
@@ -621,6 +625,8 @@ export function createScheduler(options: SchedulerOptions): Scheduler {
 
     async checkHeartbeats() {
       if (stopped || leaseLost) return;
+      // Keeps the map within the registered replicas whatever path removed one.
+      for (const id of heartbeats.keys()) if (!state.replicas.has(id)) heartbeats.delete(id);
       const t = now();
       const expired = [...state.replicas.keys()].filter((id) => t - (heartbeats.get(id) ?? t) > heartbeatTimeoutMs);
       if (expired.length === 0) return;
@@ -643,6 +649,7 @@ export function createScheduler(options: SchedulerOptions): Scheduler {
     },
 
     snapshot: () => cloneClusterState(state),
+    trackedHeartbeats: () => heartbeats.size,
   };
 
   function closeAssignments(id: string): void {

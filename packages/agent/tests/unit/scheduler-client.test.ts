@@ -151,7 +151,11 @@ spec:
 `;
 
 async function apply(plane: ControlPlane, yaml: string): Promise<void> {
-  const res = await fetch(`${plane.url}/v1/apply`, { method: "POST", body: yaml });
+  const res = await fetch(`${plane.url}/v1/apply`, {
+    method: "POST",
+    headers: { "content-type": "application/yaml" },
+    body: yaml,
+  });
   expect(res.status, await res.clone().text()).toBe(200);
 }
 

@@ -4,7 +4,7 @@ import { afterEach, describe, expect, it } from "vitest";
 import { createApiKeyCheck, hashApiKey } from "../../src/api-keys.js";
 import { type AppConfig, createApp } from "../../src/app.js";
 import { type GatewayMetrics, noopMetrics } from "../../src/metrics.js";
-import { createMemoryRouteSource } from "../../src/route-source.js";
+import { createMemoryRouteSource, type RouteSource } from "../../src/route-source.js";
 import { createHttpUpstream, type Upstream } from "../../src/upstream.js";
 import { type FakeAgent, type FakeAgentOptions, refusedPort, startFakeAgent, waitFor } from "./fake-agent.js";
 
@@ -40,6 +40,8 @@ interface MakeOptions {
   keys?: string[];
   upstream?: Upstream;
   metrics?: GatewayMetrics;
+  /** Replaces the in-memory source holding `routes`. */
+  routes?: RouteSource;
 }
 
 function makeApp(routes: RouteTable | undefined, options: MakeOptions = {}) {
@@ -47,7 +49,7 @@ function makeApp(routes: RouteTable | undefined, options: MakeOptions = {}) {
   opened.push(upstream);
   const source = createMemoryRouteSource(routes);
   const app = createApp({
-    routes: source,
+    routes: options.routes ?? source,
     upstream,
     logger,
     ...(options.config ? { config: options.config } : {}),
@@ -306,6 +308,28 @@ describe("balancing and failures", () => {
     expect(res.status).toBe(503);
     expect(((await res.json()) as { error: string }).error).toMatch(/model iris is unavailable/);
     expect(calls).toBe(2);
+  });
+
+  it("answers 504 when the route table does not come within the request deadline", async () => {
+    const never: RouteSource = { table: () => new Promise<never>(() => {}), close: async () => {} };
+    const { app } = makeApp(table([]), { config: { deadlineMs: 50 }, routes: never });
+    const res = await Promise.race([
+      infer(app, "/v2/models/iris/infer"),
+      new Promise<never>((_, reject) => setTimeout(() => reject(new Error("no answer after 3 s")), 3000)),
+    ]);
+    expect(res.status).toBe(504);
+    expect(((await res.json()) as { error: string }).error).toBe("the route table did not come within 50 ms");
+  });
+
+  it("never names an agent's address in the 503 it answers", async () => {
+    const bad = [{ server: "fake", replica: 0, version: 1, http: "ftp://10.9.8.7:9500" }];
+    const { app } = makeApp(table([{ name: "iris", version: 1, state: "ModelAvailable", endpoints: bad }]));
+    const res = await infer(app, "/v2/models/iris/infer");
+    expect(res.status).toBe(503);
+    const { error } = (await res.json()) as { error: string };
+    expect(error).toMatch(/model iris is unavailable/);
+    expect(error).not.toContain("10.9.8.7");
+    expect(error).not.toContain("9500");
   });
 
   it("answers 504 when the agent does not answer within the deadline", async () => {

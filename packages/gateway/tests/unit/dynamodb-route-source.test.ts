@@ -25,6 +25,14 @@ function scriptedReader() {
   return { state, read };
 }
 
+/** Fails the test instead of hanging it when `p` never settles. */
+function bounded<T>(p: T | Promise<T>, ms = 2000): Promise<T> {
+  return Promise.race([
+    Promise.resolve(p),
+    new Promise<never>((_, reject) => setTimeout(() => reject(new Error(`still pending after ${ms} ms`)), ms)),
+  ]);
+}
+
 describe("DynamoDB route source", () => {
   it("reads once per cache period however many requests ask", async () => {
     let clock = 1000;
@@ -65,6 +73,42 @@ describe("DynamoDB route source", () => {
     await expect(source.table()).rejects.toMatchObject({ code: "unavailable" });
   });
 
+  it("bounds a read that never ends, serving the cached table and not reading again for a cache period", async () => {
+    let clock = 0;
+    const { state, read } = scriptedReader();
+    const signals: AbortSignal[] = [];
+    const source = createDynamoDbRouteSource({
+      read: (signal) => {
+        signals.push(signal);
+        return read();
+      },
+      logger,
+      cacheMs: 100,
+      staleMs: 1000,
+      readTimeoutMs: 20,
+      now: () => clock,
+    });
+    expect((await source.table())?.revision).toBe(1);
+    state.gate = new Promise<void>(() => {});
+    clock = 150;
+    expect((await bounded(source.table()))?.revision).toBe(1);
+    expect(signals[1]?.aborted).toBe(true);
+    clock = 200;
+    expect((await source.table())?.revision).toBe(1);
+    expect(state.reads).toBe(2);
+  });
+
+  it("fails with 503 naming the timeout when a read never ends and no table is cached", async () => {
+    const { state, read } = scriptedReader();
+    state.gate = new Promise<void>(() => {});
+    const source = createDynamoDbRouteSource({ read, logger, readTimeoutMs: 20, now: () => 0 });
+    const err = await bounded(source.table()).catch((e: unknown) => e);
+    expect(err).toMatchObject({
+      code: "unavailable",
+      message: "route table is unavailable: reading it took longer than 20 ms",
+    });
+  });
+
   it("has no table while the item does not exist", async () => {
     const { state, read } = scriptedReader();
     state.next = undefined;
@@ -88,13 +132,13 @@ describe("DynamoDB route source", () => {
       },
     };
     const reader = createDynamoDbRouteReader({ tableName: "tern-x", region: "us-east-1", client: client as never });
-    expect((await reader())?.revision).toBe(42);
+    expect((await reader(new AbortController().signal))?.revision).toBe(42);
     expect(sent).toEqual([{ TableName: "tern-x", Key: { pk: { S: "routes" }, sk: { S: "current" } } }]);
   });
 
   it("refuses an item that does not hold a route table", async () => {
     const client = { send: async () => ({ Item: { json: { S: JSON.stringify({ nope: true }) } } }) };
     const reader = createDynamoDbRouteReader({ tableName: "tern-x", region: "us-east-1", client: client as never });
-    await expect(reader()).rejects.toMatchObject({ code: "internal" });
+    await expect(reader(new AbortController().signal)).rejects.toMatchObject({ code: "internal" });
   });
 });

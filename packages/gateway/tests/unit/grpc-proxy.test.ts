@@ -218,6 +218,18 @@ describe("gRPC proxy", () => {
     }
   });
 
+  it("answers UNAVAILABLE without the agents' addresses when none can be reached", async () => {
+    const dead = [`127.0.0.1:${await refusedPort()}`, `127.0.0.1:${await refusedPort()}`];
+    const { client } = await setup([route("iris", dead)]);
+    const res = await call(client, "ModelInfer", request);
+    expect(res.error?.code).toBe(grpc.status.UNAVAILABLE);
+    expect(res.error?.details).toMatch(/model iris is unavailable/);
+    for (const address of dead) {
+      expect(res.error?.details).not.toContain(address.split(":")[1]);
+    }
+    expect(res.error?.details).not.toContain("127.0.0.1");
+  });
+
   it("sends the call to another replica when the first no longer holds the model, else answers NOT_FOUND", async () => {
     const gone = await agent("gone", { holdsNothing: true });
     const kept = await agent("kept");

@@ -1,3 +1,4 @@
+import net from "node:net";
 import type { RouteTable } from "@tern/core";
 import type { Hono } from "hono";
 import { handle } from "hono/aws-lambda";
@@ -91,6 +92,34 @@ describe("Lambda entry", () => {
     const big = await viaLambda(app, "POST", "/v2/models/iris/infer", auth, JSON.stringify({ inputs: [1, 2, 3, 4] }));
     expect(big.statusCode).toBe(413);
     expect((await viaLambda(app, "GET", "/v2/health/ready", {})).statusCode).toBe(200);
+  });
+
+  it("answers 503 within the read timeout when DynamoDB accepts the connection but never answers", async () => {
+    const silent = net.createServer(() => {});
+    await new Promise<void>((resolve) => silent.listen(0, "127.0.0.1", resolve));
+    try {
+      const port = (silent.address() as net.AddressInfo).port;
+      const app = createLambdaApp(
+        {
+          DYNAMODB_ENDPOINT: `http://127.0.0.1:${port}`,
+          TERN_GATEWAY_ROUTE_READ_TIMEOUT_MS: "100",
+          TERN_GATEWAY_DEADLINE_MS: "5000",
+        },
+        logger,
+      );
+      const answer = viaLambda(app, "POST", "/v2/models/iris/infer", { "content-type": "application/json" }, "{}");
+      const res = await Promise.race([
+        answer,
+        new Promise<never>((_, reject) => setTimeout(() => reject(new Error("no answer after 3 s")), 3000)),
+      ]);
+      expect(res.statusCode).toBe(503);
+      expect(JSON.parse(res.body)).toEqual({
+        error: "route table is unavailable: reading it took longer than 100 ms",
+      });
+    } finally {
+      silent.close();
+      silent.unref();
+    }
   });
 
   it("refuses bad configuration naming the variable", () => {

@@ -4,6 +4,10 @@ import { createControlApp } from "../../src/app.js";
 import type { Scheduler } from "../../src/scheduler.js";
 import { createHarness, type Harness, model, server, silentLogger } from "./helpers.js";
 
+/** The content types the control API requires for bodies. */
+const YAML = { "content-type": "application/yaml" };
+const JSON_TYPE = { "content-type": "application/json" };
+
 let h: Harness;
 afterEach(async () => {
   await h?.close();
@@ -78,7 +82,11 @@ async function setup(options: { token?: string; standby?: boolean; heartbeatMs?:
 describe("control API", () => {
   it("applies YAML with several documents and lists and shows what it stored", async () => {
     const app = await setup();
-    const res = await app.request("/v1/apply", { method: "POST", body: `${server("onnx", 1)}---\n${model("iris")}` });
+    const res = await app.request("/v1/apply", {
+      method: "POST",
+      headers: YAML,
+      body: `${server("onnx", 1)}---\n${model("iris")}`,
+    });
     expect(res.status).toBe(200);
     const body = (await res.json()) as { results: unknown[]; revision: number };
     expect(body.results).toEqual([
@@ -123,7 +131,7 @@ describe("control API", () => {
     const bad = model("iris").replace("replicas: 1", "replicas: -2");
     const expected = parseManifests(bad).problems.map(formatProblem);
     expect(expected.length).toBeGreaterThan(0);
-    const res = await app.request("/v1/apply", { method: "POST", body: bad });
+    const res = await app.request("/v1/apply", { method: "POST", headers: YAML, body: bad });
     expect(res.status).toBe(400);
     const body = (await res.json()) as { error: string; problems: unknown[] };
     expect(body.error).toBe(expected.join("\n"));
@@ -144,7 +152,7 @@ describe("control API", () => {
   it("answers writes with 503 naming the leader when standing by, and serves reads from the store", async () => {
     const app = await setup({ standby: true });
     await h.apply(server("onnx", 1));
-    const res = await app.request("/v1/apply", { method: "POST", body: model("iris") });
+    const res = await app.request("/v1/apply", { method: "POST", headers: YAML, body: model("iris") });
     expect(res.status).toBe(503);
     expect(await res.json()).toMatchObject({ error: "not the active scheduler", leader: { holder: "test" } });
     const list = (await (await app.request("/v1/servers")).json()) as { items: { name: string }[] };
@@ -157,10 +165,10 @@ describe("control API", () => {
 
   it("streams every change with its revision, resuming from a revision", async () => {
     const app = await setup();
-    await app.request("/v1/apply", { method: "POST", body: server("onnx", 1) });
+    await app.request("/v1/apply", { method: "POST", headers: YAML, body: server("onnx", 1) });
     const from = h.scheduler.revision;
-    await app.request("/v1/apply", { method: "POST", body: model("a") });
-    await app.request("/v1/apply", { method: "POST", body: model("b") });
+    await app.request("/v1/apply", { method: "POST", headers: YAML, body: model("a") });
+    await app.request("/v1/apply", { method: "POST", headers: YAML, body: model("b") });
     const res = await app.request(`/v1/watch?fromRevision=${from}`);
     expect(res.headers.get("content-type")).toMatch(/text\/event-stream/);
     const { events } = await readEvents(res, 2);
@@ -174,7 +182,7 @@ describe("control API", () => {
     const app = await setup();
     const res = await app.request(`/v1/watch?fromRevision=${h.scheduler.revision}`);
     const reading = readEvents(res, 1);
-    await app.request("/v1/apply", { method: "POST", body: server("onnx", 1) });
+    await app.request("/v1/apply", { method: "POST", headers: YAML, body: server("onnx", 1) });
     const { events } = await reading;
     expect(events).toHaveLength(1);
     expect(events[0]).toMatchObject({ event: "change", id: String(h.scheduler.revision) });
@@ -182,7 +190,7 @@ describe("control API", () => {
 
   it("tells a watcher whose revision is outside the kept history to re-list", async () => {
     const app = await setup({ historyLimit: 2 });
-    for (let i = 0; i < 4; i++) await app.request("/v1/apply", { method: "POST", body: model(`m${i}`) });
+    for (let i = 0; i < 4; i++) await app.request("/v1/apply", { method: "POST", headers: YAML, body: model(`m${i}`) });
     const res = await app.request("/v1/watch?fromRevision=0");
     const { events } = await readEvents(res, 1);
     expect(events[0]).toMatchObject({ event: "reset", id: String(h.scheduler.revision) });
@@ -198,9 +206,14 @@ describe("control API", () => {
 
   it("runs the agent protocol: register, assignments stream, events, heartbeat, view, drain, leave", async () => {
     const app = await setup();
-    await app.request("/v1/apply", { method: "POST", body: `${server("onnx", 1)}---\n${model("iris")}` });
+    await app.request("/v1/apply", {
+      method: "POST",
+      headers: YAML,
+      body: `${server("onnx", 1)}---\n${model("iris")}`,
+    });
     const reg = await app.request("/v1/agents", {
       method: "POST",
+      headers: JSON_TYPE,
       body: JSON.stringify({
         server: "onnx",
         replica: 0,
@@ -218,6 +231,7 @@ describe("control API", () => {
     expect(assignments.models.map((m) => [m.model, m.version])).toEqual([["iris", 1]]);
     const ev = await app.request("/v1/agents/onnx/0/events", {
       method: "POST",
+      headers: JSON_TYPE,
       body: JSON.stringify({ model: "iris", version: 1, state: "Available" }),
     });
     expect(ev.status).toBe(204);
@@ -232,6 +246,7 @@ describe("control API", () => {
     expect((await app.request("/v1/agents/onnx/7/heartbeat", { method: "POST" })).status).toBe(404);
     const bad = await app.request("/v1/agents/onnx/0/events", {
       method: "POST",
+      headers: JSON_TYPE,
       body: JSON.stringify({ model: "iris", version: 1, state: "Happy" }),
     });
     expect(bad.status).toBe(400);
@@ -243,11 +258,218 @@ describe("control API", () => {
 
   it("deletes resources and answers 404 for unknown ones", async () => {
     const app = await setup();
-    await app.request("/v1/apply", { method: "POST", body: server("onnx", 1) });
+    await app.request("/v1/apply", { method: "POST", headers: YAML, body: server("onnx", 1) });
     expect((await app.request("/v1/servers/onnx", { method: "DELETE" })).status).toBe(200);
     expect((await app.request("/v1/servers/onnx")).status).toBe(404);
     const res = await app.request("/v1/models/ghost", { method: "DELETE" });
     expect(res.status).toBe(404);
     expect(await res.json()).toEqual({ error: "Model ghost not found" });
+  });
+});
+
+describe("request bodies", () => {
+  const registration = JSON.stringify({
+    server: "onnx",
+    replica: 0,
+    capabilities: ["onnx"],
+    memoryBytes: 1 << 30,
+    endpoints: { http: "http://127.0.0.1:9500" },
+  });
+
+  // A web page can send these three types cross-origin without a CORS preflight: they must never change state.
+  it.each([["text/plain;charset=UTF-8"], ["application/x-www-form-urlencoded"], ["multipart/form-data; boundary=x"]])(
+    "refuses a manifest sent as %s with 415 and applies nothing",
+    async (type) => {
+      const app = await setup();
+      const res = await app.request("/v1/apply", {
+        method: "POST",
+        headers: { "content-type": type },
+        body: model("iris"),
+      });
+      expect(res.status).toBe(415);
+      expect(((await res.json()) as { error: string }).error).toMatch(/application\/json or application\/yaml/);
+      expect(h.scheduler.list("Model")).toEqual([]);
+    },
+  );
+
+  it("refuses a body that names no content type", async () => {
+    const app = await setup();
+    const res = await app.request(
+      new Request("http://scheduler/v1/apply", { method: "POST", body: new TextEncoder().encode(model("iris")) }),
+    );
+    expect(res.status).toBe(415);
+    expect(h.scheduler.list("Model")).toEqual([]);
+  });
+
+  it.each([["application/yaml"], ["application/x-yaml"], ["text/yaml"], ["application/json; charset=utf-8"]])(
+    "applies a manifest sent as %s",
+    async (type) => {
+      const app = await setup();
+      const body = type.startsWith("application/json")
+        ? JSON.stringify({
+            apiVersion: "mlops.seldon.io/v1alpha1",
+            kind: "Model",
+            metadata: { name: "iris" },
+            spec: {
+              storageUri: "file:///m",
+              requirements: ["onnx"],
+            },
+          })
+        : model("iris");
+      const res = await app.request("/v1/apply", { method: "POST", headers: { "content-type": type }, body });
+      expect(res.status).toBe(200);
+    },
+  );
+
+  it("takes agent bodies as JSON only", async () => {
+    const app = await setup();
+    await app.request("/v1/apply", { method: "POST", headers: YAML, body: server("onnx", 1) });
+    for (const type of ["text/plain", "application/yaml"]) {
+      const res = await app.request("/v1/agents", {
+        method: "POST",
+        headers: { "content-type": type },
+        body: registration,
+      });
+      expect(res.status).toBe(415);
+      expect(((await res.json()) as { error: string }).error).toMatch(/takes application\/json/);
+    }
+    expect(h.scheduler.agentView("onnx", 0)).toBeUndefined();
+    expect((await app.request("/v1/agents", { method: "POST", headers: JSON_TYPE, body: registration })).status).toBe(
+      200,
+    );
+    const event = JSON.stringify({ model: "iris", version: 1, state: "Available" });
+    const plain = await app.request("/v1/agents/onnx/0/events", {
+      method: "POST",
+      headers: { "content-type": "text/plain" },
+      body: event,
+    });
+    expect(plain.status).toBe(415);
+  });
+
+  it("needs no content type on requests without a body", async () => {
+    const app = await setup();
+    await app.request("/v1/apply", { method: "POST", headers: YAML, body: server("onnx", 1) });
+    await app.request("/v1/agents", { method: "POST", headers: JSON_TYPE, body: registration });
+    expect((await app.request("/v1/agents/onnx/0/heartbeat", { method: "POST" })).status).toBe(204);
+    expect((await app.request("/v1/agents/onnx/0/drain", { method: "POST" })).status).toBe(202);
+    expect((await app.request("/v1/agents/onnx/0", { method: "DELETE" })).status).toBe(204);
+    expect((await app.request("/v1/servers/onnx", { method: "DELETE" })).status).toBe(200);
+  });
+
+  it("refuses a body on a bodyless route when its type is not JSON", async () => {
+    const app = await setup();
+    await app.request("/v1/apply", { method: "POST", headers: YAML, body: server("onnx", 1) });
+    const res = await app.request("/v1/servers/onnx", {
+      method: "DELETE",
+      headers: { "content-type": "text/plain" },
+      body: "x",
+    });
+    expect(res.status).toBe(415);
+    expect(h.scheduler.get("Server", "onnx")).toBeDefined();
+  });
+});
+
+describe("browsers", () => {
+  it("refuses any request a browser sends (it carries Origin), even a bodyless drain", async () => {
+    const app = await setup();
+    await app.request("/v1/apply", { method: "POST", headers: YAML, body: server("onnx", 1) });
+    await h.scheduler.registerAgent({
+      server: "onnx",
+      replica: 0,
+      capabilities: ["onnx"],
+      memoryBytes: 1 << 30,
+      endpoints: { http: "http://127.0.0.1:9500" },
+      loaded: [],
+    });
+    // What fetch(url, { method: "POST", mode: "no-cors" }) from a page sends: no body, no preflight.
+    const drain = await app.request("/v1/agents/onnx/0/drain", {
+      method: "POST",
+      headers: { origin: "https://evil.example" },
+    });
+    expect(drain.status).toBe(403);
+    expect(((await drain.json()) as { error: string }).error).toMatch(/not for browsers/);
+    expect(h.scheduler.agentView("onnx", 0)).toMatchObject({ draining: false });
+    expect((await app.request("/v1/status", { headers: { origin: "null" } })).status).toBe(403);
+    expect((await app.request("/healthz", { headers: { origin: "https://evil.example" } })).status).toBe(200);
+  });
+});
+
+describe("agent registration", () => {
+  const good = {
+    server: "onnx",
+    replica: 0,
+    capabilities: ["onnx"],
+    memoryBytes: 1 << 30,
+    endpoints: { http: "http://127.0.0.1:9500", grpc: "127.0.0.1:9501" },
+    loaded: [],
+  };
+
+  async function register(app: Awaited<ReturnType<typeof setup>>, body: unknown) {
+    const res = await app.request("/v1/agents", { method: "POST", headers: JSON_TYPE, body: JSON.stringify(body) });
+    return { status: res.status, error: ((await res.json()) as { error?: string }).error };
+  }
+
+  it.each([
+    ["javascript:alert(1)", "endpoints.http"],
+    ["ftp://127.0.0.1:9500", "endpoints.http"],
+    ["http://127.0.0.1", "endpoints.http"],
+    ["http://127.0.0.1:0", "endpoints.http"],
+    ["http://127.0.0.1:65536", "endpoints.http"],
+    ["http://user:pw@127.0.0.1:9500", "endpoints.http"],
+    ["http://127.0.0.1:9500/v2", "endpoints.http"],
+    ["http://127.0.0.1:9500/", "endpoints.http"],
+    ["http://127.0.0.1:9500?x=1", "endpoints.http"],
+    ["http://-agent-:9500", "endpoints.http"],
+    ["http://agent_0:9500", "endpoints.http"],
+    ["http://300.1.1.1:9500", "endpoints.http"],
+    ["http://[zz::1]:9500", "endpoints.http"],
+    [" http://127.0.0.1:9500", "endpoints.http"],
+  ])("refuses the REST endpoint %j", async (http, field) => {
+    const app = await setup();
+    const { status, error } = await register(app, { ...good, endpoints: { http } });
+    expect(status).toBe(400);
+    expect(error).toContain(`${field}: `);
+    expect(h.scheduler.agentView("onnx", 0)).toBeUndefined();
+  });
+
+  it.each([["127.0.0.1"], ["http://127.0.0.1:9501"], ["127.0.0.1:9501/x"], ["[::1]"], ["host:port"]])(
+    "refuses the gRPC endpoint %j",
+    async (grpc) => {
+      const app = await setup();
+      const { status, error } = await register(app, { ...good, endpoints: { http: good.endpoints.http, grpc } });
+      expect(status).toBe(400);
+      expect(error).toContain("endpoints.grpc: ");
+    },
+  );
+
+  it.each([["../etc"], ["a.b"], [""], ["a b"], ["x".repeat(254)]])("refuses the server name %j", async (server) => {
+    const app = await setup();
+    const { status, error } = await register(app, { ...good, server });
+    expect(status).toBe(400);
+    expect(error).toContain("server: ");
+  });
+
+  it.each([
+    [{ ...good, admin: true }, "admin"],
+    [{ ...good, endpoints: { ...good.endpoints, metrics: "127.0.0.1:9502" } }, "metrics"],
+    [{ ...good, loaded: [{ model: "iris", version: 1, path: "/x" }] }, "path"],
+  ])("refuses unknown fields (%#)", async (body, field) => {
+    const app = await setup();
+    const { status, error } = await register(app, body);
+    expect(status).toBe(400);
+    expect(error).toContain(field);
+  });
+
+  it.each([
+    [{ http: "https://agent-0.onnx.svc.cluster.local:9500", grpc: "agent-0.onnx.svc.cluster.local:9501" }],
+    [{ http: "http://[::1]:9500", grpc: "[::1]:9501" }],
+    [{ http: "http://localhost:65535" }],
+    [{ http: "http://10.0.3.7:80", grpc: "10.0.3.7:443" }],
+  ])("accepts the endpoints %j", async (endpoints) => {
+    const app = await setup();
+    const { status, error } = await register(app, { ...good, endpoints });
+    expect(error).toBeUndefined();
+    expect(status).toBe(200);
+    expect(h.scheduler.agentView("onnx", 0)?.endpoints).toEqual(endpoints);
   });
 });

@@ -1,0 +1,35 @@
+import { describe, expect, it } from "vitest";
+import { loadSchedulerConfig } from "../../src/config.js";
+
+function configError(env: Record<string, string>): { code?: unknown; message: string } | undefined {
+  try {
+    loadSchedulerConfig(env);
+    return undefined;
+  } catch (err) {
+    return err as { code?: unknown; message: string };
+  }
+}
+
+describe("scheduler configuration", () => {
+  it.each([["0.0.0.0"], ["::"], ["10.1.2.3"], ["scheduler.internal"]])(
+    "refuses to listen on %s without a token, naming both variables",
+    (host) => {
+      const err = configError({ TERN_SCHEDULER_HOST: host });
+      expect(err?.code).toBe("config.invalid");
+      expect(err?.message).toMatch(/TERN_SCHEDULER_HOST: listening on .* set TERN_SCHEDULER_TOKEN/);
+    },
+  );
+
+  it("treats an empty token as none", () => {
+    expect(configError({ TERN_SCHEDULER_HOST: "0.0.0.0", TERN_SCHEDULER_TOKEN: "" })?.code).toBe("config.invalid");
+  });
+
+  it("listens beyond loopback when a token is set", () => {
+    const config = loadSchedulerConfig({ TERN_SCHEDULER_HOST: "0.0.0.0", TERN_SCHEDULER_TOKEN: "s3cret" });
+    expect(config).toMatchObject({ TERN_SCHEDULER_HOST: "0.0.0.0", TERN_SCHEDULER_TOKEN: "s3cret" });
+  });
+
+  it.each([["127.0.0.1"], ["127.1.2.3"], ["localhost"], ["::1"]])("listens on loopback %s without a token", (host) => {
+    expect(loadSchedulerConfig({ TERN_SCHEDULER_HOST: host }).TERN_SCHEDULER_HOST).toBe(host);
+  });
+});
