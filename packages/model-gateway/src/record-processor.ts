@@ -105,12 +105,15 @@ export function createRecordProcessor(options: RecordProcessorOptions): RecordPr
     if ("error" in result) {
       const status = grpc.status[result.error.code] ?? "UNKNOWN";
       const details = result.error.details || result.error.message;
-      throw new RecordFailure(
-        status,
-        result.error.code === grpc.status.DEADLINE_EXCEEDED
-          ? `model ${model} did not answer within ${deadlineMs} ms`
-          : details,
-      );
+      if (result.error.code === grpc.status.DEADLINE_EXCEEDED) {
+        throw new RecordFailure(status, `model ${model} did not answer within ${deadlineMs} ms`);
+      }
+      if (result.error.code === grpc.status.UNAVAILABLE) {
+        // grpc-js puts the agent's address in these details: log it, keep it out of the record (as the gateway does).
+        logger.warn({ model, details }, "no replica answered (Kafka path)");
+        throw new RecordFailure(status, `model ${model} is unavailable: the call to its replica failed`);
+      }
+      throw new RecordFailure(status, details);
     }
     return result.value;
   }

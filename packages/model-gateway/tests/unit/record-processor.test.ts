@@ -128,3 +128,18 @@ describe("model gateway record processing", () => {
     expect(await processor.process(record(irisRequest(), { topic: "seldon.default.pipeline.p.inputs" }))).toEqual([]);
   });
 });
+
+describe("model gateway record processing when the agent is gone", () => {
+  it("answers UNAVAILABLE without the agent's address in the record", async () => {
+    const gone = createRecordProcessor({
+      topics,
+      routes: createMemoryRouteSource(tableOf(irisRoute("127.0.0.1:1"))),
+      upstream,
+      logger: pino({ level: "silent" }),
+    });
+    const out = await gone.process(record(irisRequest()));
+    expect(out[0]!.headers[ERROR_STATUS_HEADER]).toBe("UNAVAILABLE");
+    expect(out[0]!.headers[ERROR_MESSAGE_HEADER]).toBe("model iris is unavailable: the call to its replica failed");
+    expect(new TextDecoder().decode(out[1]!.value)).not.toContain("127.0.0.1");
+  });
+});
