@@ -3,6 +3,7 @@ export * from "./config.js";
 export * from "./errors.js";
 export * from "./hash-ring.js";
 export * from "./manifest.js";
+export * from "./memory-bus.js";
 export * from "./memory-topic-admin.js";
 export * from "./message-bus.js";
 export * from "./oip.js";
