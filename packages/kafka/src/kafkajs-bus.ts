@@ -13,14 +13,13 @@ import {
   type TopicAdmin,
 } from "@tern/core";
 // The only file of the repository that imports the Kafka client: swapping clients means rewriting this file alone.
-import {
+import kafkajs, {
   type Admin,
   AssignerProtocol,
   type Consumer,
   type EachBatchPayload,
   type IHeaders,
   Kafka,
-  KafkaJSError,
   type LogEntry,
   logLevel,
   PartitionAssigners,
@@ -268,6 +267,10 @@ function headerText(value: IHeaders[string]): string {
 
 /** The co-partitioning assigner wired to kafkajs's wire codec, as `createKafkaBus` gives it to its consumers. */
 export const kafkaCoPartitionedAssigner = coPartitionedAssigner(AssignerProtocol);
+
+// kafkajs adds its error classes to its exports by spreading an object, which Node's ESM loader cannot see as named
+// exports of a CommonJS module (vitest can): read them from the default export.
+const { KafkaJSError } = kafkajs;
 
 /** Thrown out of a batch handler to abandon the batch unresolved (kafkajs then neither resolves nor commits it). */
 class BatchAbandoned extends KafkaJSError {
@@ -523,6 +526,7 @@ export function createKafkaBus(options: KafkaBusOptions): MessageBus {
             failed = reject;
           });
           holding.catch(() => undefined);
+          let awaitingFetch = false;
           try {
             await withDeadline(
               (async () => {
@@ -563,6 +567,15 @@ export function createKafkaBus(options: KafkaBusOptions): MessageBus {
                   for (const [k, p] of pending) if (!holds(p.topic, p.partition)) pending.delete(k);
                   committed.clear();
                   consumerOptions.onAssignment?.(structuredClone(assignment));
+                  awaitingFetch = true;
+                });
+                // kafkajs resolves where a group without a committed offset starts (the end of the partition, unless
+                // fromBeginning) in its first fetch after the join, not at the join: a record produced between the
+                // two would be skipped. So start() resolves after that first fetch, and a record produced once
+                // start() resolved is always read.
+                created.on(created.events.FETCH, () => {
+                  if (!awaitingFetch) return;
+                  awaitingFetch = false;
                   joined();
                 });
                 created.on(created.events.REBALANCING, () => {
