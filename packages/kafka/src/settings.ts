@@ -45,7 +45,7 @@ export interface KafkaConsumerSettings {
   maxBytesPerPartition: number;
   /** Partitions whose batches are handled at the same time by one member. @default 4 */
   partitionsConsumedConcurrently: number;
-  /** Backoff before a batch whose handler threw is handed to it again (doubling up to 20×). @default 100 */
+  /** Backoff before a batch whose handler threw is handed to it again (doubling, up to 16×). @default 100 */
   handlerRetryBackoffMs: number;
 }
 
