@@ -533,6 +533,8 @@ export function createKafkaBus(options: KafkaBusOptions): MessageBus {
                 const counts = await topicAdmin.describeTopics(consumerOptions.topics);
                 const missing = consumerOptions.topics.filter((t) => counts[t] === undefined);
                 if (missing.length > 0) throw new TernError("not_found", `topics do not exist: ${missing.join(", ")}`);
+                // The deadline (or a stop) may have passed meanwhile: then create nothing.
+                if (state !== "running") throw new TernError("timeout", `${what}: abandoned`);
                 const created = kafka.consumer({
                   groupId,
                   partitionAssigners: [
@@ -588,17 +590,27 @@ export function createKafkaBus(options: KafkaBusOptions): MessageBus {
                     failed(fromKafkaError(payload.error, what));
                   }
                 });
+                // After each step: if start was abandoned meanwhile, the cleanup's disconnect may have run before
+                // this step reconnected the client, so disconnect again rather than leave a member running.
+                const stillWanted = async () => {
+                  if (state === "running") return;
+                  await created.disconnect().catch(() => undefined);
+                  throw new TernError("timeout", `${what}: abandoned`);
+                };
                 await created.connect();
+                await stillWanted();
                 await created.subscribe({
                   topics: [...consumerOptions.topics],
                   fromBeginning: consumerOptions.fromBeginning ?? false,
                 });
+                await stillWanted();
                 await created.run({
                   autoCommit: !manual,
                   eachBatchAutoResolve: true,
                   partitionsConsumedConcurrently: c.partitionsConsumedConcurrently,
                   eachBatch,
                 });
+                await stillWanted();
                 await holding;
               })(),
               timeoutMs,
