@@ -134,43 +134,52 @@ export function createMemoryBus(options: MemoryBusOptions = {}): MemoryBus {
   }
 
   function rebalance(group: Group): Promise<void> {
-    group.queue = group.queue.then(async () => {
-      group.rebalancing = true;
-      // Eager, like Kafka's classic protocol: every member finishes the batch in hand, then gives up everything.
-      await Promise.all(group.members.map((m) => m.busy));
-      const members = group.members.filter((m) => m.state === "running");
-      const topics: Array<{ topic: string; partitions: number }> = [];
-      for (const member of members) {
-        for (const topic of member.options.topics) {
-          if (!topics.some((t) => t.topic === topic)) topics.push({ topic, partitions: admin.topics.get(topic) ?? 0 });
-        }
-      }
-      const ids = members.map((m) => m.id);
-      // The group leader's strategy decides; members of one group are expected to agree.
-      const leader = [...members].sort((a, b) => a.id.localeCompare(b.id))[0];
-      const strategy = leader?.options.assignment === "round-robin" ? assignRoundRobin : assignCoPartitioned;
-      const spread = strategy(ids, topics);
-      for (const member of members) {
-        const held: BusAssignment = {};
-        for (const [topic, partitions] of Object.entries(spread[member.id] ?? {})) {
-          if (member.options.topics.includes(topic) && partitions.length > 0) held[topic] = [...partitions];
-        }
-        member.assignment = held;
-        member.positions = new Map();
-        for (const [topic, partitions] of Object.entries(held)) {
-          for (const partition of partitions) {
-            const committed = group.committed.get(tp(topic, partition));
-            member.positions.set(
-              tp(topic, partition),
-              committed ?? (member.options.fromBeginning ? 0 : log(topic, partition).length),
-            );
+    group.queue = group.queue
+      .catch(() => undefined)
+      .then(async () => {
+        group.rebalancing = true;
+        // Eager, like Kafka's classic protocol: every member finishes the batch in hand, then gives up everything.
+        await Promise.all(group.members.map((m) => m.busy));
+        const members = group.members.filter((m) => m.state === "running");
+        const topics: Array<{ topic: string; partitions: number }> = [];
+        for (const member of members) {
+          for (const topic of member.options.topics) {
+            if (!topics.some((t) => t.topic === topic))
+              topics.push({ topic, partitions: admin.topics.get(topic) ?? 0 });
           }
         }
-      }
-      group.rebalancing = false;
-      for (const member of members) member.options.onAssignment?.(structuredClone(member.assignment));
-      wakeAll();
-    });
+        const ids = members.map((m) => m.id);
+        // The group leader's strategy decides; members of one group are expected to agree.
+        const leader = [...members].sort((a, b) => a.id.localeCompare(b.id))[0];
+        const strategy = leader?.options.assignment === "round-robin" ? assignRoundRobin : assignCoPartitioned;
+        const spread = strategy(ids, topics);
+        for (const member of members) {
+          const held: BusAssignment = {};
+          for (const [topic, partitions] of Object.entries(spread[member.id] ?? {})) {
+            if (member.options.topics.includes(topic) && partitions.length > 0) held[topic] = [...partitions];
+          }
+          member.assignment = held;
+          member.positions = new Map();
+          for (const [topic, partitions] of Object.entries(held)) {
+            for (const partition of partitions) {
+              const committed = group.committed.get(tp(topic, partition));
+              member.positions.set(
+                tp(topic, partition),
+                committed ?? (member.options.fromBeginning ? 0 : log(topic, partition).length),
+              );
+            }
+          }
+        }
+        group.rebalancing = false;
+        for (const member of members) {
+          try {
+            member.options.onAssignment?.(structuredClone(member.assignment));
+          } catch {
+            // A callback's failure is the caller's (the Kafka adapter logs it); the group goes on regardless.
+          }
+        }
+        wakeAll();
+      });
     return group.queue;
   }
 

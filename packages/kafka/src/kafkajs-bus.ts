@@ -568,7 +568,12 @@ export function createKafkaBus(options: KafkaBusOptions): MessageBus {
                   );
                   for (const [k, p] of pending) if (!holds(p.topic, p.partition)) pending.delete(k);
                   committed.clear();
-                  consumerOptions.onAssignment?.(structuredClone(assignment));
+                  try {
+                    consumerOptions.onAssignment?.(structuredClone(assignment));
+                  } catch (err) {
+                    // A throw here would escape into kafkajs's join and break it.
+                    logger.error({ groupId, err }, "onAssignment callback failed");
+                  }
                   awaitingFetch = true;
                 });
                 // kafkajs resolves where a group without a committed offset starts (the end of the partition, unless

@@ -205,6 +205,34 @@ export function describeMessageBusContract(adapter: string, harness: BusContract
       expect(split(await holdings("co-partitioned"))).toBe(false);
     });
 
+    it("keeps the group working when a member's onAssignment callback throws", async () => {
+      const { bus, topics, group } = await setup();
+      const faulty = consumer(bus, {
+        groupId: group,
+        topics,
+        onBatch: async () => undefined,
+        onAssignment: () => {
+          throw new Error("callback bug");
+        },
+      });
+      await faulty.start({ timeoutMs: harness.timeoutMs });
+      const healthy = consumer(bus, { groupId: group, topics, onBatch: async () => undefined });
+      await healthy.start({ timeoutMs: harness.timeoutMs });
+      const held = () => [faulty, healthy].map((c) => partitionsOf(c.assignment(), topics[0]!));
+      await waitUntil(
+        () => held().flat().length === PARTITIONS,
+        "both members to hold all partitions",
+        harness.timeoutMs,
+      );
+      expect(held().map((ps) => ps.length)).toEqual([2, 2]);
+      await faulty.stop();
+      await waitUntil(
+        () => partitionsOf(healthy.assignment(), topics[0]!).length === PARTITIONS,
+        "the healthy member to take over",
+        harness.timeoutMs,
+      );
+    });
+
     it("tells the handler about every assignment and holds nothing after stop", async () => {
       const { bus, topics, group } = await setup();
       const seen: BusAssignment[] = [];
