@@ -33,6 +33,15 @@ function binaryBody(json: unknown, parts: Uint8Array[]): { body: Uint8Array; hea
   return { body, headerLength: head.length };
 }
 
+/** The values of whole series names (`name{labels}`) on /metrics; 0 for a series not written yet. */
+async function metricValues(series: string[]): Promise<number[]> {
+  const lines = (await (await app.request("/metrics")).text()).split("\n");
+  return series.map((s) => {
+    const line = lines.find((l) => l.startsWith(`${s} `));
+    return line === undefined ? 0 : Number(line.slice(s.length + 1));
+  });
+}
+
 beforeAll(async () => {
   for (const m of ["iris", "sum-diff"]) {
     const r = await stack.models.load({ model: m, version: 1, storageUri: sampleUri(m) });
@@ -376,13 +385,21 @@ describe("OIP REST", () => {
   });
 
   it("exposes per-model request counts and latency histograms on /metrics", async () => {
-    await post("/v2/models/iris/infer", irisBody());
-    const text = await (await app.request("/metrics")).text();
-    expect(text).toMatch(/tern_agent_inference_requests_total\{model="iris",protocol="rest",code="200"\} \d+/);
-    expect(text).toMatch(/tern_agent_inference_requests_total\{model="iris",protocol="rest",code="400"\} \d+/);
-    expect(text).toMatch(/tern_agent_inference_requests_total\{model="_unknown",protocol="rest",code="404"\} \d+/);
-    expect(text).toMatch(/tern_agent_inference_duration_seconds_count\{model="iris",protocol="rest"\} \d+/);
-    expect(text).toMatch(/tern_agent_memory_bytes\{kind="resident"\} \d+/);
+    // Counts before and after this test's own requests: the test does not depend on what ran before it.
+    const series = [
+      'tern_agent_inference_requests_total{model="iris",protocol="rest",code="200"}',
+      'tern_agent_inference_requests_total{model="iris",protocol="rest",code="400"}',
+      'tern_agent_inference_requests_total{model="_unknown",protocol="rest",code="404"}',
+      'tern_agent_inference_duration_seconds_count{model="iris",protocol="rest"}',
+    ];
+    const before = await metricValues(series);
+    expect((await post("/v2/models/iris/infer", irisBody())).status).toBe(200);
+    const wrongType = { inputs: [{ name: "predict", shape: [1, 4], datatype: "INT32", data: [5, 3, 1, 0] }] };
+    expect((await post("/v2/models/iris/infer", wrongType)).status).toBe(400);
+    expect((await post("/v2/models/nobody-loaded-this/infer", irisBody())).status).toBe(404);
+    const after = await metricValues(series);
+    expect(after.map((v, i) => v - before[i]!)).toEqual([1, 1, 1, 2]);
+    expect(await (await app.request("/metrics")).text()).toMatch(/tern_agent_memory_bytes\{kind="resident"\} \d+/);
   });
 });
 
