@@ -121,6 +121,15 @@ describe("OIP gRPC", () => {
       message: /binary data is 12 bytes/,
     },
     {
+      what: "an INT8 element beyond its range in int_contents",
+      req: {
+        model_name: "iris",
+        inputs: [{ name: "small", datatype: "INT8", shape: [3], contents: { int_contents: [1, -128, 300] } }],
+      },
+      code: grpc.status.INVALID_ARGUMENT,
+      message: /input "small": element 2 is 300, expected an integer in \[-128, 127\] for datatype INT8/,
+    },
+    {
       what: "no inputs",
       req: { model_name: "iris", inputs: [] },
       code: grpc.status.INVALID_ARGUMENT,
