@@ -1016,11 +1016,16 @@ async function send(c: BadCase): Promise<{ answer: BadCase["expect"]; message: s
   return { answer: res.status, message };
 }
 
-const kinds = new Set(CASES.map((c) => `${c.surface}: ${c.kind}`));
+const cases = new Set(CASES.map((c) => `${c.surface}: ${c.kind}`));
+/**
+ * Kinds counted once whatever edge they are sent to: a tensor error sent to the agent and through the gateway, a bad
+ * manifest given to the control API and to `tern validate`, are one kind each.
+ */
+const kinds = new Set(CASES.map((c) => c.kind.replace(" (answered by the agent)", "").replace(/^apply: /, "")));
 
 describe("the bad-input corpus", () => {
-  it(`answers ${kinds.size} distinct kinds of bad input with the right status and a message, then still serves`, async () => {
-    expect(kinds.size, "every case names a kind of its own").toBe(CASES.length);
+  it(`answers ${kinds.size} distinct kinds of bad input (${cases.size} cases over 6 edges) with the right status and a message, then still serves`, async () => {
+    expect(cases.size, "every case names a kind of its own on its edge").toBe(CASES.length);
     expect(kinds.size).toBeGreaterThanOrEqual(100);
     const failures: string[] = [];
     for (const c of CASES) {
