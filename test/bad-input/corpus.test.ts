@@ -671,6 +671,19 @@ const CASES: BadCase[] = [
     expect: 400,
     message: 'Inference-Header-Content-Length "5000" does not fit the body',
   },
+  {
+    // The gateway parses the JSON (JSON.parse does not recurse) and passes it on; the agent names the limit.
+    surface: "gateway REST",
+    kind: "data nested 20,000 levels deep with validation on",
+    request: {
+      app: "keyed",
+      path: agentInfer,
+      headers: { ...json, authorization: `Bearer ${API_KEY}` },
+      body: `{"inputs":[{"name":"predict","shape":[1,4],"datatype":"FP32","data":${deep(20_000)}}]}`,
+    },
+    expect: 400,
+    message: '"data" is nested more than 32 levels deep (the limit)',
+  },
 
   // --- gRPC, to the agent and through the gateway
   ...grpcCases("agent gRPC"),
