@@ -1,5 +1,6 @@
 import {
   allocateTensorData,
+  checkIntegerRange,
   decodeTensorData,
   elementCount,
   encodeTensorData,
@@ -112,7 +113,8 @@ function dataFromContents(
   } else if (datatype === "BOOL") {
     for (let i = 0; i < count; i++) (out as Uint8Array)[i] = values[i] ? 1 : 0;
   } else {
-    // Values wider than the datatype (int_contents for INT8) are truncated by the typed array, as C would do.
+    // int_contents and uint_contents are 32-bit: an INT8 or UINT16 element can hold more than its datatype.
+    checkIntegerRange(name, datatype, values as number[]);
     (out as Float32Array).set(values as number[]);
   }
   return out;

@@ -121,6 +121,15 @@ describe("OIP gRPC", () => {
       message: /binary data is 12 bytes/,
     },
     {
+      what: "an INT8 element beyond its range in int_contents",
+      req: {
+        model_name: "iris",
+        inputs: [{ name: "small", datatype: "INT8", shape: [3], contents: { int_contents: [1, -128, 300] } }],
+      },
+      code: grpc.status.INVALID_ARGUMENT,
+      message: /input "small": element 2 is 300, expected an integer in \[-128, 127\] for datatype INT8/,
+    },
+    {
       what: "no inputs",
       req: { model_name: "iris", inputs: [] },
       code: grpc.status.INVALID_ARGUMENT,
@@ -143,8 +152,22 @@ describe("OIP gRPC", () => {
   });
 
   it("counts gRPC requests in the metrics", async () => {
-    const text = await stack.metrics.registry.metrics();
-    expect(text).toMatch(/tern_agent_inference_requests_total\{model="iris",protocol="grpc",code="200"\} \d+/);
-    expect(text).toMatch(/tern_agent_inference_requests_total\{model="iris",protocol="grpc",code="400"\} \d+/);
+    // Counts before and after this test's own calls: the test does not depend on what ran before it.
+    const series = [
+      'tern_agent_inference_requests_total{model="iris",protocol="grpc",code="200"}',
+      'tern_agent_inference_requests_total{model="iris",protocol="grpc",code="400"}',
+    ];
+    const values = async () => {
+      const lines = (await stack.metrics.registry.metrics()).split("\n");
+      return series.map((s) => Number(lines.find((l) => l.startsWith(`${s} `))?.slice(s.length + 1) ?? 0));
+    };
+    const before = await values();
+    await call("ModelInfer", { model_name: "iris", inputs: [irisInput()] });
+    const err = (await call("ModelInfer", { model_name: "iris", inputs: [] }).catch((e: unknown) => e)) as
+      | grpc.ServiceError
+      | undefined;
+    expect(err?.code).toBe(grpc.status.INVALID_ARGUMENT);
+    const after = await values();
+    expect(after.map((v, i) => v - before[i]!)).toEqual([1, 1]);
   });
 });
