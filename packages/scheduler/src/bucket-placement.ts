@@ -70,11 +70,12 @@ export function inBucket(model: ModelRecord, requireTopics: boolean): boolean {
  * with their owner and sorted models.
  */
 export function placeBuckets(state: ClusterState, options: BucketPlacementOptions = {}): Map<string, BucketRecord> {
+  const out = new Map<string, BucketRecord>();
+  const gateways: string[] = [];
+  for (const w of state.workers.values()) if (w.kind === "modelgateway") gateways.push(w.id);
+  if (gateways.length === 0) return out;
   const buckets = options.buckets ?? DEFAULT_MODELGATEWAY_BUCKETS;
   const names = options.topicNames ?? createTopicNames();
-  const out = new Map<string, BucketRecord>();
-  const gateways = [...state.workers.values()].filter((w) => w.kind === "modelgateway").map((w) => w.id);
-  if (gateways.length === 0) return out;
   const owners = bucketOwners(gateways, buckets);
   const models: string[][] = Array.from({ length: buckets }, () => []);
   for (const name of [...state.models.keys()].sort()) {
