@@ -76,10 +76,10 @@ export interface WorkerView {
   id: string;
   endpoint?: string;
   registeredAt: number;
-  /** Epoch ms of the last heartbeat this scheduler saw (a standby reports 0: heartbeats are not stored). */
+  /** Epoch ms of the last heartbeat this scheduler saw (heartbeats are not stored: a new leader starts the clock anew). */
   lastHeartbeatAt: number;
-  /** `Ready` while heartbeating; `Missing` when the deadline passed and removal is pending; `Unknown` on a standby. */
-  state: "Ready" | "Missing" | "Unknown";
+  /** `Ready` while heartbeating; `Missing` once the deadline passed and removal is pending. */
+  state: "Ready" | "Missing";
   /** Model gateways: the buckets it owns. */
   buckets: number[];
 }

@@ -78,6 +78,28 @@ describe("topic lifecycle", () => {
     expect(admin.topics.get("seldon.default.model.iris.inputs")).toBe(4);
   });
 
+  it("never holds up reconciliation while the broker hangs: models become available meanwhile", async () => {
+    const admin = createMemoryTopicAdmin();
+    const calls: string[][] = [];
+    // A broker that accepts the connection and never answers.
+    const hanging = {
+      ...admin,
+      ensureTopics: (topics: string[]) => (calls.push(topics), new Promise<never>(() => {})),
+    };
+    h = await createHarness({ dataPlane: { partitions: 4, topicAdmin: hanging } });
+    await h.apply(server("onnx", 1));
+    await h.agent("onnx", 0);
+    await h.apply(model("iris"));
+    await h.settle();
+    await h.apply(model("wine"));
+    await h.settle();
+    expect([status("iris").state, status("wine").state]).toEqual(["ModelAvailable", "ModelAvailable"]);
+    await vi.waitFor(() => expect(calls.map((t) => t[0])).toContain("seldon.default.model.wine.inputs"), {
+      timeout: 5000,
+      interval: 10,
+    });
+  });
+
   it("deletes a deleted model's topics when cleanTopicsOnDelete is set, and keeps the errors topic", async () => {
     const admin = createMemoryTopicAdmin();
     await setup(admin, { cleanTopicsOnDelete: true });
