@@ -84,7 +84,10 @@ describe("topic lifecycle", () => {
     // A broker that accepts the connection and never answers.
     const hanging = {
       ...admin,
-      ensureTopics: (topics: string[]) => (calls.push(topics), new Promise<never>(() => {})),
+      ensureTopics: (topics: string[]) => {
+        calls.push(topics);
+        return new Promise<never>(() => {});
+      },
     };
     h = await createHarness({ dataPlane: { partitions: 4, topicAdmin: hanging } });
     await h.apply(server("onnx", 1));
