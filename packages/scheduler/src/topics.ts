@@ -1,4 +1,4 @@
-import { hasCode, type TopicAdmin, type TopicNames } from "@tern/core";
+import { hasCode, TernError, type TopicAdmin, type TopicNames } from "@tern/core";
 import type { Logger } from "pino";
 import { type ClusterState, type ModelRecord, SERVING_STATES } from "./records.js";
 
@@ -30,8 +30,11 @@ export interface TopicLifecycleOptions {
 export interface TopicLifecycle {
   /** Looks at the state just adopted and starts whatever topic work it calls for. Never throws, never waits. */
   adopted(before: ClusterState, after: ClusterState): void;
-  /** Resolves once no operation is running (pending retries are not waited for). */
-  idle(): Promise<void>;
+  /**
+   * Resolves once no operation is running (pending retries are not waited for).
+   * @throws TernError `timeout` after `timeoutMs` (@default 10000)
+   */
+  idle(timeoutMs?: number): Promise<void>;
   /** Cancels pending retries; operations already running finish but record nothing. */
   stop(): void;
 }
@@ -122,10 +125,16 @@ export function createTopicLifecycle(options: TopicLifecycleOptions): TopicLifec
         }
       }
     },
-    async idle() {
+    async idle(timeoutMs = 10_000) {
+      const deadline = Date.now() + timeoutMs;
       while (running.size > 0 || [...jobs.values()].some((j) => j.timer !== undefined && j.attempt === 0)) {
-        await Promise.allSettled([...running.values()]);
-        await new Promise((r) => setImmediate(r));
+        if (Date.now() > deadline) {
+          throw new TernError(
+            "timeout",
+            `topic operations still running after ${timeoutMs} ms (a broker not answering?)`,
+          );
+        }
+        await new Promise((r) => setTimeout(r, 5));
       }
     },
     stop() {
