@@ -17,3 +17,4 @@ export * from "./sse.js";
 export * from "./state-store.js";
 export * from "./status.js";
 export * from "./topics.js";
+export * from "./worker-protocol.js";
