@@ -6,6 +6,7 @@ export * from "./manifest.js";
 export * from "./memory-topic-admin.js";
 export * from "./message-bus.js";
 export * from "./oip.js";
+export * from "./oip-protobuf.js";
 export * from "./pipeline-refs.js";
 export * from "./quantity.js";
 export * from "./resources.js";
