@@ -11,7 +11,10 @@ import {
   type TensorData,
 } from "./oip.js";
 import {
+  allocateOutput,
+  decoded,
   int32Size,
+  reserveDecoded,
   splitBigInt64,
   splitInt64,
   utf8Length,
@@ -34,6 +37,7 @@ import {
  * - `raw_input_contents` / `raw_output_contents` and `bytes_contents` decode to views of the input (no copy): keep the
  *   input buffer unchanged while they are in use.
  * - typed `contents` decode to typed arrays (one copy of the packed bytes); packed and unpacked encodings are accepted.
+ *   Small ones are views of a shared slab (as Node pools small Buffers): use their `byteOffset` with `.buffer`.
  * - 64-bit integers are `bigint` (tensor contents in BigInt64Array/BigUint64Array, parameters as `bigint`): no
  *   precision loss. Shapes are `number[]` (a dimension beyond 2^53 is refused as malformed).
  * - Field names are the proto's (snake_case, as in the REST JSON). Empty strings and empty lists are left out of a
@@ -320,16 +324,17 @@ function readParameter(r: WireReader, end: number, prev: InferParameter | undefi
 
 type Numeric = Uint8Array | Int32Array | Uint32Array | BigInt64Array | BigUint64Array | Float32Array | Float64Array;
 type NumericKey = Exclude<keyof InferTensorContents, "bytes_contents">;
+type NumericType = new (buffer: ArrayBuffer, byteOffset: number, length: number) => Numeric;
 
-/** Element decoding of each repeated scalar field of InferTensorContents. */
-const CONTENT_FIELDS: Record<number, { key: NumericKey; wt: number; make: (n: number) => Numeric }> = {
-  1: { key: "bool_contents", wt: WIRE_VARINT, make: (n) => new Uint8Array(n) },
-  2: { key: "int_contents", wt: WIRE_VARINT, make: (n) => new Int32Array(n) },
-  3: { key: "int64_contents", wt: WIRE_VARINT, make: (n) => new BigInt64Array(n) },
-  4: { key: "uint_contents", wt: WIRE_VARINT, make: (n) => new Uint32Array(n) },
-  5: { key: "uint64_contents", wt: WIRE_VARINT, make: (n) => new BigUint64Array(n) },
-  6: { key: "fp32_contents", wt: WIRE_FIXED32, make: (n) => new Float32Array(n) },
-  7: { key: "fp64_contents", wt: WIRE_FIXED64, make: (n) => new Float64Array(n) },
+/** Each repeated scalar field of InferTensorContents: its name, element wire type and size in memory. */
+const CONTENT_FIELDS: Record<number, { key: NumericKey; wt: number; type: NumericType; size: number }> = {
+  1: { key: "bool_contents", wt: WIRE_VARINT, type: Uint8Array, size: 1 },
+  2: { key: "int_contents", wt: WIRE_VARINT, type: Int32Array, size: 4 },
+  3: { key: "int64_contents", wt: WIRE_VARINT, type: BigInt64Array, size: 8 },
+  4: { key: "uint_contents", wt: WIRE_VARINT, type: Uint32Array, size: 4 },
+  5: { key: "uint64_contents", wt: WIRE_VARINT, type: BigUint64Array, size: 8 },
+  6: { key: "fp32_contents", wt: WIRE_FIXED32, type: Float32Array, size: 4 },
+  7: { key: "fp64_contents", wt: WIRE_FIXED64, type: Float64Array, size: 8 },
 };
 
 function readContents(r: WireReader, end: number, prev: InferTensorContents | undefined): InferTensorContents {
@@ -352,13 +357,13 @@ function readContents(r: WireReader, end: number, prev: InferTensorContents | un
     if (wt === WIRE_LEN) {
       // Packed (proto3's default): the elements back to back inside one length-delimited field.
       const stop = r.readLengthEnd(end);
-      chunk = readPacked(r, field, spec.make, stop);
+      chunk = readPacked(r, field, spec.type, spec.size, stop);
     } else if (wt === spec.wt) {
       // Unpacked: one tagged element.
-      chunk = readPacked(r, field, spec.make, readOneEnd(r, wt, end));
+      chunk = readPacked(r, field, spec.type, spec.size, readOneEnd(r, wt, end));
     } else throw r.wrongType(spec.key, field, wt, WIRE_LEN);
     const had = c[spec.key];
-    (c as Record<NumericKey, Numeric>)[spec.key] = had === undefined ? chunk : concat(had, chunk, spec.make);
+    (c as Record<NumericKey, Numeric>)[spec.key] = had === undefined ? chunk : concat(had, chunk, spec.type);
   }
   return c;
 }
@@ -373,70 +378,92 @@ function readOneEnd(r: WireReader, wt: number, end: number): number {
   return Math.min(end, p + 1);
 }
 
-function readPacked(r: WireReader, field: number, make: (n: number) => Numeric, stop: number): Numeric {
+/** Elements in [r.pos, stop) as a typed array of `type` (a view of a decode slab region, see reserveDecoded). */
+function readPacked(r: WireReader, field: number, type: NumericType, size: number, stop: number): Numeric {
   const bytes = stop - r.pos;
   if (field === 6 || field === 7) {
-    const size = field === 6 ? 4 : 8;
     if (bytes % size !== 0) throw r.fail(`packed field ${field} is ${bytes} bytes, not a multiple of ${size}`);
-    const out = make(bytes / size);
-    new Uint8Array(out.buffer).set(r.buf.subarray(r.pos, stop));
+    reserveDecoded(bytes);
+    const { u8, offset } = decoded;
+    const src = r.buf;
+    if (bytes <= 64) for (let i = 0, p = r.pos; i < bytes; i++) u8[offset + i] = src[p + i]!;
+    else u8.set(src.subarray(r.pos, stop), offset);
     r.pos = stop;
-    return out;
+    return new type(decoded.buffer, offset, bytes / size);
   }
   const n = r.countVarints(stop);
-  const out = make(n);
-  if (field === 3 || field === 5) {
-    const halves = new Uint32Array(out.buffer);
-    for (let i = 0; i < n; i++) {
+  reserveDecoded(n * size);
+  const { u8, u32, offset, buffer } = decoded;
+  if (size === 8) {
+    // int64 and uint64: both 32-bit halves, little-endian.
+    for (let i = 0, k = offset >> 2; i < n; i++, k += 2) {
       r.readVarint64(stop);
-      halves[2 * i] = r.lo;
-      halves[2 * i + 1] = r.hi;
+      u32[k] = r.lo;
+      u32[k + 1] = r.hi;
     }
-  } else if (field === 1) {
-    const o = out as Uint8Array;
+  } else if (size === 1) {
     for (let i = 0; i < n; i++) {
       r.readVarint64(stop);
-      o[i] = (r.lo | r.hi) !== 0 ? 1 : 0;
+      u8[offset + i] = (r.lo | r.hi) !== 0 ? 1 : 0;
     }
   } else {
-    // int32 and uint32: the low 32 bits (the typed array reinterprets them as signed or unsigned).
-    const o = out as Int32Array | Uint32Array;
-    for (let i = 0; i < n; i++) {
+    // int32 and uint32: the low 32 bits (the typed array reads them as signed or unsigned).
+    for (let i = 0, k = offset >> 2; i < n; i++, k++) {
       r.readVarint64(stop);
-      o[i] = r.lo;
+      u32[k] = r.lo;
     }
   }
   if (r.pos !== stop) throw r.fail(`packed field ${field} has trailing bytes`);
-  return out;
+  return new type(buffer, offset, n);
 }
 
-function concat(a: Numeric, b: Numeric, make: (n: number) => Numeric): Numeric {
-  const out = make(a.length + b.length);
-  const bytes = new Uint8Array(out.buffer);
-  bytes.set(new Uint8Array(a.buffer, a.byteOffset, a.byteLength));
-  bytes.set(new Uint8Array(b.buffer, b.byteOffset, b.byteLength), a.byteLength);
-  return out;
+function concat(a: Numeric, b: Numeric, type: NumericType): Numeric {
+  reserveDecoded(a.byteLength + b.byteLength);
+  const { u8, offset, buffer } = decoded;
+  u8.set(new Uint8Array(a.buffer, a.byteOffset, a.byteLength), offset);
+  u8.set(new Uint8Array(b.buffer, b.byteOffset, b.byteLength), offset + a.byteLength);
+  return new type(buffer, offset, a.length + b.length);
 }
 
 // ---------------------------------------------------------------------------------------------------------------
 // Encoding: one pass measures (keeping the size of every nested message, in order), one writes into a buffer of
 // exactly the final size.
 
-/** Encodes a `ModelInferRequest`. */
-export function encodeModelInferRequest(msg: ModelInferRequest): Uint8Array {
-  const e = new Encoder();
+/**
+ * Encodes a `ModelInferRequest`. A small result may be a view of a shared slab (like Node's pooled Buffers): wrap it
+ * with its `byteOffset` and `byteLength`, not its whole `.buffer`.
+ */
+export function encodeModelInferRequest(msg: ModelInferRequest, options?: EncodeOptions): Uint8Array {
+  const e = encoder.reset();
   const size = e.measureMessage(msg, msg.inputs, msg.outputs, msg.raw_input_contents);
-  const w = new WireWriter(size);
+  const w = new WireWriter(options?.allocate?.(size) ?? allocateOutput(size));
   e.writeMessage(w, msg, msg.inputs, msg.outputs, msg.raw_input_contents, 7);
-  return w.buf;
+  return finished(w, size);
 }
 
-/** Encodes a `ModelInferResponse`. */
-export function encodeModelInferResponse(msg: ModelInferResponse): Uint8Array {
-  const e = new Encoder();
+/** Encodes a `ModelInferResponse` (see {@link encodeModelInferRequest} about the result's buffer). */
+export function encodeModelInferResponse(msg: ModelInferResponse, options?: EncodeOptions): Uint8Array {
+  const e = encoder.reset();
   const size = e.measureMessage(msg, msg.outputs, undefined, msg.raw_output_contents);
-  const w = new WireWriter(size);
+  const w = new WireWriter(options?.allocate?.(size) ?? allocateOutput(size));
   e.writeMessage(w, msg, msg.outputs, undefined, msg.raw_output_contents, 6);
+  return finished(w, size);
+}
+
+export interface EncodeOptions {
+  /**
+   * Allocates the output (exactly `size` bytes). Every byte gets written, so memory that is not zero-filled is fine:
+   * Node's `Buffer.allocUnsafe` saves the zero-filling and page faults of a fresh buffer, which dominate the cost of
+   * encoding a large raw tensor.
+   * @default a fresh Uint8Array, or a slice of a shared slab for small messages
+   */
+  allocate?: (size: number) => Uint8Array;
+}
+
+/** The written buffer, after checking that the measuring and writing passes agreed (no byte left unwritten). */
+function finished(w: WireWriter, size: number): Uint8Array {
+  if (w.pos !== size || w.buf.length !== size)
+    throw new TernError("internal", `protobuf encoder wrote ${w.pos} bytes into ${w.buf.length}, measured ${size}`);
   return w.buf;
 }
 
@@ -450,11 +477,18 @@ interface Header {
 const lenField = (len: number) => 1 + varint32Size(len) + len;
 const strField = (s: string | undefined) => (s ? lenField(utf8Length(s)) : 0);
 
+/** Encoding is synchronous, so one encoder's scratch space serves every call. */
 class Encoder {
   /** Sizes of nested messages and packed payloads, in the order the writer meets them. */
   private readonly sizes: number[] = [];
   private next = 0;
   private readonly halves: [number, number] = [0, 0];
+
+  reset(): this {
+    this.sizes.length = 0;
+    this.next = 0;
+    return this;
+  }
 
   measureMessage(
     msg: Header,
@@ -541,64 +575,64 @@ class Encoder {
   }
 
   private measureContents(c: InferTensorContents): number {
-    const slot = this.sizes.push(0) - 1;
+    const sizes = this.sizes;
+    const slot = sizes.push(0) - 1;
     let n = 0;
-    const packed = (len: number) => {
-      this.sizes.push(len);
-      n += lenField(len);
-    };
-    if (c.bool_contents?.length) packed(c.bool_contents.length);
+    // Each packed field's payload size goes to `sizes` for the writer.
+    if (c.bool_contents?.length) n += lenField(sizes[sizes.push(c.bool_contents.length) - 1]!);
     if (c.int_contents?.length) {
       let len = 0;
       for (const v of c.int_contents) len += int32Size(v);
-      packed(len);
+      n += lenField(sizes[sizes.push(len) - 1]!);
     }
-    if (c.int64_contents?.length) packed(this.varint64ArraySize(c.int64_contents));
+    if (c.int64_contents?.length) n += lenField(sizes[sizes.push(varint64ArraySize(c.int64_contents)) - 1]!);
     if (c.uint_contents?.length) {
       let len = 0;
       for (const v of c.uint_contents) len += varint32Size(v);
-      packed(len);
+      n += lenField(sizes[sizes.push(len) - 1]!);
     }
-    if (c.uint64_contents?.length) packed(this.varint64ArraySize(c.uint64_contents));
-    if (c.fp32_contents?.length) packed(c.fp32_contents.byteLength);
-    if (c.fp64_contents?.length) packed(c.fp64_contents.byteLength);
+    if (c.uint64_contents?.length) n += lenField(sizes[sizes.push(varint64ArraySize(c.uint64_contents)) - 1]!);
+    if (c.fp32_contents?.length) n += lenField(sizes[sizes.push(c.fp32_contents.byteLength) - 1]!);
+    if (c.fp64_contents?.length) n += lenField(sizes[sizes.push(c.fp64_contents.byteLength) - 1]!);
     if (c.bytes_contents) for (const b of c.bytes_contents) n += lenField(b.length);
-    this.sizes[slot] = n;
+    sizes[slot] = n;
     return n;
+  }
+
+  /** Starts packed field `field` with the payload size the measuring pass recorded. */
+  private startPacked(w: WireWriter, field: number): void {
+    w.tag(field, WIRE_LEN);
+    w.varint32(this.sizes[this.next++]!);
   }
 
   private writeContents(w: WireWriter, c: InferTensorContents): void {
     w.varint32(this.sizes[this.next++]!);
-    const start = (field: number) => {
-      w.tag(field, WIRE_LEN);
-      w.varint32(this.sizes[this.next++]!);
-    };
     if (c.bool_contents?.length) {
-      start(1);
+      this.startPacked(w, 1);
       for (const v of c.bool_contents) w.buf[w.pos++] = v ? 1 : 0;
     }
     if (c.int_contents?.length) {
-      start(2);
+      this.startPacked(w, 2);
       for (const v of c.int_contents) w.int32(v);
     }
     if (c.int64_contents?.length) {
-      start(3);
+      this.startPacked(w, 3);
       writeVarint64Array(w, c.int64_contents);
     }
     if (c.uint_contents?.length) {
-      start(4);
+      this.startPacked(w, 4);
       for (const v of c.uint_contents) w.varint32(v);
     }
     if (c.uint64_contents?.length) {
-      start(5);
+      this.startPacked(w, 5);
       writeVarint64Array(w, c.uint64_contents);
     }
     if (c.fp32_contents?.length) {
-      start(6);
+      this.startPacked(w, 6);
       w.bytes(bytesOf(c.fp32_contents));
     }
     if (c.fp64_contents?.length) {
-      start(7);
+      this.startPacked(w, 7);
       w.bytes(bytesOf(c.fp64_contents));
     }
     if (c.bytes_contents)
@@ -607,13 +641,6 @@ class Encoder {
         w.varint32(b.length);
         w.bytes(b);
       }
-  }
-
-  private varint64ArraySize(a: BigInt64Array | BigUint64Array): number {
-    const halves = new Uint32Array(a.buffer, a.byteOffset, a.length * 2);
-    let n = 0;
-    for (let i = 0; i < halves.length; i += 2) n += varint64Size(halves[i]!, halves[i + 1]!);
-    return n;
   }
 
   private paramsSize(params: InferParameters | undefined): number {
@@ -631,9 +658,7 @@ class Encoder {
       w.tag(field, WIRE_LEN);
       w.varint32(entrySize(key, p, h));
       w.tag(1, WIRE_LEN);
-      const keyLen = utf8Length(key);
-      w.varint32(keyLen);
-      w.stringBody(key, keyLen);
+      w.string(key);
       w.tag(2, WIRE_LEN);
       w.varint32(parameterSize(p, h));
       switch (p.kind) {
@@ -649,9 +674,7 @@ class Encoder {
           break;
         case "string": {
           w.tag(3, WIRE_LEN);
-          const len = utf8Length(p.value);
-          w.varint32(len);
-          w.stringBody(p.value, len);
+          w.string(p.value);
           break;
         }
         case "double":
@@ -662,6 +685,8 @@ class Encoder {
     }
   }
 }
+
+const encoder = new Encoder();
 
 /** Size of one map entry: key (field 1, always written) and value (field 2, always written). */
 function entrySize(key: string, p: InferParameter, h: [number, number]): number {
@@ -686,10 +711,15 @@ function parameterSize(p: InferParameter, h: [number, number]): number {
 
 function writeStr(w: WireWriter, field: number, s: string | undefined): void {
   if (!s) return;
-  const len = utf8Length(s);
   w.tag(field, WIRE_LEN);
-  w.varint32(len);
-  w.stringBody(s, len);
+  w.string(s);
+}
+
+function varint64ArraySize(a: BigInt64Array | BigUint64Array): number {
+  const halves = new Uint32Array(a.buffer, a.byteOffset, a.length * 2);
+  let n = 0;
+  for (let i = 0; i < halves.length; i += 2) n += varint64Size(halves[i]!, halves[i + 1]!);
+  return n;
 }
 
 function writeVarint64Array(w: WireWriter, a: BigInt64Array | BigUint64Array): void {

@@ -27,18 +27,23 @@ export function malformed(what: string, message: string, at: number): TernError 
 /** Reads one message (and its nested ones) from `buf`; `what` names the top-level message in errors. */
 export class WireReader {
   readonly buf: Uint8Array;
-  readonly view: DataView;
   pos = 0;
   /** Low and high 32 bits of the last {@link readVarint64}. */
   lo = 0;
   hi = 0;
+  private dataView: DataView | undefined;
 
   constructor(
     buf: Uint8Array,
     readonly what: string,
   ) {
     this.buf = buf;
-    this.view = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
+  }
+
+  /** Made on first use: most messages hold no fixed-width scalar outside packed fields. */
+  private get view(): DataView {
+    this.dataView ??= new DataView(this.buf.buffer, this.buf.byteOffset, this.buf.byteLength);
+    return this.dataView;
   }
 
   fail(message: string, at = this.pos): TernError {
@@ -113,10 +118,11 @@ export class WireReader {
     return this.pos + len;
   }
 
-  /** A length-delimited field as a view of the input (no copy). */
+  /** A length-delimited field as a view of the input (no copy); a plain Uint8Array even when the input is a Buffer. */
   readBytes(end: number): Uint8Array {
     const stop = this.readLengthEnd(end);
-    const out = this.buf.subarray(this.pos, stop);
+    const buf = this.buf;
+    const out = new Uint8Array(buf.buffer, buf.byteOffset + this.pos, stop - this.pos);
     this.pos = stop;
     return out;
   }
@@ -125,25 +131,29 @@ export class WireReader {
     const at = this.pos;
     const stop = this.readLengthEnd(end);
     const buf = this.buf;
-    let p = this.pos;
+    const start = this.pos;
+    this.pos = stop;
+    const n = stop - start;
     // Short ASCII strings (names, datatypes, ids) are far cheaper to build by hand than through TextDecoder.
-    if (stop - p <= 32) {
-      let s = "";
-      for (; p < stop; p++) {
-        const c = buf[p]!;
-        if (c >= 0x80) break;
-        s += String.fromCharCode(c);
+    if (n <= 64) {
+      let ascii = true;
+      for (let p = start; p < stop; p++)
+        if (buf[p]! >= 0x80) {
+          ascii = false;
+          break;
+        }
+      if (ascii) {
+        if (n <= 16) {
+          let out = "";
+          for (let p = start; p < stop; p++) out += String.fromCharCode(buf[p]!);
+          return out;
+        }
+        const codes = new Uint8Array(buf.buffer, buf.byteOffset + start, n);
+        return String.fromCharCode.apply(null, codes as unknown as number[]);
       }
-      if (p === stop) {
-        this.pos = stop;
-        return s;
-      }
-      p = this.pos;
     }
     try {
-      const s = utf8.decode(buf.subarray(p, stop));
-      this.pos = stop;
-      return s;
+      return utf8.decode(new Uint8Array(buf.buffer, buf.byteOffset + start, n));
     } catch {
       throw this.fail(`${field} is not valid UTF-8`, at);
     }
@@ -294,15 +304,76 @@ export function utf8Length(s: string): number {
   return n;
 }
 
-/** Writes into a buffer allocated at its final size (the encoder measures first, then writes). */
+/**
+ * Typed arrays decoded from packed fields come from a shared slab too: making a small typed array and then touching
+ * its `.buffer` (to copy bytes into it) costs V8 far more than a view over an existing buffer.
+ */
+const DECODE_SLAB_SIZE = 64 * 1024;
+let decodeSlab = new ArrayBuffer(DECODE_SLAB_SIZE);
+let decodeSlabUsed = 0;
+
+/** Where {@link reserveDecoded} put the last region: its buffer, byte and 32-bit views of it, and its byte offset. */
+export const decoded = {
+  buffer: decodeSlab,
+  u8: new Uint8Array(decodeSlab),
+  u32: new Uint32Array(decodeSlab),
+  offset: 0,
+};
+
+/** Reserves `bytes` (8-byte aligned) for a decoded typed array; the region is described in {@link decoded}. */
+export function reserveDecoded(bytes: number): void {
+  if (bytes > SLAB_MAX) {
+    const own = new ArrayBuffer((bytes + 7) & ~7);
+    decoded.buffer = own;
+    decoded.u8 = new Uint8Array(own);
+    decoded.u32 = new Uint32Array(own);
+    decoded.offset = 0;
+    return;
+  }
+  if (decodeSlabUsed + bytes > DECODE_SLAB_SIZE || decoded.buffer !== decodeSlab) {
+    if (decodeSlabUsed + bytes > DECODE_SLAB_SIZE) {
+      decodeSlab = new ArrayBuffer(DECODE_SLAB_SIZE);
+      decodeSlabUsed = 0;
+    }
+    decoded.buffer = decodeSlab;
+    decoded.u8 = new Uint8Array(decodeSlab);
+    decoded.u32 = new Uint32Array(decodeSlab);
+  }
+  decoded.offset = decodeSlabUsed;
+  decodeSlabUsed = (decodeSlabUsed + bytes + 7) & ~7;
+}
+
+/** Messages up to this size are cut from a shared slab (as Node's Buffer pool does): one allocation per slab. */
+const SLAB_MAX = 4096;
+const SLAB_SIZE = 64 * 1024;
+let slab = new Uint8Array(SLAB_SIZE);
+let slabUsed = 0;
+
+/** A zeroed region of `size` bytes: a fresh buffer for large sizes, a slice of the current slab for small ones. */
+export function allocateOutput(size: number): Uint8Array {
+  if (size > SLAB_MAX) return new Uint8Array(size);
+  if (slabUsed + size > SLAB_SIZE) {
+    slab = new Uint8Array(SLAB_SIZE);
+    slabUsed = 0;
+  }
+  const out = slab.subarray(slabUsed, slabUsed + size);
+  // 8-byte alignment keeps a caller's typed-array view over the result possible.
+  slabUsed = (slabUsed + size + 7) & ~7;
+  return out;
+}
+
+/**
+ * Writes into a buffer allocated at its final size (the encoder measures first, then writes). Small buffers are views
+ * of a shared slab: use `byteOffset`/`byteLength` with `.buffer`.
+ */
 export class WireWriter {
   readonly buf: Uint8Array;
-  readonly view: DataView;
   pos = 0;
+  private dataView: DataView | undefined;
 
-  constructor(size: number) {
-    this.buf = new Uint8Array(size);
-    this.view = new DataView(this.buf.buffer);
+  /** @param buf exactly the size of the message to write */
+  constructor(buf: Uint8Array) {
+    this.buf = buf;
   }
 
   varint32(v: number): void {
@@ -344,26 +415,47 @@ export class WireWriter {
     this.varint32((field << 3) | wt);
   }
 
-  /** A string of known UTF-8 length `len` (from {@link utf8Length}), without its length prefix. */
-  stringBody(s: string, len: number): void {
+  /**
+   * A length-delimited string field's length and bytes. A string of fewer than 43 UTF-16 units has at most 127 UTF-8
+   * bytes, so its one-byte length is written after the bytes; longer ones are measured first.
+   */
+  string(s: string): void {
     const buf = this.buf;
-    let p = this.pos;
-    if (len === s.length) {
-      for (let i = 0; i < len; i++) buf[p++] = s.charCodeAt(i);
-    } else {
-      utf8Encoder.encodeInto(s, buf.subarray(p, p + len));
-      p += len;
+    const n = s.length;
+    if (n < 43) {
+      const lenAt = this.pos;
+      let p = lenAt + 1;
+      let i = 0;
+      for (; i < n; i++) {
+        const c = s.charCodeAt(i);
+        if (c >= 0x80) break;
+        buf[p++] = c;
+      }
+      if (i < n) p += utf8Encoder.encodeInto(s.slice(i), buf.subarray(p)).written;
+      buf[lenAt] = p - lenAt - 1;
+      this.pos = p;
+      return;
     }
-    this.pos = p;
+    const len = utf8Length(s);
+    this.varint32(len);
+    utf8Encoder.encodeInto(s, buf.subarray(this.pos, this.pos + len));
+    this.pos += len;
   }
 
   bytes(b: Uint8Array): void {
-    this.buf.set(b, this.pos);
-    this.pos += b.length;
+    const n = b.length;
+    if (n <= 64) {
+      // TypedArray.set costs more than a short loop.
+      const buf = this.buf;
+      const p = this.pos;
+      for (let i = 0; i < n; i++) buf[p + i] = b[i]!;
+    } else this.buf.set(b, this.pos);
+    this.pos += n;
   }
 
   float64(v: number): void {
-    this.view.setFloat64(this.pos, v, true);
+    this.dataView ??= new DataView(this.buf.buffer, this.buf.byteOffset, this.buf.byteLength);
+    this.dataView.setFloat64(this.pos, v, true);
     this.pos += 8;
   }
 }

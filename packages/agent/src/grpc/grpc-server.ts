@@ -25,6 +25,9 @@ export interface AgentGrpcServer {
 
 type Unary<Req, Res> = grpc.handleUnaryCall<Req, Res>;
 
+/** The codec writes every byte, so the output need not be zero-filled. */
+const NODE_ALLOC = { allocate: (size: number) => Buffer.allocUnsafe(size) };
+
 /** `inference.GRPCInferenceService` over the shared inference service. */
 export function createGrpcServer(deps: GrpcServerDeps): AgentGrpcServer {
   const { service, metrics, logger } = deps;
@@ -81,7 +84,7 @@ export function createGrpcServer(deps: GrpcServerDeps): AgentGrpcServer {
         const request = decodeGrpcRequest(req);
         const result = await service.infer(req.model_name, req.model_version, request);
         status = 200;
-        return encodeModelInferResponse(encodeGrpcResponse(req, result));
+        return encodeModelInferResponse(encodeGrpcResponse(req, result), NODE_ALLOC);
       } catch (err) {
         status = isPublicError(err) ? httpStatusFor(codeOf(err)) : 500;
         throw err;

@@ -249,6 +249,17 @@ describe("OIP protobuf codec: messages", () => {
     );
   }, 60_000);
 
+  it("writes every byte of a buffer from the allocate option, so one that is not zero-filled is fine (property)", () => {
+    const dirty = (size: number) => new Uint8Array(size).fill(0xaa);
+    fc.assert(
+      fc.property(requestArb, responseArb, (req, res) => {
+        expect(encodeModelInferRequest(req, { allocate: dirty })).toEqual(encodeModelInferRequest(req));
+        expect(encodeModelInferResponse(res, { allocate: dirty })).toEqual(encodeModelInferResponse(res));
+      }),
+      { seed: SEED, numRuns: 100 },
+    );
+  });
+
   it("accepts unpacked repeated fields, and merges packed and unpacked runs in order", () => {
     const w = protobuf.Writer.create();
     w.uint32((3 << 3) | 0).int64(2); // shape, unpacked
