@@ -37,7 +37,7 @@ import {
  * - `raw_input_contents` / `raw_output_contents` and `bytes_contents` decode to views of the input (no copy): keep the
  *   input buffer unchanged while they are in use.
  * - typed `contents` decode to typed arrays (one copy of the packed bytes); packed and unpacked encodings are accepted.
- *   Small ones are views of a shared slab (as Node pools small Buffers): use their `byteOffset` with `.buffer`.
+ *   Small ones (up to 2 KiB) are views of a shared 8 KiB slab (as Node pools small Buffers): use their `byteOffset` with `.buffer`.
  * - 64-bit integers are `bigint` (tensor contents in BigInt64Array/BigUint64Array, parameters as `bigint`): no
  *   precision loss. Shapes are `number[]` (a dimension beyond 2^53 is refused as malformed).
  * - Field names are the proto's (snake_case, as in the REST JSON). Empty strings and empty lists are left out of a

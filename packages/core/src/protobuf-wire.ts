@@ -305,10 +305,18 @@ export function utf8Length(s: string): number {
 }
 
 /**
+ * Slabs are small (Node's Buffer pool is 8 KiB too) because one live view keeps its whole slab alive: a request held
+ * in a join for a while retains at most 8 KiB beyond itself.
+ */
+const SLAB_SIZE = 8 * 1024;
+/** Regions larger than this get a buffer of their own. */
+const SLAB_MAX = 2 * 1024;
+
+/**
  * Typed arrays decoded from packed fields come from a shared slab too: making a small typed array and then touching
  * its `.buffer` (to copy bytes into it) costs V8 far more than a view over an existing buffer.
  */
-const DECODE_SLAB_SIZE = 64 * 1024;
+const DECODE_SLAB_SIZE = SLAB_SIZE;
 let decodeSlab = new ArrayBuffer(DECODE_SLAB_SIZE);
 let decodeSlabUsed = 0;
 
@@ -343,9 +351,7 @@ export function reserveDecoded(bytes: number): void {
   decodeSlabUsed = (decodeSlabUsed + bytes + 7) & ~7;
 }
 
-/** Messages up to this size are cut from a shared slab (as Node's Buffer pool does): one allocation per slab. */
-const SLAB_MAX = 4096;
-const SLAB_SIZE = 64 * 1024;
+/** Small messages are cut from a shared slab (as Node's Buffer pool does): one allocation per slab. */
 let slab = new Uint8Array(SLAB_SIZE);
 let slabUsed = 0;
 

@@ -260,6 +260,32 @@ describe("OIP protobuf codec: messages", () => {
     );
   });
 
+  it("keeps every earlier result intact while pooled buffers fill up and roll over", () => {
+    // Sizes around the pooling limits: tiny, just under and over 2 KiB, and larger than a slab.
+    const lengths = [1, 3, 500, 511, 513, 3000];
+    const messages = Array.from({ length: 600 }, (_, i) => {
+      const n = lengths[i % lengths.length]!;
+      return {
+        model_name: `m${i}`,
+        inputs: [
+          {
+            name: "x",
+            datatype: "FP32",
+            shape: [n],
+            contents: { fp32_contents: Float32Array.from({ length: n }, (_, k) => i * 10_000 + k) },
+          },
+          { name: "y", datatype: "INT64", shape: [2], contents: { int64_contents: BigInt64Array.of(BigInt(i), -1n) } },
+        ],
+      } satisfies ModelInferRequest;
+    });
+    const encoded = messages.map((m) => encodeModelInferRequest(m));
+    const decoded = encoded.map((b) => decodeModelInferRequest(b));
+    messages.forEach((m, i) => {
+      expect(decoded[i], `message ${i}`).toEqual(m);
+      expect(pbDecodeRequest(encoded[i]!), `message ${i}`).toEqual(m);
+    });
+  });
+
   it("accepts unpacked repeated fields, and merges packed and unpacked runs in order", () => {
     const w = protobuf.Writer.create();
     w.uint32((3 << 3) | 0).int64(2); // shape, unpacked
