@@ -7,6 +7,7 @@ export * from "./memory-bus.js";
 export * from "./memory-topic-admin.js";
 export * from "./message-bus.js";
 export * from "./oip.js";
+export * from "./oip-protobuf.js";
 export * from "./partition-assignment.js";
 export * from "./pipeline-refs.js";
 export * from "./quantity.js";
