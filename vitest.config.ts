@@ -1,4 +1,4 @@
-import { defineConfig } from "vitest/config";
+import { configDefaults, defineConfig } from "vitest/config";
 
 // `npm test` runs both projects. Unit tests are pure and fast; integration tests talk to a real Kafka broker and
 // DynamoDB Local, which the integration global setup starts when they are not already running.
@@ -22,9 +22,19 @@ export default defineConfig({
         },
       },
       {
+        // The bad-input corpus: every edge in one process on loopback ports, no broker or database.
+        test: {
+          name: "corpus",
+          include: ["test/bad-input/**/*.test.ts"],
+          environment: "node",
+          testTimeout: 60_000,
+        },
+      },
+      {
         test: {
           name: "integration",
           include: ["test/**/*.test.ts"],
+          exclude: [...configDefaults.exclude, "test/bad-input/**"],
           environment: "node",
           globalSetup: ["test/setup/global-setup.ts"],
           testTimeout: 60_000,

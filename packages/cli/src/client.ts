@@ -1,4 +1,4 @@
-import { type ResourceKind, TernError } from "@tern/core";
+import { type ResourceKind, TernError, type WorkerKind, type WorkerKindStatus } from "@tern/core";
 
 /**
  * A small client of the scheduler's control API for the CLI: every call has a deadline, errors carry the API's
@@ -43,6 +43,8 @@ export interface SchedulerClient {
   /** Undefined when the resource does not exist. */
   get<T = Record<string, unknown>>(kind: ResourceKind, name: string): Promise<T | undefined>;
   status(): Promise<{ active: boolean; revision: number; leader: { holder: string } | null }>;
+  /** The registered workers of a kind; for model gateways also every bucket. */
+  workers(kind: WorkerKind): Promise<WorkerKindStatus>;
 }
 
 export const DEFAULT_SCHEDULER_URL = "http://127.0.0.1:9004";
@@ -154,6 +156,9 @@ export function createSchedulerClient(options: SchedulerClientOptions = {}): Sch
         revision: number;
         leader: { holder: string } | null;
       };
+    },
+    async workers(kind) {
+      return (await call("GET", `/v1/workers/${kind}`)).json as WorkerKindStatus;
     },
   };
 }

@@ -69,3 +69,38 @@ export const sharedEnvSchema = z.object({
   LOG_LEVEL: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),
 });
 export type SharedConfig = z.infer<typeof sharedEnvSchema>;
+
+/** Variables of the model gateway's scale, shared by the scheduler (which enforces the cap) and the local stack. */
+export const modelGatewayEnvSchema = z.object({
+  /**
+   * How many model-gateway replicas the local stack (`npm start`) runs. At most `KAFKA_PARTITIONS`: the consumers of
+   * one group never exceed the partition count, so more would sit idle.
+   */
+  TERN_MODELGATEWAY_REPLICAS: envVar.int(1, 1),
+  /**
+   * Buckets the models are hashed into; each bucket is one consumer group, owned by one model-gateway replica. A new
+   * or removed model pauses (rebalances) only its own bucket's group, so more buckets mean smaller pauses, and at
+   * least as many buckets as replicas keep every replica busy. 16 covers the default partition count (4) several
+   * times over while a replica runs at most 16 consumers.
+   */
+  TERN_MODELGATEWAY_BUCKETS: envVar.int(16, 1),
+});
+
+/**
+ * Refuses more model-gateway replicas than partitions, naming both numbers (DESIGN §3: the consumers of one group
+ * never exceed the partition count).
+ * @throws TernError `config.invalid`
+ */
+export function checkModelGatewayReplicas(config: {
+  KAFKA_PARTITIONS: number;
+  TERN_MODELGATEWAY_REPLICAS: number;
+}): void {
+  const { KAFKA_PARTITIONS: partitions, TERN_MODELGATEWAY_REPLICAS: replicas } = config;
+  if (replicas > partitions) {
+    throw new TernError(
+      "config.invalid",
+      `invalid configuration:\n  TERN_MODELGATEWAY_REPLICAS: ${replicas} model-gateway replicas exceed KAFKA_PARTITIONS ${partitions}; ` +
+        `a replica beyond the partition count would sit idle: use at most ${partitions} replicas or raise KAFKA_PARTITIONS`,
+    );
+  }
+}

@@ -67,7 +67,11 @@ export interface BusBatchContext {
 }
 
 export interface BusConsumer {
-  /** Joins the group; resolves once this member holds an assignment, rejects after `timeoutMs`. */
+  /**
+   * Joins the group; resolves once this member holds an assignment and knows where it reads each partition from, so a
+   * record produced after `start()` resolved is delivered even to a new group without `fromBeginning`. Rejects after
+   * `timeoutMs` (`timeout`), or with `not_found` when a topic does not exist.
+   */
   start(options?: { timeoutMs?: number }): Promise<void>;
   /** The partitions this member holds now (empty before the first assignment). */
   assignment(): BusAssignment;

@@ -227,9 +227,62 @@ export function halfBitsToFloat(bits: number): number {
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
 
-function flatten(value: unknown, out: unknown[]): void {
-  if (Array.isArray(value)) for (const v of value) flatten(v, out);
-  else out.push(value);
+/**
+ * Deepest nesting of an input's JSON `data` the decoders accept. Row-major nesting needs one level per dimension; the
+ * bound keeps a hostile body (e.g. 20,000 levels in 40 KB) from reaching anything recursive. Deeper data can be sent flat.
+ */
+export const MAX_DATA_DEPTH = 32;
+
+/**
+ * A short, safe rendering of a client's JSON value for an error message: primitives as JSON (long strings cut),
+ * arrays and objects by kind only, so that no message depends on the depth or size of what was sent.
+ */
+export function describeJsonValue(value: unknown): string {
+  if (typeof value === "number") return String(value);
+  if (typeof value === "string") return JSON.stringify(value.length > 40 ? `${value.slice(0, 40)}…` : value);
+  if (value === null || typeof value === "boolean") return String(value);
+  if (Array.isArray(value)) return "an array";
+  if (value === undefined) return "undefined";
+  return typeof value === "object" ? "an object" : typeof value;
+}
+
+/** Row-major elements of nested JSON data, without recursion; throws once the nesting passes MAX_DATA_DEPTH. */
+function flatten(name: string, value: unknown): unknown[] {
+  if (!Array.isArray(value)) return [value];
+  let nested = false;
+  for (const v of value) {
+    if (Array.isArray(v)) {
+      nested = true;
+      break;
+    }
+  }
+  if (!nested) return value;
+  const out: unknown[] = [];
+  const arrays: unknown[][] = [value];
+  const positions: number[] = [0];
+  while (arrays.length > 0) {
+    const top = arrays.length - 1;
+    const array = arrays[top]!;
+    const i = positions[top]!;
+    if (i === array.length) {
+      arrays.pop();
+      positions.pop();
+      continue;
+    }
+    positions[top] = i + 1;
+    const v = array[i];
+    if (!Array.isArray(v)) {
+      out.push(v);
+      continue;
+    }
+    if (arrays.length === MAX_DATA_DEPTH)
+      throw bad(
+        `input "${name}": "data" is nested more than ${MAX_DATA_DEPTH} levels deep (the limit); send it flat in row-major order`,
+      );
+    arrays.push(v);
+    positions.push(0);
+  }
+  return out;
 }
 
 const INT_RANGE: Partial<Record<OipDatatype, [number, number]>> = {
@@ -241,20 +294,27 @@ const INT_RANGE: Partial<Record<OipDatatype, [number, number]>> = {
   INT32: [-2147483648, 2147483647],
 };
 
+const BIG_RANGE = {
+  INT64: [-(2n ** 63n), 2n ** 63n - 1n],
+  UINT64: [0n, 2n ** 64n - 1n],
+} as const;
+
+/** Largest finite magnitude of each float type; a JSON number beyond it would become ±Infinity. */
+const FLOAT_MAX = { FP16: 65504, FP32: 3.4028234663852886e38, FP64: Number.MAX_VALUE } as const;
+
 /**
  * Turns the JSON `data` of one input (flat or nested, row-major) into typed data, checking every element against the
- * datatype. Throws a `bad_request` TernError naming the tensor and the first bad element.
+ * datatype and its range. Throws a `bad_request` TernError naming the tensor and the first bad element. JSON has no
+ * NaN or Infinity; a number too large for a double parses as ±Infinity and is refused here like any value outside its
+ * datatype's range (an FP32 element that would round to ±Infinity, an INT64 beyond ±2^63).
  */
 export function tensorDataFromJson(name: string, datatype: OipDatatype, data: unknown): TensorData {
-  const flat: unknown[] = [];
-  flatten(data, flat);
+  const flat = flatten(name, data);
   const out = allocateTensorData(datatype, flat.length);
   for (let i = 0; i < flat.length; i++) {
     const v = flat[i];
     const fail = (want: string) =>
-      bad(
-        `input "${name}": element ${i} is ${JSON.stringify(v) ?? String(v)}, expected ${want} for datatype ${datatype}`,
-      );
+      bad(`input "${name}": element ${i} is ${describeJsonValue(v)}, expected ${want} for datatype ${datatype}`);
     switch (datatype) {
       case "BOOL":
         if (typeof v !== "boolean") throw fail("true or false");
@@ -266,16 +326,27 @@ export function tensorDataFromJson(name: string, datatype: OipDatatype, data: un
         break;
       case "FP16":
       case "FP32":
-      case "FP64":
+      case "FP64": {
         if (typeof v !== "number") throw fail("a number");
-        if (datatype === "FP16") (out as Uint16Array)[i] = floatToHalfBits(v);
-        else (out as Float32Array | Float64Array)[i] = v;
+        const max = FLOAT_MAX[datatype];
+        if (datatype === "FP16") {
+          const bits = floatToHalfBits(v);
+          if ((bits & 0x7fff) === 0x7c00) throw fail(`a finite number within ±${max}`);
+          (out as Uint16Array)[i] = bits;
+        } else {
+          const stored = datatype === "FP32" ? Math.fround(v) : v;
+          if (!Number.isFinite(stored)) throw fail(`a finite number within ±${max}`);
+          (out as Float32Array | Float64Array)[i] = v;
+        }
         break;
+      }
       case "INT64":
       case "UINT64": {
         if (typeof v !== "number" || !Number.isInteger(v)) throw fail("an integer");
-        if (datatype === "UINT64" && v < 0) throw fail("a non-negative integer");
-        (out as BigInt64Array | BigUint64Array)[i] = BigInt(v);
+        const big = BigInt(v);
+        const [min, max] = BIG_RANGE[datatype];
+        if (big < min || big > max) throw fail(`an integer in [${min}, ${max}]`);
+        (out as BigInt64Array | BigUint64Array)[i] = big;
         break;
       }
       default: {
@@ -287,6 +358,22 @@ export function tensorDataFromJson(name: string, datatype: OipDatatype, data: un
     }
   }
   return out;
+}
+
+/**
+ * Checks integer tensor data that arrived as wider numbers (gRPC `int_contents` is int32 for INT8/INT16, `uint_contents`
+ * uint32 for UINT8/UINT16) against the datatype's range. Throws a `bad_request` naming the tensor and the element.
+ */
+export function checkIntegerRange(name: string, datatype: OipDatatype, values: ArrayLike<number>): void {
+  const range = INT_RANGE[datatype];
+  if (!range) return;
+  for (let i = 0; i < values.length; i++) {
+    const v = values[i]!;
+    if (v < range[0] || v > range[1])
+      throw bad(
+        `input "${name}": element ${i} is ${v}, expected an integer in [${range[0]}, ${range[1]}] for datatype ${datatype}`,
+      );
+  }
 }
 
 /** Plain JSON values for a tensor's data (64-bit integers beyond 2^53 lose precision in JSON numbers). */

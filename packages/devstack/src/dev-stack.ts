@@ -1,8 +1,8 @@
 import { join } from "node:path";
 import { TernError } from "@tern/core";
+import { probeKafka } from "@tern/kafka";
 import { dynamoDbLocalProcessSpec } from "./dynamodb-local.js";
 import { probeDynamoDb } from "./dynamodb-probe.js";
-import { probeKafka } from "./kafka-admin.js";
 import { ensureKafkaJars, kafkaBrokerProcessSpec, prepareKafkaBroker } from "./kafka-broker.js";
 import { acquireDevStackLock, type DevStackLock, killStaleChildren } from "./lock.js";
 import { isPortOpen } from "./ports.js";

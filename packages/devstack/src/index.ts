@@ -6,7 +6,6 @@ export * from "./dev-stack.js";
 export * from "./dynamodb-instance.js";
 export * from "./dynamodb-local.js";
 export * from "./dynamodb-probe.js";
-export * from "./kafka-admin.js";
 export * from "./kafka-broker.js";
 export * from "./local-controller.js";
 export * from "./lock.js";

@@ -20,6 +20,7 @@ import { z } from "zod";
 import { loadState } from "./persistence.js";
 import type { Scheduler, WatchEvent } from "./scheduler.js";
 import { listStatuses, parseKind, resourceStatus } from "./views.js";
+import { createWorkerRoutes } from "./worker-routes.js";
 
 /** What the control API needs. Routes never read `process.env`. */
 export interface ControlAppDeps {
@@ -239,6 +240,8 @@ export function createControlApp(deps: ControlAppDeps): Hono {
     await scheduler.removeAgent(server, replica);
     return c.body(null, 204);
   });
+
+  app.route("/v1/workers", createWorkerRoutes({ writer, streamHeartbeatMs: heartbeatMs }));
 
   // --- resources ---
 

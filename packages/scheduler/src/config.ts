@@ -1,4 +1,11 @@
-import { envVar, parseEnv, sharedEnvSchema, TernError } from "@tern/core";
+import {
+  checkModelGatewayReplicas,
+  envVar,
+  modelGatewayEnvSchema,
+  parseEnv,
+  sharedEnvSchema,
+  TernError,
+} from "@tern/core";
 import { z } from "zod";
 
 /**
@@ -6,6 +13,12 @@ import { z } from "zod";
  * `.env.example` and docs/scheduler.md.
  */
 export const schedulerEnvSchema = sharedEnvSchema.extend({
+  ...modelGatewayEnvSchema.shape,
+  /**
+   * Delete a model's Kafka topics when the model is deleted (Seldon's `dataflow.cleanTopicsOnDelete`). Off by
+   * default: topics, and the records in them, outlive the model.
+   */
+  TERN_DATAFLOW_CLEAN_TOPICS_ON_DELETE: envVar.bool(false),
   /** Interface the control API listens on. Anything but loopback needs TERN_SCHEDULER_TOKEN. */
   TERN_SCHEDULER_HOST: z.string().min(1).default("127.0.0.1"),
   /** Port of the control API; 0 picks a free one (logged as `port` in the "control API listening" line). */
@@ -67,6 +80,7 @@ export function loadSchedulerConfig(env: Record<string, string | undefined> = pr
         "set TERN_SCHEDULER_TOKEN so that it requires a bearer token (or listen on 127.0.0.1)",
     );
   }
+  checkModelGatewayReplicas(config);
   if (config.TERN_AGENT_HEARTBEAT_TIMEOUT_MS <= config.TERN_AGENT_HEARTBEAT_INTERVAL_MS) {
     throw new TernError(
       "config.invalid",

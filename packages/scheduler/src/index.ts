@@ -1,7 +1,9 @@
 // The public surface of @tern/scheduler. The process entry is main.ts (not exported: importing it would start a server).
 export * from "./app.js";
+export * from "./bucket-placement.js";
 export * from "./build-routes.js";
 export * from "./config.js";
+export * from "./data-plane.js";
 export * from "./lease.js";
 export * from "./model-spec.js";
 export * from "./persistence.js";
@@ -13,4 +15,7 @@ export * from "./server-types.js";
 export * from "./service.js";
 export * from "./store/dynamodb-store.js";
 export * from "./store/memory-store.js";
+export * from "./topics.js";
 export * from "./views.js";
+export * from "./worker-routes.js";
+export * from "./workers.js";

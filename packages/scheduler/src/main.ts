@@ -1,4 +1,5 @@
-import { hasCode } from "@tern/core";
+import { hasCode, type MessageBus } from "@tern/core";
+import { createKafkaBus } from "@tern/kafka";
 import { pino } from "pino";
 import { loadSchedulerConfig } from "./config.js";
 import { startSchedulerService } from "./service.js";
@@ -28,7 +29,18 @@ async function main(): Promise<number> {
     logger.info({ table: config.TERN_TABLE, created }, "state table ready");
   }
   const store = createDynamoDbStore(table);
-  const service = await startSchedulerService({ config, store, logger });
+  // The scheduler owns the Kafka topics (DESIGN §3). Without brokers the Kafka path is reported as not configured and
+  // models still serve over HTTP.
+  const bus: MessageBus | undefined =
+    config.KAFKA_BROKERS && config.KAFKA_BROKERS.length > 0
+      ? createKafkaBus({ brokers: config.KAFKA_BROKERS, logger: logger.child({ part: "kafka" }) })
+      : undefined;
+  const service = await startSchedulerService({
+    config,
+    store,
+    logger,
+    ...(bus === undefined ? {} : { topicAdmin: bus.admin() }),
+  });
 
   await new Promise<void>((resolve) => {
     const onSignal = (signal: NodeJS.Signals) => {
@@ -44,6 +56,7 @@ async function main(): Promise<number> {
   }, config.TERN_SCHEDULER_SHUTDOWN_GRACE_MS);
   grace.unref();
   await service.close();
+  await bus?.close();
   await store.close();
   logger.info("stopped");
   return 0;

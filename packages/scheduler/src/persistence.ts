@@ -1,5 +1,6 @@
 import { type RouteTable, type StateStore, type StoredItem, TernError, unpackRouteTable } from "@tern/core";
 import {
+  type BucketRecord,
   type ClusterState,
   COLLECTIONS,
   type ExperimentRecord,
@@ -10,6 +11,7 @@ import {
   type ReplicaRecord,
   ROUTES_KEY,
   type ServerRecord,
+  type WorkerRecord,
 } from "./records.js";
 
 /** Everything a scheduler reads from the store on start (and a standby on every read). */
@@ -28,12 +30,14 @@ export function versionKeyOf(collection: string, id: string): string {
 
 /** Reads the whole cluster state from the store. */
 export async function loadState(store: StateStore): Promise<LoadedState> {
-  const [models, servers, replicas, pipelines, experiments, revision, routes] = await Promise.all([
+  const [models, servers, replicas, pipelines, experiments, workers, buckets, revision, routes] = await Promise.all([
     store.list<ModelRecord>(COLLECTIONS.model),
     store.list<ServerRecord>(COLLECTIONS.server),
     store.list<ReplicaRecord>(COLLECTIONS.replica),
     store.list<PipelineRecord>(COLLECTIONS.pipeline),
     store.list<ExperimentRecord>(COLLECTIONS.experiment),
+    store.list<WorkerRecord>(COLLECTIONS.worker),
+    store.list<BucketRecord>(COLLECTIONS.bucket),
     store.get<{ revision: number }>(REVISION_KEY),
     store.get<unknown>(ROUTES_KEY),
   ]);
@@ -50,6 +54,8 @@ export async function loadState(store: StateStore): Promise<LoadedState> {
   fill(state.replicas, replicas);
   fill(state.pipelines, pipelines);
   fill(state.experiments, experiments);
+  fill(state.workers, workers);
+  fill(state.buckets, buckets);
   if (revision !== undefined) versions.set(versionKeyOf(REVISION_KEY.collection, REVISION_KEY.id), revision.version);
   if (routes !== undefined) versions.set(versionKeyOf(ROUTES_KEY.collection, ROUTES_KEY.id), routes.version);
   const rev = revision?.value.revision ?? 0;

@@ -1,4 +1,5 @@
 import { effectiveReplicas } from "@tern/core";
+import { type BucketPlacementOptions, placeBuckets } from "./bucket-placement.js";
 import { wantedReplicas } from "./model-spec.js";
 import {
   createPlacer,
@@ -50,6 +51,8 @@ export interface ReconcileOptions {
    * @default true
    */
   skipSettled?: boolean;
+  /** How model-gateway buckets are placed (count, topic names, whether topics must exist). */
+  buckets?: BucketPlacementOptions;
 }
 
 /** Derived facts about one registered replica (not stored: computed from the state). */
@@ -74,6 +77,8 @@ export function reconcile(input: ClusterState, options: ReconcileOptions = {}): 
     replicas: new Map(input.replicas),
     pipelines: new Map(input.pipelines),
     experiments: new Map([...input.experiments].map(([id, e]) => [id, structuredClone(e)])),
+    workers: new Map(input.workers),
+    buckets: new Map(input.buckets),
   };
   const views = buildServerViews(state);
   // Created on first use, so that a pass with nothing to place validates nothing (as before sessions existed).
@@ -107,6 +112,7 @@ export function reconcile(input: ClusterState, options: ReconcileOptions = {}): 
 
   removeEmptyDeletedServers(state);
   deriveExperiments(state);
+  state.buckets = placeBuckets(state, options.buckets);
   return state;
 }
 
@@ -169,6 +175,8 @@ function settledCheck(views: readonly ServerView[]): (model: ModelRecord) => boo
     if (model.reason !== undefined || model.scheduleFailure !== undefined || model.partialReason !== undefined) {
       return false;
     }
+    // A Kafka path that failed must show in the reason, which only a pass writes.
+    if (model.topics !== undefined && !model.topics.ready) return false;
     const version = model.versions[0]!;
     const wanted = wantedReplicas(model.resource.spec);
     if (wanted < 1 || model.targetCount !== wanted || version.replicas.length !== wanted) return false;
@@ -396,6 +404,14 @@ export function servingVersion(model: ModelRecord): ModelVersionRecord | undefin
 }
 
 function deriveModelState(model: ModelRecord): void {
+  deriveServingState(model);
+  // HTTP serving does not depend on Kafka: the state stays, the reason says what the Kafka path misses.
+  const kafka = model.topics !== undefined && !model.topics.ready ? model.topics.reason : undefined;
+  if (kafka !== undefined && !model.deleting)
+    model.reason = model.reason === undefined ? kafka : `${model.reason}; ${kafka}`;
+}
+
+function deriveServingState(model: ModelRecord): void {
   const latest = latestOf(model);
   delete model.reason;
   if (model.deleting) {

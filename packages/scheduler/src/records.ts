@@ -8,6 +8,7 @@ import type {
   PipelineState,
   ReplicaState,
   ServerResource,
+  WorkerKind,
 } from "@tern/core";
 
 /**
@@ -16,13 +17,18 @@ import type {
  * through the state store port.
  */
 
-/** Store collections. The ids are resource names, except replicas (`<server>/<index>`) and the fixed items. */
+/**
+ * Store collections. The ids are resource names, except replicas (`<server>/<index>`), workers (`<kind>/<id>`),
+ * buckets (`modelgateway/<bucket>`) and the fixed items.
+ */
 export const COLLECTIONS = {
   model: "model",
   server: "server",
   replica: "replica",
   pipeline: "pipeline",
   experiment: "experiment",
+  worker: "worker",
+  bucket: "bucket",
   routes: "routes",
   meta: "meta",
 } as const;
@@ -75,6 +81,11 @@ export interface ModelRecord {
   partialReason?: string;
   /** How many replicas of the latest version placement wants (what "all available" means). */
   targetCount?: number;
+  /**
+   * The Kafka path of the model (its topics), written by the topic lifecycle (`topics.ts`). Absent: not checked yet,
+   * or no Kafka admin configured. Not ready: the model still serves over HTTP and `reason` says what is missing.
+   */
+  topics?: { ready: boolean; reason?: string };
 }
 
 export interface ServerRecord {
@@ -105,6 +116,27 @@ export interface ExperimentRecord {
   reason?: string;
 }
 
+/** A registered data-plane worker (model gateway, dataflow worker): not a server replica. */
+export interface WorkerRecord {
+  kind: WorkerKind;
+  id: string;
+  endpoint?: string;
+  registeredAt: number;
+}
+
+/**
+ * One model-gateway bucket as placed by the reconciler (`bucket-placement.ts`): stored, so a standby serves the same
+ * answer. Stored only while at least one model gateway is registered.
+ */
+export interface BucketRecord {
+  bucket: number;
+  groupId: string;
+  /** Worker id of the model gateway that owns it. */
+  owner?: string;
+  /** The bucket's models (sorted): those with a route whose Kafka path is usable. */
+  models: string[];
+}
+
 /** Everything the reconciler decides from. Maps are keyed by store id. */
 export interface ClusterState {
   models: Map<string, ModelRecord>;
@@ -112,6 +144,8 @@ export interface ClusterState {
   replicas: Map<string, ReplicaRecord>;
   pipelines: Map<string, PipelineRecord>;
   experiments: Map<string, ExperimentRecord>;
+  workers: Map<string, WorkerRecord>;
+  buckets: Map<string, BucketRecord>;
 }
 
 export function emptyClusterState(): ClusterState {
@@ -121,11 +155,23 @@ export function emptyClusterState(): ClusterState {
     replicas: new Map(),
     pipelines: new Map(),
     experiments: new Map(),
+    workers: new Map(),
+    buckets: new Map(),
   };
 }
 
 export function cloneClusterState(state: ClusterState): ClusterState {
   return structuredClone(state);
+}
+
+/** Store id of a worker. */
+export function workerId(kind: WorkerKind, id: string): string {
+  return `${kind}/${id}`;
+}
+
+/** Store id of a model-gateway bucket. */
+export function bucketId(bucket: number): string {
+  return `modelgateway/${bucket}`;
 }
 
 /** Store id of a server replica. */

@@ -17,9 +17,10 @@ import {
 } from "@tern/core";
 import type { Logger } from "pino";
 import { buildRouteTable, routeTableToStore, sameRoutes } from "./build-routes.js";
+import { createDataPlane, type DataPlaneOptions } from "./data-plane.js";
 import { newVersion, versionKey } from "./model-spec.js";
 import { loadState, versionKeyOf } from "./persistence.js";
-import { type ReplicaDrainInfo, reconcile, replicaDrainInfo } from "./reconcile.js";
+import { type ReconcileOptions, type ReplicaDrainInfo, reconcile, replicaDrainInfo } from "./reconcile.js";
 import {
   type ClusterState,
   COLLECTIONS,
@@ -42,6 +43,7 @@ import {
   resourceStatus,
   serverStatus,
 } from "./views.js";
+import type { WorkerRegistry } from "./workers.js";
 
 /** Options of {@link createScheduler}. */
 export interface SchedulerOptions {
@@ -61,11 +63,13 @@ export interface SchedulerOptions {
   historyLimit?: number;
   /** Called once when a write is refused because the lease was lost: the process must stand by again. */
   onLeaseLost?: (error: unknown) => void;
+  /** The Kafka data plane: partitions, topic names, model-gateway buckets, and the topic admin (absent: not configured). */
+  dataPlane?: DataPlaneOptions;
 }
 
 /** One change in a watch event. `status` is what `GET /v1/{kind}/{name}` would return (absent for deletes). */
 export interface WatchChange {
-  kind: "model" | "server" | "replica" | "pipeline" | "experiment" | "routes";
+  kind: "model" | "server" | "replica" | "pipeline" | "experiment" | "worker" | "bucket" | "routes";
   name: string;
   type: "put" | "delete";
   status?: unknown;
@@ -133,6 +137,10 @@ export interface Scheduler {
   snapshot(): ClusterState;
   /** How many agents' last heartbeats are kept: never more than the registered replicas. For tests and diagnostics. */
   trackedHeartbeats(): number;
+  /** Data-plane workers (model gateways, dataflow): registration, heartbeats, assignments. */
+  readonly workers: WorkerRegistry;
+  /** Resolves once no topic operation is running (for tests). */
+  topicsIdle(): Promise<void>;
 }
 
 /** The items in one transaction besides the changed records: the revision and, when it changed, the route table. */
@@ -152,7 +160,7 @@ export function createScheduler(options: SchedulerOptions): Scheduler {
   const heartbeatIntervalMs = options.heartbeatIntervalMs ?? 2000;
   const heartbeatTimeoutMs = options.heartbeatTimeoutMs ?? 3 * heartbeatIntervalMs;
   const historyLimit = options.historyLimit ?? 1000;
-  const reconcileOptions = { overcommitPercent: options.overcommitPercent ?? 0 };
+  const reconcileOptions: ReconcileOptions = { overcommitPercent: options.overcommitPercent ?? 0 };
 
   let state: ClusterState = emptyClusterState();
   let drain = new Map<string, ReplicaDrainInfo>();
@@ -172,6 +180,18 @@ export function createScheduler(options: SchedulerOptions): Scheduler {
     if (stopped || leaseLost) throw new TernError("unavailable", "not the active scheduler", { retriable: true });
   }
 
+  const dataPlane = createDataPlane(options.dataPlane ?? {}, {
+    logger,
+    now,
+    heartbeatIntervalMs,
+    heartbeatTimeoutMs,
+    state: () => state,
+    revision: () => revision,
+    change: (mutate) => change(mutate),
+    ensureRunning,
+  });
+  reconcileOptions.buckets = dataPlane.bucketOptions;
+
   /** Serialises every change (apply, agent events, heartbeats lapsing) so each sees the previous one's state. */
   function serial<T>(fn: () => Promise<T>): Promise<T> {
     const run = queue.then(fn, fn);
@@ -190,13 +210,15 @@ export function createScheduler(options: SchedulerOptions): Scheduler {
     });
   }
 
-  type Collection = "model" | "server" | "replica" | "pipeline" | "experiment";
+  type Collection = "model" | "server" | "replica" | "pipeline" | "experiment" | "worker" | "bucket";
   const MAPS: Array<[Collection, (s: ClusterState) => Map<string, unknown>]> = [
     ["model", (s) => s.models],
     ["server", (s) => s.servers],
     ["replica", (s) => s.replicas],
     ["pipeline", (s) => s.pipelines],
     ["experiment", (s) => s.experiments],
+    ["worker", (s) => s.workers],
+    ["bucket", (s) => s.buckets],
   ];
 
   function statusOf(
@@ -218,6 +240,9 @@ export function createScheduler(options: SchedulerOptions): Scheduler {
         return pipelineStatus(next.pipelines.get(id)!);
       case "experiment":
         return resourceStatus(next, "Experiment", id);
+      case "worker":
+      case "bucket":
+        return next[`${kind}s`].get(id);
     }
   }
 
@@ -339,6 +364,7 @@ export function createScheduler(options: SchedulerOptions): Scheduler {
 
   function adopt(next: ClusterState, nextDrain: Map<string, ReplicaDrainInfo>, nextRoutes: RouteTable): void {
     const beforeSets = desiredSets(state);
+    const before = state;
     state = next;
     drain = nextDrain;
     routes = nextRoutes;
@@ -350,6 +376,7 @@ export function createScheduler(options: SchedulerOptions): Scheduler {
       const assignments = assignmentsFor(id);
       for (const l of listeners) l.assignments(assignments);
     }
+    dataPlane.adopted(before, state);
   }
 
   function emit(event: WatchEvent): void {
@@ -398,6 +425,7 @@ export function createScheduler(options: SchedulerOptions): Scheduler {
     watchers.clear();
     for (const set of assignmentListeners.values()) for (const l of [...set]) l.close();
     assignmentListeners.clear();
+    dataPlane.close();
   }
 
   async function reload(): Promise<void> {
@@ -432,6 +460,7 @@ export function createScheduler(options: SchedulerOptions): Scheduler {
       // Heartbeats are not persisted: every stored agent gets a full deadline from now to show up again.
       const t = now();
       for (const id of state.replicas.keys()) heartbeats.set(id, t);
+      dataPlane.workers.started();
       history.length = 0;
       logger.info(
         { revision, models: state.models.size, servers: state.servers.size, replicas: state.replicas.size },
@@ -627,6 +656,7 @@ export function createScheduler(options: SchedulerOptions): Scheduler {
       if (stopped || leaseLost) return;
       // Keeps the map within the registered replicas whatever path removed one.
       for (const id of heartbeats.keys()) if (!state.replicas.has(id)) heartbeats.delete(id);
+      await dataPlane.workers.checkHeartbeats();
       const t = now();
       const expired = [...state.replicas.keys()].filter((id) => t - (heartbeats.get(id) ?? t) > heartbeatTimeoutMs);
       if (expired.length === 0) return;
@@ -650,6 +680,8 @@ export function createScheduler(options: SchedulerOptions): Scheduler {
 
     snapshot: () => cloneClusterState(state),
     trackedHeartbeats: () => heartbeats.size,
+    workers: dataPlane.workers,
+    topicsIdle: () => dataPlane.topicsIdle(),
   };
 
   function closeAssignments(id: string): void {

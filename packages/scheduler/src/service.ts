@@ -2,7 +2,7 @@ import { randomBytes } from "node:crypto";
 import type { Server } from "node:http";
 import { hostname } from "node:os";
 import { serve } from "@hono/node-server";
-import type { StateStore } from "@tern/core";
+import { createTopicNames, type StateStore, type TopicAdmin } from "@tern/core";
 import type { Logger } from "pino";
 import { createControlApp } from "./app.js";
 import type { SchedulerConfig } from "./config.js";
@@ -14,6 +14,11 @@ export interface SchedulerServiceOptions {
   config: SchedulerConfig;
   store: StateStore;
   logger: Logger;
+  /**
+   * The Kafka admin the scheduler manages topics with (`@tern/kafka`'s). Absent: topics are not managed and the
+   * model-gateway status says Kafka is not configured; models still serve over HTTP.
+   */
+  topicAdmin?: TopicAdmin;
 }
 
 /** A running scheduler process: the control API plus the leader elector. */
@@ -66,6 +71,13 @@ export async function startSchedulerService(options: SchedulerServiceOptions): P
           heartbeatTimeoutMs: config.TERN_AGENT_HEARTBEAT_TIMEOUT_MS,
           overcommitPercent: config.TERN_SCHEDULER_OVERCOMMIT_PERCENT,
           historyLimit: config.TERN_SCHEDULER_WATCH_HISTORY,
+          dataPlane: {
+            partitions: config.KAFKA_PARTITIONS,
+            topicNames: createTopicNames({ prefix: config.TERN_TOPIC_PREFIX, namespace: config.TERN_NAMESPACE }),
+            buckets: config.TERN_MODELGATEWAY_BUCKETS,
+            cleanTopicsOnDelete: config.TERN_DATAFLOW_CLEAN_TOPICS_ON_DELETE,
+            ...(options.topicAdmin === undefined ? {} : { topicAdmin: options.topicAdmin }),
+          },
           onLeaseLost: () => {
             // The store refused our fence: another scheduler leads. Stop acting now; the elector notices on renewal.
             if (active === scheduler) active = undefined;

@@ -1,10 +1,10 @@
 import * as grpc from "@grpc/grpc-js";
-import { REPLICA_MISS_HEADER } from "@tern/core";
+import { decodeModelInferRequest, encodeModelInferResponse, REPLICA_MISS_HEADER } from "@tern/core";
 import type { Logger } from "pino";
 import { codeOf, grpcStatusFor, httpStatusFor, isPublicError, ReplicaMissError } from "../errors.js";
 import type { InferenceService } from "../inference/inference-service.js";
 import type { AgentMetrics } from "../metrics.js";
-import { decodeGrpcRequest, encodeGrpcResponse, type GrpcInferRequest } from "./grpc-codec.js";
+import { decodeGrpcRequest, encodeGrpcResponse, withModelInferBytes } from "./grpc-codec.js";
 import { loadOipService } from "./oip-proto.js";
 
 export interface GrpcServerDeps {
@@ -24,6 +24,9 @@ export interface AgentGrpcServer {
 }
 
 type Unary<Req, Res> = grpc.handleUnaryCall<Req, Res>;
+
+/** The codec writes every byte, so the output need not be zero-filled. */
+const NODE_ALLOC = { allocate: (size: number) => Buffer.allocUnsafe(size) };
 
 /** `inference.GRPCInferenceService` over the shared inference service. */
 export function createGrpcServer(deps: GrpcServerDeps): AgentGrpcServer {
@@ -71,23 +74,26 @@ export function createGrpcServer(deps: GrpcServerDeps): AgentGrpcServer {
       const m = service.modelMetadata(req.name, req.version || undefined);
       return { ...m, inputs: m.inputs.map(withStringShape), outputs: m.outputs.map(withStringShape) };
     }),
-    ModelInfer: unary(async (req: GrpcInferRequest) => {
+    ModelInfer: unary(async (bytes: Buffer) => {
       const started = performance.now();
       let status = 500;
+      let model = "";
       try {
+        const req = decodeModelInferRequest(bytes);
+        model = req.model_name;
         const request = decodeGrpcRequest(req);
-        const result = await service.infer(req.model_name, req.model_version || undefined, request);
+        const result = await service.infer(req.model_name, req.model_version, request);
         status = 200;
-        return encodeGrpcResponse(req, result);
+        return encodeModelInferResponse(encodeGrpcResponse(req, result), NODE_ALLOC);
       } catch (err) {
         status = isPublicError(err) ? httpStatusFor(codeOf(err)) : 500;
         throw err;
       } finally {
-        metrics.observe(service.metricsLabel(req.model_name), "grpc", status, (performance.now() - started) / 1000);
+        metrics.observe(service.metricsLabel(model), "grpc", status, (performance.now() - started) / 1000);
       }
     }),
   };
-  server.addService(definition, handlers);
+  server.addService(withModelInferBytes(definition), handlers);
 
   return {
     start(host, port) {

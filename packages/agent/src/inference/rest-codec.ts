@@ -1,5 +1,6 @@
 import {
   decodeTensorData,
+  describeJsonValue,
   elementCount,
   encodeTensorData,
   isOipDatatype,
@@ -31,9 +32,13 @@ function parseParameters(where: string, v: unknown): OipParameters | undefined {
 
 export function parseShape(where: string, v: unknown): number[] {
   if (!Array.isArray(v)) throw bad(`${where}: "shape" must be an array of non-negative integers`);
-  for (const d of v) {
+  for (const [i, d] of v.entries()) {
     if (typeof d !== "number" || !Number.isInteger(d) || d < 0)
-      throw bad(`${where}: shape ${JSON.stringify(v)} must hold non-negative integers`);
+      throw bad(
+        v.length <= 64 && v.every((x) => typeof x !== "object" || x === null)
+          ? `${where}: shape ${JSON.stringify(v)} must hold non-negative integers`
+          : `${where}: shape must hold non-negative integers (dimension ${i} is ${describeJsonValue(d)})`,
+      );
   }
   return v as number[];
 }
@@ -56,7 +61,7 @@ export function decodeRestRequest(body: unknown, binary: Uint8Array | undefined)
     const where = `input "${name}"`;
     if (!isOipDatatype(raw.datatype))
       throw bad(
-        `${where}: datatype ${JSON.stringify(raw.datatype)} is not an OIP datatype (BOOL, UINT8..UINT64, INT8..INT64, FP16, FP32, FP64, BYTES)`,
+        `${where}: datatype ${describeJsonValue(raw.datatype)} is not an OIP datatype (BOOL, UINT8..UINT64, INT8..INT64, FP16, FP32, FP64, BYTES)`,
       );
     const datatype = raw.datatype;
     const shape = parseShape(where, raw.shape);

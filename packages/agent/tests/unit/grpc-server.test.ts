@@ -1,5 +1,11 @@
 import * as grpc from "@grpc/grpc-js";
-import { encodeTensorData, REPLICA_MISS_HEADER } from "@tern/core";
+import {
+  decodeModelInferResponse,
+  encodeModelInferRequest,
+  encodeTensorData,
+  REPLICA_MISS_HEADER,
+  responseOutputsToOip,
+} from "@tern/core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createGrpcServer } from "../../src/grpc/grpc-server.js";
 import { loadOipService } from "../../src/grpc/oip-proto.js";
@@ -121,6 +127,15 @@ describe("OIP gRPC", () => {
       message: /binary data is 12 bytes/,
     },
     {
+      what: "an INT8 element beyond its range in int_contents",
+      req: {
+        model_name: "iris",
+        inputs: [{ name: "small", datatype: "INT8", shape: [3], contents: { int_contents: [1, -128, 300] } }],
+      },
+      code: grpc.status.INVALID_ARGUMENT,
+      message: /input "small": element 2 is 300, expected an integer in \[-128, 127\] for datatype INT8/,
+    },
+    {
       what: "no inputs",
       req: { model_name: "iris", inputs: [] },
       code: grpc.status.INVALID_ARGUMENT,
@@ -136,6 +151,52 @@ describe("OIP gRPC", () => {
     expect(ok.outputs).toHaveLength(2);
   });
 
+  /** ModelInfer with the request and response as protobuf bytes, as a Kafka record carries them. */
+  function inferBytes(bytes: Uint8Array): Promise<Buffer> {
+    return new Promise((resolve, reject) => {
+      client.makeUnaryRequest(
+        "/inference.GRPCInferenceService/ModelInfer",
+        (b: Uint8Array) => Buffer.from(b),
+        (b: Buffer) => b,
+        bytes,
+        (err, res) => (err ? reject(err) : resolve(res!)),
+      );
+    });
+  }
+
+  it("answers a request encoded by the core codec with a response the core codec decodes", async () => {
+    const features = Float32Array.from(IRIS_ROWS.flatMap((r) => r.features));
+    const res = decodeModelInferResponse(
+      await inferBytes(
+        encodeModelInferRequest({
+          model_name: "iris",
+          id: "bytes-1",
+          parameters: { trace: { kind: "bool", value: true } },
+          inputs: [
+            { name: "predict", datatype: "FP32", shape: [IRIS_ROWS.length, 4], contents: { fp32_contents: features } },
+          ],
+          outputs: [{ name: "label" }],
+        }),
+      ),
+    );
+    expect(res).toMatchObject({ model_name: "iris", model_version: "1", id: "bytes-1" });
+    expect(responseOutputsToOip(res)).toEqual([
+      {
+        name: "label",
+        datatype: "INT64",
+        shape: [IRIS_ROWS.length],
+        data: BigInt64Array.from(IRIS_ROWS, (r) => BigInt(r.label)),
+      },
+    ]);
+  });
+
+  it("answers INVALID_ARGUMENT naming the fault for malformed protobuf bytes", async () => {
+    // model_name (field 1, length-delimited) claiming 50 bytes where 2 follow.
+    const err = (await inferBytes(Uint8Array.of(0x0a, 50, 0x69, 0x72)).catch((e: unknown) => e)) as grpc.ServiceError;
+    expect(err.code).toBe(grpc.status.INVALID_ARGUMENT);
+    expect(err.details).toMatch(/malformed ModelInferRequest: length 50 runs past the end of the data/);
+  });
+
   it("reports NOT_FOUND for metadata of an unknown model, marked as a replica miss", async () => {
     const err = (await call("ModelMetadata", { name: "nope" }).catch((e: unknown) => e)) as grpc.ServiceError;
     expect(err.code).toBe(grpc.status.NOT_FOUND);
@@ -143,8 +204,22 @@ describe("OIP gRPC", () => {
   });
 
   it("counts gRPC requests in the metrics", async () => {
-    const text = await stack.metrics.registry.metrics();
-    expect(text).toMatch(/tern_agent_inference_requests_total\{model="iris",protocol="grpc",code="200"\} \d+/);
-    expect(text).toMatch(/tern_agent_inference_requests_total\{model="iris",protocol="grpc",code="400"\} \d+/);
+    // Counts before and after this test's own calls: the test does not depend on what ran before it.
+    const series = [
+      'tern_agent_inference_requests_total{model="iris",protocol="grpc",code="200"}',
+      'tern_agent_inference_requests_total{model="iris",protocol="grpc",code="400"}',
+    ];
+    const values = async () => {
+      const lines = (await stack.metrics.registry.metrics()).split("\n");
+      return series.map((s) => Number(lines.find((l) => l.startsWith(`${s} `))?.slice(s.length + 1) ?? 0));
+    };
+    const before = await values();
+    await call("ModelInfer", { model_name: "iris", inputs: [irisInput()] });
+    const err = (await call("ModelInfer", { model_name: "iris", inputs: [] }).catch((e: unknown) => e)) as
+      | grpc.ServiceError
+      | undefined;
+    expect(err?.code).toBe(grpc.status.INVALID_ARGUMENT);
+    const after = await values();
+    expect(after.map((v, i) => v - before[i]!)).toEqual([1, 1]);
   });
 });

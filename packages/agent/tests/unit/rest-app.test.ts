@@ -2,7 +2,9 @@ import http from "node:http";
 import type { AddressInfo } from "node:net";
 import { type ServerType, serve } from "@hono/node-server";
 import { encodeTensorData, REPLICA_MISS_HEADER } from "@tern/core";
+import pino from "pino";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { createAgentApp } from "../../src/http/app.js";
 import { createTestStack, IRIS_ROWS, sampleUri } from "./helpers.js";
 
 const stack = createTestStack({ maxBodyBytes: 64 * 1024 });
@@ -20,6 +22,11 @@ const irisBody = (rows = IRIS_ROWS) => ({
   inputs: [{ name: "predict", shape: [rows.length, 4], datatype: "FP32", data: rows.map((r) => r.features) }],
 });
 
+/** JSON text `[[[…[1]…]]]`, `depth` levels deep (JSON.stringify itself cannot write such a value). */
+const deepArray = (depth: number) => `${"[".repeat(depth)}1${"]".repeat(depth)}`;
+/** JSON text `{"a":{"a":…1…}}`, `depth` levels deep. */
+const deepObject = (depth: number) => `${'{"a":'.repeat(depth)}1${"}".repeat(depth)}`;
+
 /** Builds a binary-extension body: JSON header followed by raw tensors. */
 function binaryBody(json: unknown, parts: Uint8Array[]): { body: Uint8Array; headerLength: number } {
   const head = new TextEncoder().encode(JSON.stringify(json));
@@ -31,6 +38,15 @@ function binaryBody(json: unknown, parts: Uint8Array[]): { body: Uint8Array; hea
     o += p.length;
   }
   return { body, headerLength: head.length };
+}
+
+/** The values of whole series names (`name{labels}`) on /metrics; 0 for a series not written yet. */
+async function metricValues(series: string[]): Promise<number[]> {
+  const lines = (await (await app.request("/metrics")).text()).split("\n");
+  return series.map((s) => {
+    const line = lines.find((l) => l.startsWith(`${s} `));
+    return line === undefined ? 0 : Number(line.slice(s.length + 1));
+  });
 }
 
 beforeAll(async () => {
@@ -302,6 +318,81 @@ describe("OIP REST", () => {
       message: /request body is larger than the limit of 65536 bytes/,
     },
     {
+      what: "data nested deeper than the limit",
+      body: `{"inputs":[{"name":"predict","shape":[1],"datatype":"FP32","data":${"[".repeat(40)}1${"]".repeat(40)}}]}`,
+      status: 400,
+      message: /input "predict": "data" is nested more than 32 levels deep \(the limit\)/,
+    },
+    {
+      what: "a shape holding a nested array",
+      body: `{"inputs":[{"name":"predict","datatype":"FP32","data":[1,2,3,4],"shape":[1,${deepArray(20_000)}]}]}`,
+      status: 400,
+      message: /input "predict": shape must hold non-negative integers \(dimension 1 is an array\)/,
+    },
+    {
+      what: "a datatype that is a deep array",
+      body: `{"inputs":[{"name":"predict","shape":[1,4],"data":[1,2,3,4],"datatype":${deepArray(20_000)}}]}`,
+      status: 400,
+      message: /input "predict": datatype an array is not an OIP datatype/,
+    },
+    {
+      what: "a data element that is a deep object",
+      body: `{"inputs":[{"name":"predict","shape":[1,4],"datatype":"FP32","data":[${deepObject(5000)},1,2,3]}]}`,
+      status: 400,
+      message: /input "predict": element 0 is an object, expected a number for datatype FP32/,
+    },
+    {
+      what: "FP32 1e400 (Infinity once parsed)",
+      body: '{"inputs":[{"name":"predict","shape":[1,4],"datatype":"FP32","data":[5.1,1e400,1.4,0.2]}]}',
+      status: 400,
+      message:
+        /input "predict": element 1 is Infinity, expected a finite number within ±3.4028234663852886e\+38 for datatype FP32/,
+    },
+    {
+      what: "FP32 beyond the float range (1e39)",
+      body: { inputs: [{ ...good, data: [5.1, 3.5, -1e39, 0.2] }] },
+      status: 400,
+      message: /input "predict": element 2 is -1e\+39, expected a finite number within ±3.4028234663852886e\+38/,
+    },
+    {
+      what: "FP16 beyond the half range",
+      body: { inputs: [{ name: "h", shape: [2], datatype: "FP16", data: [1, 70000] }] },
+      status: 400,
+      message: /input "h": element 1 is 70000, expected a finite number within ±65504 for datatype FP16/,
+    },
+    {
+      what: "FP64 1e400",
+      body: '{"inputs":[{"name":"d","shape":[1],"datatype":"FP64","data":[-1e400]}]}',
+      status: 400,
+      message: /input "d": element 0 is -Infinity, expected a finite number within ±1.7976931348623157e\+308/,
+    },
+    {
+      what: "INT64 1e300",
+      body: { inputs: [{ name: "n", shape: [2], datatype: "INT64", data: [1, 1e300] }] },
+      status: 400,
+      message:
+        /input "n": element 1 is 1e\+300, expected an integer in \[-9223372036854775808, 9223372036854775807\] for datatype INT64/,
+    },
+    {
+      what: "INT64 2^63",
+      body: { inputs: [{ name: "n", shape: [1], datatype: "INT64", data: [2 ** 63] }] },
+      status: 400,
+      message:
+        /input "n": element 0 is 9223372036854776000, expected an integer in \[-9223372036854775808, 9223372036854775807\]/,
+    },
+    {
+      what: "UINT64 2^64",
+      body: { inputs: [{ name: "n", shape: [1], datatype: "UINT64", data: [2 ** 64] }] },
+      status: 400,
+      message: /input "n": element 0 is 18446744073709552000, expected an integer in \[0, 18446744073709551615\]/,
+    },
+    {
+      what: "INT8 out of range",
+      body: { inputs: [{ name: "n", shape: [3], datatype: "INT8", data: [0, 127, 128] }] },
+      status: 400,
+      message: /input "n": element 2 is 128, expected an integer in \[-128, 127\] for datatype INT8/,
+    },
+    {
       what: "unknown route",
       path: "/v2/models/iris/predict",
       body: { inputs: [good] },
@@ -322,6 +413,39 @@ describe("OIP REST", () => {
       expect((await post("/v2/models/iris/infer", irisBody())).status).toBe(200);
     },
   );
+
+  it("answers a 40 KB body nesting data 20,000 levels deep with 400 naming the limit, logging no error", async () => {
+    const lines: string[] = [];
+    const logger = pino({ level: "debug" }, { write: (line: string) => void lines.push(line) });
+    const logged = createAgentApp({ service: stack.service, metrics: stack.metrics, logger });
+    const body = `{"inputs":[{"name":"predict","shape":[1,4],"datatype":"FP32","data":${deepArray(20_000)}}]}`;
+    expect(body.length).toBeGreaterThan(40_000);
+    const res = await logged.request("/v2/models/iris/infer", {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body,
+    });
+    expect(res.status).toBe(400);
+    expect(((await res.json()) as { error: string }).error).toBe(
+      'input "predict": "data" is nested more than 32 levels deep (the limit); send it flat in row-major order',
+    );
+    // A client's mistake is not the server's: nothing at warn or above (at most a debug line).
+    const levels = lines.map((l) => (JSON.parse(l) as { level: number }).level);
+    expect(levels.filter((level) => level >= 40)).toEqual([]);
+    expect(levels.length).toBeLessThanOrEqual(1);
+  });
+
+  it("accepts data nested as deep as the limit", async () => {
+    const res = await post("/v2/models/sum-diff/infer", {
+      inputs: ["a", "b"].map((name) => ({
+        name,
+        shape: [1, 1],
+        datatype: "FP32",
+        data: JSON.parse(`${"[".repeat(32)}2${"]".repeat(32)}`),
+      })),
+    });
+    expect(res.status).toBe(200);
+  });
 
   it("marks a 404 for a model it does not hold as a replica miss, and only that 404", async () => {
     const miss = await post("/v2/models/nope/infer", irisBody());
@@ -376,13 +500,21 @@ describe("OIP REST", () => {
   });
 
   it("exposes per-model request counts and latency histograms on /metrics", async () => {
-    await post("/v2/models/iris/infer", irisBody());
-    const text = await (await app.request("/metrics")).text();
-    expect(text).toMatch(/tern_agent_inference_requests_total\{model="iris",protocol="rest",code="200"\} \d+/);
-    expect(text).toMatch(/tern_agent_inference_requests_total\{model="iris",protocol="rest",code="400"\} \d+/);
-    expect(text).toMatch(/tern_agent_inference_requests_total\{model="_unknown",protocol="rest",code="404"\} \d+/);
-    expect(text).toMatch(/tern_agent_inference_duration_seconds_count\{model="iris",protocol="rest"\} \d+/);
-    expect(text).toMatch(/tern_agent_memory_bytes\{kind="resident"\} \d+/);
+    // Counts before and after this test's own requests: the test does not depend on what ran before it.
+    const series = [
+      'tern_agent_inference_requests_total{model="iris",protocol="rest",code="200"}',
+      'tern_agent_inference_requests_total{model="iris",protocol="rest",code="400"}',
+      'tern_agent_inference_requests_total{model="_unknown",protocol="rest",code="404"}',
+      'tern_agent_inference_duration_seconds_count{model="iris",protocol="rest"}',
+    ];
+    const before = await metricValues(series);
+    expect((await post("/v2/models/iris/infer", irisBody())).status).toBe(200);
+    const wrongType = { inputs: [{ name: "predict", shape: [1, 4], datatype: "INT32", data: [5, 3, 1, 0] }] };
+    expect((await post("/v2/models/iris/infer", wrongType)).status).toBe(400);
+    expect((await post("/v2/models/nobody-loaded-this/infer", irisBody())).status).toBe(404);
+    const after = await metricValues(series);
+    expect(after.map((v, i) => v - before[i]!)).toEqual([1, 1, 1, 2]);
+    expect(await (await app.request("/metrics")).text()).toMatch(/tern_agent_memory_bytes\{kind="resident"\} \d+/);
   });
 });
 

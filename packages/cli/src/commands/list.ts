@@ -1,14 +1,16 @@
-import type { ResourceKind } from "@tern/core";
+import type { ResourceKind, WorkerKindStatus } from "@tern/core";
 import { parseKindArg } from "../client.js";
 import { type Command, EXIT_OK, EXIT_USAGE, parseCommandArgs } from "../io.js";
 import { clientFor, reportError, type SchedulerCommandIo } from "./apply.js";
 
 const usage = `Usage: tern list KIND [--json]
 
-Lists the resources of one kind with their state.
+Lists the resources of one kind with their state, or the model gateways with their buckets.
 
 Arguments:
-  KIND        model, server, pipeline or experiment (plural and capitalised forms work too)
+  KIND        model, server, pipeline or experiment (plural and capitalised forms work too);
+              modelgateways: the model-gateway replicas (id, state, last heartbeat, buckets) and every
+              bucket (owner, consumer group, consumers, models)
 
 Options:
   --json      print the scheduler's answer as JSON
@@ -60,6 +62,32 @@ export function tableFor(kind: ResourceKind, items: Row[]): string {
   }
 }
 
+const MODEL_GATEWAY_ALIASES = new Set(["modelgateway", "modelgateways", "model-gateway", "model-gateways", "mg"]);
+
+/** The model gateways and their buckets, as two tables under a summary line. */
+export function modelGatewaysTable(status: WorkerKindStatus): string {
+  const buckets = status.buckets ?? [];
+  const kafka = status.kafkaConfigured ? "" : " (Kafka not configured on the scheduler: no topics are managed)";
+  const summary = `${status.replicas.length} model-gateway replicas, ${buckets.length} buckets, ${status.partitions} partitions${kafka}\n`;
+  const replicas =
+    status.replicas.length === 0
+      ? "no model-gateway replicas registered\n"
+      : formatTable(
+          ["REPLICA", "STATE", "LAST HEARTBEAT", "BUCKETS"],
+          status.replicas.map((r) => [
+            r.id,
+            r.state,
+            r.lastHeartbeatAt > 0 ? new Date(r.lastHeartbeatAt).toISOString() : "",
+            r.buckets.join(","),
+          ]),
+        );
+  const table = formatTable(
+    ["BUCKET", "OWNER", "GROUP", "CONSUMERS", "MODELS"],
+    buckets.map((b) => [String(b.bucket), b.owner ?? "", b.groupId, String(b.consumers), b.models.join(",")]),
+  );
+  return `${summary}\n${replicas}\n${table}`;
+}
+
 /** `tern list KIND`. */
 export async function runList(argv: string[], io: SchedulerCommandIo): Promise<number> {
   const parsed = parseCommandArgs<{ json?: boolean }>("list", argv, { json: { type: "boolean" } }, usage, io, true);
@@ -69,9 +97,12 @@ export async function runList(argv: string[], io: SchedulerCommandIo): Promise<n
     io.stderr.write(`tern list: expected one KIND\n\n${usage}`);
     return EXIT_USAGE;
   }
+  if (MODEL_GATEWAY_ALIASES.has(positionals[0]!.toLowerCase())) return listModelGateways(values.json === true, io);
   const kind = parseKindArg(positionals[0]!);
   if (kind === undefined) {
-    io.stderr.write(`tern list: unknown kind "${positionals[0]}": expected model, server, pipeline or experiment\n`);
+    io.stderr.write(
+      `tern list: unknown kind "${positionals[0]}": expected model, server, pipeline, experiment or modelgateways\n`,
+    );
     return EXIT_USAGE;
   }
   try {
@@ -85,9 +116,19 @@ export async function runList(argv: string[], io: SchedulerCommandIo): Promise<n
   }
 }
 
+async function listModelGateways(json: boolean, io: SchedulerCommandIo): Promise<number> {
+  try {
+    const status = await clientFor(io).workers("modelgateway");
+    io.stdout.write(json ? `${JSON.stringify(status, null, 2)}\n` : modelGatewaysTable(status));
+    return EXIT_OK;
+  } catch (err) {
+    return reportError(io, "list", err);
+  }
+}
+
 export const listCommand: Command = {
   name: "list",
-  summary: "list models, servers, pipelines or experiments with their state",
+  summary: "list models, servers, pipelines, experiments or model gateways with their state",
   usage,
   run: runList,
 };

@@ -28,7 +28,8 @@ Options:
                        it is gone), polling the scheduler
   --timeout SECONDS    give up waiting after this long (default 60)
   --json               print the status as JSON (for models: name, version, state, reason, replicas,
-                       availableReplicas, server, placement [{server, replica, state}])
+                       availableReplicas, server, placement [{server, replica, state}]); only JSON goes to
+                       stdout, messages go to stderr ({kind, name, state} once a waited-for deletion is done)
   -h, --help           show this help
 
 Exit status: 0 shown (or the state was reached), 1 not found, failed or timed out, 2 wrong usage.
@@ -154,7 +155,13 @@ export async function runStatus(argv: string[], io: SchedulerCommandIo): Promise
 
   const result = await waitForState(client, kind, name, values.wait, timeoutMs);
   if (result.reached) {
-    if (result.last === undefined) io.stdout.write(`${kind} ${name}: ${values.wait}\n`);
+    // Gone: there is no status to print, only the state that was waited for.
+    if (result.last === undefined)
+      io.stdout.write(
+        values.json === true
+          ? `${JSON.stringify({ kind, name, state: values.wait }, null, 2)}\n`
+          : `${kind} ${name}: ${values.wait}\n`,
+      );
     else print(result.last);
     return EXIT_OK;
   }

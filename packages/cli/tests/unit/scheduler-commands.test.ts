@@ -156,6 +156,36 @@ describe("tern apply / list / status / delete / server", () => {
     expect(await runServer(["status", "nope"], io())).toBe(1);
   });
 
+  it("lists the model gateways with their buckets, owners, groups, consumers and models, as a table and as JSON", async () => {
+    const { io, out, reset } = await setup();
+    expect(await runList(["modelgateways"], io())).toBe(0);
+    expect(out.stdout).toMatch(/^0 model-gateway replicas, 16 buckets, 4 partitions \(Kafka not configured/);
+    expect(out.stdout).toContain("no model-gateway replicas registered");
+    reset();
+    await h.apply(server("onnx", 1));
+    await h.agent("onnx", 0);
+    await h.apply(model("iris"));
+    await h.settle();
+    await h.scheduler.workers.register({ kind: "modelgateway", id: "modelgateway-0" });
+    await h.scheduler.workers.register({ kind: "modelgateway", id: "modelgateway-1" });
+    expect(await runList(["modelgateways"], io())).toBe(0);
+    const lines = out.stdout.split("\n");
+    expect(lines[0]).toBe(
+      "2 model-gateway replicas, 16 buckets, 4 partitions (Kafka not configured on the scheduler: no topics are managed)",
+    );
+    expect(out.stdout).toMatch(/^REPLICA\s+STATE\s+LAST HEARTBEAT\s+BUCKETS$/m);
+    expect(out.stdout).toMatch(/^modelgateway-0\s+Ready\s+1970-01-01T00:16:40\.000Z\s+[\d,]+$/m);
+    expect(out.stdout).toMatch(/^BUCKET\s+OWNER\s+GROUP\s+CONSUMERS\s+MODELS$/m);
+    const irisLine = lines.find((l) => l.endsWith(" iris"));
+    expect(irisLine).toMatch(/^\d+\s+modelgateway-[01]\s+tern\.default\.modelgateway\.bucket-\d+\s+1\s+iris$/);
+    reset();
+    expect(await runList(["modelgateways", "--json"], io())).toBe(0);
+    const json = JSON.parse(out.stdout) as { replicas: { id: string }[]; buckets: { models: string[] }[] };
+    expect(json.replicas.map((r) => r.id)).toEqual(["modelgateway-0", "modelgateway-1"]);
+    expect(json.buckets).toHaveLength(16);
+    expect(json.buckets.flatMap((b) => b.models)).toEqual(["iris"]);
+  });
+
   it("sends the token from TERN_SCHEDULER_TOKEN and reports a refusal", async () => {
     const { io, out, reset } = await setup("t0ken");
     expect(await runList(["models"], io())).toBe(1);

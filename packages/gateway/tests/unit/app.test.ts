@@ -519,15 +519,29 @@ describe("experiments", () => {
       candidates: [{ name: "iris_v1", weight: 1 }],
       mirror: { name: "shadow", percent: 100 },
     });
+    const outcomes: string[] = [];
+    const metrics: GatewayMetrics = { ...noopMetrics, mirror: (outcome) => outcomes.push(outcome) };
     const { app } = makeApp(table([model("iris_v1", [v1]), model("shadow", [shadow])], [exp]), {
       random: () => 0.5,
       config: { maxMirrorsInFlight: 2 },
+      metrics,
     });
     for (let i = 0; i < 5; i++) expect((await infer(app, "/v2/models/iris/infer")).status).toBe(200);
     await waitFor(() => shadow.pending() === 2, 5000, "two mirror copies");
     expect(v1.seen).toHaveLength(5);
+    // Three copies were dropped on the spot, not parked behind the two in flight.
+    expect(outcomes).toEqual(["sent", "sent", "dropped", "dropped", "dropped"]);
     shadow.release();
-    expect(shadow.seen).toHaveLength(2);
+    // Once the held copies finish, the bound frees up and the next copy goes out; it reaches the shadow as the third
+    // copy (a queue would have delivered the three dropped ones first).
+    const deadline = Date.now() + 5000;
+    while (outcomes.at(-1) !== "sent") {
+      if (Date.now() > deadline) throw new Error("no mirror copy sent after the held ones finished");
+      await new Promise((r) => setTimeout(r, 5));
+      expect((await infer(app, "/v2/models/iris/infer")).status).toBe(200);
+    }
+    await waitFor(() => shadow.seen.length >= 3, 5000, "the copy sent after release");
+    expect(shadow.seen).toHaveLength(3);
   });
 
   it("mirrors only the configured share of requests", async () => {

@@ -72,7 +72,7 @@ afterEach(async () => {
 });
 
 async function setup(
-  options: { token?: string } = {},
+  options: { token?: string; backoffInitialMs?: number; backoffMaxMs?: number } = {},
 ): Promise<{ scheduler: FakeScheduler; source: SchedulerWatchSource }> {
   const scheduler = await startFakeScheduler();
   cleanups.push(() => scheduler.close());
@@ -160,15 +160,20 @@ describe("scheduler watch source", () => {
   });
 
   it("stops following on close", async () => {
-    const { scheduler, source } = await setup();
-    await waitFor(() => scheduler.state.streams.length === 1, 5000, "the watch");
-    const stream = scheduler.state.streams[0]!;
-    // close() resolves only once the follow loop has ended, so no list can come after it.
+    // Both sources back off exactly 10 ms. The control keeps following; once it has listed and watched again after the
+    // streams drop, a closed source that still followed would have done the same.
+    const backoff = { backoffInitialMs: 10, backoffMaxMs: 10 };
+    const { scheduler, source } = await setup({ token: "closed", ...backoff });
+    const control = createSchedulerWatchSource({ url: scheduler.url, logger, token: "control", ...backoff });
+    cleanups.push(() => control.close());
+    await waitFor(() => scheduler.state.streams.length === 2, 5000, "both watches");
     await source.close();
-    const lists = scheduler.state.lists;
-    await waitFor(() => stream.closed, 5000, "the watch connection to close");
+    const mark = scheduler.state.authorization.length;
     scheduler.state.table = routes(30);
-    expect(scheduler.state.lists).toBe(lists);
+    scheduler.dropStreams();
+    await waitFor(() => scheduler.state.watchFrom.includes(30), 5000, "the control watching from revision 30");
+    expect(control.table()?.revision).toBe(30);
+    expect(scheduler.state.authorization.slice(mark)).not.toContain("Bearer closed");
     expect(source.table()?.revision).toBe(1);
   });
 });

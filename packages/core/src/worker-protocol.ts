@@ -1,0 +1,116 @@
+import { z } from "zod";
+
+/**
+ * The wire contract between a data-plane worker (a model gateway today, a dataflow worker next) and the scheduler's
+ * control API. Workers are not server replicas: they hold no models, they consume Kafka topics, and the scheduler
+ * hands each one the share of the work the consistent-hash ring gives it. All bodies are JSON.
+ *
+ * - `POST   /v1/workers`                              WorkerRegistration → WorkerRegistered; 409 when the kind is full
+ * - `POST   /v1/workers/{kind}/{id}/heartbeat`        → 204; 404 means "unknown worker: register again"
+ * - `GET    /v1/workers/{kind}/{id}/assignments`      server-sent events (`event: assignments`); every `data:` is a
+ *                                                      WorkerAssignments, the FULL set (level-triggered). The first
+ *                                                      event comes at once.
+ * - `GET    /v1/workers/{kind}/{id}`                  → WorkerView
+ * - `DELETE /v1/workers/{kind}/{id}`                  → 204; the worker is leaving (its share moves at once)
+ * - `GET    /v1/workers/{kind}`                       → WorkerKindStatus (replicas; for model gateways the buckets)
+ *
+ * A worker silent for the heartbeat timeout is removed and its share moves to the others, like a dead agent.
+ */
+
+export const WORKER_KINDS = ["modelgateway", "dataflow"] as const;
+export type WorkerKind = (typeof WORKER_KINDS)[number];
+
+/**
+ * A worker id: lowercase letters, digits and `-`, starting and ending with a letter or digit, at most 63 characters
+ * (a DNS label, so an ECS task or a pod name fits). Stable across restarts (`modelgateway-0`), so the ring gives a
+ * restarted worker the same share.
+ */
+export const WORKER_ID_PATTERN = /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/;
+
+export const workerRegistrationSchema = z.strictObject({
+  kind: z.enum(WORKER_KINDS),
+  id: z
+    .string()
+    .regex(WORKER_ID_PATTERN, "lowercase letters, digits and '-', starting and ending with a letter or digit, ≤ 63"),
+  /** Where the worker serves its own health or metrics, if anywhere (informational). */
+  endpoint: z.url({ protocol: /^https?$/ }).optional(),
+});
+
+export type WorkerRegistration = z.infer<typeof workerRegistrationSchema>;
+
+export interface WorkerRegistered {
+  heartbeatIntervalMs: number;
+  /** Missing heartbeats for this long gets the worker removed and its share moved to the others. */
+  heartbeatTimeoutMs: number;
+}
+
+/** One model of a bucket: the topics a model gateway reads and writes for it. */
+export interface BucketModel {
+  model: string;
+  inputTopic: string;
+  outputTopic: string;
+}
+
+/** One bucket a model gateway holds: it runs one consumer in `groupId`, subscribed to the models' input topics. */
+export interface BucketAssignment {
+  bucket: number;
+  groupId: string;
+  models: BucketModel[];
+}
+
+/** What a worker must run now (the full set). */
+export interface WorkerAssignments {
+  revision: number;
+  kind: WorkerKind;
+  id: string;
+  /** The installation's partition count (every topic has it). */
+  partitions: number;
+  /** Where error records go. */
+  errorsTopic: string;
+  /** Model gateways: the buckets this replica owns, by bucket number. Empty for other kinds (for now). */
+  buckets: BucketAssignment[];
+}
+
+export interface WorkerView {
+  kind: WorkerKind;
+  id: string;
+  endpoint?: string;
+  registeredAt: number;
+  /** Epoch ms of the last heartbeat this scheduler saw (heartbeats are not stored: a new leader starts the clock anew). */
+  lastHeartbeatAt: number;
+  /** `Ready` while heartbeating; `Missing` once the deadline passed and removal is pending. */
+  state: "Ready" | "Missing";
+  /** Model gateways: the buckets it owns. */
+  buckets: number[];
+}
+
+/** One bucket as `tern list modelgateways` shows it. */
+export interface BucketStatus {
+  bucket: number;
+  groupId: string;
+  /** The model gateway replica that owns it, absent while no replica is registered. */
+  owner?: string;
+  models: string[];
+  /** Consumers the scheduler assigned to the bucket's group: 1 when owned, else 0 (never above the partition count). */
+  consumers: number;
+}
+
+/** `GET /v1/workers/{kind}`. */
+export interface WorkerKindStatus {
+  kind: WorkerKind;
+  partitions: number;
+  /** False when the scheduler has no Kafka admin: topics are not managed and the Kafka path cannot work. */
+  kafkaConfigured: boolean;
+  replicas: WorkerView[];
+  /** Model gateways only: every bucket (owned or not). */
+  buckets?: BucketStatus[];
+}
+
+/** Throws nothing; answers a message naming what is wrong, or undefined for a usable kind/id pair. */
+export function checkWorkerPath(kind: string, id: string): string | undefined {
+  if (!(WORKER_KINDS as readonly string[]).includes(kind)) {
+    return `unknown worker kind "${kind}": expected ${WORKER_KINDS.join(" or ")}`;
+  }
+  if (!WORKER_ID_PATTERN.test(id)) return `worker id "${id}" is not valid: lowercase letters, digits and '-'`;
+  return undefined;
+}

@@ -1,0 +1,4 @@
+export * from "./co-partitioned-assigner.js";
+export * from "./errors.js";
+export * from "./kafkajs-bus.js";
+export * from "./settings.js";

@@ -1,0 +1,670 @@
+import { setTimeout as sleep } from "node:timers/promises";
+import {
+  type BusAssignment,
+  type BusBatchContext,
+  type BusConsumer,
+  type BusConsumerOptions,
+  type BusMessage,
+  type BusProducer,
+  type EnsureTopicsResult,
+  type MessageBus,
+  type OutgoingMessage,
+  TernError,
+  type TopicAdmin,
+} from "@tern/core";
+// The only file of the repository that imports the Kafka client: swapping clients means rewriting this file alone.
+import kafkajs, {
+  type Admin,
+  AssignerProtocol,
+  type Consumer,
+  type EachBatchPayload,
+  type IHeaders,
+  Kafka,
+  type LogEntry,
+  logLevel,
+  PartitionAssigners,
+  Partitioners,
+  type Producer,
+} from "kafkajs";
+import { coPartitionedAssigner } from "./co-partitioned-assigner.js";
+import { fromKafkaError, withDeadline } from "./errors.js";
+import { type KafkaBusSettings, type KafkaBusSettingsInput, resolveKafkaSettings } from "./settings.js";
+
+/** A pino-compatible logger (pino's `Logger` fits); the client's own log lines arrive here. */
+export interface BusLogger {
+  debug(fields: object, message: string): void;
+  info(fields: object, message: string): void;
+  warn(fields: object, message: string): void;
+  error(fields: object, message: string): void;
+}
+
+const silent: BusLogger = { debug() {}, info() {}, warn() {}, error() {} };
+
+/** Options of {@link createKafkaBus}. */
+export interface KafkaBusOptions {
+  /** Bootstrap brokers, `host:port`. */
+  brokers: readonly string[];
+  /** Client settings; what is left out takes the defaults documented in docs/kafka.md. */
+  settings?: KafkaBusSettingsInput;
+  /** Receives the client's log lines (its INFO as debug). @default silent */
+  logger?: BusLogger;
+}
+
+function createClient(brokers: readonly string[], settings: KafkaBusSettings, logger: BusLogger): Kafka {
+  if (brokers.length === 0) throw new TernError("config.invalid", "kafka brokers: at least one host:port is needed");
+  return new Kafka({
+    clientId: settings.clientId,
+    brokers: [...brokers],
+    connectionTimeout: settings.connectionTimeoutMs,
+    requestTimeout: settings.requestTimeoutMs,
+    enforceRequestTimeout: true,
+    retry: {
+      retries: settings.retries,
+      initialRetryTime: settings.initialRetryTimeMs,
+      maxRetryTime: settings.maxRetryTimeMs,
+    },
+    logLevel: logLevel.INFO,
+    logCreator:
+      () =>
+      ({ namespace, level, log }: LogEntry) => {
+        const { message, timestamp: _timestamp, ...fields } = log;
+        const entry = { component: "kafkajs", namespace, ...fields };
+        if (level === logLevel.ERROR) logger.error(entry, message);
+        else if (level === logLevel.WARN) logger.warn(entry, message);
+        else logger.debug(entry, message);
+      },
+  });
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Topic admin
+
+function checkPartitionCount(partitions: number): void {
+  if (!Number.isInteger(partitions) || partitions < 1) {
+    throw new TernError("bad_request", `partitions must be a positive integer (got ${partitions})`);
+  }
+}
+
+function mismatch(topic: string, found: number, wanted: number): TernError {
+  return new TernError(
+    "kafka.partition_mismatch",
+    `topic ${topic} has ${found} partitions, this installation uses ${wanted} (KAFKA_PARTITIONS)`,
+  );
+}
+
+/**
+ * A {@link TopicAdmin} over one kafkajs admin client. Every call has a deadline (`adminTimeoutMs`), including the
+ * waits for new topics to have leaders and for deleted ones to disappear from the metadata.
+ */
+function createTopicAdmin(connect: () => Promise<Admin>, settings: KafkaBusSettings, onChange: () => void): TopicAdmin {
+  const timeoutMs = settings.adminTimeoutMs;
+
+  async function counts(admin: Admin, names: readonly string[]): Promise<Record<string, number>> {
+    const all = new Set(await admin.listTopics());
+    const existing = [...new Set(names)].filter((name) => all.has(name));
+    if (existing.length === 0) return {};
+    const { topics } = await admin.fetchTopicMetadata({ topics: existing });
+    return Object.fromEntries(topics.map((t) => [t.name, t.partitions.length]));
+  }
+
+  async function poll(what: string, deadline: number, check: () => Promise<boolean>): Promise<void> {
+    while (!(await check())) {
+      if (Date.now() > deadline) throw new TernError("timeout", `${what} after ${timeoutMs} ms`, { retriable: true });
+      await sleep(100);
+    }
+  }
+
+  async function run<T>(what: string, work: (admin: Admin, deadline: number) => Promise<T>): Promise<T> {
+    const deadline = Date.now() + timeoutMs;
+    try {
+      return await withDeadline(
+        connect().then((admin) => work(admin, deadline)),
+        timeoutMs,
+        what,
+      );
+    } catch (err) {
+      throw fromKafkaError(err, what);
+    }
+  }
+
+  return {
+    ensureTopics(names, partitions) {
+      checkPartitionCount(partitions);
+      const unique = [...new Set(names)];
+      const what = `ensure topics ${unique.join(", ")}`;
+      if (unique.length === 0) return Promise.resolve({ created: [], existing: [] });
+      return run(what, async (admin, deadline): Promise<EnsureTopicsResult> => {
+        const before = await counts(admin, unique);
+        // A clash is final and nothing is created: co-partitioned joins cannot work over a topic of another size.
+        for (const [topic, found] of Object.entries(before))
+          if (found !== partitions) throw mismatch(topic, found, partitions);
+        const missing = unique.filter((name) => before[name] === undefined);
+        if (missing.length > 0) {
+          await admin.createTopics({
+            topics: missing.map((topic) => ({ topic, numPartitions: partitions })),
+            waitForLeaders: true,
+            timeout: Math.max(1, deadline - Date.now()),
+          });
+          onChange();
+        }
+        await poll(`leaders for ${unique.join(", ")}`, deadline, async () => {
+          const { topics } = await admin.fetchTopicMetadata({ topics: unique });
+          // Someone else may have created a missing topic meanwhile, with another count.
+          const wrong = topics.find((t) => t.partitions.length !== partitions);
+          if (wrong !== undefined) throw mismatch(wrong.name, wrong.partitions.length, partitions);
+          return topics.every((t) => t.partitions.every((p) => p.leader >= 0));
+        });
+        return { created: missing, existing: unique.filter((name) => before[name] !== undefined) };
+      });
+    },
+    deleteTopics(names) {
+      const unique = [...new Set(names)];
+      const what = `delete topics ${unique.join(", ")}`;
+      return run(what, async (admin, deadline) => {
+        const existing = Object.keys(await counts(admin, unique));
+        if (existing.length === 0) return;
+        await admin.deleteTopics({ topics: existing, timeout: Math.max(1, deadline - Date.now()) });
+        onChange();
+        // Deletion is asynchronous on the broker: resolve once the metadata no longer lists them.
+        await poll(`deletion of ${existing.join(", ")}`, deadline, async () => {
+          const left = new Set(await admin.listTopics());
+          return existing.every((name) => !left.has(name));
+        });
+      });
+    },
+    describeTopics(names) {
+      return run(`describe topics ${names.join(", ")}`, (admin) => counts(admin, names));
+    },
+  };
+}
+
+/** Options of {@link probeKafka} and {@link ensureTopics}. */
+export interface KafkaAdminCallOptions {
+  /** Deadline of the whole call. @default 30000 (ensureTopics), 5000 (probeKafka) */
+  timeoutMs?: number;
+  logger?: BusLogger;
+}
+
+/** A short-lived admin client for one call, with few retries: these calls are polled by their callers. */
+async function withAdmin<T>(
+  brokers: readonly string[],
+  clientId: string,
+  options: KafkaAdminCallOptions & { timeoutMs: number },
+  work: (admin: Admin, settings: KafkaBusSettings) => Promise<T>,
+): Promise<T> {
+  const settings = resolveKafkaSettings({
+    clientId,
+    connectionTimeoutMs: 2_000,
+    requestTimeoutMs: 5_000,
+    retries: 1,
+    initialRetryTimeMs: 100,
+    maxRetryTimeMs: 500,
+    adminTimeoutMs: options.timeoutMs,
+  });
+  const admin = createClient(brokers, settings, options.logger ?? silent).admin();
+  try {
+    return await work(admin, settings);
+  } finally {
+    await admin.disconnect().catch(() => undefined);
+  }
+}
+
+/**
+ * One readiness probe: a real metadata request (DescribeCluster). A TCP connect is not enough: kafkajs even reports a
+ * successful `connect()` to a port that accepts and never answers. Resolves with the number of brokers; rejects when
+ * the cluster does not answer within the deadline.
+ */
+export function probeKafka(brokers: readonly string[], options: KafkaAdminCallOptions = {}): Promise<number> {
+  const timeoutMs = options.timeoutMs ?? 5_000;
+  return withAdmin(brokers, "tern-probe", { ...options, timeoutMs }, (admin) =>
+    withDeadline(
+      (async () => {
+        await admin.connect();
+        const cluster = await admin.describeCluster();
+        if (cluster.brokers.length === 0)
+          throw new TernError("unavailable", "the cluster reports no brokers", { retriable: true });
+        return cluster.brokers.length;
+      })(),
+      timeoutMs,
+      `probe Kafka at ${brokers.join(",")}`,
+    ).catch((err: unknown) => {
+      throw fromKafkaError(err, `probe Kafka at ${brokers.join(",")}`);
+    }),
+  );
+}
+
+/**
+ * Creates the topics that do not exist yet, each with `partitions` partitions, and resolves once every partition of
+ * every named topic has a leader. A topic that already exists with another partition count is a
+ * `kafka.partition_mismatch` error naming the topic and both counts, and nothing is created.
+ */
+export function ensureTopics(
+  brokers: readonly string[],
+  names: readonly string[],
+  partitions: number,
+  options: KafkaAdminCallOptions = {},
+): Promise<EnsureTopicsResult> {
+  const timeoutMs = options.timeoutMs ?? 30_000;
+  return withAdmin(brokers, "tern-topics", { ...options, timeoutMs }, async (admin, settings) => {
+    let connected: Promise<Admin> | undefined;
+    const topicAdmin = createTopicAdmin(
+      () => (connected ??= admin.connect().then(() => admin)),
+      settings,
+      () => undefined,
+    );
+    return topicAdmin.ensureTopics([...names], partitions);
+  });
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// The bus
+
+function headerText(value: IHeaders[string]): string {
+  if (value === undefined) return "";
+  const last = Array.isArray(value) ? value.at(-1) : value;
+  return last === undefined ? "" : last.toString();
+}
+
+/** The co-partitioning assigner wired to kafkajs's wire codec, as `createKafkaBus` gives it to its consumers. */
+export const kafkaCoPartitionedAssigner = coPartitionedAssigner(AssignerProtocol);
+
+// kafkajs adds its error classes to its exports by spreading an object, which Node's ESM loader cannot see as named
+// exports of a CommonJS module (vitest can): read them from the default export.
+const { KafkaJSError } = kafkajs;
+
+/** Thrown out of a batch handler to abandon the batch unresolved (kafkajs then neither resolves nor commits it). */
+class BatchAbandoned extends KafkaJSError {
+  constructor(reason: string) {
+    super(reason, { retriable: true });
+  }
+}
+
+/**
+ * The Kafka adapter of the {@link MessageBus} port, over kafkajs 2.2.4. Producers name the partition of every record
+ * and send one request per call (grouped per topic, then per partition by the client); consumers read with
+ * `eachBatch`, spread partitions with the co-partitioning assigner unless asked for round-robin, and commit as the
+ * port describes. Settings: see {@link KafkaBusSettings} and docs/kafka.md.
+ */
+export function createKafkaBus(options: KafkaBusOptions): MessageBus {
+  const settings = resolveKafkaSettings(options.settings);
+  const logger = options.logger ?? silent;
+  const kafka = createClient(options.brokers, settings, logger);
+  const producers = new Set<BusProducer>();
+  const consumers = new Set<BusConsumer>();
+  let adminClient: Admin | undefined;
+  let adminConnected: Promise<Admin> | undefined;
+  /** Partition counts of topics a producer wrote to: a send is checked before anything goes out. */
+  const partitionCounts = new Map<string, number>();
+
+  function connectAdmin(): Promise<Admin> {
+    adminConnected ??= (async () => {
+      adminClient = kafka.admin({
+        retry: {
+          retries: settings.retries,
+          initialRetryTime: settings.initialRetryTimeMs,
+          maxRetryTime: settings.maxRetryTimeMs,
+        },
+      });
+      await adminClient.connect();
+      return adminClient;
+    })().catch((err: unknown) => {
+      adminConnected = undefined;
+      throw err;
+    });
+    return adminConnected;
+  }
+  const topicAdmin = createTopicAdmin(connectAdmin, settings, () => partitionCounts.clear());
+
+  async function partitionCountsOf(topics: string[]): Promise<Record<string, number>> {
+    const unknown = topics.filter((t) => !partitionCounts.has(t));
+    if (unknown.length > 0) {
+      for (const [topic, count] of Object.entries(await topicAdmin.describeTopics(unknown)))
+        partitionCounts.set(topic, count);
+    }
+    return Object.fromEntries(topics.flatMap((t) => (partitionCounts.has(t) ? [[t, partitionCounts.get(t)!]] : [])));
+  }
+
+  function producer(): BusProducer {
+    const client: Producer = kafka.producer({
+      allowAutoTopicCreation: false,
+      idempotent: settings.producer.idempotent,
+      // Our partition is always named; the partitioner is set only so kafkajs does not warn about its default.
+      createPartitioner: Partitioners.DefaultPartitioner,
+      retry: {
+        retries: settings.retries,
+        initialRetryTime: settings.initialRetryTimeMs,
+        maxRetryTime: settings.maxRetryTimeMs,
+      },
+      ...(settings.producer.idempotent ? { maxInFlightRequests: 1 } : {}),
+    });
+    let connected: Promise<void> | undefined;
+    let closed = false;
+    const handle: BusProducer = {
+      async send(messages: OutgoingMessage[]) {
+        if (closed) throw new TernError("unavailable", "the producer is closed");
+        if (messages.length === 0) return;
+        const byTopic = new Map<string, OutgoingMessage[]>();
+        for (const m of messages) byTopic.set(m.topic, [...(byTopic.get(m.topic) ?? []), m]);
+        const counts = await partitionCountsOf([...byTopic.keys()]);
+        for (const m of messages) {
+          const count = counts[m.topic];
+          if (count === undefined) throw new TernError("not_found", `topic ${m.topic} does not exist`);
+          if (!Number.isInteger(m.partition) || m.partition < 0 || m.partition >= count) {
+            // kafkajs would silently drop a record for a partition it has no leader for.
+            throw new TernError(
+              "bad_request",
+              `partition ${m.partition} does not exist in topic ${m.topic} (it has ${count})`,
+            );
+          }
+        }
+        try {
+          connected ??= client.connect().catch((err: unknown) => {
+            connected = undefined;
+            throw err;
+          });
+          await connected;
+          await client.sendBatch({
+            acks: settings.producer.acks,
+            timeout: settings.producer.ackTimeoutMs,
+            topicMessages: [...byTopic].map(([topic, records]) => ({
+              topic,
+              messages: records.map((m) => ({
+                partition: m.partition,
+                key: m.key,
+                value: Buffer.from(m.value.buffer, m.value.byteOffset, m.value.byteLength),
+                headers: { ...m.headers },
+              })),
+            })),
+          });
+        } catch (err) {
+          for (const topic of byTopic.keys()) partitionCounts.delete(topic);
+          throw fromKafkaError(err, `send to ${[...byTopic.keys()].join(", ")}`);
+        }
+      },
+      async close() {
+        closed = true;
+        producers.delete(handle);
+        if (connected !== undefined) await client.disconnect().catch(() => undefined);
+      },
+    };
+    producers.add(handle);
+    return handle;
+  }
+
+  function consumer(consumerOptions: BusConsumerOptions): BusConsumer {
+    if (consumerOptions.topics.length === 0) throw new TernError("bad_request", "a consumer needs at least one topic");
+    const manual = consumerOptions.commit === "manual";
+    const { groupId } = consumerOptions;
+    const c = settings.consumer;
+    let state: "new" | "running" | "stopping" | "stopped" = "new";
+    let client: Consumer | undefined;
+    let assignment: BusAssignment = {};
+    /** Manual mode: offsets to commit (last done + 1) per `topic#partition`, and the last ones committed. */
+    const pending = new Map<string, { topic: string; partition: number; offset: bigint }>();
+    const committed = new Map<string, bigint>();
+    let flushing: Promise<void> = Promise.resolve();
+    let started: Promise<void> | undefined;
+    let stopped: Promise<void> | undefined;
+    const key = (topic: string, partition: number) => `${topic}#${partition}`;
+    const holds = (topic: string, partition: number) => assignment[topic]?.includes(partition) ?? false;
+
+    type Commit = (offsets: Array<{ topic: string; partition: number; offset: string }>) => Promise<void>;
+    /** Commits the pending marks, one flush after another; a failed commit keeps its marks for the next flush. */
+    function flush(commit: Commit): Promise<void> {
+      flushing = flushing.then(async () => {
+        const batch = [...pending.values()].filter((p) => holds(p.topic, p.partition));
+        pending.clear();
+        if (batch.length === 0) return;
+        try {
+          await commit(batch.map((p) => ({ topic: p.topic, partition: p.partition, offset: p.offset.toString() })));
+          for (const p of batch) committed.set(key(p.topic, p.partition), p.offset);
+        } catch (err) {
+          logger.warn({ groupId, err }, "commit failed; the marks are kept for the next commit");
+          for (const p of batch) {
+            const k = key(p.topic, p.partition);
+            if ((pending.get(k)?.offset ?? -1n) < p.offset) pending.set(k, p);
+          }
+        }
+      });
+      return flushing;
+    }
+    const commitWithClient: Commit = async (offsets) => {
+      await client?.commitOffsets(offsets);
+    };
+
+    function mark(topic: string, partition: number, offset: string): void {
+      if (!manual) return;
+      let next: bigint;
+      try {
+        next = BigInt(offset) + 1n;
+      } catch {
+        throw new TernError("bad_request", `offset must be a decimal integer (got ${offset})`);
+      }
+      // Only the holder commits: a partition that moved on is its new owner's to commit.
+      if (next <= 0n || !holds(topic, partition)) return;
+      const k = key(topic, partition);
+      if (next <= (pending.get(k)?.offset ?? committed.get(k) ?? 0n)) return;
+      pending.set(k, { topic, partition, offset: next });
+      // A mark made outside a batch (work that outlived its handler) is committed on its own, soon.
+      setImmediate(() => {
+        if (state === "running" && pending.size > 0) void flush(commitWithClient);
+      });
+    }
+
+    async function eachBatch(payload: EachBatchPayload): Promise<void> {
+      const { batch, heartbeat, isRunning, isStale } = payload;
+      const messages: BusMessage[] = batch.messages.map((m) => ({
+        topic: batch.topic,
+        partition: batch.partition,
+        offset: m.offset,
+        key: m.key?.toString() ?? "",
+        value: m.value ?? new Uint8Array(),
+        headers: Object.fromEntries(Object.entries(m.headers ?? {}).map(([name, value]) => [name, headerText(value)])),
+      }));
+      const context: BusBatchContext = {
+        commit: mark,
+        isRunning: () => state === "running" && isRunning(),
+      };
+      // kafkajs heartbeats only between batches: keep the membership alive while a slow handler works.
+      const keepAlive = setInterval(() => {
+        heartbeat().catch(() => undefined);
+      }, c.heartbeatIntervalMs);
+      try {
+        for (let attempt = 0; ; attempt++) {
+          try {
+            await consumerOptions.onBatch(messages, context);
+            break;
+          } catch (err) {
+            logger.warn(
+              { groupId, topic: batch.topic, partition: batch.partition, offset: batch.firstOffset(), attempt, err },
+              "batch handler failed; retrying the same batch",
+            );
+            if (state !== "running" || !isRunning() || isStale()) throw new BatchAbandoned("consumer stopping");
+            await sleep(c.handlerRetryBackoffMs * 2 ** Math.min(attempt, 4));
+            // Throws when the group rebalances: the batch is abandoned and its next holder replays it.
+            await heartbeat();
+            if (state !== "running" || !isRunning() || isStale()) throw new BatchAbandoned("consumer stopping");
+          }
+        }
+      } finally {
+        clearInterval(keepAlive);
+      }
+      if (manual && pending.size > 0) {
+        // Through the batch's own commit: it works also while the consumer stops.
+        await flush(async (offsets) => {
+          const topics = new Map<string, Array<{ partition: number; offset: string }>>();
+          for (const o of offsets)
+            topics.set(o.topic, [...(topics.get(o.topic) ?? []), { partition: o.partition, offset: o.offset }]);
+          await payload.commitOffsetsIfNecessary({
+            topics: [...topics].map(([topic, partitions]) => ({ topic, partitions })),
+          });
+        });
+      }
+    }
+
+    async function disconnect(): Promise<void> {
+      const current = client;
+      client = undefined;
+      if (current === undefined) return;
+      await withDeadline(current.disconnect(), c.rebalanceTimeoutMs, `stop consumer of group ${groupId}`).catch(
+        (err: unknown) => logger.warn({ groupId, err }, "consumer did not stop cleanly"),
+      );
+    }
+
+    const handle: BusConsumer = {
+      start(startOptions = {}) {
+        started ??= (async () => {
+          if (state !== "new") throw new TernError("bad_request", "a stopped consumer cannot start again");
+          state = "running";
+          consumers.add(handle);
+          const timeoutMs = startOptions.timeoutMs ?? 30_000;
+          const what = `join group ${groupId}`;
+          let joined!: () => void;
+          let failed!: (err: unknown) => void;
+          const holding = new Promise<void>((resolve, reject) => {
+            joined = resolve;
+            failed = reject;
+          });
+          holding.catch(() => undefined);
+          let awaitingFetch = false;
+          try {
+            await withDeadline(
+              (async () => {
+                const counts = await topicAdmin.describeTopics(consumerOptions.topics);
+                const missing = consumerOptions.topics.filter((t) => counts[t] === undefined);
+                if (missing.length > 0) throw new TernError("not_found", `topics do not exist: ${missing.join(", ")}`);
+                // The deadline (or a stop) may have passed meanwhile: then create nothing.
+                if (state !== "running") throw new TernError("timeout", `${what}: abandoned`);
+                const created = kafka.consumer({
+                  groupId,
+                  partitionAssigners: [
+                    consumerOptions.assignment === "round-robin"
+                      ? PartitionAssigners.roundRobin
+                      : kafkaCoPartitionedAssigner,
+                  ],
+                  sessionTimeout: c.sessionTimeoutMs,
+                  heartbeatInterval: c.heartbeatIntervalMs,
+                  rebalanceTimeout: c.rebalanceTimeoutMs,
+                  maxWaitTimeInMs: c.maxWaitTimeInMs,
+                  minBytes: c.minBytes,
+                  maxBytes: c.maxBytes,
+                  maxBytesPerPartition: c.maxBytesPerPartition,
+                  allowAutoTopicCreation: false,
+                  retry: {
+                    retries: settings.retries,
+                    initialRetryTime: settings.initialRetryTimeMs,
+                    maxRetryTime: settings.maxRetryTimeMs,
+                    // After a retriable crash (broker gone a while) kafkajs rejoins, as long as we are running.
+                    restartOnFailure: async () => state === "running",
+                  },
+                });
+                client = created;
+                created.on(created.events.GROUP_JOIN, ({ payload }) => {
+                  assignment = Object.fromEntries(
+                    Object.entries(payload.memberAssignment).map(([topic, ps]) => [
+                      topic,
+                      [...ps].sort((a, b) => a - b),
+                    ]),
+                  );
+                  for (const [k, p] of pending) if (!holds(p.topic, p.partition)) pending.delete(k);
+                  committed.clear();
+                  try {
+                    consumerOptions.onAssignment?.(structuredClone(assignment));
+                  } catch (err) {
+                    // A throw here would escape into kafkajs's join and break it.
+                    logger.error({ groupId, err }, "onAssignment callback failed");
+                  }
+                  awaitingFetch = true;
+                });
+                // kafkajs resolves where a group without a committed offset starts (the end of the partition, unless
+                // fromBeginning) in its first fetch after the join, not at the join: a record produced between the
+                // two would be skipped. So start() resolves after that first fetch, and a record produced once
+                // start() resolved is always read.
+                created.on(created.events.FETCH, () => {
+                  if (!awaitingFetch) return;
+                  awaitingFetch = false;
+                  joined();
+                });
+                created.on(created.events.REBALANCING, () => {
+                  logger.debug({ groupId }, "group rebalancing");
+                });
+                created.on(created.events.CRASH, ({ payload }) => {
+                  logger.error({ groupId, err: payload.error, restart: payload.restart }, "consumer crashed");
+                  if (!payload.restart) {
+                    assignment = {};
+                    failed(fromKafkaError(payload.error, what));
+                  }
+                });
+                // After each step: if start was abandoned meanwhile, the cleanup's disconnect may have run before
+                // this step reconnected the client, so disconnect again rather than leave a member running.
+                const stillWanted = async () => {
+                  if (state === "running") return;
+                  await created.disconnect().catch(() => undefined);
+                  throw new TernError("timeout", `${what}: abandoned`);
+                };
+                await created.connect();
+                await stillWanted();
+                await created.subscribe({
+                  topics: [...consumerOptions.topics],
+                  fromBeginning: consumerOptions.fromBeginning ?? false,
+                });
+                await stillWanted();
+                await created.run({
+                  autoCommit: !manual,
+                  eachBatchAutoResolve: true,
+                  partitionsConsumedConcurrently: c.partitionsConsumedConcurrently,
+                  eachBatch,
+                });
+                await stillWanted();
+                await holding;
+              })(),
+              timeoutMs,
+              what,
+            );
+          } catch (err) {
+            state = "stopped";
+            consumers.delete(handle);
+            assignment = {};
+            await disconnect();
+            throw fromKafkaError(err, what);
+          }
+        })();
+        return started;
+      },
+      assignment: () => structuredClone(assignment),
+      stop() {
+        stopped ??= (async () => {
+          // A stop during start waits for the join (or its deadline) so no client is left behind.
+          await started?.catch(() => undefined);
+          consumers.delete(handle);
+          if (state !== "running") {
+            state = "stopped";
+            return;
+          }
+          if (manual) await flush(commitWithClient);
+          state = "stopping";
+          await disconnect();
+          await flushing;
+          state = "stopped";
+          assignment = {};
+        })();
+        return stopped;
+      },
+    };
+    return handle;
+  }
+
+  return {
+    producer,
+    consumer,
+    admin: () => topicAdmin,
+    async close() {
+      await Promise.all([...consumers].map((consumer) => consumer.stop()));
+      await Promise.all([...producers].map((producer) => producer.close()));
+      const admin = adminClient;
+      adminClient = undefined;
+      adminConnected = undefined;
+      await admin?.disconnect().catch(() => undefined);
+    },
+  };
+}
