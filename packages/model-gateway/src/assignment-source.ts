@@ -1,4 +1,4 @@
-import type { BucketAssignment } from "./bucket-consumers.js";
+import type { BucketAssignment } from "@tern/core";
 
 /**
  * Where a model-gateway replica learns which buckets it holds. The process follows the scheduler

@@ -1,25 +1,17 @@
 import type {
+  BucketAssignment,
   BusAssignment,
   BusConsumer,
   BusMessage,
   BusProducer,
   MessageBus,
   OutgoingMessage,
-  TopicNames,
 } from "@tern/core";
 import type { Logger } from "pino";
 import type { RecordProcessor } from "./record-processor.js";
 
-/** One bucket this replica holds, as the scheduler assigns it. */
-export interface BucketAssignment {
-  bucket: number;
-  /** The bucket's consumer group (one per bucket, so applying a model pauses only its bucket). */
-  groupId: string;
-  /** The bucket's available models: their inputs topics are consumed. */
-  models: string[];
-}
-
-export interface BucketStatus {
+/** What one bucket's consumer in this replica is doing. */
+export interface BucketConsumerStatus {
   bucket: number;
   groupId: string;
   models: string[];
@@ -32,7 +24,6 @@ export interface BucketStatus {
 export interface BucketConsumersOptions {
   bus: MessageBus;
   producer: BusProducer;
-  topics: TopicNames;
   processor: RecordProcessor;
   logger: Logger;
   /** Records of one fetched batch handled at once. @default 64 */
@@ -49,7 +40,7 @@ export interface BucketConsumersOptions {
 export interface BucketConsumers {
   /** Moves to exactly these buckets. Calls are applied one after another. */
   apply(assignments: readonly BucketAssignment[]): Promise<void>;
-  status(): BucketStatus[];
+  status(): BucketConsumerStatus[];
   /** Stops every consumer (in-flight batches finish and commit). */
   stop(): Promise<void>;
 }
@@ -57,13 +48,13 @@ export interface BucketConsumers {
 interface Running {
   assignment: BucketAssignment;
   consumer: BusConsumer;
-  status: BucketStatus;
+  status: BucketConsumerStatus;
 }
 
 export function createBucketConsumers(options: BucketConsumersOptions): BucketConsumers {
   const concurrency = options.concurrency ?? 64;
   const startTimeoutMs = options.startTimeoutMs ?? 30_000;
-  const { bus, producer, topics, processor, logger } = options;
+  const { bus, producer, processor, logger } = options;
   const running = new Map<number, Running>();
   let queue: Promise<void> = Promise.resolve();
   let stopped = false;
@@ -82,10 +73,16 @@ export function createBucketConsumers(options: BucketConsumersOptions): BucketCo
   }
 
   function start(assignment: BucketAssignment): Running {
-    const status: BucketStatus = { ...assignment, models: [...assignment.models], partitions: {}, state: "starting" };
+    const status: BucketConsumerStatus = {
+      bucket: assignment.bucket,
+      groupId: assignment.groupId,
+      models: assignment.models.map((m) => m.model),
+      partitions: {},
+      state: "starting",
+    };
     const consumer = bus.consumer({
       groupId: assignment.groupId,
-      topics: assignment.models.map((m) => topics.modelInputs(m)),
+      topics: assignment.models.map((m) => m.inputTopic),
       // Model topics are independent: no co-partitioning needed.
       assignment: "round-robin",
       // A model's topic is new to its bucket's group when the model is applied: requests produced before the
@@ -125,7 +122,10 @@ export function createBucketConsumers(options: BucketConsumersOptions): BucketCo
     for (const [bucket, assignment] of wanted) {
       if (running.has(bucket)) continue;
       running.set(bucket, start(assignment));
-      logger.info({ bucket, groupId: assignment.groupId, models: assignment.models }, "bucket consumer started");
+      logger.info(
+        { bucket, groupId: assignment.groupId, models: assignment.models.map((m) => m.model) },
+        "bucket consumer started",
+      );
     }
   }
 
@@ -148,6 +148,6 @@ export function createBucketConsumers(options: BucketConsumersOptions): BucketCo
 
 function sameAssignment(a: BucketAssignment, b: BucketAssignment): boolean {
   if (a.groupId !== b.groupId || a.models.length !== b.models.length) return false;
-  const models = new Set(a.models);
-  return b.models.every((m) => models.has(m));
+  const topics = new Set(a.models.map((m) => m.inputTopic));
+  return b.models.every((m) => topics.has(m.inputTopic));
 }

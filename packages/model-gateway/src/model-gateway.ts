@@ -2,7 +2,7 @@ import type { MessageBus, TopicNames } from "@tern/core";
 import { createBalancer, createGrpcUpstream, type RouteSource } from "@tern/gateway";
 import type { Logger } from "pino";
 import type { AssignmentSource } from "./assignment-source.js";
-import { type BucketStatus, createBucketConsumers } from "./bucket-consumers.js";
+import { type BucketConsumerStatus, createBucketConsumers } from "./bucket-consumers.js";
 import { createRecordProcessor } from "./record-processor.js";
 
 export interface ModelGatewayOptions {
@@ -25,7 +25,7 @@ export type ModelGatewayState = "starting" | "running" | "draining" | "stopped";
 export interface ModelGateway {
   readonly state: ModelGatewayState;
   start(): Promise<void>;
-  buckets(): BucketStatus[];
+  buckets(): BucketConsumerStatus[];
   /** Stops taking records, finishes and commits those in hand, leaves the groups, closes everything. Idempotent. */
   stop(): Promise<void>;
 }
@@ -45,7 +45,6 @@ export function createModelGateway(options: ModelGatewayOptions): ModelGateway {
   const consumers = createBucketConsumers({
     bus,
     producer,
-    topics,
     processor,
     logger,
     ...(options.concurrency === undefined ? {} : { concurrency: options.concurrency }),
