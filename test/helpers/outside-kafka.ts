@@ -11,6 +11,8 @@ export interface OutsideRecord {
   key: string;
   value: Buffer;
   headers: Record<string, string>;
+  /** Date.now() when this client received it. */
+  at: number;
 }
 
 export interface OutsideKafka {
@@ -56,6 +58,7 @@ export async function createOutsideKafka(brokers: string[], name: string): Promi
             key: message.key?.toString() ?? "",
             value: message.value ?? Buffer.alloc(0),
             headers,
+            at: Date.now(),
           });
         },
       });

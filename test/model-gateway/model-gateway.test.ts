@@ -1,6 +1,7 @@
 import * as protoLoader from "@grpc/proto-loader";
 import { OIP_LOADER_OPTIONS, OIP_PROTO_PATH } from "@tern/agent";
 import { waitFor } from "@tern/devstack";
+import { bucketOf } from "@tern/scheduler";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type E2eStack, irisManifest, serverManifest, startE2eStack } from "../e2e/harness.js";
 import { createOutsideKafka, type OutsideKafka, type OutsideRecord } from "../helpers/outside-kafka.js";
@@ -179,4 +180,61 @@ describe("the model gateway on the real broker, with an outside Kafka client", (
     expect(wrong).toEqual([]);
     expect(produced.length).toBe(150);
   }, 120_000);
+
+  it.each([
+    ["in another bucket", false],
+    ["in iris's own bucket", true],
+  ])(
+    "keeps answering iris while a model %s is applied",
+    async (_where, sameBucket) => {
+      const irisBucketNumber = bucketOf("iris", 16);
+      let name = "";
+      for (let k = 0; ; k++) {
+        name = `iris-b${k}`;
+        if ((bucketOf(name, 16) === irisBucketNumber) === sameBucket) break;
+      }
+      const seen = await outside.read([outputs]);
+      const produced: string[] = [];
+      let applied = 0;
+      const traffic = (async () => {
+        for (let i = 0; i < 240; i++) {
+          const key = `${i % 4}.iris.steady-${name}-${i}`;
+          produced.push(key);
+          await outside.send(inputs, i % 4, key, irisRequest(`steady-${name}-${i}`, [ROWS[0]!]));
+          await new Promise((r) => setTimeout(r, 25));
+        }
+      })();
+      await new Promise((r) => setTimeout(r, 1500));
+      applied = Date.now();
+      await stack.apply(irisManifest(1).replace("name: iris}", `name: ${name}}`));
+      await stack.waitModel(name, (s) => s.state === "ModelAvailable", `${name} available`);
+      await waitFor(async () => (await status()).buckets.some((b) => b.models.includes(name)), {
+        timeoutMs: 20_000,
+        intervalMs: 100,
+        description: `${name} in its bucket`,
+      });
+      await traffic;
+      await waitFor(
+        () => {
+          const keys = new Set(seen.map((r) => r.key));
+          return produced.every((k) => keys.has(k)) || undefined;
+        },
+        { timeoutMs: 30_000, intervalMs: 100, description: "every steady request answered" },
+      );
+      const arrivals = seen
+        .filter((r) => r.key.includes(`.iris.steady-${name}-`))
+        .map((r) => r.at)
+        .sort((a, b) => a - b);
+      let maxGap = 0;
+      for (let i = 1; i < arrivals.length; i++) maxGap = Math.max(maxGap, arrivals[i]! - arrivals[i - 1]!);
+      const irisBucket = (await status()).buckets.find((b) => b.models.includes("iris"))!;
+      console.log(
+        `[model-gateway] applying ${name} under ${produced.length} steady iris requests (one per 25 ms): ` +
+          `longest gap between iris answers ${maxGap} ms; ${name} ${irisBucket.models.includes(name) ? "shares" : "does not share"} ` +
+          `iris's bucket ${irisBucket.bucket}; applied at +${applied - arrivals[0]!} ms`,
+      );
+      expect(irisBucket.models.includes(name)).toBe(sameBucket);
+    },
+    120_000,
+  );
 });
