@@ -21,6 +21,7 @@ const suffix = `${Date.now().toString(36)}-${process.pid}`;
 /** main.ts's documented exit codes. */
 const EXIT_STOPPED = 0;
 const EXIT_ALREADY_RUNNING = 3;
+const EXIT_FAILED = 1;
 
 interface StartProcess {
   readonly child: ChildProcess;
@@ -539,4 +540,66 @@ describe("npm start (packages/devstack/src/main.ts)", () => {
       expect(await isPortOpen(port), `port ${port} still open`).toBe(false);
     }
   });
+});
+
+describe("npm start when a component keeps crashing", () => {
+  it("gives up past TERN_DEV_MAX_RESTARTS, prints the component's log tail, stops everything and exits 1", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "tern-npm-start-giveup-"));
+    const free = new Set<number>();
+    while (free.size < 3) free.add(await findFreePort());
+    const [scheduler, gateway, grpc] = [...free];
+    // 0 restarts allowed: the first crash is already one too many, so one SIGKILL shows the whole give-up path.
+    const proc = runStart({
+      ...env,
+      TERN_DEV_DIR: dir,
+      TERN_SAMPLES: "false",
+      TERN_TABLE: `tern-npm-start-giveup-${suffix}`,
+      TERN_NAMESPACE: `npm-start-giveup-${suffix}`,
+      TERN_SCHEDULER_PORT: String(scheduler),
+      TERN_GATEWAY_PORT: String(gateway),
+      TERN_GATEWAY_GRPC_PORT: String(grpc),
+      TERN_DEV_MAX_RESTARTS: "0",
+    });
+    const children: number[] = [];
+    try {
+      await waitWhileRunning(proc, () => proc.output().includes("Press Ctrl-C to stop."), 90_000, "the stack up");
+      children.push(...(readLockInfo(join(dir, "devstack.pid"))?.children ?? []));
+      const gatewayPid = children.find((pid) => {
+        try {
+          return readFileSync(`/proc/${pid}/cmdline`, "utf8").includes(GATEWAY_ENTRY);
+        } catch {
+          return false;
+        }
+      });
+      expect(gatewayPid, "the gateway's pid in the pid file").toBeDefined();
+      process.kill(gatewayPid!, "SIGKILL");
+      const exit = await Promise.race([
+        proc.exited,
+        new Promise<never>((_, reject) =>
+          setTimeout(() => reject(new Error(`npm start did not give up:\n${proc.output()}`)), 30_000),
+        ),
+      ]);
+      const out = proc.output();
+      expect(exit, out).toEqual({ code: EXIT_FAILED, signal: null });
+      expect(out).toMatch(
+        /gateway stopped unexpectedly \(signal SIGKILL\), the 1st time within a minute: not restarting it/,
+      );
+      // The tail of the gateway's own log, which only the gateway writes.
+      expect(out).toContain('"msg":"gateway listening"');
+      expect(out).toContain("tern: gateway keeps crashing; stopping the stack");
+      expect(out).toContain("tern: stopped (gave up on gateway");
+      for (const pid of children) expect(groupGone(pid), `process group ${pid} still has members`).toBe(true);
+      expect(existsSync(join(dir, "devstack.pid"))).toBe(false);
+    } finally {
+      if (!proc.hasExited()) proc.child.kill("SIGKILL");
+      for (const pid of children) {
+        try {
+          process.kill(-pid, "SIGKILL");
+        } catch {
+          // Already gone.
+        }
+      }
+      rmSync(dir, { recursive: true, force: true });
+    }
+  }, 150_000);
 });

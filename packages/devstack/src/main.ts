@@ -67,8 +67,14 @@ async function main(): Promise<number> {
     onGiveUp(name) {
       console.error(`tern: ${name} keeps crashing; stopping the stack`);
       shutdown().then(
-        () => finish(1),
-        () => finish(1),
+        () => {
+          console.error(`tern: stopped (gave up on ${name}; its log tail is above)`);
+          finish(1);
+        },
+        (err: unknown) => {
+          console.error(`tern: stop failed: ${errorText(err)}`);
+          finish(1);
+        },
       );
     },
   });
