@@ -396,7 +396,8 @@ export function createDevStack(options: DevStackOptions): DevStack {
       javaCommand,
     });
     const child = await spawnOwned(spec);
-    // The database file is kept, so a restarted DynamoDB Local has every table and item it had.
+    // The database file is kept, so a restarted DynamoDB Local has its tables and items (after a SIGKILL possibly
+    // without its last acknowledged writes: docs/local-stack.md).
     manage("dynamodb", spec, child, probe);
     await waitFor(probe, {
       timeoutMs: readyTimeoutMs,
