@@ -2,6 +2,7 @@ import { type ChildProcess, spawn } from "node:child_process";
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
+import { performance } from "node:perf_hooks";
 import { fileURLToPath } from "node:url";
 import { parseEnv } from "node:util";
 import { findFreePort, isPortOpen, isProcessAlive, readLockInfo, waitFor } from "@tern/devstack";
@@ -20,6 +21,7 @@ const suffix = `${Date.now().toString(36)}-${process.pid}`;
 /** main.ts's documented exit codes. */
 const EXIT_STOPPED = 0;
 const EXIT_ALREADY_RUNNING = 3;
+const EXIT_FAILED = 1;
 
 interface StartProcess {
   readonly child: ChildProcess;
@@ -54,7 +56,7 @@ function runStart(env: NodeJS.ProcessEnv): StartProcess {
 /** Waits for `check` while failing at once, with the output, if the process exits first. */
 async function waitWhileRunning<T>(
   proc: StartProcess,
-  check: () => T | undefined | false,
+  check: () => T | undefined | false | Promise<T | undefined | false>,
   timeoutMs: number,
   description: string,
 ): Promise<T> {
@@ -127,6 +129,126 @@ function pidGone(pid: number): boolean {
   } catch (err) {
     return (err as NodeJS.ErrnoException).code === "ESRCH";
   }
+}
+
+/** The live child of the stack whose command line runs `entry` (e.g. the scheduler's main.ts), from the pid file. */
+function childRunning(entry: string): number | undefined {
+  for (const pid of readLockInfo(pidFile)?.children ?? []) {
+    try {
+      if (readFileSync(`/proc/${pid}/cmdline`, "utf8").includes(entry)) return pid;
+    } catch {
+      // Gone since the pid file was written.
+    }
+  }
+  return undefined;
+}
+
+const SCHEDULER_ENTRY = "packages/scheduler/src/main.ts";
+const GATEWAY_ENTRY = "packages/gateway/src/server.ts";
+
+async function getJson(url: string): Promise<{ status: number; json: Record<string, unknown> }> {
+  const res = await fetch(url, { signal: AbortSignal.timeout(5_000) });
+  return { status: res.status, json: (await res.json()) as Record<string, unknown> };
+}
+
+/** Requests of one phase, counted by the phase in force when each was sent. */
+interface PhaseCounts {
+  ok: number;
+  /** An answer, but not 200 with label 0. */
+  wrong: number;
+  /** No answer: refused, reset or timed out. */
+  error: number;
+  /** Milliseconds from the phase's start to its first ok answer. */
+  firstOkMs?: number;
+  /** The first few failures, for the report. */
+  samples: string[];
+}
+
+/**
+ * Steady iris traffic through the gateway at `perSecond` (timer ticks that run late send what is due), at most
+ * `maxInFlight` at once, each request with its own timeout, bounded in time. `phase()` switches the phase new requests
+ * are counted under.
+ */
+function startTraffic(
+  target: PrintedCurl,
+  perSecond = 200,
+  maxInFlight = 64,
+  timeoutMs = 5_000,
+  maxDurationMs = 90_000,
+) {
+  const phases = new Map<string, PhaseCounts & { startedAt: number }>();
+  let current: PhaseCounts & { startedAt: number };
+  const inFlight = new Set<Promise<void>>();
+  let skipped = 0;
+  let sent = 0;
+  const startedAt = performance.now();
+  const phase = (name: string): void => {
+    current = { ok: 0, wrong: 0, error: 0, samples: [], startedAt: performance.now() };
+    phases.set(name, current);
+  };
+  phase("before");
+  const failed = (counts: PhaseCounts, what: string): void => {
+    if (counts.samples.length < 5 && !counts.samples.includes(what)) counts.samples.push(what);
+  };
+  const one = async (counts: PhaseCounts & { startedAt: number }): Promise<void> => {
+    try {
+      const res = await fetch(target.url, {
+        method: "POST",
+        headers: target.headers,
+        body: target.body,
+        signal: AbortSignal.timeout(timeoutMs),
+      });
+      const text = await res.text();
+      let labels: number[] | undefined;
+      try {
+        labels = parseIrisAnswer(JSON.parse(text)).labels;
+      } catch {
+        // Not an iris answer: counted as wrong below.
+      }
+      if (res.status === 200 && labels?.length === 1 && labels[0] === 0) {
+        counts.ok++;
+        counts.firstOkMs ??= performance.now() - counts.startedAt;
+      } else {
+        counts.wrong++;
+        failed(counts, `${res.status} ${text.slice(0, 200)}`);
+      }
+    } catch (err) {
+      counts.error++;
+      failed(counts, String((err as Error).cause ?? err));
+    }
+  };
+  const timer = setInterval(() => {
+    const elapsed = performance.now() - startedAt;
+    if (elapsed > maxDurationMs) {
+      clearInterval(timer);
+      return;
+    }
+    const due = Math.floor((elapsed / 1000) * perSecond) - sent - skipped;
+    for (let i = 0; i < due; i++) {
+      if (inFlight.size >= maxInFlight) {
+        skipped++;
+        continue;
+      }
+      sent++;
+      const request = one(current).finally(() => inFlight.delete(request));
+      inFlight.add(request);
+    }
+  }, 5);
+  return {
+    phase,
+    counts: (name: string): PhaseCounts => phases.get(name) ?? { ok: 0, wrong: 0, error: 0, samples: [] },
+    /** Stops sending, waits for the requests in flight, and returns a printable summary. */
+    async stop(): Promise<string> {
+      clearInterval(timer);
+      await Promise.all(inFlight);
+      const seconds = (performance.now() - startedAt) / 1000;
+      const lines = [...phases].map(
+        ([name, c]) =>
+          `  ${name}: ok ${c.ok}, wrong ${c.wrong}, error ${c.error}${c.firstOkMs === undefined ? "" : `, first ok after ${Math.round(c.firstOkMs)} ms`}${c.samples.length > 0 ? `\n    e.g. ${c.samples.join("\n    e.g. ")}` : ""}`,
+      );
+      return `${sent} requests in ${seconds.toFixed(1)} s (${(sent / seconds).toFixed(0)}/s; ${skipped} not sent: ${maxInFlight} already in flight)\n${lines.join("\n")}`;
+    },
+  };
 }
 
 let devDir: string;
@@ -294,6 +416,105 @@ describe("npm start (packages/devstack/src/main.ts)", () => {
     expect(parseIrisAnswer(json).labels).toEqual([0]);
   });
 
+  it("keeps answering iris through a SIGKILL of the scheduler, restarts it, and the scheduler resumes with its state", async () => {
+    const scheduler = `http://127.0.0.1:${ports.scheduler}`;
+    const before = childRunning(SCHEDULER_ENTRY);
+    expect(before, "the scheduler's pid in the pid file").toBeDefined();
+    const modelBefore = await getJson(`${scheduler}/v1/models/iris`);
+    expect(modelBefore.json.state, JSON.stringify(modelBefore.json)).toBe("ModelAvailable");
+    const statusBefore = await getJson(`${scheduler}/v1/status`);
+
+    const traffic = startTraffic(curl);
+    let summary: string | undefined;
+    try {
+      await waitWhileRunning(first!, () => traffic.counts("before").ok >= 100, 30_000, "steady traffic");
+      traffic.phase("scheduler down");
+      const killedAt = performance.now();
+      process.kill(before!, "SIGKILL");
+      const after = await waitWhileRunning(
+        first!,
+        () => {
+          const pid = childRunning(SCHEDULER_ENTRY);
+          return pid !== undefined && pid !== before ? pid : false;
+        },
+        30_000,
+        "a new scheduler in the pid file",
+      );
+      // A SIGKILLed leader cannot release its lease: the new one waits it out (≤ ~11 s) before it is active.
+      await waitWhileRunning(
+        first!,
+        async () => (await getJson(`${scheduler}/healthz`)).json.active === true,
+        60_000,
+        "the restarted scheduler to be active",
+      );
+      const activeMs = performance.now() - killedAt;
+      traffic.phase("scheduler back");
+      await waitWhileRunning(first!, () => traffic.counts("scheduler back").ok >= 100, 30_000, "traffic after");
+      summary = await traffic.stop();
+      console.log(
+        `scheduler SIGKILL: restarted as pid ${after}, active again ${(activeMs / 1000).toFixed(1)} s after the kill\n${summary}`,
+      );
+
+      for (const phase of ["before", "scheduler down", "scheduler back"]) {
+        const counts = traffic.counts(phase);
+        expect({ phase, wrong: counts.wrong, error: counts.error }, summary).toEqual({ phase, wrong: 0, error: 0 });
+      }
+      expect(traffic.counts("scheduler down").ok, summary).toBeGreaterThan(0);
+      expect(pidGone(before!), "the killed scheduler").toBe(true);
+
+      // Its state came back from DynamoDB: the same model, placed the same way, at the same or a later revision.
+      const modelAfter = await getJson(`${scheduler}/v1/models/iris`);
+      expect(modelAfter.json, JSON.stringify(modelAfter.json)).toMatchObject({
+        state: "ModelAvailable",
+        version: modelBefore.json.version,
+        server: modelBefore.json.server,
+      });
+      const statusAfter = await getJson(`${scheduler}/v1/status`);
+      expect(statusAfter.json.active).toBe(true);
+      expect(statusAfter.json.revision as number).toBeGreaterThanOrEqual(statusBefore.json.revision as number);
+      expect(first!.hasExited(), first!.output()).toBe(false);
+      expect(first!.output()).toMatch(/scheduler stopped unexpectedly \(signal SIGKILL\); restarting it/);
+    } finally {
+      summary ??= await traffic.stop();
+      recordFromPidFile();
+    }
+  }, 120_000);
+
+  it("restarts a SIGKILLed gateway, which answers again within seconds and then serves every request", async () => {
+    const before = childRunning(GATEWAY_ENTRY);
+    expect(before, "the gateway's pid in the pid file").toBeDefined();
+    const traffic = startTraffic(curl);
+    let summary: string | undefined;
+    try {
+      await waitWhileRunning(first!, () => traffic.counts("before").ok >= 100, 30_000, "steady traffic");
+      // Nothing listens until the new gateway is up: those requests are refused. Measured, not asserted.
+      traffic.phase("gateway down");
+      process.kill(before!, "SIGKILL");
+      await waitWhileRunning(
+        first!,
+        () => traffic.counts("gateway down").firstOkMs !== undefined,
+        30_000,
+        "the gateway to answer again",
+      );
+      traffic.phase("gateway back");
+      await waitWhileRunning(first!, () => traffic.counts("gateway back").ok >= 100, 30_000, "traffic after");
+      summary = await traffic.stop();
+      const after = childRunning(GATEWAY_ENTRY);
+      console.log(
+        `gateway SIGKILL: restarted as pid ${after}, answering again ${((traffic.counts("gateway down").firstOkMs ?? 0) / 1000).toFixed(1)} s after the kill\n${summary}`,
+      );
+      expect(after).toBeDefined();
+      expect(after).not.toBe(before);
+      const back = traffic.counts("gateway back");
+      expect({ wrong: back.wrong, error: back.error }, summary).toEqual({ wrong: 0, error: 0 });
+      expect(first!.hasExited(), first!.output()).toBe(false);
+      expect(first!.output()).toMatch(/gateway stopped unexpectedly \(signal SIGKILL\); restarting it/);
+    } finally {
+      summary ??= await traffic.stop();
+      recordFromPidFile();
+    }
+  }, 120_000);
+
   it("stops everything it started on Ctrl-C (SIGINT) and exits 0", async () => {
     recordFromPidFile();
     const children = [...recordedChildren];
@@ -319,4 +540,66 @@ describe("npm start (packages/devstack/src/main.ts)", () => {
       expect(await isPortOpen(port), `port ${port} still open`).toBe(false);
     }
   });
+});
+
+describe("npm start when a component keeps crashing", () => {
+  it("gives up past TERN_DEV_MAX_RESTARTS, prints the component's log tail, stops everything and exits 1", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "tern-npm-start-giveup-"));
+    const free = new Set<number>();
+    while (free.size < 3) free.add(await findFreePort());
+    const [scheduler, gateway, grpc] = [...free];
+    // 0 restarts allowed: the first crash is already one too many, so one SIGKILL shows the whole give-up path.
+    const proc = runStart({
+      ...env,
+      TERN_DEV_DIR: dir,
+      TERN_SAMPLES: "false",
+      TERN_TABLE: `tern-npm-start-giveup-${suffix}`,
+      TERN_NAMESPACE: `npm-start-giveup-${suffix}`,
+      TERN_SCHEDULER_PORT: String(scheduler),
+      TERN_GATEWAY_PORT: String(gateway),
+      TERN_GATEWAY_GRPC_PORT: String(grpc),
+      TERN_DEV_MAX_RESTARTS: "0",
+    });
+    const children: number[] = [];
+    try {
+      await waitWhileRunning(proc, () => proc.output().includes("Press Ctrl-C to stop."), 90_000, "the stack up");
+      children.push(...(readLockInfo(join(dir, "devstack.pid"))?.children ?? []));
+      const gatewayPid = children.find((pid) => {
+        try {
+          return readFileSync(`/proc/${pid}/cmdline`, "utf8").includes(GATEWAY_ENTRY);
+        } catch {
+          return false;
+        }
+      });
+      expect(gatewayPid, "the gateway's pid in the pid file").toBeDefined();
+      process.kill(gatewayPid!, "SIGKILL");
+      const exit = await Promise.race([
+        proc.exited,
+        new Promise<never>((_, reject) =>
+          setTimeout(() => reject(new Error(`npm start did not give up:\n${proc.output()}`)), 30_000),
+        ),
+      ]);
+      const out = proc.output();
+      expect(exit, out).toEqual({ code: EXIT_FAILED, signal: null });
+      expect(out).toMatch(
+        /gateway stopped unexpectedly \(signal SIGKILL\), the 1st time within a minute: not restarting it/,
+      );
+      // The tail of the gateway's own log, which only the gateway writes.
+      expect(out).toContain('"msg":"gateway listening"');
+      expect(out).toContain("tern: gateway keeps crashing; stopping the stack");
+      expect(out).toContain("tern: stopped (gave up on gateway");
+      for (const pid of children) expect(groupGone(pid), `process group ${pid} still has members`).toBe(true);
+      expect(existsSync(join(dir, "devstack.pid"))).toBe(false);
+    } finally {
+      if (!proc.hasExited()) proc.child.kill("SIGKILL");
+      for (const pid of children) {
+        try {
+          process.kill(-pid, "SIGKILL");
+        } catch {
+          // Already gone.
+        }
+      }
+      rmSync(dir, { recursive: true, force: true });
+    }
+  }, 150_000);
 });

@@ -98,6 +98,25 @@ describe("process supervisor", () => {
     expect(unexpected).toEqual([["crashing", { code: 3, signal: null }]]);
   });
 
+  it("truncates a child's log at start, or appends to it when asked (a restart keeps the crashed run's lines)", async () => {
+    const logFile = join(dir, "runs.log");
+    const run = async (text: string, appendLog: boolean) => {
+      const child = await supervisor().spawn({
+        name: "runs",
+        command: process.execPath,
+        args: ["-e", `console.log(${JSON.stringify(text)})`],
+        logFile,
+        appendLog,
+      });
+      await child.exited;
+    };
+    await run("first run", false);
+    await run("second run", true);
+    expect(readFileSync(logFile, "utf8")).toBe("first run\nsecond run\n");
+    await run("third run", false);
+    expect(readFileSync(logFile, "utf8")).toBe("third run\n");
+  });
+
   it("says which command was not found instead of crashing", async () => {
     await expect(
       supervisor().spawn({

@@ -43,6 +43,11 @@ export const devStackEnvSchema = sharedEnvSchema
     TERN_DEV_SAMPLES_TIMEOUT_MS: envVar.int(90_000, 1_000),
     /** Scale-down/delete: how long a SIGTERMed agent may drain before it is killed (above TERN_AGENT_DRAIN_TIMEOUT_MS + 3.5 s). */
     TERN_DEV_AGENT_STOP_GRACE_MS: envVar.int(20_000, 0),
+    /**
+     * Kafka, DynamoDB Local, the scheduler or the gateway dying is restarted (backoff from 0.5 s); one that crashes
+     * more often than this within a minute is not, and the stack stops (exit 1).
+     */
+    TERN_DEV_MAX_RESTARTS: envVar.int(5, 0),
     /** An agent that dies more often than this within a minute is no longer restarted. */
     TERN_DEV_AGENT_MAX_RESTARTS: envVar.int(5, 0),
   })

@@ -1,4 +1,6 @@
+import { appendFileSync } from "node:fs";
 import { join } from "node:path";
+import { performance } from "node:perf_hooks";
 import { TernError } from "@tern/core";
 import { probeKafka } from "@tern/kafka";
 import { dynamoDbLocalProcessSpec } from "./dynamodb-local.js";
@@ -6,6 +8,7 @@ import { probeDynamoDb } from "./dynamodb-probe.js";
 import { ensureKafkaJars, kafkaBrokerProcessSpec, prepareKafkaBroker } from "./kafka-broker.js";
 import { acquireDevStackLock, type DevStackLock, killStaleChildren } from "./lock.js";
 import { isPortOpen } from "./ports.js";
+import { createRestartPolicy, type RestartPolicy } from "./restart-policy.js";
 import {
   createSupervisor,
   type ExitInfo,
@@ -72,8 +75,25 @@ export interface DevStackOptions {
   javaCommand?: string;
   /** @default "mvn" */
   mavenCommand?: string;
-  /** Called when a child dies while the stack runs; `logTail` holds its last log lines. */
-  onUnexpectedExit?: (name: string, exit: ExitInfo, logTail: string) => void;
+  /**
+   * A child that dies while the stack runs (Kafka, DynamoDB Local or a component) is restarted, same command, ports
+   * and data, after this delay, which doubles with each further crash within a minute.
+   * @default 500
+   */
+  restartDelayMs?: number;
+  /** @default 30000 */
+  restartDelayMaxMs?: number;
+  /**
+   * Restarts of one child allowed within a minute; the crash after them gives up: the child's log tail is logged
+   * and `onGiveUp` is called.
+   * @default 5
+   */
+  maxRestartsPerMinute?: number;
+  /**
+   * Called when a child crashed too often and is no longer restarted; `logTail` holds its last log lines (the stack
+   * has logged them). The rest of the stack keeps running: stop it.
+   */
+  onGiveUp?: (name: string, exit: ExitInfo, logTail: string) => void;
 }
 
 /** Addresses of the infrastructure, handed to components and tests. */
@@ -141,6 +161,20 @@ export interface DevStack {
   recordChildren(group: string, pids: readonly number[]): void;
 }
 
+/** A child the stack restarts when it dies: what to run again and how to know it is back. */
+interface Managed {
+  name: string;
+  spec: ProcessSpec;
+  /** The current (or last) process. */
+  child: SupervisedProcess;
+  /** Readiness check in {@link waitFor}'s terms (a value other than false/null/undefined means ready). */
+  ready: (() => Promise<unknown>) | undefined;
+  readyTimeoutMs: number;
+  policy: RestartPolicy;
+  /** Pending restart. */
+  timer?: NodeJS.Timeout | undefined;
+}
+
 /** Environment variable that marks a child as belonging to the stack whose folder it names. */
 const ownerVariable = "TERN_DEVSTACK_OWNER";
 
@@ -172,6 +206,7 @@ export function createDevStack(options: DevStackOptions): DevStack {
   const components: DevStackProcessOptions[] = [];
   const extraChildren = new Map<string, readonly number[]>();
   const started: DevStackService[] = [];
+  const managed = new Map<string, Managed>();
   let state: DevStackState = "idle";
   let lock: DevStackLock | undefined;
   let stopping: Promise<void> | undefined;
@@ -190,10 +225,96 @@ export function createDevStack(options: DevStackOptions): DevStack {
           ),
         );
       } else if (state === "running") {
-        options.onUnexpectedExit?.(child.name, exit, tail);
+        const entry = [...managed.values()].find((m) => m.child === child);
+        if (entry !== undefined) onCrash(entry, exit);
       }
+      recordAllChildren();
     },
   });
+
+  /** Keeps a started child under the restart rule. */
+  function manage(
+    name: string,
+    spec: ProcessSpec,
+    child: SupervisedProcess,
+    ready: Managed["ready"],
+    timeoutMs = readyTimeoutMs,
+  ): void {
+    managed.set(name, {
+      name,
+      spec,
+      child,
+      ready,
+      readyTimeoutMs: timeoutMs,
+      policy: createRestartPolicy({
+        initialDelayMs: options.restartDelayMs ?? 500,
+        maxDelayMs: options.restartDelayMaxMs ?? 30_000,
+        maxRestarts: options.maxRestartsPerMinute ?? 5,
+      }),
+    });
+  }
+
+  function onCrash(entry: Managed, exit: ExitInfo): void {
+    const decision = entry.policy.crashed(Date.now());
+    const how = exit.signal === null ? `exit code ${exit.code}` : `signal ${exit.signal}`;
+    const log = entry.child.logFile;
+    if (decision.action === "give-up") {
+      const tail = readLogTail(log, 20);
+      logger.warn(
+        `${entry.name} stopped unexpectedly (${how}), the ${ordinal(decision.crashesInWindow)} time within a minute: not restarting it (the stack ${entry.policy.rule}); last lines of ${log}${tail ? `:\n${tail}` : " (empty)"}`,
+      );
+      options.onGiveUp?.(entry.name, exit, tail);
+      return;
+    }
+    logger.warn(
+      `${entry.name} stopped unexpectedly (${how}); restarting it in ${decision.delayMs} ms (crash ${decision.crashesInWindow} within a minute; the stack ${entry.policy.rule}; log ${log})`,
+    );
+    const crashedAt = performance.now();
+    entry.timer = setTimeout(() => {
+      entry.timer = undefined;
+      void restart(entry, crashedAt, how);
+    }, decision.delayMs);
+  }
+
+  /** Runs a crashed child again (its log is appended to, not truncated) and says when it is ready. */
+  async function restart(entry: Managed, crashedAt: number, how: string): Promise<void> {
+    if (state !== "running") return;
+    let child: SupervisedProcess;
+    try {
+      appendFileSync(
+        entry.spec.logFile,
+        `\n--- tern: ${new Date().toISOString()} restarting ${entry.name} (it stopped: ${how}) ---\n`,
+      );
+      child = await spawnOwned({ ...entry.spec, appendLog: true });
+    } catch (err) {
+      // Stopping (the supervisor refuses new children), or the command is gone: the latter counts as a crash.
+      if (state !== "running") return;
+      logger.warn(`${entry.name} could not be restarted: ${errorText(err)}`);
+      onCrash(entry, { code: null, signal: null });
+      return;
+    }
+    entry.child = child;
+    const service = started.find((s) => s.name === entry.name);
+    if (service !== undefined) service.pid = child.pid;
+    logger.info(`${entry.name} restarted (pid ${child.pid})`);
+    if (entry.ready === undefined) return;
+    // A new crash (reported on its own) or a stop ends this wait.
+    const gone = new AbortController();
+    void child.exited.then(() => gone.abort(new Error(`${entry.name} exited`)));
+    const signal = AbortSignal.any([startAbort.signal, gone.signal]);
+    try {
+      await waitFor(entry.ready, {
+        timeoutMs: entry.readyTimeoutMs,
+        description: `restarted ${entry.name} (log ${child.logFile})`,
+        signal,
+      });
+      logger.info(
+        `${entry.name} is ready again, ${((performance.now() - crashedAt) / 1000).toFixed(1)} s after it stopped`,
+      );
+    } catch (err) {
+      if (!signal.aborted) logger.warn(`${entry.name} restarted but is not ready: ${errorText(err)}`);
+    }
+  }
 
   /**
    * Spawns a child marked as this stack's (an environment variable naming the folder) and records its pid in the
@@ -239,7 +360,10 @@ export function createDevStack(options: DevStackOptions): DevStack {
     });
     startAbort.signal.throwIfAborted();
     prepareKafkaBroker(files, { port: kafkaPort, controllerPort, partitions }, javaCommand);
-    const child = await spawnOwned(kafkaBrokerProcessSpec(files, options.kafkaHeap ?? "512m", javaCommand));
+    const spec = kafkaBrokerProcessSpec(files, options.kafkaHeap ?? "512m", javaCommand);
+    const child = await spawnOwned(spec);
+    // Same ports and data folder on a restart: clients reconnect to the broker they knew.
+    manage("kafka", spec, child, () => probeKafka(endpoints.kafkaBrokers));
     await waitFor(() => probeKafka(endpoints.kafkaBrokers), {
       timeoutMs: readyTimeoutMs,
       description: `Kafka broker at localhost:${kafkaPort} (log ${child.logFile})`,
@@ -265,14 +389,16 @@ export function createDevStack(options: DevStackOptions): DevStack {
       started.push({ name: "dynamodb", address: endpoints.dynamodbEndpoint, kind: "external" });
       return;
     }
-    const child = await spawnOwned(
-      dynamoDbLocalProcessSpec({
-        port: dynamodbPort,
-        dbPath: join(options.dir, "dynamodb"),
-        logDir: options.dir,
-        javaCommand,
-      }),
-    );
+    const spec = dynamoDbLocalProcessSpec({
+      port: dynamodbPort,
+      dbPath: join(options.dir, "dynamodb"),
+      logDir: options.dir,
+      javaCommand,
+    });
+    const child = await spawnOwned(spec);
+    // The database file is kept, so a restarted DynamoDB Local has its tables and items (after a SIGKILL possibly
+    // without its last acknowledged writes: docs/local-stack.md).
+    manage("dynamodb", spec, child, probe);
     await waitFor(probe, {
       timeoutMs: readyTimeoutMs,
       description: `DynamoDB Local at ${endpoints.dynamodbEndpoint} (log ${child.logFile})`,
@@ -288,7 +414,7 @@ export function createDevStack(options: DevStackOptions): DevStack {
   }
 
   async function startComponent(component: DevStackProcessOptions): Promise<void> {
-    const child = await spawnOwned({
+    const spec: ProcessSpec = {
       name: component.name,
       command: component.command,
       args: component.args,
@@ -302,20 +428,23 @@ export function createDevStack(options: DevStackOptions): DevStack {
         ...component.env,
       },
       logFile: join(options.dir, "logs", `${component.name}.log`),
-    });
+    };
+    const child = await spawnOwned(spec);
     const { ready } = component;
-    if (ready !== undefined) {
-      await waitFor(
-        async () => {
-          const result = await ready(endpoints);
-          return result === undefined ? false : result;
-        },
-        {
-          timeoutMs: component.readyTimeoutMs ?? readyTimeoutMs,
-          description: `${component.name} (log ${child.logFile})`,
-          signal: startAbort.signal,
-        },
-      );
+    const check =
+      ready === undefined
+        ? undefined
+        : async () => {
+            const result = await ready(endpoints);
+            return result === undefined ? false : result;
+          };
+    manage(component.name, spec, child, check, component.readyTimeoutMs);
+    if (check !== undefined) {
+      await waitFor(check, {
+        timeoutMs: component.readyTimeoutMs ?? readyTimeoutMs,
+        description: `${component.name} (log ${child.logFile})`,
+        signal: startAbort.signal,
+      });
     }
     started.push({
       name: component.name,
@@ -355,13 +484,28 @@ export function createDevStack(options: DevStackOptions): DevStack {
     }
   }
 
+  /** Stops in reverse start order (a restarted child keeps its place), then anything else the supervisor holds. */
   async function stopAll(): Promise<void> {
+    const order = startOrder();
+    const entries = [...managed.values()].sort((a, b) => order.indexOf(b.name) - order.indexOf(a.name));
+    for (const entry of entries) {
+      clearTimeout(entry.timer);
+      entry.timer = undefined;
+    }
+    const errors: unknown[] = [];
     try {
+      for (const entry of entries) await entry.child.stop(stopGraceMs).catch((err: unknown) => errors.push(err));
+      // A restart that was spawning when the stop began, and anything not yet managed.
       await supervisor.stopAll(stopGraceMs);
+      if (errors.length > 0) throw errors[0];
     } finally {
       lock?.release();
       lock = undefined;
     }
+  }
+
+  function startOrder(): string[] {
+    return ["kafka", "dynamodb", ...components.map((c) => c.name)];
   }
 
   return {
@@ -370,7 +514,7 @@ export function createDevStack(options: DevStackOptions): DevStack {
     },
     services(): DevStackService[] {
       // Kafka and DynamoDB become ready in either order; list them the same way every time.
-      const order = ["kafka", "dynamodb", ...components.map((c) => c.name)];
+      const order = startOrder();
       return [...started]
         .sort((a, b) => order.indexOf(a.name) - order.indexOf(b.name))
         .map((service) => ({ ...service }));
@@ -468,4 +612,9 @@ export function createDevStack(options: DevStackOptions): DevStack {
 function firstCause(err: unknown, signal: AbortSignal): unknown {
   if (signal.aborted && signal.reason instanceof TernError) return signal.reason;
   return err;
+}
+
+function ordinal(n: number): string {
+  const suffix = n % 100 >= 11 && n % 100 <= 13 ? "th" : (["th", "st", "nd", "rd"][n % 10] ?? "th");
+  return `${n}${suffix}`;
 }

@@ -10,6 +10,7 @@ export * from "./kafka-broker.js";
 export * from "./local-controller.js";
 export * from "./lock.js";
 export * from "./ports.js";
+export * from "./restart-policy.js";
 export * from "./samples.js";
 export * from "./supervisor.js";
 export * from "./tools.js";

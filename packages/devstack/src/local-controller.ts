@@ -3,6 +3,7 @@ import { setTimeout as sleep } from "node:timers/promises";
 import { type AgentLaunch, type DesiredServer, LOCAL_SERVER_TYPE, planAgents, slotKey } from "./agent-plan.js";
 import type { ControlClient } from "./control-client.js";
 import type { DevStackLogger } from "./dev-stack.js";
+import { createRestartPolicy, type RestartPolicy } from "./restart-policy.js";
 import { createSupervisor, type ExitInfo, readLogTail, type SupervisedProcess } from "./supervisor.js";
 import { errorText } from "./wait-for.js";
 
@@ -95,8 +96,8 @@ interface Slot {
   state: "running" | "stopping" | "backoff" | "failed" | "exited";
   launch: AgentLaunch;
   proc?: SupervisedProcess;
-  /** Times of unexpected exits in the last minute. */
-  crashTimes: number[];
+  /** Unexpected exits and the backoff/give-up rule; kept when the slot's index is started again. */
+  restarts: RestartPolicy;
   crashes: number;
   timer?: NodeJS.Timeout;
   logFile: string;
@@ -152,19 +153,19 @@ export function createLocalController(options: LocalControllerOptions): LocalCon
     if (stopped || slot.state !== "running") return;
     const now = Date.now();
     slot.crashes++;
-    slot.crashTimes = [...slot.crashTimes.filter((t) => now - t < 60_000), now];
+    const decision = slot.restarts.crashed(now);
     const how = exit.signal === null ? `exit code ${exit.code}` : `signal ${exit.signal}`;
     const tail = readLogTail(slot.logFile, 8);
     const name = slotKey(slot.server, slot.replica);
     slot.proc = undefined;
-    if (slot.crashTimes.length > maxRestartsPerMinute) {
+    if (decision.action === "give-up") {
       slot.state = "failed";
       logger.warn(
-        `agent ${name} stopped unexpectedly (${how}) ${slot.crashTimes.length} times within a minute: not restarting it (log ${shortPath(slot.logFile, options.cwd)})${tail ? `\n${tail}` : ""}`,
+        `agent ${name} stopped unexpectedly (${how}) ${decision.crashesInWindow} times within a minute: not restarting it (log ${shortPath(slot.logFile, options.cwd)})${tail ? `\n${tail}` : ""}`,
       );
       return;
     }
-    const delay = Math.min(restartDelayMaxMs, restartDelayMs * 2 ** (slot.crashTimes.length - 1));
+    const delay = decision.delayMs;
     slot.state = "backoff";
     logger.warn(
       `agent ${name} stopped unexpectedly (${how}); restarting in ${delay} ms (log ${shortPath(slot.logFile, options.cwd)})${tail ? `\n${tail}` : ""}`,
@@ -184,7 +185,13 @@ export function createLocalController(options: LocalControllerOptions): LocalCon
       replica: launch.replica,
       state: "running",
       launch,
-      crashTimes: previous?.crashTimes ?? [],
+      restarts:
+        previous?.restarts ??
+        createRestartPolicy({
+          initialDelayMs: restartDelayMs,
+          maxDelayMs: restartDelayMaxMs,
+          maxRestarts: maxRestartsPerMinute,
+        }),
       crashes: previous?.crashes ?? 0,
       logFile: join(options.logDir, `agent-${launch.server}-${launch.replica}.log`),
     };

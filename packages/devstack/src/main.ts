@@ -62,13 +62,19 @@ async function main(): Promise<number> {
     region: config.AWS_REGION,
     readyTimeoutMs: config.TERN_DEV_READY_TIMEOUT_MS,
     stopGraceMs: config.TERN_DEV_STOP_GRACE_MS,
-    onUnexpectedExit(name, exit, logTail) {
-      console.error(
-        `tern: ${name} stopped unexpectedly (${exit.signal ?? `exit code ${exit.code}`}); stopping the stack${logTail ? `\n${logTail}` : ""}`,
-      );
+    maxRestartsPerMinute: config.TERN_DEV_MAX_RESTARTS,
+    // A crash is restarted by the stack itself (and logged); only a component that keeps crashing ends the stack.
+    onGiveUp(name) {
+      console.error(`tern: ${name} keeps crashing; stopping the stack`);
       shutdown().then(
-        () => finish(1),
-        () => finish(1),
+        () => {
+          console.error(`tern: stopped (gave up on ${name}; its log tail is above)`);
+          finish(1);
+        },
+        (err: unknown) => {
+          console.error(`tern: stop failed: ${errorText(err)}`);
+          finish(1);
+        },
       );
     },
   });

@@ -21,6 +21,8 @@ export interface ProcessSpec {
   env?: NodeJS.ProcessEnv;
   /** stdout and stderr go to this file, truncated at start (a pipe would stall the child once the parent stops reading). */
   logFile: string;
+  /** Append to `logFile` instead of truncating it: a restart keeps the log of the run that crashed. @default false */
+  appendLog?: boolean;
 }
 
 /** A running child process. */
@@ -69,8 +71,8 @@ export function createSupervisor(options: SupervisorOptions = {}): Supervisor {
   async function spawnChild(spec: ProcessSpec): Promise<SupervisedProcess> {
     if (closed) throw new TernError("unavailable", `not starting ${spec.name}: the supervisor is stopping`);
     mkdirSync(dirname(spec.logFile), { recursive: true });
-    // One log per run, so the tail quoted in an error belongs to this run.
-    const fd = openSync(spec.logFile, "w");
+    // One log per run, so the tail quoted in an error belongs to this run; a restart appends after the crash.
+    const fd = openSync(spec.logFile, spec.appendLog === true ? "a" : "w");
     let child: ReturnType<typeof spawn>;
     try {
       child = spawn(spec.command, [...spec.args], {
