@@ -2,8 +2,7 @@ import { Kafka, logLevel } from "kafkajs";
 
 /**
  * An outside Kafka client for tests: plain kafkajs, none of Tern's code (not `@tern/kafka`), so a test that produces
- * requests and reads answers with it shows that any Kafka client can use Tern's topics, as with Seldon. The one file
- * under test/ allowed to import kafkajs (see the boundary test in packages/kafka).
+ * requests and reads answers with it shows that any Kafka client can use Tern's topics, as with Seldon.
  */
 export interface OutsideRecord {
   topic: string;
