@@ -237,4 +237,15 @@ describe("the model gateway on the real broker, with an outside Kafka client", (
     },
     120_000,
   );
+
+  it("drains on SIGTERM: exits 0 and leaves at once, so its buckets are free without waiting for a timeout", async () => {
+    const live = gateways.filter((g) => !g.hasExited());
+    expect(live.length).toBeGreaterThan(0);
+    for (const g of live) g.kill("SIGTERM");
+    const codes = await Promise.all(live.map((g) => g.exited));
+    expect(codes).toEqual(live.map(() => 0));
+    const after = await status();
+    expect(after.replicas).toEqual([]);
+    expect(after.buckets.every((b) => b.owner === undefined)).toBe(true);
+  }, 60_000);
 });
