@@ -56,6 +56,8 @@ export interface E2eStackOptions {
   /** Agents started at once, replicas 0..agents-1. */
   agents: number;
   gatewayEnv?: Record<string, string>;
+  /** Added to the scheduler's environment (e.g. KAFKA_BROKERS for the Kafka path). */
+  schedulerEnv?: Record<string, string>;
 }
 
 /**
@@ -106,7 +108,12 @@ export async function startE2eStack(options: E2eStackOptions): Promise<E2eStack>
   };
 
   try {
-    scheduler = await startSchedulerProcess({ id, table, dynamodbEndpoint: endpoint, env: SCHEDULER_ENV });
+    scheduler = await startSchedulerProcess({
+      id,
+      table,
+      dynamodbEndpoint: endpoint,
+      env: { ...SCHEDULER_ENV, ...options.schedulerEnv },
+    });
     await waitActive(scheduler.url);
     const schedulerUrl = scheduler.url;
     // Agents and the gateway start side by side: each waits for its own ready line. allSettled, not all: on a

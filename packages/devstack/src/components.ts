@@ -8,19 +8,33 @@ export function localSchedulerUrl(config: DevStackConfig): string {
 }
 
 /**
+ * Model-gateway replicas `npm start` runs: TERN_MODELGATEWAY_REPLICAS, capped at KAFKA_PARTITIONS (a group's consumers
+ * beyond the partition count would sit idle). `capped` says whether the cap applied, for a line on the terminal.
+ */
+export function localModelGatewayReplicas(config: DevStackConfig): { replicas: number; capped: boolean } {
+  const replicas = Math.min(config.TERN_MODELGATEWAY_REPLICAS, config.KAFKA_PARTITIONS);
+  return { replicas, capped: replicas < config.TERN_MODELGATEWAY_REPLICAS };
+}
+
+/**
  * The platform components `npm start` runs after Kafka and DynamoDB Local are ready, in start order, each with a real
  * readiness probe. Agents are not listed: the local controller starts them from the scheduler's Servers.
  */
 export function localComponents(config: DevStackConfig): DevStackProcessOptions[] {
   const schedulerUrl = localSchedulerUrl(config);
   const node = process.execPath;
+  const { replicas: modelGateways } = localModelGatewayReplicas(config);
   return [
     {
       name: "scheduler",
       command: node,
       args: ["--import", "tsx", "packages/scheduler/src/main.ts"],
       cwd: repoRoot,
-      env: { TERN_SCHEDULER_PORT: String(config.TERN_SCHEDULER_PORT), TERN_SCHEDULER_URL: schedulerUrl },
+      env: {
+        TERN_SCHEDULER_PORT: String(config.TERN_SCHEDULER_PORT),
+        TERN_SCHEDULER_URL: schedulerUrl,
+        TERN_MODELGATEWAY_REPLICAS: String(modelGateways),
+      },
       address: schedulerUrl,
       ports: [config.TERN_SCHEDULER_PORT],
       // Ready once it is the ACTIVE scheduler: a start right after a killed stack waits out the old lease (≤ ~11 s)
@@ -51,6 +65,28 @@ export function localComponents(config: DevStackConfig): DevStackProcessOptions[
         return res.status === 200;
       },
     },
+    ...Array.from({ length: modelGateways }, (_, index): DevStackProcessOptions => {
+      const id = `modelgateway-${index}`;
+      return {
+        name: id,
+        command: node,
+        args: ["--import", "tsx", "packages/model-gateway/src/main.ts"],
+        cwd: repoRoot,
+        env: { TERN_SCHEDULER_URL: schedulerUrl, TERN_MODELGATEWAY_ID: id },
+        address: "Kafka: seldon.<ns>.model.<m>.inputs → outputs",
+        // Ready once the scheduler lists it as a live worker (it then holds its buckets).
+        ready: async () => {
+          const res = await fetch(`${schedulerUrl}/v1/workers/modelgateway/${id}`, {
+            signal: AbortSignal.timeout(2000),
+          });
+          if (res.status !== 200) {
+            await res.body?.cancel();
+            return false;
+          }
+          return ((await res.json()) as { state?: string }).state === "Ready";
+        },
+      };
+    }),
   ];
 }
 

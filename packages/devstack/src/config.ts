@@ -1,6 +1,6 @@
 import { dirname, isAbsolute, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
-import { envVar, parseEnv, sharedEnvSchema } from "@tern/core";
+import { envVar, modelGatewayEnvSchema, parseEnv, sharedEnvSchema } from "@tern/core";
 import { z } from "zod";
 
 /** The repository root (this file is `packages/devstack/src/config.ts`). */
@@ -11,6 +11,7 @@ export const repoRoot: string = resolve(dirname(fileURLToPath(import.meta.url)),
  * and meaning, in `.env.example` at the repository root.
  */
 export const devStackEnvSchema = sharedEnvSchema
+  .extend(modelGatewayEnvSchema.shape)
   .extend({
     /** Folder for the Kafka jars, broker and DynamoDB data, logs and the pid file. Relative paths start at the repo root. */
     TERN_DEV_DIR: z.string().default(".tern"),

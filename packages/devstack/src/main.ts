@@ -3,7 +3,7 @@ import { join } from "node:path";
 import { performance } from "node:perf_hooks";
 import { hasCode } from "@tern/core";
 import { formatServiceTable, shortPath } from "./banner.js";
-import { localComponents, localSchedulerUrl, reservedServices } from "./components.js";
+import { localComponents, localModelGatewayReplicas, localSchedulerUrl, reservedServices } from "./components.js";
 import { loadDevStackConfig, repoRoot } from "./config.js";
 import { createControlClient } from "./control-client.js";
 import { createDevStack } from "./dev-stack.js";
@@ -78,6 +78,13 @@ async function main(): Promise<number> {
       );
     },
   });
+  const modelGateways = localModelGatewayReplicas(config);
+  if (modelGateways.capped) {
+    console.log(
+      `tern: running ${modelGateways.replicas} model-gateway replicas, not ${config.TERN_MODELGATEWAY_REPLICAS}: ` +
+        `a group's consumers never exceed KAFKA_PARTITIONS (${config.KAFKA_PARTITIONS})`,
+    );
+  }
   for (const component of localComponents(config)) stack.addProcess(component);
 
   const schedulerUrl = localSchedulerUrl(config);

@@ -1,9 +1,10 @@
 import * as grpc from "@grpc/grpc-js";
-import { REPLICA_MISS_HEADER, type ReplicaEndpoint, SELDON_MODEL_HEADER, SELDON_ROUTE_HEADER } from "@tern/core";
+import { type ReplicaEndpoint, SELDON_MODEL_HEADER, SELDON_ROUTE_HEADER } from "@tern/core";
 import type { Logger } from "pino";
 import type { ApiKeyCheck } from "./api-keys.js";
 import { type Balancer, createBalancer } from "./balancer.js";
 import { codeOf, GatewayError } from "./errors.js";
+import { createGrpcUpstream } from "./grpc-upstream.js";
 import { type GatewayMetrics, noopMetrics } from "./metrics.js";
 import { encodeFields, readNameAndVersion, withNameAndVersion } from "./protobuf-fields.js";
 import type { RouteSource } from "./route-source.js";
@@ -50,42 +51,10 @@ export function createGrpcProxy(options: GrpcProxyOptions): GrpcProxy {
   const maxMirrors = options.maxMirrorsInFlight ?? 64;
   const balancer = options.balancer ?? createBalancer();
   const { logger, routes } = options;
-  const clients = new Map<string, grpc.Client>();
   let mirrorsInFlight = 0;
   const channelOptions = { "grpc.max_receive_message_length": maxBytes, "grpc.max_send_message_length": maxBytes };
   const server = new grpc.Server(channelOptions);
-
-  function client(address: string): grpc.Client {
-    let c = clients.get(address);
-    if (!c) {
-      c = new grpc.Client(address, grpc.credentials.createInsecure(), channelOptions);
-      clients.set(address, c);
-    }
-    return c;
-  }
-
-  function forwardOnce(
-    endpoint: ReplicaEndpoint,
-    method: string,
-    body: Buffer,
-    deadline: number,
-  ): Promise<{ value: Buffer } | { error: grpc.ServiceError }> {
-    const end = balancer.begin(endpoint);
-    return new Promise((resolve) => {
-      client(endpoint.grpc!).makeUnaryRequest(
-        `/${SERVICE}/${method}`,
-        identity,
-        identity,
-        body,
-        new grpc.Metadata(),
-        { deadline },
-        (error, value) => {
-          end();
-          resolve(error ? { error } : { value: value! });
-        },
-      );
-    });
-  }
+  const upstream = createGrpcUpstream({ balancer, maxMessageBytes: maxBytes, metrics });
 
   async function handleModel(method: string, op: Op, call: grpc.ServerUnaryCall<Buffer, Buffer>): Promise<Buffer> {
     const started = performance.now();
@@ -132,23 +101,7 @@ export function createGrpcProxy(options: GrpcProxyOptions): GrpcProxy {
       route.set(SELDON_ROUTE_HEADER, decision.route);
       call.sendMetadata(route);
 
-      const first = balancer.pick(model, endpoints)!;
-      let result = await forwardOnce(first, method, body, deadline);
-      if ("error" in result && result.error.code === grpc.status.UNAVAILABLE) {
-        // UNAVAILABLE is what grpc-js reports for a refused or dropped connection: try one other replica.
-        metrics.upstreamError(model, "connect");
-        const second = balancer.pick(model, endpoints, first);
-        if (second) result = await forwardOnce(second, method, body, deadline);
-      } else if (
-        "error" in result &&
-        result.error.code === grpc.status.NOT_FOUND &&
-        result.error.metadata?.get(REPLICA_MISS_HEADER)[0] !== undefined
-      ) {
-        // The replica no longer holds the model and the route table has not caught up: the call never ran.
-        metrics.upstreamError(model, "replica_miss");
-        const second = balancer.pick(model, endpoints, first);
-        if (second) result = await forwardOnce(second, method, body, deadline);
-      }
+      const result = await upstream.call(model, endpoints, method, body, deadline);
       if ("error" in result) {
         code = result.error.code;
         if (code === grpc.status.DEADLINE_EXCEEDED) {
@@ -184,7 +137,7 @@ export function createGrpcProxy(options: GrpcProxyOptions): GrpcProxy {
     mirrorsInFlight++;
     metrics.mirror("sent");
     const body = withNameAndVersion(request, model, "");
-    void forwardOnce(endpoint, "ModelInfer", body, deadline).then((r) => {
+    void upstream.callOnce(endpoint, "ModelInfer", body, deadline).then((r) => {
       mirrorsInFlight--;
       if ("error" in r) metrics.mirror("failed");
     });
@@ -262,8 +215,7 @@ export function createGrpcProxy(options: GrpcProxyOptions): GrpcProxy {
           resolve();
         });
       });
-      for (const c of clients.values()) c.close();
-      clients.clear();
+      upstream.close();
     },
   };
 }

@@ -105,6 +105,14 @@ export function resolveRoute(table: RouteTable, target: Target, options: Resolve
   return direct(table, target.name, target.version);
 }
 
+/**
+ * A model's own route, never split by an experiment (the Kafka path: a model's topics belong to that model).
+ * @throws GatewayError `not_found` (unknown model), `unavailable` (no replica).
+ */
+export function resolveModelDirect(table: RouteTable, model: string): RouteDecision {
+  return direct(table, model);
+}
+
 function direct(table: RouteTable, model: string, version?: number, experiment?: string): RouteDecision {
   const route = table.models[model];
   if (!route) throw new GatewayError("not_found", `model ${model} not found`);

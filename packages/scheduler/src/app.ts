@@ -13,12 +13,13 @@ import {
 import { type Context, Hono } from "hono";
 import { bodyLimit } from "hono/body-limit";
 import { HTTPException } from "hono/http-exception";
-import { type SSEStreamingApi, streamSSE } from "hono/streaming";
+import { streamSSE } from "hono/streaming";
 import type { ContentfulStatusCode } from "hono/utils/http-status";
 import type { Logger } from "pino";
 import { z } from "zod";
 import { loadState } from "./persistence.js";
 import type { Scheduler, WatchEvent } from "./scheduler.js";
+import { createSsePump, streamAssignments } from "./sse-pump.js";
 import { listStatuses, parseKind, resourceStatus } from "./views.js";
 import { createWorkerRoutes } from "./worker-routes.js";
 
@@ -158,7 +159,7 @@ export function createControlApp(deps: ControlAppDeps): Hono {
       }
     }
     return streamSSE(c, async (stream) => {
-      const pump = createPump<WatchEvent>(stream, heartbeatMs);
+      const pump = createSsePump<WatchEvent>(stream, heartbeatMs);
       const sub = scheduler.watch(from, { event: pump.push, close: pump.end });
       stream.onAbort(() => {
         sub.unsubscribe();
@@ -198,17 +199,9 @@ export function createControlApp(deps: ControlAppDeps): Hono {
     const { server, replica } = agentPath(c);
     const scheduler = await writer(c);
     if (scheduler.agentView(server, replica) === undefined) throw unknownAgent(server, replica);
-    return streamSSE(c, async (stream) => {
-      const pump = createPump<AgentAssignments>(stream, heartbeatMs);
-      const unsubscribe = scheduler.watchAssignments(server, replica, { assignments: pump.push, close: pump.end });
-      if (unsubscribe === undefined) return;
-      stream.onAbort(() => {
-        unsubscribe();
-        pump.end();
-      });
-      await pump.run((a) => stream.writeSSE({ event: "assignments", id: String(a.revision), data: JSON.stringify(a) }));
-      unsubscribe();
-    });
+    return streamAssignments<AgentAssignments>(c, heartbeatMs, (listener) =>
+      scheduler.watchAssignments(server, replica, listener),
+    );
   });
 
   app.post("/v1/agents/:server/:replica/events", async (c) => {
@@ -363,45 +356,4 @@ function agentPath(c: Context): { server: string; replica: number } {
 
 function unknownAgent(server: string, replica: number): TernError {
   return new TernError("not_found", `unknown agent ${server}/${replica}: register again`);
-}
-
-/**
- * Moves items from a synchronous producer (scheduler callbacks) to an SSE stream in order, with heartbeat comments
- * while idle, until `end()` or the client goes away.
- */
-function createPump<T>(stream: SSEStreamingApi, heartbeatMs: number) {
-  const queue: T[] = [];
-  let ended = false;
-  let wake: (() => void) | undefined;
-  const notify = () => {
-    const w = wake;
-    wake = undefined;
-    w?.();
-  };
-  return {
-    push(item: T) {
-      queue.push(item);
-      notify();
-    },
-    end() {
-      ended = true;
-      notify();
-    },
-    async run(write: (item: T) => Promise<void>): Promise<void> {
-      while (!ended && !stream.aborted) {
-        while (queue.length > 0 && !stream.aborted) await write(queue.shift()!);
-        if (ended) break;
-        let timer: NodeJS.Timeout | undefined;
-        const woke = await new Promise<boolean>((resolve) => {
-          wake = () => resolve(true);
-          timer = setTimeout(() => resolve(false), heartbeatMs);
-        });
-        clearTimeout(timer);
-        wake = undefined;
-        if (!woke && !ended && !stream.aborted) await stream.write(": heartbeat\n\n");
-      }
-      // Items pushed just before the end still go out.
-      while (queue.length > 0 && !stream.aborted) await write(queue.shift()!);
-    },
-  };
 }

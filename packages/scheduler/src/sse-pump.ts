@@ -1,9 +1,9 @@
-import type { SSEStreamingApi } from "hono/streaming";
+import type { Context } from "hono";
+import { type SSEStreamingApi, streamSSE } from "hono/streaming";
 
 /**
  * Moves items from a synchronous producer (scheduler callbacks) to an SSE stream in order, with heartbeat comments
- * while idle, until `end()` or the client goes away. (The same pump app.ts keeps privately for the agent streams; one
- * can replace the other once both branches are merged.)
+ * while idle, until `end()` or the client goes away.
  */
 export function createSsePump<T>(stream: SSEStreamingApi, heartbeatMs: number) {
   const queue: T[] = [];
@@ -40,4 +40,26 @@ export function createSsePump<T>(stream: SSEStreamingApi, heartbeatMs: number) {
       while (queue.length > 0 && !stream.aborted) await write(queue.shift()!);
     },
   };
+}
+
+/**
+ * An `event: assignments` stream (agents' and workers' alike): each item the subscription delivers is written as one
+ * event with its revision as the id; the stream ends when the subscription closes or the client goes away.
+ */
+export function streamAssignments<T extends { revision: number }>(
+  c: Context,
+  heartbeatMs: number,
+  subscribe: (listener: { assignments(item: T): void; close(): void }) => (() => void) | undefined,
+): Response {
+  return streamSSE(c, async (stream) => {
+    const pump = createSsePump<T>(stream, heartbeatMs);
+    const unsubscribe = subscribe({ assignments: pump.push, close: pump.end });
+    if (unsubscribe === undefined) return;
+    stream.onAbort(() => {
+      unsubscribe();
+      pump.end();
+    });
+    await pump.run((a) => stream.writeSSE({ event: "assignments", id: String(a.revision), data: JSON.stringify(a) }));
+    unsubscribe();
+  });
 }

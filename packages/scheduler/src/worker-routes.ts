@@ -6,9 +6,8 @@ import {
   workerRegistrationSchema,
 } from "@tern/core";
 import { type Context, Hono } from "hono";
-import { streamSSE } from "hono/streaming";
 import type { Scheduler } from "./scheduler.js";
-import { createSsePump } from "./sse-pump.js";
+import { streamAssignments } from "./sse-pump.js";
 
 /** What the worker routes need from the control app that mounts them (at `/v1/workers`). */
 export interface WorkerRoutesDeps {
@@ -62,17 +61,9 @@ export function createWorkerRoutes(deps: WorkerRoutesDeps): Hono {
     const { kind, id } = pathOf(c);
     const scheduler = await deps.writer(c);
     if (scheduler.workers.view(kind, id) === undefined) throw unknownWorker(kind, id);
-    return streamSSE(c, async (stream) => {
-      const pump = createSsePump<WorkerAssignments>(stream, heartbeatMs);
-      const unsubscribe = scheduler.workers.watch(kind, id, { assignments: pump.push, close: pump.end });
-      if (unsubscribe === undefined) return;
-      stream.onAbort(() => {
-        unsubscribe();
-        pump.end();
-      });
-      await pump.run((a) => stream.writeSSE({ event: "assignments", id: String(a.revision), data: JSON.stringify(a) }));
-      unsubscribe();
-    });
+    return streamAssignments<WorkerAssignments>(c, heartbeatMs, (listener) =>
+      scheduler.workers.watch(kind, id, listener),
+    );
   });
 
   app.get("/:kind/:id", async (c) => {

@@ -1,0 +1,34 @@
+import type { BucketAssignment } from "@tern/core";
+
+/**
+ * Where a model-gateway replica learns which buckets it holds. The process follows the scheduler
+ * (`scheduler-assignments.ts`); tests can hand assignments over directly with {@link createMemoryAssignmentSource}.
+ */
+export interface AssignmentSource {
+  /** Starts following; `onChange` gets every new assignment (the first as soon as it is known). */
+  start(onChange: (buckets: BucketAssignment[]) => void): Promise<void>;
+  /** Stops following (and tells the scheduler this replica is leaving, where it can). Idempotent. */
+  close(): Promise<void>;
+}
+
+export interface MemoryAssignmentSource extends AssignmentSource {
+  set(buckets: BucketAssignment[]): void;
+}
+
+export function createMemoryAssignmentSource(initial: BucketAssignment[] = []): MemoryAssignmentSource {
+  let current = initial;
+  let listener: ((buckets: BucketAssignment[]) => void) | undefined;
+  return {
+    async start(onChange) {
+      listener = onChange;
+      onChange(current);
+    },
+    set(buckets) {
+      current = buckets;
+      listener?.(buckets);
+    },
+    async close() {
+      listener = undefined;
+    },
+  };
+}

@@ -1,0 +1,153 @@
+import type {
+  BucketAssignment,
+  BusAssignment,
+  BusConsumer,
+  BusMessage,
+  BusProducer,
+  MessageBus,
+  OutgoingMessage,
+} from "@tern/core";
+import type { Logger } from "pino";
+import type { RecordProcessor } from "./record-processor.js";
+
+/** What one bucket's consumer in this replica is doing. */
+export interface BucketConsumerStatus {
+  bucket: number;
+  groupId: string;
+  models: string[];
+  /** Partitions this replica's consumer holds, per topic. */
+  partitions: BusAssignment;
+  state: "starting" | "running" | "failed";
+  reason?: string;
+}
+
+export interface BucketConsumersOptions {
+  bus: MessageBus;
+  producer: BusProducer;
+  processor: RecordProcessor;
+  logger: Logger;
+  /** Records of one fetched batch handled at once. @default 64 */
+  concurrency?: number;
+  /** Deadline for a bucket's consumer to join its group. @default 30000 */
+  startTimeoutMs?: number;
+}
+
+/**
+ * Runs one consumer per held bucket. A change of a bucket's models restarts only that bucket's consumer (kafkajs
+ * cannot change a running consumer's subscription); other buckets keep consuming. Records are committed after their
+ * answers (or error records) were written: at-least-once.
+ */
+export interface BucketConsumers {
+  /** Moves to exactly these buckets. Calls are applied one after another. */
+  apply(assignments: readonly BucketAssignment[]): Promise<void>;
+  status(): BucketConsumerStatus[];
+  /** Stops every consumer (in-flight batches finish and commit). */
+  stop(): Promise<void>;
+}
+
+interface Running {
+  assignment: BucketAssignment;
+  consumer: BusConsumer;
+  status: BucketConsumerStatus;
+}
+
+export function createBucketConsumers(options: BucketConsumersOptions): BucketConsumers {
+  const concurrency = options.concurrency ?? 64;
+  const startTimeoutMs = options.startTimeoutMs ?? 30_000;
+  const { bus, producer, processor, logger } = options;
+  const running = new Map<number, Running>();
+  let queue: Promise<void> = Promise.resolve();
+  let stopped = false;
+
+  async function handle(messages: BusMessage[]): Promise<void> {
+    const out: OutgoingMessage[] = [];
+    let next = 0;
+    const worker = async () => {
+      while (next < messages.length) {
+        const message = messages[next++]!;
+        for (const record of await processor.process(message)) out.push(record);
+      }
+    };
+    await Promise.all(Array.from({ length: Math.min(concurrency, messages.length) }, worker));
+    if (out.length > 0) await producer.send(out);
+  }
+
+  function start(assignment: BucketAssignment): Running {
+    const status: BucketConsumerStatus = {
+      bucket: assignment.bucket,
+      groupId: assignment.groupId,
+      models: assignment.models.map((m) => m.model),
+      partitions: {},
+      state: "starting",
+    };
+    const consumer = bus.consumer({
+      groupId: assignment.groupId,
+      topics: assignment.models.map((m) => m.inputTopic),
+      // Model topics are independent: no co-partitioning needed.
+      assignment: "round-robin",
+      // A model's topic is new to its bucket's group when the model is applied: requests produced before the
+      // consumer subscribed must still be answered.
+      fromBeginning: true,
+      commit: "after-handler",
+      onBatch: (messages) => handle(messages),
+      onAssignment: (partitions) => {
+        status.partitions = partitions;
+      },
+    });
+    const entry: Running = { assignment, consumer, status };
+    consumer.start({ timeoutMs: startTimeoutMs }).then(
+      () => {
+        if (status.state === "starting") status.state = "running";
+      },
+      (err: unknown) => {
+        status.state = "failed";
+        status.reason = (err as Error).message;
+        logger.warn({ err, bucket: assignment.bucket }, "bucket consumer did not join its group");
+      },
+    );
+    return entry;
+  }
+
+  async function applyNow(assignments: readonly BucketAssignment[]): Promise<void> {
+    const wanted = new Map(assignments.filter((a) => a.models.length > 0).map((a) => [a.bucket, a]));
+    const stops: Array<Promise<void>> = [];
+    for (const [bucket, entry] of running) {
+      const next = wanted.get(bucket);
+      if (next && sameAssignment(next, entry.assignment)) continue;
+      running.delete(bucket);
+      stops.push(entry.consumer.stop());
+    }
+    await Promise.all(stops);
+    if (stopped) return;
+    for (const [bucket, assignment] of wanted) {
+      if (running.has(bucket)) continue;
+      running.set(bucket, start(assignment));
+      logger.info(
+        { bucket, groupId: assignment.groupId, models: assignment.models.map((m) => m.model) },
+        "bucket consumer started",
+      );
+    }
+  }
+
+  return {
+    apply(assignments) {
+      const result = queue.then(() => applyNow(assignments));
+      queue = result.catch((err: unknown) => logger.error({ err }, "applying bucket assignments failed"));
+      return result;
+    },
+    status: () => [...running.values()].map((r) => ({ ...r.status })).sort((a, b) => a.bucket - b.bucket),
+    async stop() {
+      stopped = true;
+      await queue;
+      const all = [...running.values()];
+      running.clear();
+      await Promise.all(all.map((r) => r.consumer.stop()));
+    },
+  };
+}
+
+function sameAssignment(a: BucketAssignment, b: BucketAssignment): boolean {
+  if (a.groupId !== b.groupId || a.models.length !== b.models.length) return false;
+  const topics = new Set(a.models.map((m) => m.inputTopic));
+  return b.models.every((m) => topics.has(m.inputTopic));
+}

@@ -1,0 +1,46 @@
+import { envVar, parseEnv, sharedEnvSchema, TernError } from "@tern/core";
+import { z } from "zod";
+
+/** The model gateway's environment; each variable is listed with its default in docs/model-gateway.md and .env.example. */
+export const modelGatewayEnvSchema = sharedEnvSchema.extend({
+  /**
+   * Stable id `modelgateway-<index>`: the scheduler spreads buckets over ids with the hash ring, so a restarted replica
+   * with the same id gets the same buckets back.
+   */
+  TERN_MODELGATEWAY_ID: z
+    .string()
+    .regex(/^modelgateway-(0|[1-9][0-9]{0,3})$/, "must be modelgateway-<index>, e.g. modelgateway-0")
+    .default("modelgateway-0"),
+  /** Records of one fetched batch handled at once (per topic-partition). */
+  TERN_MODELGATEWAY_CONCURRENCY: envVar.int(64, 1),
+  /** Deadline of one request, from when the model gateway takes its record. */
+  TERN_MODELGATEWAY_DEADLINE_MS: envVar.int(60_000, 1),
+  /** How long a record waits for its model to have a replica before it is answered with an error record. */
+  TERN_MODELGATEWAY_ROUTE_WAIT_MS: envVar.int(5000, 0),
+  /** Grace for in-flight records on SIGTERM before the process exits anyway. */
+  TERN_MODELGATEWAY_DRAIN_MS: envVar.int(15_000, 0),
+});
+export type ModelGatewayConfig = z.infer<typeof modelGatewayEnvSchema>;
+
+/** The replica index in a `modelgateway-<index>` id. */
+export function replicaIndexOf(id: string): number {
+  return Number(id.slice(id.lastIndexOf("-") + 1));
+}
+
+/**
+ * Parses the environment once, at the process edge.
+ * @throws TernError `config.invalid` naming the variable; also when this replica's index is not below
+ * KAFKA_PARTITIONS: a group's consumers beyond the partition count would sit idle.
+ */
+export function loadModelGatewayConfig(env: Record<string, string | undefined> = process.env): ModelGatewayConfig {
+  const config = parseEnv(modelGatewayEnvSchema, env);
+  const index = replicaIndexOf(config.TERN_MODELGATEWAY_ID);
+  if (index >= config.KAFKA_PARTITIONS) {
+    throw new TernError(
+      "config.invalid",
+      `invalid configuration:\n  TERN_MODELGATEWAY_ID: ${config.TERN_MODELGATEWAY_ID} would be model-gateway replica ${index + 1}, ` +
+        `but KAFKA_PARTITIONS is ${config.KAFKA_PARTITIONS}: a topic's consumers never exceed its partitions`,
+    );
+  }
+  return config;
+}

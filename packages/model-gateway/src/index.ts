@@ -1,0 +1,7 @@
+export * from "./assignment-source.js";
+export * from "./bucket-consumers.js";
+export * from "./config.js";
+export * from "./errors.js";
+export * from "./model-gateway.js";
+export * from "./record-processor.js";
+export * from "./scheduler-assignments.js";

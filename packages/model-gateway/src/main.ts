@@ -1,0 +1,82 @@
+import { createTopicNames, hasCode } from "@tern/core";
+import { createSchedulerWatchSource } from "@tern/gateway";
+import { createKafkaBus } from "@tern/kafka";
+import { pino } from "pino";
+import { loadModelGatewayConfig } from "./config.js";
+import { createModelGateway } from "./model-gateway.js";
+import { createSchedulerAssignments } from "./scheduler-assignments.js";
+
+/**
+ * The model-gateway process: `node --import tsx packages/model-gateway/src/main.ts`. Registers with the scheduler as
+ * worker TERN_MODELGATEWAY_ID, runs one consumer per bucket it is given, answers each model request through the
+ * model's agents. SIGTERM/SIGINT drain: in-flight records finish and commit, the groups are left, within
+ * TERN_MODELGATEWAY_DRAIN_MS.
+ */
+async function main(): Promise<number> {
+  let config: ReturnType<typeof loadModelGatewayConfig>;
+  try {
+    config = loadModelGatewayConfig();
+  } catch (err) {
+    process.stderr.write(`tern model-gateway: ${(err as Error).message}\n`);
+    return hasCode(err, "config.invalid") ? 2 : 1;
+  }
+  if (!config.KAFKA_BROKERS || config.KAFKA_BROKERS.length === 0) {
+    process.stderr.write("tern model-gateway: invalid configuration:\n  KAFKA_BROKERS: required (host:port,...)\n");
+    return 2;
+  }
+  const logger = pino({
+    level: config.LOG_LEVEL,
+    base: { component: "model-gateway", id: config.TERN_MODELGATEWAY_ID },
+  });
+  const token = config.TERN_SCHEDULER_TOKEN ? { token: config.TERN_SCHEDULER_TOKEN } : {};
+  const gateway = createModelGateway({
+    bus: createKafkaBus({ brokers: config.KAFKA_BROKERS, logger: logger.child({ part: "kafka" }) }),
+    routes: createSchedulerWatchSource({
+      url: config.TERN_SCHEDULER_URL,
+      logger: logger.child({ part: "routes" }),
+      ...token,
+    }),
+    assignments: createSchedulerAssignments({
+      url: config.TERN_SCHEDULER_URL,
+      kind: "modelgateway",
+      id: config.TERN_MODELGATEWAY_ID,
+      logger: logger.child({ part: "scheduler" }),
+      ...token,
+    }),
+    topics: createTopicNames({ prefix: config.TERN_TOPIC_PREFIX, namespace: config.TERN_NAMESPACE }),
+    logger,
+    concurrency: config.TERN_MODELGATEWAY_CONCURRENCY,
+    deadlineMs: config.TERN_MODELGATEWAY_DEADLINE_MS,
+    routeWaitMs: config.TERN_MODELGATEWAY_ROUTE_WAIT_MS,
+  });
+  await gateway.start();
+  // One line on stdout that process supervisors and tests wait for.
+  process.stdout.write(`tern model-gateway ${config.TERN_MODELGATEWAY_ID} running\n`);
+
+  await new Promise<void>((resolve) => {
+    const onSignal = (signal: NodeJS.Signals) => {
+      logger.info({ signal }, "draining");
+      resolve();
+    };
+    process.once("SIGTERM", onSignal);
+    process.once("SIGINT", onSignal);
+  });
+  const grace = setTimeout(() => {
+    logger.error({ drainMs: config.TERN_MODELGATEWAY_DRAIN_MS }, "drain grace period over: exiting anyway");
+    process.exit(1);
+  }, config.TERN_MODELGATEWAY_DRAIN_MS);
+  grace.unref();
+  await gateway.stop();
+  logger.info("stopped");
+  return 0;
+}
+
+main().then(
+  (code) => {
+    process.exitCode = code;
+  },
+  (err: unknown) => {
+    process.stderr.write(`tern model-gateway: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
+    process.exitCode = 1;
+  },
+);

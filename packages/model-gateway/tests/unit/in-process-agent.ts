@@ -1,0 +1,69 @@
+import { fileURLToPath } from "node:url";
+import * as protoLoader from "@grpc/proto-loader";
+import {
+  createAgentMetrics,
+  createArtifactFetcher,
+  createGrpcServer,
+  createInferenceService,
+  createModelRegistry,
+  createOnnxRuntime,
+  OIP_LOADER_OPTIONS,
+  OIP_PROTO_PATH,
+} from "@tern/agent";
+import type { ModelRoute, RouteTable } from "@tern/core";
+
+const REPO_ROOT = fileURLToPath(new URL("../../../../", import.meta.url));
+
+/** A real agent in this process: the ONNX runtime, the sample iris model, its gRPC server on a free port. */
+export async function startInProcessAgent() {
+  const models = createModelRegistry({
+    runtime: createOnnxRuntime(),
+    fetcher: createArtifactFetcher({ cacheDir: "/tmp/tern-model-gateway-test-cache", fileBaseDir: REPO_ROOT }),
+    capacityBytes: 1 << 30,
+    overcommitPercent: 0,
+    onStateChange: () => {},
+  });
+  const service = createInferenceService({
+    models,
+    serverName: "mlserver",
+    serverVersion: "test",
+    platform: "onnxruntime",
+    isReady: () => true,
+  });
+  const server = createGrpcServer({ service, metrics: createAgentMetrics({ models }) });
+  await models.load({ model: "iris", version: 1, storageUri: "file://samples/models/iris" });
+  const port = await server.start("127.0.0.1", 0);
+  return {
+    address: `127.0.0.1:${port}`,
+    async close() {
+      await server.close(1000);
+      await models.close();
+    },
+  };
+}
+
+export function irisRoute(grpcAddress: string): ModelRoute {
+  return {
+    name: "iris",
+    version: 1,
+    state: "ModelAvailable",
+    endpoints: [{ server: "s", replica: 0, version: 1, http: "http://127.0.0.1:1", grpc: grpcAddress }],
+  };
+}
+
+export function tableOf(...routes: ModelRoute[]): RouteTable {
+  return { revision: 1, models: Object.fromEntries(routes.map((r) => [r.name, r])), pipelines: {}, experiments: {} };
+}
+
+/** protobufjs (through proto-loader) as an encoder independent of ours. */
+const definition = protoLoader.loadSync(OIP_PROTO_PATH, OIP_LOADER_OPTIONS);
+const infer = (definition["inference.GRPCInferenceService"] as protoLoader.ServiceDefinition).ModelInfer!;
+export const encodeInferRequest = (request: object): Buffer => infer.requestSerialize(request);
+// biome-ignore lint/suspicious/noExplicitAny: the decoded response is checked field by field
+export const decodeInferResponse = (bytes: Uint8Array): any => infer.responseDeserialize(Buffer.from(bytes));
+
+export const IRIS_ROWS = [
+  { features: [5.1, 3.5, 1.4, 0.2], label: 0 },
+  { features: [7.0, 3.2, 4.7, 1.4], label: 1 },
+  { features: [6.3, 3.3, 6.0, 2.5], label: 2 },
+];
