@@ -11,13 +11,13 @@ import { fileURLToPath } from "node:url";
 /** The repository root: where the benchmarks start their servers, so that tsx and the workspace packages resolve. */
 export const REPO_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "../..");
 
-/** A server child process that has printed its `serving http://...` line. */
+/** A server child process that has printed its ready line (by default `serving http://...`). */
 export interface Server<K extends string = string> {
   /** Short name, used as a key in the results (e.g. `agent`, `gateway`, `before`). */
   key: K;
   /** What the server is, for messages and tables. */
   label: string;
-  /** Base URL from the ready line, e.g. `http://127.0.0.1:41234`. */
+  /** Base URL from the ready line, e.g. `http://127.0.0.1:41234` (empty when the ready pattern captures none). */
   url: string;
   child: ChildProcess;
 }
@@ -44,11 +44,19 @@ export interface StartServerOptions<K extends string> {
   script: string;
   /** Variables added to this process's environment for the child. */
   env?: Record<string, string>;
+  /**
+   * The ready line, matched against everything the child printed on stdout so far; its first group (if any) becomes
+   * the server's `url`.
+   * @default /serving (http:\/\/[^\s]+)/
+   */
+  ready?: RegExp;
+  /** Node options put before `--import tsx` (e.g. `--cpu-prof`). @default [] */
+  nodeArgs?: readonly string[];
 }
 
 /** The server processes of one benchmark run, so that all of them can be stopped together. */
 export interface ServerGroup {
-  /** Starts `node --import tsx <script>` and resolves once it prints `serving http://...`; rejects on exit or deadline. */
+  /** Starts `node --import tsx <script>` and resolves once it prints its ready line; rejects on exit or deadline. */
   start<K extends string>(options: StartServerOptions<K>): Promise<Server<K>>;
   /** Stops every child started so far (SIGTERM, then SIGKILL after 10 s); safe to call more than once. */
   stopAll(): Promise<void>;
@@ -64,8 +72,15 @@ export function createServerGroup(options: ServerGroupOptions = {}): ServerGroup
   const { cwd = REPO_ROOT, startDeadlineMs = 30_000 } = options;
   const children: ChildProcess[] = [];
 
-  function start<K extends string>({ key, label, script, env = {} }: StartServerOptions<K>): Promise<Server<K>> {
-    const child = spawn(process.execPath, ["--import", "tsx", script], {
+  function start<K extends string>({
+    key,
+    label,
+    script,
+    env = {},
+    ready = /serving (http:\/\/[^\s]+)/,
+    nodeArgs = [],
+  }: StartServerOptions<K>): Promise<Server<K>> {
+    const child = spawn(process.execPath, [...nodeArgs, "--import", "tsx", script], {
       cwd,
       env: { ...process.env, ...env },
       stdio: ["ignore", "pipe", "pipe"],
@@ -80,12 +95,16 @@ export function createServerGroup(options: ServerGroupOptions = {}): ServerGroup
       const timer = setTimeout(() => {
         reject(new Error(`${label} did not start within ${startDeadlineMs} ms; stderr: ${stderr}`));
       }, startDeadlineMs);
+      let found = false;
       child.stdout!.on("data", (d: Buffer) => {
+        if (found) return;
         out += d.toString();
-        const m = /serving (http:\/\/[^\s]+)/.exec(out);
+        const m = ready.exec(out);
         if (m) {
+          found = true;
+          out = "";
           clearTimeout(timer);
-          resolveStart({ key, label, url: m[1]!, child });
+          resolveStart({ key, label, url: m[1] ?? "", child });
         }
       });
       child.once("exit", (code, signal) => {
