@@ -10,6 +10,9 @@ export default defineConfig({
           name: "unit",
           include: ["packages/*/tests/unit/**/*.test.ts"],
           environment: "node",
+          // The property tests (fast-check, hundreds of runs) take seconds on a busy 2-core machine: a hang guard, not
+          // a speed check.
+          testTimeout: 30_000,
         },
       },
       {
