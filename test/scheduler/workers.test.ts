@@ -137,3 +137,102 @@ describe("model-gateway workers against DynamoDB Local", () => {
     expect(sorted(after!.replicas.find((r) => r.id === "modelgateway-0")!.buckets)).toEqual(w0Buckets);
   });
 });
+
+describe("dataflow workers against DynamoDB Local", () => {
+  it("places each pipeline on two of the workers, stores the owners, and a join or leave moves only what the ring says", async () => {
+    const leader = await scheduler("dataflow");
+    await waitActive(leader.url);
+    const pipelines = Array.from({ length: 24 }, (_, i) => `p${i}`);
+    const yaml = pipelines
+      .map(
+        (p) =>
+          `apiVersion: mlops.seldon.io/v1alpha1\nkind: Pipeline\nmetadata: {name: ${p}}\nspec:\n  steps: [{name: m}]\n`,
+      )
+      .join("---\n");
+    expect((await applyManifest(leader.url, yaml)).status).toBe(200);
+
+    const workers = new Map<string, FakeWorker>();
+    const join = async (id: string) => {
+      const w = createFakeWorker({ urls: [leader.url], kind: "dataflow", id });
+      clients.push(w);
+      workers.set(id, w);
+      await w.start();
+    };
+    const status = async () => (await getJson<WorkerKindStatus>(`${leader.url}/v1/workers/dataflow`))!;
+    const ownerSets = async () => new Map((await status()).pipelines!.map((p) => [p.pipeline, p.owners]));
+    /** Every worker's newest assignments agree with the owners the scheduler reports. */
+    const settled = async (ids: string[]) => {
+      const owners = await ownerSets();
+      return ids.every((id) => {
+        const own = (workers.get(id)!.received.at(-1)?.pipelines ?? []).map((p) => p.pipeline);
+        return (
+          own.join() ===
+          pipelines
+            .filter((p) => owners.get(p)?.includes(id))
+            .sort()
+            .join()
+        );
+      });
+    };
+
+    for (const id of ["dataflow-0", "dataflow-1", "dataflow-2"]) await join(id);
+    await waitFor(() => settled(["dataflow-0", "dataflow-1", "dataflow-2"]), {
+      timeoutMs: 10_000,
+      description: "three workers hold the pipelines the scheduler placed",
+    });
+    const before = await ownerSets();
+    for (const p of pipelines) expect(new Set(before.get(p)).size).toBe(2);
+    const assignment = workers
+      .get(before.get("p0")![0]!)!
+      .received.at(-1)!
+      .pipelines.find((p) => p.pipeline === "p0");
+    expect(assignment).toEqual({
+      pipeline: "p0",
+      version: 1,
+      groupId: "tern.default.dataflow.pipeline.p0",
+      owners: before.get("p0"),
+    });
+
+    // Stored in the pipeline records in DynamoDB, so a standby would serve the same owners.
+    const store = createDynamoDbStore({ endpoint: dynamodbEndpoint(), region: "us-east-1", table });
+    try {
+      const stored = await loadState(store);
+      for (const p of pipelines) expect(stored.state.pipelines.get(p)!.owners).toEqual(before.get(p));
+    } finally {
+      await store.close();
+    }
+
+    // A fourth worker joins: the changed sets each replace exactly one owner, by the joiner.
+    await join("dataflow-3");
+    const four = ["dataflow-0", "dataflow-1", "dataflow-2", "dataflow-3"];
+    await waitFor(() => settled(four), { timeoutMs: 10_000, description: "four workers settled" });
+    const joined = await ownerSets();
+    const moved = pipelines.filter((p) => !sameSet(before.get(p)!, joined.get(p)!));
+    for (const p of moved) {
+      expect(joined.get(p)).toContain("dataflow-3");
+      expect(before.get(p)!.filter((o) => joined.get(p)!.includes(o))).toHaveLength(1);
+    }
+    for (const p of pipelines.filter((x) => !moved.includes(x))) expect(joined.get(p)).toEqual(before.get(p));
+    console.log(
+      `dataflow join 3 → 4 workers, replication 2, ${pipelines.length} pipelines: moved ${moved.length} ` +
+        `(${(moved.length / pipelines.length).toFixed(2)}; R/(N+1) = 0.50)`,
+    );
+    expect(moved.length).toBeGreaterThan(0);
+
+    // dataflow-1 leaves: only the sets it was in change.
+    await workers.get("dataflow-1")!.stop();
+    expect((await fetch(`${leader.url}/v1/workers/dataflow/dataflow-1`, { method: "DELETE" })).status).toBe(204);
+    const three = ["dataflow-0", "dataflow-2", "dataflow-3"];
+    await waitFor(() => settled(three), { timeoutMs: 10_000, description: "three workers settled after the leave" });
+    const left = await ownerSets();
+    for (const p of pipelines) {
+      if (joined.get(p)!.includes("dataflow-1")) {
+        expect(left.get(p)).not.toContain("dataflow-1");
+        expect(left.get(p)).toHaveLength(2);
+      } else expect(left.get(p)).toEqual(joined.get(p));
+    }
+    expect((await status()).replicas.map((r) => r.id)).toEqual(three);
+  });
+});
+
+const sameSet = (a: string[], b: string[]) => a.length === b.length && a.every((x) => b.includes(x));

@@ -12,7 +12,7 @@ import { z } from "zod";
  *                                                      event comes at once.
  * - `GET    /v1/workers/{kind}/{id}`                  → WorkerView
  * - `DELETE /v1/workers/{kind}/{id}`                  → 204; the worker is leaving (its share moves at once)
- * - `GET    /v1/workers/{kind}`                       → WorkerKindStatus (replicas; for model gateways the buckets)
+ * - `GET    /v1/workers/{kind}`                       → WorkerKindStatus (replicas; the buckets or the pipelines' owners)
  *
  * A worker silent for the heartbeat timeout is removed and its share moves to the others, like a dead agent.
  */
@@ -58,6 +58,19 @@ export interface BucketAssignment {
   models: BucketModel[];
 }
 
+/**
+ * One pipeline a dataflow worker owns: it runs one consumer in `groupId` (shared with the other owners). The topics
+ * come from the compiled spec: the worker fetches the pipeline at `version` from the scheduler.
+ */
+export interface PipelineAssignment {
+  pipeline: string;
+  /** The pipeline's version (bumped when its spec changes); a new version means "fetch the spec again". */
+  version: number;
+  groupId: string;
+  /** Every owner of the pipeline, this worker included, in ring order (the first is the primary). */
+  owners: string[];
+}
+
 /** What a worker must run now (the full set). */
 export interface WorkerAssignments {
   revision: number;
@@ -69,6 +82,8 @@ export interface WorkerAssignments {
   errorsTopic: string;
   /** Model gateways: the buckets this replica owns, by bucket number. Empty for other kinds (for now). */
   buckets: BucketAssignment[];
+  /** Dataflow workers: the pipelines this worker owns, by name. Empty for other kinds. */
+  pipelines: PipelineAssignment[];
 }
 
 export interface WorkerView {
@@ -82,6 +97,8 @@ export interface WorkerView {
   state: "Ready" | "Missing";
   /** Model gateways: the buckets it owns. */
   buckets: number[];
+  /** Dataflow workers: the pipelines it owns, by name. */
+  pipelines: string[];
 }
 
 /** One bucket as `tern list modelgateways` shows it. */
@@ -95,6 +112,15 @@ export interface BucketStatus {
   consumers: number;
 }
 
+/** One pipeline as `tern list dataflow` shows it. */
+export interface PipelinePlacementStatus {
+  pipeline: string;
+  version: number;
+  groupId: string;
+  /** In ring order (the first is the primary); empty while no dataflow worker is registered. */
+  owners: string[];
+}
+
 /** `GET /v1/workers/{kind}`. */
 export interface WorkerKindStatus {
   kind: WorkerKind;
@@ -104,6 +130,10 @@ export interface WorkerKindStatus {
   replicas: WorkerView[];
   /** Model gateways only: every bucket (owned or not). */
   buckets?: BucketStatus[];
+  /** Dataflow workers only: every pipeline with its owners and replication. */
+  pipelines?: PipelinePlacementStatus[];
+  /** Dataflow workers only: TERN_DATAFLOW_REPLICATION, the most owners a pipeline gets. */
+  replication?: number;
 }
 
 /** Throws nothing; answers a message naming what is wrong, or undefined for a usable kind/id pair. */

@@ -20,7 +20,7 @@ import { z } from "zod";
 import { loadState } from "./persistence.js";
 import type { Scheduler, WatchEvent } from "./scheduler.js";
 import { createSsePump, streamAssignments } from "./sse-pump.js";
-import { listStatuses, parseKind, resourceStatus } from "./views.js";
+import { listStatuses, parseKind, pipelineSpecView, resourceStatus } from "./views.js";
 import { createWorkerRoutes } from "./worker-routes.js";
 
 /** What the control API needs. Routes never read `process.env`. */
@@ -243,6 +243,16 @@ export function createControlApp(deps: ControlAppDeps): Hono {
     const active = deps.active();
     const items = active !== undefined ? active.list(kind) : listStatuses((await loadState(deps.store)).state, kind);
     return c.json({ items });
+  });
+
+  // A dataflow worker fetches the spec of a pipeline it owns when its assignment names a new version.
+  app.get("/v1/pipelines/:name/spec", async (c) => {
+    const name = c.req.param("name");
+    const active = deps.active();
+    const state = active !== undefined ? active.snapshot() : (await loadState(deps.store)).state;
+    const view = pipelineSpecView(state, name);
+    if (view === undefined) throw new TernError("not_found", `Pipeline ${name} not found`);
+    return c.json(view);
   });
 
   app.get("/v1/:kind/:name", async (c) => {

@@ -109,7 +109,7 @@ export function modelGatewayAssignments(
         outputTopic: names.modelOutputs(model),
       })),
     }));
-  return { revision, kind: "modelgateway", id, partitions, errorsTopic: names.errors(), buckets: own };
+  return { revision, kind: "modelgateway", id, partitions, errorsTopic: names.errors(), buckets: own, pipelines: [] };
 }
 
 /**

@@ -19,6 +19,13 @@ export const schedulerEnvSchema = sharedEnvSchema.extend({
    * default: topics, and the records in them, outlive the model.
    */
   TERN_DATAFLOW_CLEAN_TOPICS_ON_DELETE: envVar.bool(false),
+  /**
+   * How many dataflow workers own each pipeline (fewer while fewer are registered). Each owner runs one consumer in
+   * the pipeline's group, so at most KAFKA_PARTITIONS (more would sit idle). 2 by default: when an owner crashes the
+   * other already consumes the pipeline and takes its partitions within one group rebalance, and a worker joining
+   * moves about 2/(N+1) of the pipelines. See docs/scheduler.md, "Pipelines on dataflow workers".
+   */
+  TERN_DATAFLOW_REPLICATION: envVar.int(2, 1),
   /** Interface the control API listens on. Anything but loopback needs TERN_SCHEDULER_TOKEN. */
   TERN_SCHEDULER_HOST: z.string().min(1).default("127.0.0.1"),
   /** Port of the control API; 0 picks a free one (logged as `port` in the "control API listening" line). */
@@ -81,6 +88,13 @@ export function loadSchedulerConfig(env: Record<string, string | undefined> = pr
     );
   }
   checkModelGatewayReplicas(config);
+  if (config.TERN_DATAFLOW_REPLICATION > config.KAFKA_PARTITIONS) {
+    throw new TernError(
+      "config.invalid",
+      `invalid configuration:\n  TERN_DATAFLOW_REPLICATION: ${config.TERN_DATAFLOW_REPLICATION} owners per pipeline exceed KAFKA_PARTITIONS ${config.KAFKA_PARTITIONS}; ` +
+        "each owner is one consumer in the pipeline's group, and one beyond the partition count would sit idle",
+    );
+  }
   if (config.TERN_AGENT_HEARTBEAT_TIMEOUT_MS <= config.TERN_AGENT_HEARTBEAT_INTERVAL_MS) {
     throw new TernError(
       "config.invalid",

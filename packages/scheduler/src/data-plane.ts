@@ -1,6 +1,7 @@
 import { createTopicNames, type TopicAdmin, type TopicNames } from "@tern/core";
 import type { Logger } from "pino";
 import { type BucketPlacementOptions, DEFAULT_MODELGATEWAY_BUCKETS } from "./bucket-placement.js";
+import { DEFAULT_DATAFLOW_REPLICATION, type PipelinePlacementOptions } from "./pipeline-placement.js";
 import type { ClusterState } from "./records.js";
 import { createTopicLifecycle, type TopicLifecycle, type TopicLifecycleOptions } from "./topics.js";
 import { createWorkerRegistry, type WorkerRegistry } from "./workers.js";
@@ -18,6 +19,8 @@ export interface DataPlaneOptions {
   topicNames?: TopicNames;
   /** TERN_MODELGATEWAY_BUCKETS. @default 16 */
   buckets?: number;
+  /** TERN_DATAFLOW_REPLICATION: the most dataflow workers that own one pipeline. @default 2 */
+  replication?: number;
   /** TERN_DATAFLOW_CLEAN_TOPICS_ON_DELETE. @default false */
   cleanTopicsOnDelete?: boolean;
   /** The Kafka admin. Absent: topics are not managed and the status says Kafka is not configured. */
@@ -42,6 +45,8 @@ export interface DataPlane {
   readonly workers: WorkerRegistry;
   /** What the reconciler places buckets with. */
   readonly bucketOptions: BucketPlacementOptions;
+  /** What the reconciler places pipelines with. */
+  readonly pipelineOptions: PipelinePlacementOptions;
   adopted(before: ClusterState, after: ClusterState): void;
   topicsIdle(): Promise<void>;
   close(): void;
@@ -51,10 +56,12 @@ export function createDataPlane(options: DataPlaneOptions, host: DataPlaneHost):
   const partitions = options.partitions ?? 4;
   const topicNames = options.topicNames ?? createTopicNames();
   const buckets = options.buckets ?? DEFAULT_MODELGATEWAY_BUCKETS;
+  const replication = options.replication ?? DEFAULT_DATAFLOW_REPLICATION;
   const workers = createWorkerRegistry({
     ...host,
     partitions,
     buckets,
+    replication,
     topicNames,
     kafkaConfigured: options.topicAdmin !== undefined,
   });
@@ -78,6 +85,7 @@ export function createDataPlane(options: DataPlaneOptions, host: DataPlaneHost):
   return {
     workers,
     bucketOptions: { buckets, topicNames, requireTopics: topics !== undefined },
+    pipelineOptions: { replication, topicNames },
     adopted(before, after) {
       topics?.adopted(before, after);
       workers.adopted(before, after);

@@ -7,6 +7,7 @@ export * from "./data-plane.js";
 export * from "./lease.js";
 export * from "./model-spec.js";
 export * from "./persistence.js";
+export * from "./pipeline-placement.js";
 export * from "./placement.js";
 export * from "./reconcile.js";
 export * from "./records.js";

@@ -1,6 +1,7 @@
 import { effectiveReplicas } from "@tern/core";
 import { type BucketPlacementOptions, placeBuckets } from "./bucket-placement.js";
 import { wantedReplicas } from "./model-spec.js";
+import { type PipelinePlacementOptions, placePipelines } from "./pipeline-placement.js";
 import {
   createPlacer,
   type ModelDemand,
@@ -53,6 +54,8 @@ export interface ReconcileOptions {
   skipSettled?: boolean;
   /** How model-gateway buckets are placed (count, topic names, whether topics must exist). */
   buckets?: BucketPlacementOptions;
+  /** How pipelines are placed on dataflow workers (replication, topic names). */
+  pipelines?: PipelinePlacementOptions;
 }
 
 /** Derived facts about one registered replica (not stored: computed from the state). */
@@ -113,6 +116,7 @@ export function reconcile(input: ClusterState, options: ReconcileOptions = {}): 
   removeEmptyDeletedServers(state);
   deriveExperiments(state);
   state.buckets = placeBuckets(state, options.buckets);
+  state.pipelines = placePipelines(state, options.pipelines);
   return state;
 }
 

@@ -104,8 +104,15 @@ export interface ReplicaRecord extends AgentRegistration {
 export interface PipelineRecord {
   name: string;
   resource: PipelineResource;
+  /** Starts at 1 and goes up when an apply changes the spec. Absent in records stored before versions: 1. */
+  version?: number;
   state: PipelineState;
   reason?: string;
+  /**
+   * The dataflow workers that own the pipeline, in ring order (`pipeline-placement.ts`), placed by the reconciler and
+   * stored so a standby serves the same answer. Absent while no dataflow worker is registered.
+   */
+  owners?: string[];
 }
 
 export interface ExperimentRecord {

@@ -191,6 +191,7 @@ export function createScheduler(options: SchedulerOptions): Scheduler {
     ensureRunning,
   });
   reconcileOptions.buckets = dataPlane.bucketOptions;
+  reconcileOptions.pipelines = dataPlane.pipelineOptions;
 
   /** Serialises every change (apply, agent events, heartbeats lapsing) so each sees the previous one's state. */
   function serial<T>(fn: () => Promise<T>): Promise<T> {
@@ -721,9 +722,11 @@ export function createScheduler(options: SchedulerOptions): Scheduler {
       case "Pipeline": {
         const existing = draft.pipelines.get(name);
         const unchanged = existing !== undefined && sameJson(existing.resource, resource);
+        const version = existing === undefined ? 1 : (existing.version ?? 1) + (unchanged ? 0 : 1);
         draft.pipelines.set(name, {
           name,
           resource,
+          version,
           // Honest until the dataflow engine exists: the pipeline is stored but cannot become ready.
           state: "PipelineCreating",
           reason: "dataflow not available yet: the pipeline is stored and waits for a dataflow worker",

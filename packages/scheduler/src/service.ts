@@ -75,6 +75,7 @@ export async function startSchedulerService(options: SchedulerServiceOptions): P
             partitions: config.KAFKA_PARTITIONS,
             topicNames: createTopicNames({ prefix: config.TERN_TOPIC_PREFIX, namespace: config.TERN_NAMESPACE }),
             buckets: config.TERN_MODELGATEWAY_BUCKETS,
+            replication: config.TERN_DATAFLOW_REPLICATION,
             cleanTopicsOnDelete: config.TERN_DATAFLOW_CLEAN_TOPICS_ON_DELETE,
             ...(options.topicAdmin === undefined ? {} : { topicAdmin: options.topicAdmin }),
           },

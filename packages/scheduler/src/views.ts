@@ -1,6 +1,7 @@
 import {
   type AgentView,
   type ModelStatus,
+  type PipelineResource,
   type PipelineState,
   type ReplicaPlacement,
   type ResourceKind,
@@ -65,9 +66,22 @@ export interface AgentViewWithStop extends AgentView {
 
 export interface PipelineStatus {
   name: string;
+  /** 1 when created, one more whenever an apply changed the spec. */
+  version: number;
   state: PipelineState;
   reason?: string;
   steps: string[];
+  /** The dataflow workers that own it, in ring order; absent while none is registered. */
+  owners?: string[];
+}
+
+/** `GET /v1/pipelines/{p}/spec`: what a dataflow worker fetches when its assignment names a new version. */
+export interface PipelineSpecView {
+  name: string;
+  version: number;
+  owners: string[];
+  /** The manifest last applied. */
+  resource: PipelineResource;
 }
 
 export interface ExperimentStatus {
@@ -181,9 +195,22 @@ export function agentView(
 }
 
 export function pipelineStatus(p: PipelineRecord): PipelineStatus {
-  const status: PipelineStatus = { name: p.name, state: p.state, steps: p.resource.spec.steps.map((s) => s.name) };
+  const status: PipelineStatus = {
+    name: p.name,
+    version: p.version ?? 1,
+    state: p.state,
+    steps: p.resource.spec.steps.map((s) => s.name),
+  };
   if (p.reason !== undefined) status.reason = p.reason;
+  if (p.owners !== undefined) status.owners = [...p.owners];
   return status;
+}
+
+/** The spec view of a stored pipeline, or undefined when there is none. */
+export function pipelineSpecView(state: ClusterState, name: string): PipelineSpecView | undefined {
+  const p = state.pipelines.get(name);
+  if (p === undefined) return undefined;
+  return { name: p.name, version: p.version ?? 1, owners: [...(p.owners ?? [])], resource: p.resource };
 }
 
 export function experimentStatus(e: ExperimentRecord): ExperimentStatus {

@@ -10,13 +10,15 @@ import {
 } from "@tern/core";
 import type { Logger } from "pino";
 import { bucketStatuses, modelGatewayAssignments } from "./bucket-placement.js";
+import { dataflowAssignments, pipelinePlacements } from "./pipeline-placement.js";
 import { type ClusterState, type WorkerRecord, workerId } from "./records.js";
 
 /**
- * Data-plane workers (model gateways; dataflow workers next): registration, heartbeats, removal when they stop
+ * Data-plane workers (model gateways, dataflow workers): registration, heartbeats, removal when they stop
  * heartbeating (the same rule as agents), and the assignments stream each one follows. The records and the buckets
  * live in the cluster state (the reconciler places the buckets); this module only keeps what is not stored —
- * heartbeat times and open streams — and turns the state into each worker's assignments.
+ * heartbeat times and open streams — and turns the state into each worker's assignments (a model gateway's buckets,
+ * a dataflow worker's pipelines).
  */
 
 export interface WorkerAssignmentsListener {
@@ -33,6 +35,8 @@ export interface WorkerRegistryOptions {
   /** KAFKA_PARTITIONS: also the most model gateways that may register. */
   partitions: number;
   buckets: number;
+  /** TERN_DATAFLOW_REPLICATION (reported in the dataflow status). */
+  replication: number;
   topicNames: TopicNames;
   /** Whether the scheduler has a Kafka admin (reported in the status). */
   kafkaConfigured: boolean;
@@ -78,21 +82,21 @@ export function createWorkerRegistry(options: WorkerRegistryOptions): WorkerRegi
         options.revision(),
       );
     }
-    return {
-      revision: options.revision(),
-      kind: record.kind,
-      id: record.id,
-      partitions: options.partitions,
-      errorsTopic: options.topicNames.errors(),
-      buckets: [],
-    };
+    return dataflowAssignments(
+      state.pipelines.values(),
+      record.id,
+      options.topicNames,
+      options.partitions,
+      options.revision(),
+    );
   }
 
   /** The part of the assignments that matters for change detection (the revision always moves). */
   function shareOf(state: ClusterState, key: string): string {
     const record = state.workers.get(key);
     if (record === undefined) return "";
-    return JSON.stringify(assignmentsOf(state, record).buckets);
+    const a = assignmentsOf(state, record);
+    return JSON.stringify([a.buckets, a.pipelines]);
   }
 
   function viewOf(state: ClusterState, record: WorkerRecord): WorkerView {
@@ -108,6 +112,10 @@ export function createWorkerRegistry(options: WorkerRegistryOptions): WorkerRegi
         .filter((b) => b.owner === record.id && record.kind === "modelgateway")
         .map((b) => b.bucket)
         .sort((a, b) => a - b),
+      pipelines: [...state.pipelines.values()]
+        .filter((p) => record.kind === "dataflow" && p.owners?.includes(record.id) === true)
+        .map((p) => p.name)
+        .sort(),
     };
     if (record.endpoint !== undefined) view.endpoint = record.endpoint;
     return view;
@@ -201,6 +209,10 @@ export function createWorkerRegistry(options: WorkerRegistryOptions): WorkerRegi
       };
       if (kind === "modelgateway") {
         status.buckets = bucketStatuses(state, { buckets: options.buckets, topicNames: options.topicNames });
+      }
+      if (kind === "dataflow") {
+        status.replication = options.replication;
+        status.pipelines = pipelinePlacements(state, { topicNames: options.topicNames });
       }
       return status;
     },

@@ -1,16 +1,19 @@
-import type { ResourceKind, WorkerKindStatus } from "@tern/core";
+import type { ResourceKind, WorkerKind, WorkerKindStatus } from "@tern/core";
 import { parseKindArg } from "../client.js";
 import { type Command, EXIT_OK, EXIT_USAGE, parseCommandArgs } from "../io.js";
 import { clientFor, reportError, type SchedulerCommandIo } from "./apply.js";
 
 const usage = `Usage: tern list KIND [--json]
 
-Lists the resources of one kind with their state, or the model gateways with their buckets.
+Lists the resources of one kind with their state, the model gateways with their buckets, or the dataflow
+workers with the pipelines they own.
 
 Arguments:
   KIND        model, server, pipeline or experiment (plural and capitalised forms work too);
               modelgateways: the model-gateway replicas (id, state, last heartbeat, buckets) and every
-              bucket (owner, consumer group, consumers, models)
+              bucket (owner, consumer group, consumers, models);
+              dataflow: the dataflow workers (id, state, last heartbeat, pipelines) and every pipeline
+              (version, consumer group, owners in ring order)
 
 Options:
   --json      print the scheduler's answer as JSON
@@ -88,6 +91,37 @@ export function modelGatewaysTable(status: WorkerKindStatus): string {
   return `${summary}\n${replicas}\n${table}`;
 }
 
+const DATAFLOW_ALIASES = new Set(["dataflow", "dataflows", "dataflow-workers", "df"]);
+
+/** The dataflow workers and every pipeline's owners, as two tables under a summary line. */
+export function dataflowTable(status: WorkerKindStatus): string {
+  const pipelines = status.pipelines ?? [];
+  const kafka = status.kafkaConfigured ? "" : " (Kafka not configured on the scheduler: no topics are managed)";
+  const summary =
+    `${status.replicas.length} dataflow workers, ${pipelines.length} pipelines, ` +
+    `replication ${text(status.replication)}, ${status.partitions} partitions${kafka}\n`;
+  const workers =
+    status.replicas.length === 0
+      ? "no dataflow workers registered\n"
+      : formatTable(
+          ["WORKER", "STATE", "LAST HEARTBEAT", "PIPELINES"],
+          status.replicas.map((r) => [
+            r.id,
+            r.state,
+            r.lastHeartbeatAt > 0 ? new Date(r.lastHeartbeatAt).toISOString() : "",
+            (r.pipelines ?? []).join(","),
+          ]),
+        );
+  const table =
+    pipelines.length === 0
+      ? "no pipelines\n"
+      : formatTable(
+          ["PIPELINE", "VERSION", "GROUP", "OWNERS"],
+          pipelines.map((p) => [p.pipeline, String(p.version), p.groupId, p.owners.join(",")]),
+        );
+  return `${summary}\n${workers}\n${table}`;
+}
+
 /** `tern list KIND`. */
 export async function runList(argv: string[], io: SchedulerCommandIo): Promise<number> {
   const parsed = parseCommandArgs<{ json?: boolean }>("list", argv, { json: { type: "boolean" } }, usage, io, true);
@@ -97,11 +131,13 @@ export async function runList(argv: string[], io: SchedulerCommandIo): Promise<n
     io.stderr.write(`tern list: expected one KIND\n\n${usage}`);
     return EXIT_USAGE;
   }
-  if (MODEL_GATEWAY_ALIASES.has(positionals[0]!.toLowerCase())) return listModelGateways(values.json === true, io);
+  const asked = positionals[0]!.toLowerCase();
+  if (MODEL_GATEWAY_ALIASES.has(asked)) return listWorkers("modelgateway", values.json === true, io);
+  if (DATAFLOW_ALIASES.has(asked)) return listWorkers("dataflow", values.json === true, io);
   const kind = parseKindArg(positionals[0]!);
   if (kind === undefined) {
     io.stderr.write(
-      `tern list: unknown kind "${positionals[0]}": expected model, server, pipeline, experiment or modelgateways\n`,
+      `tern list: unknown kind "${positionals[0]}": expected model, server, pipeline, experiment, modelgateways or dataflow\n`,
     );
     return EXIT_USAGE;
   }
@@ -116,10 +152,11 @@ export async function runList(argv: string[], io: SchedulerCommandIo): Promise<n
   }
 }
 
-async function listModelGateways(json: boolean, io: SchedulerCommandIo): Promise<number> {
+async function listWorkers(kind: WorkerKind, json: boolean, io: SchedulerCommandIo): Promise<number> {
   try {
-    const status = await clientFor(io).workers("modelgateway");
-    io.stdout.write(json ? `${JSON.stringify(status, null, 2)}\n` : modelGatewaysTable(status));
+    const status = await clientFor(io).workers(kind);
+    const table = kind === "dataflow" ? dataflowTable(status) : modelGatewaysTable(status);
+    io.stdout.write(json ? `${JSON.stringify(status, null, 2)}\n` : table);
     return EXIT_OK;
   } catch (err) {
     return reportError(io, "list", err);
@@ -128,7 +165,7 @@ async function listModelGateways(json: boolean, io: SchedulerCommandIo): Promise
 
 export const listCommand: Command = {
   name: "list",
-  summary: "list models, servers, pipelines, experiments or model gateways with their state",
+  summary: "list models, servers, pipelines, experiments, model gateways or dataflow workers with their state",
   usage,
   run: runList,
 };

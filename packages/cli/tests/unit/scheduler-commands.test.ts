@@ -186,6 +186,47 @@ describe("tern apply / list / status / delete / server", () => {
     expect(json.buckets.flatMap((b) => b.models)).toEqual(["iris"]);
   });
 
+  it("lists the dataflow workers with their pipelines and each pipeline's owners, as a table and as JSON", async () => {
+    const { io, out, reset } = await setup();
+    const pipeline = (name: string) =>
+      `apiVersion: mlops.seldon.io/v1alpha1\nkind: Pipeline\nmetadata: {name: ${name}}\nspec:\n  steps: [{name: m}]\n`;
+    await h.apply(pipeline("chain"));
+    expect(await runList(["dataflow"], io())).toBe(0);
+    expect(out.stdout).toMatch(/^0 dataflow workers, 1 pipelines, replication 2, 4 partitions/);
+    expect(out.stdout).toContain("no dataflow workers registered");
+    expect(out.stdout).toMatch(/^chain\s+1\s+tern\.default\.dataflow\.pipeline\.chain$/m);
+    reset();
+    await h.apply(pipeline("join"));
+    for (const id of ["dataflow-0", "dataflow-1", "dataflow-2"]) {
+      await h.scheduler.workers.register({ kind: "dataflow", id });
+    }
+    expect(await runList(["dataflow"], io())).toBe(0);
+    expect(out.stdout.split("\n")[0]).toBe(
+      "3 dataflow workers, 2 pipelines, replication 2, 4 partitions (Kafka not configured on the scheduler: no topics are managed)",
+    );
+    expect(out.stdout).toMatch(/^WORKER\s+STATE\s+LAST HEARTBEAT\s+PIPELINES$/m);
+    expect(out.stdout).toMatch(/^PIPELINE\s+VERSION\s+GROUP\s+OWNERS$/m);
+    const owners = (p: string) => h.scheduler.snapshot().pipelines.get(p)!.owners!;
+    for (const p of ["chain", "join"]) {
+      expect(owners(p)).toHaveLength(2);
+      expect(out.stdout).toMatch(
+        new RegExp(`^${p}\\s+1\\s+tern\\.default\\.dataflow\\.pipeline\\.${p}\\s+${owners(p).join(",")}$`, "m"),
+      );
+    }
+    for (const id of ["dataflow-0", "dataflow-1", "dataflow-2"]) {
+      const own = ["chain", "join"].filter((p) => owners(p).includes(id));
+      expect(out.stdout).toMatch(new RegExp(`^${id}\\s+Ready\\s+\\S+\\s*${own.join(",")}$`, "m"));
+    }
+    reset();
+    expect(await runList(["dataflow", "--json"], io())).toBe(0);
+    const json = JSON.parse(out.stdout) as { replication: number; pipelines: { pipeline: string; owners: string[] }[] };
+    expect(json.replication).toBe(2);
+    expect(json.pipelines.map((p) => [p.pipeline, p.owners])).toEqual([
+      ["chain", owners("chain")],
+      ["join", owners("join")],
+    ]);
+  });
+
   it("sends the token from TERN_SCHEDULER_TOKEN and reports a refusal", async () => {
     const { io, out, reset } = await setup("t0ken");
     expect(await runList(["models"], io())).toBe(1);

@@ -106,6 +106,38 @@ describe("control API", () => {
     });
   });
 
+  it("serves a pipeline's spec at its version, with its owners, for the dataflow workers to fetch (also when standing by)", async () => {
+    const pipeline = (step: string) =>
+      `apiVersion: mlops.seldon.io/v1alpha1\nkind: Pipeline\nmetadata: {name: chain}\nspec:\n  steps: [{name: ${step}}]\n`;
+    for (const standby of [false, true]) {
+      const app = await setup({ standby });
+      await h.apply(pipeline("a"));
+      await h.apply(pipeline("b"));
+      await h.scheduler.workers.register({ kind: "dataflow", id: "dataflow-0" });
+      const res = await app.request("/v1/pipelines/chain/spec");
+      expect(res.status).toBe(200);
+      expect(await res.json()).toEqual({
+        name: "chain",
+        version: 2,
+        owners: ["dataflow-0"],
+        resource: {
+          apiVersion: "mlops.seldon.io/v1alpha1",
+          kind: "Pipeline",
+          metadata: { name: "chain" },
+          spec: { steps: [{ name: "b" }] },
+        },
+      });
+      expect(await (await app.request("/v1/pipelines/chain")).json()).toMatchObject({
+        version: 2,
+        owners: ["dataflow-0"],
+      });
+      const missing = await app.request("/v1/pipelines/ghost/spec");
+      expect(missing.status).toBe(404);
+      expect(await missing.json()).toEqual({ error: "Pipeline ghost not found" });
+      await h.close();
+    }
+  });
+
   it("accepts a JSON manifest", async () => {
     const app = await setup();
     const json = JSON.stringify({

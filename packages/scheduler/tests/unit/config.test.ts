@@ -53,6 +53,15 @@ describe("scheduler config: the Kafka data plane", () => {
     ).toBe(2);
   });
 
+  it("owns each pipeline by 2 dataflow workers by default, and refuses 0 or more owners than partitions", () => {
+    expect(loadSchedulerConfig({}).TERN_DATAFLOW_REPLICATION).toBe(2);
+    expect(loadSchedulerConfig({ TERN_DATAFLOW_REPLICATION: "3" }).TERN_DATAFLOW_REPLICATION).toBe(3);
+    expect(() => loadSchedulerConfig({ TERN_DATAFLOW_REPLICATION: "0" })).toThrow(/TERN_DATAFLOW_REPLICATION/);
+    expect(() => loadSchedulerConfig({ KAFKA_PARTITIONS: "2", TERN_DATAFLOW_REPLICATION: "3" })).toThrow(
+      /TERN_DATAFLOW_REPLICATION: 3 owners per pipeline exceed KAFKA_PARTITIONS 2/,
+    );
+  });
+
   it("refuses zero buckets, naming the variable", () => {
     expect(() => loadSchedulerConfig({ TERN_MODELGATEWAY_BUCKETS: "0" })).toThrow(/TERN_MODELGATEWAY_BUCKETS/);
   });
