@@ -5,9 +5,12 @@ import { join, resolve } from "node:path";
 import { performance } from "node:perf_hooks";
 import { fileURLToPath } from "node:url";
 import { parseEnv } from "node:util";
+import * as protoLoader from "@grpc/proto-loader";
+import { OIP_LOADER_OPTIONS, OIP_PROTO_PATH } from "@tern/agent";
 import { findFreePort, isPortOpen, isProcessAlive, readLockInfo, waitFor } from "@tern/devstack";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { IRIS_CLASSES, irisRequest, knownIrisRows, parseIrisAnswer } from "../e2e/iris-data.js";
+import { createOutsideKafka } from "../helpers/outside-kafka.js";
 import { dynamodbEndpoint, kafkaBrokers } from "../helpers/services.js";
 
 // The README's promise: "`npm start` runs the platform locally with the samples loaded". This runs the real entry the
@@ -386,6 +389,35 @@ describe("npm start (packages/devstack/src/main.ts)", () => {
       const { status, json } = await send(curl, irisRequest(row));
       expect(status, JSON.stringify(json)).toBe(200);
       expect(parseIrisAnswer(json).labels, `row ${row.row} is ${IRIS_CLASSES[label]}`).toEqual([label]);
+    }
+  });
+
+  it("answers iris over Kafka too: the model gateway it runs serves seldon.<ns>.model.iris.inputs", async () => {
+    const definition = protoLoader.loadSync(OIP_PROTO_PATH, OIP_LOADER_OPTIONS);
+    const infer = (definition["inference.GRPCInferenceService"] as protoLoader.ServiceDefinition).ModelInfer!;
+    const row = knownIrisRows().find((r) => r.label === 2)!;
+    const topics = `seldon.npm-start-${suffix}.model.iris`;
+    const outside = await createOutsideKafka(kafkaBrokers(), `npm-start-${suffix}`);
+    try {
+      const seen = await outside.read([`${topics}.outputs`]);
+      const key = `1.iris.npm-start-${suffix}`;
+      const request = infer.requestSerialize({
+        model_name: "iris",
+        inputs: [{ name: "predict", datatype: "FP32", shape: [1, 4], contents: { fp32_contents: row.features } }],
+      });
+      await outside.send(`${topics}.inputs`, 1, key, request);
+      const answer = await waitFor(() => seen.find((r) => r.key === key), {
+        timeoutMs: 30_000,
+        intervalMs: 50,
+        description: "iris's answer on its outputs topic",
+      });
+      const response = infer.responseDeserialize(answer.value) as {
+        outputs: Array<{ name: string; contents: { int64_contents: string[] } }>;
+      };
+      expect(answer.partition).toBe(1);
+      expect(response.outputs.find((o) => o.name === "label")!.contents.int64_contents.map(Number)).toEqual([2]);
+    } finally {
+      await outside.close();
     }
   });
 
