@@ -1,0 +1,270 @@
+import type { JoinType } from "@tern/core";
+import type { BatchPlan, JoinPlan, PlanSource } from "./compile.js";
+import type { JoinErrorCode } from "./errors.js";
+
+/**
+ * The join state of one stage (a step, the input or the output stage), keyed by request id: a pure state machine.
+ * The caller feeds it arriving records with the clock value and asks it for what expired; it never reads a clock and
+ * holds no timers, so every interleaving can be tested. `T` is the tensor value (an `OipTensor` in the workers).
+ *
+ * Rules (DESIGN §2):
+ * - A record of a source is *present* when it holds at least one tensor the stage selects from that source, and
+ *   *absent* when it holds none, or when the caller reports the source will not produce (its step did not run).
+ * - `inner` fires when every source is present; `any` fires on the first present source; `outer` fires when every
+ *   source has arrived (present or absent) or at the end of the window, with what is present.
+ * - Triggers join the same way under their own join type; they gate the stage and their tensors are not passed on.
+ * - A stage whose selected tensors can no longer all come (an absent source of an inner join; every source absent)
+ *   does not run: a `skip` decision. This is conditional routing; the caller tells the stages downstream.
+ * - The window starts at a request's first record. When it ends and the stage still waits, an inner join (or any
+ *   join that got nothing) answers an `error` naming the inputs that never came.
+ * - Each request gets at most one decision per visit. Once decided, its entry stays as a tombstone for one more window
+ *   so that late records for it are dropped rather than start it again; `maxRevisits > 0` (a step on a cycle)
+ *   lets a record arriving after the decision start a new visit, up to that many times.
+ *
+ * Memory: at most `maxOpen` waiting requests, `4 × maxOpen` tombstones and one batch being filled.
+ */
+
+export interface JoinStageOptions {
+  /** Names the stage in error messages: `step mul10`, `output`. */
+  stage: string;
+  /** At most this many requests wait at once; see {@link JoinState.arrive} for what happens at the cap. @default 10_000 */
+  maxOpen?: number;
+  batch?: BatchPlan;
+  /** @default 0 */
+  maxRevisits?: number;
+}
+
+/** A request the stage fires, with the tensors it passes on, named and ordered by the plan (not by arrival). */
+export interface FiredRequest<T> {
+  requestId: string;
+  tensors: Map<string, T>;
+  /** 0 on the first pass through the stage, 1 on the first revisit, … */
+  visit: number;
+}
+
+export type JoinDecision<T> =
+  /** Run the stage: one request, or a batch of them when the step batches. */
+  | { kind: "fire"; requests: FiredRequest<T>[] }
+  /** The stage does not run for this request (conditional routing). */
+  | { kind: "skip"; requestId: string; reason: string }
+  /** The request fails here; `missing` lists the source ids that never came (for `join.window_expired`). */
+  | { kind: "error"; requestId: string; code: JoinErrorCode; message: string; missing: string[] };
+
+/** A record's tensors, or `null` when the source will not produce anything for this request. */
+export type Arrival<T> = ReadonlyMap<string, T> | null;
+
+export interface JoinState<T> {
+  /**
+   * Takes one record of `sourceId` for `requestId` at time `now` (ms) and returns the decisions it causes (none while
+   * the stage keeps waiting). Records of sources the stage does not read are ignored. At the cap of open requests a
+   * new request id gets a `join.capacity` error at once and no state; the requests already waiting are not disturbed.
+   */
+  arrive(requestId: string, sourceId: string, arrival: Arrival<T>, now: number): JoinDecision<T>[];
+  /** Decides every request whose window (or batch window) ended at or before `now`, and forgets old tombstones. */
+  expire(now: number): JoinDecision<T>[];
+  /** Ends a request without a decision (it failed elsewhere, e.g. a step's error record); later records are dropped. */
+  drop(requestId: string, now: number): void;
+  /** The earliest time at which {@link expire} would decide something, or undefined; for the caller's one timer. */
+  nextDeadline(): number | undefined;
+  /** Requests waiting (not counting tombstones or the batch being filled). */
+  readonly open: number;
+}
+
+/** @default 10_000 */
+export const DEFAULT_MAX_OPEN = 10_000;
+
+/** Decided requests remembered per open slot; see `bury`. */
+const TOMBSTONES_PER_OPEN = 4;
+
+type SourceState<T> = { present: Map<string, T> } | "absent";
+
+interface Entry<T> {
+  opened: number;
+  visit: number;
+  inputs: Map<string, SourceState<T>>;
+  triggers: Map<string, SourceState<T>>;
+}
+
+interface Tombstone {
+  until: number;
+  visits: number;
+}
+
+type Outcome = "ready" | "never" | "waiting";
+
+export function createJoinState<T>(plan: JoinPlan, options: JoinStageOptions): JoinState<T> {
+  const maxOpen = options.maxOpen ?? DEFAULT_MAX_OPEN;
+  const maxRevisits = options.maxRevisits ?? 0;
+  const entries = new Map<string, Entry<T>>();
+  const tombstones = new Map<string, Tombstone>();
+  let batch: { requests: FiredRequest<T>[]; deadline: number } | undefined;
+  const inputIds = new Set(plan.inputs.map((s) => s.id));
+  const triggerIds = new Set(plan.triggers.map((s) => s.id));
+
+  const select = (source: PlanSource, tensors: ReadonlyMap<string, T>): Map<string, T> => {
+    const out = new Map<string, T>();
+    const names = source.all ? [...tensors.keys()] : source.tensors;
+    for (const name of names) {
+      const value = tensors.get(name);
+      if (value === undefined) continue;
+      out.set(source.renames.find((r) => r.from === name)?.to ?? name, value);
+    }
+    return out;
+  };
+
+  const outcome = (sources: PlanSource[], states: Map<string, SourceState<T>>, join: JoinType, ended: boolean) => {
+    if (sources.length === 0) return "ready" as Outcome;
+    const present = sources.filter((s) => typeof states.get(s.id) === "object").length;
+    const absent = sources.filter((s) => states.get(s.id) === "absent").length;
+    const arrived = present + absent;
+    if (join === "inner") {
+      if (absent > 0) return "never";
+      return present === sources.length ? "ready" : "waiting";
+    }
+    if (join === "any" && present > 0) return "ready";
+    if (arrived === sources.length) return present > 0 ? "ready" : "never";
+    if (join === "outer" && ended && present > 0) return "ready";
+    return "waiting";
+  };
+
+  // Tombstones are bounded too: past the cap the oldest goes first (Map order is insertion order), so a very late
+  // record of that request would be taken as new; its answer then reaches the gateway, which drops duplicates.
+  const bury = (requestId: string, now: number, visits: number) => {
+    tombstones.delete(requestId);
+    tombstones.set(requestId, { until: now + plan.windowMs, visits });
+    if (tombstones.size > maxOpen * TOMBSTONES_PER_OPEN) tombstones.delete(tombstones.keys().next().value!);
+  };
+  const close = (requestId: string, entry: Entry<T>, now: number) => {
+    entries.delete(requestId);
+    bury(requestId, now, entry.visit + 1);
+  };
+
+  const fired = (requestId: string, entry: Entry<T>, now: number): JoinDecision<T>[] => {
+    const tensors = new Map<string, T>();
+    for (const source of plan.inputs) {
+      const state = entry.inputs.get(source.id);
+      if (typeof state !== "object") continue;
+      // Plan order decides which tensor wins a name that two whole-message sources both carry: the first.
+      for (const [name, value] of state.present) if (!tensors.has(name)) tensors.set(name, value);
+    }
+    close(requestId, entry, now);
+    const request = { requestId, tensors, visit: entry.visit };
+    if (options.batch === undefined) return [{ kind: "fire", requests: [request] }];
+    if (batch === undefined) batch = { requests: [], deadline: now + options.batch.windowMs };
+    batch.requests.push(request);
+    if (options.batch.rolling) batch.deadline = now + options.batch.windowMs;
+    if (batch.requests.length < options.batch.size) return [];
+    const full = batch.requests;
+    batch = undefined;
+    return [{ kind: "fire", requests: full }];
+  };
+
+  const decide = (requestId: string, entry: Entry<T>, now: number, ended: boolean): JoinDecision<T>[] => {
+    const inputs = outcome(plan.inputs, entry.inputs, plan.inputsJoin, ended);
+    const triggers = outcome(plan.triggers, entry.triggers, plan.triggersJoin, ended);
+    if (inputs === "never" || triggers === "never") {
+      close(requestId, entry, now);
+      const what = inputs === "never" ? "inputs" : "triggers";
+      return [{ kind: "skip", requestId, reason: `${options.stage}: its selected ${what} are absent` }];
+    }
+    if (inputs === "ready" && triggers === "ready") return fired(requestId, entry, now);
+    if (!ended) return [];
+    const missing = [
+      ...(inputs === "waiting" ? plan.inputs.filter((s) => !entry.inputs.has(s.id)).map((s) => s.id) : []),
+      ...(triggers === "waiting" ? plan.triggers.filter((s) => !entry.triggers.has(s.id)).map((s) => s.id) : []),
+    ];
+    close(requestId, entry, now);
+    return [
+      {
+        kind: "error",
+        requestId,
+        code: "join.window_expired",
+        message: `${options.stage}: ${missing.join(", ")} never came within ${plan.windowMs} ms`,
+        missing,
+      },
+    ];
+  };
+
+  return {
+    arrive(requestId, sourceId, arrival, now) {
+      const isInput = inputIds.has(sourceId);
+      const isTrigger = triggerIds.has(sourceId);
+      if (!isInput && !isTrigger) return [];
+      let entry = entries.get(requestId);
+      if (entry === undefined) {
+        const stone = tombstones.get(requestId);
+        if (stone !== undefined && now < stone.until) {
+          if (maxRevisits === 0) return [];
+          if (stone.visits > maxRevisits) {
+            bury(requestId, now, Number.POSITIVE_INFINITY);
+            if (stone.visits === Number.POSITIVE_INFINITY) return [];
+            return [
+              {
+                kind: "error",
+                requestId,
+                code: "join.revisits",
+                message: `${options.stage}: revisited more than ${maxRevisits} times (maxStepRevisits)`,
+                missing: [],
+              },
+            ];
+          }
+        }
+        if (entries.size >= maxOpen) {
+          bury(requestId, now, Number.POSITIVE_INFINITY);
+          return [
+            {
+              kind: "error",
+              requestId,
+              code: "join.capacity",
+              message: `${options.stage}: ${maxOpen} requests are already waiting; refused`,
+              missing: [],
+            },
+          ];
+        }
+        const visits = stone !== undefined && now < stone.until ? stone.visits : 0;
+        tombstones.delete(requestId);
+        entry = { opened: now, visit: visits, inputs: new Map(), triggers: new Map() };
+        entries.set(requestId, entry);
+      }
+      for (const [list, states, applies] of [
+        [plan.inputs, entry.inputs, isInput],
+        [plan.triggers, entry.triggers, isTrigger],
+      ] as const) {
+        if (!applies || states.has(sourceId)) continue; // the first record of a source counts; a replay changes nothing
+        const source = list.find((s) => s.id === sourceId)!;
+        const picked = arrival === null ? undefined : select(source, arrival);
+        states.set(sourceId, picked === undefined || picked.size === 0 ? "absent" : { present: picked });
+      }
+      return decide(requestId, entry, now, false);
+    },
+
+    expire(now) {
+      const out: JoinDecision<T>[] = [];
+      for (const [requestId, entry] of [...entries]) {
+        if (entry.opened + plan.windowMs <= now) out.push(...decide(requestId, entry, now, true));
+      }
+      if (batch !== undefined && batch.deadline <= now) {
+        out.push({ kind: "fire", requests: batch.requests });
+        batch = undefined;
+      }
+      for (const [id, stone] of [...tombstones]) if (stone.until <= now) tombstones.delete(id);
+      return out;
+    },
+
+    drop(requestId, now) {
+      entries.delete(requestId);
+      bury(requestId, now, Number.POSITIVE_INFINITY);
+    },
+
+    nextDeadline() {
+      let next: number | undefined;
+      for (const e of entries.values()) next = Math.min(next ?? Number.POSITIVE_INFINITY, e.opened + plan.windowMs);
+      if (batch !== undefined) next = Math.min(next ?? Number.POSITIVE_INFINITY, batch.deadline);
+      return next;
+    },
+
+    get open() {
+      return entries.size;
+    },
+  };
+}
