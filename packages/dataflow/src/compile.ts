@@ -38,6 +38,11 @@ export interface PlanSource {
   pipeline: string;
   /** The step of this pipeline that produces the records, when there is one (its error records fail the request). */
   step?: string;
+  /**
+   * True when the producing step lies on a cycle, so it may answer one request several times: a record of it without
+   * the selected tensors is then not final (the next pass may carry them) and is ignored instead of counting as absent.
+   */
+  repeats: boolean;
   /** True when the whole message is taken (a bare `step`, `step.outputs`, `p.inputs`); else only `tensors`. */
   all: boolean;
   /** Tensors taken by name, in the order the spec first names them (empty when `all`). */
@@ -136,6 +141,7 @@ export function compilePipeline(pipeline: PipelineResource, options: CompileOpti
   const inputsTopic = topics.pipelineInputs(name);
   const outputsTopic = topics.pipelineOutputs(name);
 
+  const onCycle = spec.allowCycles === true ? stepsOnCycles(spec.steps, name) : new Set<string>();
   const sourceOf = (ref: PipelineRef): Omit<PlanSource, "all" | "tensors" | "renames"> => {
     const noTensor = formatPipelineRef({ ...ref, tensor: undefined });
     switch (ref.kind) {
@@ -145,18 +151,21 @@ export function compilePipeline(pipeline: PipelineResource, options: CompileOpti
           topic: ref.io === "outputs" ? topics.modelOutputs(ref.step) : topics.modelInputs(ref.step),
           pipeline: name,
           step: ref.step,
+          repeats: onCycle.has(ref.step),
         };
       case "pipeline":
         return {
           id: noTensor,
           topic: ref.io === "outputs" ? topics.pipelineOutputs(ref.pipeline) : topics.pipelineInputs(ref.pipeline),
           pipeline: ref.pipeline,
+          repeats: false,
         };
       case "pipeline-step":
         return {
           id: noTensor,
           topic: ref.io === "outputs" ? topics.modelOutputs(ref.step) : topics.modelInputs(ref.step),
           pipeline: ref.pipeline,
+          repeats: false,
         };
     }
   };
@@ -256,7 +265,6 @@ export function compilePipeline(pipeline: PipelineResource, options: CompileOpti
     );
   }
 
-  const onCycle = spec.allowCycles === true ? stepsOnCycles(spec.steps, name) : new Set<string>();
   const steps = spec.steps.map((step, i): StepPlan => {
     const join = buildJoin(
       ["spec", "steps", i],

@@ -19,7 +19,8 @@ import type { JoinErrorCode } from "./errors.js";
  *   join that got nothing) answers an `error` naming the inputs that never came.
  * - Each request gets at most one decision per visit. Once decided, its entry stays as a tombstone for one more window
  *   so that late records for it are dropped rather than start it again; `maxRevisits > 0` (a step on a cycle)
- *   lets a record arriving after the decision start a new visit, up to that many times.
+ *   lets a record carrying selected tensors start a new visit after the decision, up to that many times. A record of
+ *   a `repeats` source (its step is on a cycle and may answer again) without selected tensors is ignored, not absent.
  *
  * Memory: at most `maxOpen` waiting requests, `4 × maxOpen` tombstones and one batch being filled.
  */
@@ -98,8 +99,6 @@ export function createJoinState<T>(plan: JoinPlan, options: JoinStageOptions): J
   const entries = new Map<string, Entry<T>>();
   const tombstones = new Map<string, Tombstone>();
   let batch: { requests: FiredRequest<T>[]; deadline: number } | undefined;
-  const inputIds = new Set(plan.inputs.map((s) => s.id));
-  const triggerIds = new Set(plan.triggers.map((s) => s.id));
 
   const select = (source: PlanSource, tensors: ReadonlyMap<string, T>): Map<string, T> => {
     const out = new Map<string, T>();
@@ -187,14 +186,28 @@ export function createJoinState<T>(plan: JoinPlan, options: JoinStageOptions): J
 
   return {
     arrive(requestId, sourceId, arrival, now) {
-      const isInput = inputIds.has(sourceId);
-      const isTrigger = triggerIds.has(sourceId);
-      if (!isInput && !isTrigger) return [];
+      // What this record means for the stage, per role: the selected tensors, "absent", or nothing (ignored).
+      const roles: ["inputs" | "triggers", SourceState<T>][] = [];
+      for (const [list, key] of [
+        [plan.inputs, "inputs"],
+        [plan.triggers, "triggers"],
+      ] as const) {
+        const source = list.find((s) => s.id === sourceId);
+        if (source === undefined) continue;
+        const picked = arrival === null ? undefined : select(source, arrival);
+        const state: SourceState<T> = picked === undefined || picked.size === 0 ? "absent" : { present: picked };
+        // A step on a cycle may answer again with the tensors; one answer without them decides nothing.
+        if (state === "absent" && source.repeats) continue;
+        roles.push([key, state]);
+      }
+      if (roles.length === 0) return [];
       let entry = entries.get(requestId);
       if (entry === undefined) {
         const stone = tombstones.get(requestId);
-        if (stone !== undefined && now < stone.until) {
-          if (maxRevisits === 0) return [];
+        const buried = stone !== undefined && now < stone.until;
+        if (buried) {
+          // Only a record that carries data starts another visit; nothing at all without revisits.
+          if (maxRevisits === 0 || roles.every(([, state]) => state === "absent")) return [];
           if (stone.visits > maxRevisits) {
             bury(requestId, now, Number.POSITIVE_INFINITY);
             if (stone.visits === Number.POSITIVE_INFINITY) return [];
@@ -221,19 +234,13 @@ export function createJoinState<T>(plan: JoinPlan, options: JoinStageOptions): J
             },
           ];
         }
-        const visits = stone !== undefined && now < stone.until ? stone.visits : 0;
         tombstones.delete(requestId);
-        entry = { opened: now, visit: visits, inputs: new Map(), triggers: new Map() };
+        entry = { opened: now, visit: buried ? stone.visits : 0, inputs: new Map(), triggers: new Map() };
         entries.set(requestId, entry);
       }
-      for (const [list, states, applies] of [
-        [plan.inputs, entry.inputs, isInput],
-        [plan.triggers, entry.triggers, isTrigger],
-      ] as const) {
-        if (!applies || states.has(sourceId)) continue; // the first record of a source counts; a replay changes nothing
-        const source = list.find((s) => s.id === sourceId)!;
-        const picked = arrival === null ? undefined : select(source, arrival);
-        states.set(sourceId, picked === undefined || picked.size === 0 ? "absent" : { present: picked });
+      for (const [key, state] of roles) {
+        const states = key === "inputs" ? entry.inputs : entry.triggers;
+        if (!states.has(sourceId)) states.set(sourceId, state); // the first record of a source counts; a replay changes nothing
       }
       return decide(requestId, entry, now, false);
     },

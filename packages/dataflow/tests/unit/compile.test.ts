@@ -57,6 +57,7 @@ describe("compilePipeline", () => {
         all: true,
         tensors: [],
         renames: [],
+        repeats: false,
       },
     ]);
     expect(mul!.inputs).toEqual([
@@ -65,6 +66,7 @@ describe("compilePipeline", () => {
         topic: topics.modelOutputs("add10"),
         pipeline: "add-then-mul",
         step: "add10",
+        repeats: false,
         all: false,
         tensors: ["y"],
         renames: [{ from: "y", to: "x" }],

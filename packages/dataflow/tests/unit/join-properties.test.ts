@@ -26,6 +26,7 @@ const stageArb = fc
           all: tensors === undefined,
           tensors: tensors ?? [],
           renames: [],
+          repeats: false,
         }),
       ),
       inputsJoin: join,

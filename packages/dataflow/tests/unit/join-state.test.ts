@@ -10,6 +10,7 @@ const source = (id: string, tensors: string[] = [], renames: [string, string][] 
   all: tensors.length === 0,
   tensors,
   renames: renames.map(([from, to]) => ({ from, to })),
+  repeats: false,
 });
 const plan = (inputs: PlanSource[], inputsJoin: JoinType, more: Partial<JoinPlan> = {}): JoinPlan => ({
   inputs,

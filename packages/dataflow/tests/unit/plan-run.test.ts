@@ -1,7 +1,13 @@
 import { createTopicNames, type PipelineResource, type PipelineSpec } from "@tern/core";
 import { describe, expect, it } from "vitest";
-import { compilePipeline, type PipelinePlan, recordTargets } from "../../src/compile.js";
-import { createJoinState, type JoinDecision, type JoinState } from "../../src/join-state.js";
+import {
+  compilePipeline,
+  type PipelinePlan,
+  recordTargets,
+  stepAnswering,
+  stepErrorMessage,
+} from "../../src/compile.js";
+import { createJoinState, type JoinState } from "../../src/join-state.js";
 
 /**
  * Runs a compiled plan in memory the way a worker will (without Kafka): each record goes to the stages
@@ -9,7 +15,9 @@ import { createJoinState, type JoinDecision, type JoinState } from "../../src/jo
  * a skipped step tells its readers it will not produce (a null record), which is how conditional routing ends.
  */
 type Tensors = Map<string, number>;
-type Model = (inputs: Tensors) => Tensors;
+/** A model answers tensors, or an Error (the model gateway's error record). */
+type Model = (inputs: Tensors) => Tensors | Error;
+type Answer = { tensors: [string, number][] } | { error: string } | { skipped: true };
 
 function runPlan(plan: PipelinePlan, models: Record<string, Model>, request: Tensors) {
   const now = 0;
@@ -19,22 +27,29 @@ function runPlan(plan: PipelinePlan, models: Record<string, Model>, request: Ten
   }
   states.set("output", createJoinState<number>(plan.output, { stage: "output" }));
   const ran: string[] = [];
-  let answer: JoinDecision<number> | undefined;
-  const queue: { topic: string; tensors: Tensors | null }[] = [{ topic: plan.inputsTopic, tensors: request }];
+  let answer: Answer | undefined;
+  const finish = (a: Answer) => {
+    answer ??= a;
+    for (const state of states.values()) state.drop("req-1", now);
+  };
+  const queue: { topic: string; tensors: Tensors | null | Error }[] = [{ topic: plan.inputsTopic, tensors: request }];
   while (queue.length > 0) {
     const record = queue.shift()!;
+    if (record.tensors instanceof Error) {
+      finish({ error: stepErrorMessage(plan, stepAnswering(plan, record.topic)!.name, record.tensors.message) });
+      continue;
+    }
     for (const target of recordTargets(plan, record.topic, plan.pipeline)) {
       for (const d of states.get(target.stage)!.arrive("req-1", target.sourceId, record.tensors, now)) {
-        if (target.stage === "output") {
-          answer = d;
-          continue;
-        }
-        const step = plan.steps.find((s) => s.name === target.stage)!;
-        if (d.kind === "fire") {
-          ran.push(step.name);
-          queue.push({ topic: step.answerTopic, tensors: models[step.model]!(d.requests[0]!.tensors) });
-        } else if (d.kind === "skip") {
-          queue.push({ topic: step.answerTopic, tensors: null });
+        if (d.kind === "error") finish({ error: d.message });
+        else if (target.stage === "output")
+          finish(d.kind === "fire" ? { tensors: [...d.requests[0]!.tensors] } : { skipped: true });
+        else {
+          const step = plan.steps.find((s) => s.name === target.stage)!;
+          if (d.kind === "fire") {
+            ran.push(step.name);
+            queue.push({ topic: step.answerTopic, tensors: models[step.model]!(d.requests[0]!.tensors) });
+          } else queue.push({ topic: step.answerTopic, tensors: null });
         }
       }
     }
@@ -51,8 +66,8 @@ const compile = (name: string, spec: PipelineSpec) =>
     },
   );
 const one = (name: string, value: number): Tensors => new Map([[name, value]]);
-const add10: Model = (t) => one("y", t.get("x")! + 10);
-const mul10: Model = (t) => one("y", t.get("x")! * 10);
+const add10 = (t: Tensors) => one("y", t.get("x")! + 10);
+const mul10 = (t: Tensors) => one("y", t.get("x")! * 10);
 const choose: Model = (t) => one(t.get("x")! >= 0 ? "positive" : "negative", t.get("x")!);
 const sumDiff: Model = (t) =>
   new Map([
@@ -68,7 +83,7 @@ describe("a compiled plan driven through join states", () => {
     });
     const { ran, answer } = runPlan(plan, { add10, mul10 }, one("x", x));
     expect(ran).toEqual(["add10", "mul10"]);
-    expect(answer?.kind === "fire" ? [...answer.requests[0]!.tensors] : answer).toEqual([["y", (x + 10) * 10]]);
+    expect(answer).toEqual({ tensors: [["y", (x + 10) * 10]] });
   });
 
   it.each([-2, 7])("choose-route runs only the branch whose tensor came (x = %d)", (x) => {
@@ -84,7 +99,7 @@ describe("a compiled plan driven through join states", () => {
     const branch = x >= 0 ? "add10" : "mul10";
     expect(ran).toEqual(["choose", branch]);
     const expected = x >= 0 ? x + 10 : x * 10;
-    expect(answer?.kind === "fire" ? [...answer.requests[0]!.tensors] : answer).toEqual([["y", expected]]);
+    expect(answer).toEqual({ tensors: [["y", expected]] });
   });
 
   it("a join of two steps fed by one request waits for both (tfsimple-shaped)", () => {
@@ -107,10 +122,12 @@ describe("a compiled plan driven through join states", () => {
     expect(ran).toEqual(["left", "right", "sum-diff"]);
     const a = 2 + 10;
     const b = 5 * 10;
-    expect(answer?.kind === "fire" ? [...answer.requests[0]!.tensors] : answer).toEqual([
-      ["sum", a + b],
-      ["diff", a - b],
-    ]);
+    expect(answer).toEqual({
+      tensors: [
+        ["sum", a + b],
+        ["diff", a - b],
+      ],
+    });
   });
 
   it("when the only output step is skipped, the output stage skips too (the worker answers that no step produced)", () => {
@@ -122,6 +139,50 @@ describe("a compiled plan driven through join states", () => {
     });
     const { ran, answer } = runPlan(plan, { choose, add10 }, one("x", -1));
     expect(ran).toEqual(["choose"]);
-    expect(answer?.kind).toBe("skip");
+    expect(answer).toEqual({ skipped: true });
+  });
+
+  it("a step's error record becomes the pipeline's error answer, naming the step, and nothing runs after it", () => {
+    const plan = compile("add-then-mul", {
+      steps: [{ name: "add10" }, { name: "mul10", inputs: ["add10.outputs.y"], tensorMap: { "add10.outputs.y": "x" } }],
+    });
+    const broken = () => new Error("model add10 has no available replica");
+    const { ran, answer } = runPlan(plan, { add10: broken, mul10 }, one("x", 1));
+    expect(ran).toEqual(["add10"]);
+    expect(answer).toEqual({ error: "pipeline add-then-mul: step add10 failed: model add10 has no available replica" });
+  });
+
+  describe("a cycle (allowCycles): refine adds 10 until check sees at least 30", () => {
+    const loop = (maxStepRevisits: number) =>
+      compile("loop", {
+        allowCycles: true,
+        maxStepRevisits,
+        steps: [
+          {
+            name: "refine",
+            inputs: ["loop.inputs", "check.outputs.again"],
+            inputsJoinType: "any",
+            tensorMap: { "check.outputs.again": "x" },
+          },
+          { name: "check", inputs: ["refine"] },
+        ],
+        output: { steps: ["check.outputs.done"] },
+      });
+    const check = (t: Tensors) => one(t.get("y")! >= 30 ? "done" : "again", t.get("y")!);
+    const passes = (x: number) => Math.max(1, Math.ceil((30 - x) / 10));
+
+    it.each([5, 29, 40])("answers the first x + 10k at least 30 (x = %d), passing refine that many times", (x) => {
+      const { ran, answer } = runPlan(loop(5), { refine: add10, check }, one("x", x));
+      expect(ran.filter((s) => s === "refine")).toHaveLength(passes(x));
+      expect(answer).toEqual({ tensors: [["done", x + 10 * passes(x)]] });
+    });
+
+    it("fails the request naming the step once it needs more revisits than maxStepRevisits", () => {
+      const x = -100;
+      expect(passes(x) - 1).toBeGreaterThan(3);
+      const { ran, answer } = runPlan(loop(3), { refine: add10, check }, one("x", x));
+      expect(ran.filter((s) => s === "refine")).toHaveLength(4);
+      expect(answer).toEqual({ error: "step refine: revisited more than 3 times (maxStepRevisits)" });
+    });
   });
 });
