@@ -110,6 +110,30 @@ describe("join state properties", () => {
     );
   });
 
+  it("with maxRevisits m, a request fires at most 1 + m times and every visit is decided once", () => {
+    fc.assert(
+      fc.property(scenarioArb, fc.integer({ min: 0, max: 3 }), ({ plan, arrivals }, maxRevisits) => {
+        const join = createJoinState<number>(plan, { stage: "s", maxRevisits });
+        const decisions: JoinDecision<number>[] = [];
+        for (const a of [...arrivals].sort((x, y) => x.at - y.at)) {
+          decisions.push(...join.expire(a.at));
+          const data = a.tensors === null ? null : new Map(a.tensors);
+          decisions.push(...join.arrive(a.requestId, plan.inputs[a.source]!.id, data, a.at));
+        }
+        decisions.push(...join.expire(WINDOW * 2));
+        for (const id of new Set(arrivals.map((a) => a.requestId))) {
+          const visits = decisions.flatMap((d) =>
+            d.kind === "fire" ? d.requests.filter((r) => r.requestId === id).map((r) => r.visit) : [],
+          );
+          expect(visits.length).toBeLessThanOrEqual(1 + maxRevisits);
+          expect(visits).toEqual([...new Set(visits)].sort((x, y) => x - y));
+        }
+        expect(join.open).toBe(0);
+      }),
+      { numRuns: 300 },
+    );
+  });
+
   it("an inner or outer join emits the same tensors whatever the order its inputs arrive in", () => {
     const onePerSource = stageArb
       .filter((p) => p.inputsJoin !== "any")

@@ -185,4 +185,23 @@ describe("a compiled plan driven through join states", () => {
       expect(answer).toEqual({ error: "step refine: revisited more than 3 times (maxStepRevisits)" });
     });
   });
+
+  it("chains pipelines: the input stage joins the other pipeline's answer, renames it, and the steps run on it", () => {
+    const plan = compile("downstream", {
+      input: { externalInputs: ["upstream.outputs.y"], tensorMap: { "upstream.outputs.y": "x" } },
+      steps: [{ name: "mul10" }],
+    });
+    const input = createJoinState<number>(plan.input!, { stage: "input" });
+    const upstreamAnswer = new Map([
+      ["y", 4],
+      ["ignored", 1],
+    ]);
+    const [target] = recordTargets(plan, topics.pipelineOutputs("upstream"), "upstream");
+    expect(target).toEqual({ stage: "input", sourceId: "upstream.outputs", trigger: false });
+    const [joined] = input.arrive("req-1", target!.sourceId, upstreamAnswer, 0);
+    if (joined?.kind !== "fire") throw new Error(`expected the input stage to fire, got ${JSON.stringify(joined)}`);
+    expect(plan.input!.topic).toBe(plan.inputsTopic);
+    const { answer } = runPlan(plan, { mul10 }, joined.requests[0]!.tensors);
+    expect(answer).toEqual({ tensors: [["y", 4 * 10]] });
+  });
 });
