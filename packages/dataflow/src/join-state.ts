@@ -61,9 +61,15 @@ export interface JoinState<T> {
    * new request id gets a `join.capacity` error at once and no state; the requests already waiting are not disturbed.
    */
   arrive(requestId: string, sourceId: string, arrival: Arrival<T>, now: number): JoinDecision<T>[];
-  /** Decides every request whose window (or batch window) ended at or before `now`, and forgets old tombstones. */
+  /**
+   * Decides every request whose window (or batch window) ended at or before `now`, and forgets old tombstones.
+   * Cost: the number of requests it decides, not the number open.
+   */
   expire(now: number): JoinDecision<T>[];
-  /** Ends a request without a decision (it failed elsewhere, e.g. a step's error record); later records are dropped. */
+  /**
+   * Ends a request without a decision (it failed elsewhere, e.g. a step's error record); later records are dropped,
+   * and it leaves the batch being filled.
+   */
   drop(requestId: string, now: number): void;
   /** The earliest time at which {@link expire} would decide something, or undefined; for the caller's one timer. */
   nextDeadline(): number | undefined;
@@ -99,6 +105,14 @@ export function createJoinState<T>(plan: JoinPlan, options: JoinStageOptions): J
   const entries = new Map<string, Entry<T>>();
   const tombstones = new Map<string, Tombstone>();
   let batch: { requests: FiredRequest<T>[]; deadline: number } | undefined;
+  // The clock never goes back inside the state: a smaller `now` (a caller's clock step) counts as the latest one seen.
+  // So entries and tombstones are in deadline order in their Maps (insertion order), and expiry stops at the first
+  // one still running instead of scanning everything.
+  let latest = Number.NEGATIVE_INFINITY;
+  const clock = (now: number) => {
+    latest = Math.max(latest, now);
+    return latest;
+  };
 
   const select = (source: PlanSource, tensors: ReadonlyMap<string, T>): Map<string, T> => {
     const out = new Map<string, T>();
@@ -185,7 +199,8 @@ export function createJoinState<T>(plan: JoinPlan, options: JoinStageOptions): J
   };
 
   return {
-    arrive(requestId, sourceId, arrival, now) {
+    arrive(requestId, sourceId, arrival, at) {
+      const now = clock(at);
       // What this record means for the stage, per role: the selected tensors, "absent", or nothing (ignored).
       const roles: ["inputs" | "triggers", SourceState<T>][] = [];
       for (const [list, key] of [
@@ -245,29 +260,39 @@ export function createJoinState<T>(plan: JoinPlan, options: JoinStageOptions): J
       return decide(requestId, entry, now, false);
     },
 
-    expire(now) {
+    expire(at) {
+      const now = clock(at);
       const out: JoinDecision<T>[] = [];
-      for (const [requestId, entry] of [...entries]) {
-        if (entry.opened + plan.windowMs <= now) out.push(...decide(requestId, entry, now, true));
+      for (const [requestId, entry] of entries) {
+        if (entry.opened + plan.windowMs > now) break;
+        out.push(...decide(requestId, entry, now, true));
       }
       if (batch !== undefined && batch.deadline <= now) {
         out.push({ kind: "fire", requests: batch.requests });
         batch = undefined;
       }
-      for (const [id, stone] of [...tombstones]) if (stone.until <= now) tombstones.delete(id);
+      for (const [id, stone] of tombstones) {
+        if (stone.until > now) break;
+        tombstones.delete(id);
+      }
       return out;
     },
 
-    drop(requestId, now) {
+    drop(requestId, at) {
+      const now = clock(at);
       entries.delete(requestId);
+      if (batch !== undefined) {
+        batch.requests = batch.requests.filter((r) => r.requestId !== requestId);
+        if (batch.requests.length === 0) batch = undefined;
+      }
       bury(requestId, now, Number.POSITIVE_INFINITY);
     },
 
     nextDeadline() {
-      let next: number | undefined;
-      for (const e of entries.values()) next = Math.min(next ?? Number.POSITIVE_INFINITY, e.opened + plan.windowMs);
-      if (batch !== undefined) next = Math.min(next ?? Number.POSITIVE_INFINITY, batch.deadline);
-      return next;
+      const first = entries.values().next();
+      const entryDeadline = first.done ? undefined : first.value.opened + plan.windowMs;
+      if (batch === undefined) return entryDeadline;
+      return entryDeadline === undefined ? batch.deadline : Math.min(entryDeadline, batch.deadline);
     },
 
     get open() {

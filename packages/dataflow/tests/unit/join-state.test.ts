@@ -243,4 +243,25 @@ describe("join state: batches, the cap, revisits, drops", () => {
     expect(join.arrive("r1", "b.outputs", tensors({ y: 1 }), 2)).toEqual([]);
     expect(join.expire(1_000)).toEqual([]);
   });
+
+  it("takes a request dropped while its batch fills out of that batch", () => {
+    const join = createJoinState<number>(plan([source("p.inputs")], "inner"), {
+      stage: "s",
+      batch: { size: 2, windowMs: 50, rolling: false },
+    });
+    join.arrive("r1", "p.inputs", tensors({ x: 1 }), 0);
+    join.drop("r1", 1);
+    expect(join.nextDeadline()).toBeUndefined();
+    join.arrive("r2", "p.inputs", tensors({ x: 2 }), 2);
+    expect(fires(join.expire(52))).toEqual([["r2", [["x", 2]]]]);
+  });
+
+  it("never lets its clock go back: a smaller now counts as the latest seen", () => {
+    const join = createJoinState<number>(plan([source("a.outputs"), source("b.outputs")], "inner"), { stage: "s" });
+    join.arrive("r1", "a.outputs", tensors({ x: 1 }), 100);
+    join.arrive("r2", "a.outputs", tensors({ x: 2 }), 40);
+    expect(join.nextDeadline()).toBe(200);
+    expect(join.expire(150)).toEqual([]);
+    expect(join.expire(200).map((d) => d.kind === "error" && d.requestId)).toEqual(["r1", "r2"]);
+  });
 });
