@@ -22,7 +22,8 @@ import type { JoinErrorCode } from "./errors.js";
  *   lets a record carrying selected tensors start a new visit after the decision, up to that many times. A record of
  *   a `repeats` source (its step is on a cycle and may answer again) without selected tensors is ignored, not absent.
  *
- * Memory: at most `maxOpen` waiting requests, `4 × maxOpen` tombstones and one batch being filled.
+ * Memory: at most `maxOpen` waiting requests, `4 × maxOpen` tombstones and one batch being filled (plus deadline
+ * queues of small items, kept within four times the live ones).
  */
 
 export interface JoinStageOptions {
@@ -80,6 +81,40 @@ export interface JoinState<T> {
 /** @default 10_000 */
 export const DEFAULT_MAX_OPEN = 10_000;
 
+/**
+ * Items in the order they were added, each with its time. V8's Map is slow to iterate from the front after many
+ * deletions there (it walks the holes), so expiry order is kept in an array with a moving head instead; an item
+ * whose Map entry was replaced or removed meanwhile is stale and skipped.
+ */
+class TimeQueue<V> {
+  private items: { key: string; value: V }[] = [];
+  private head = 0;
+  /** Adds an item; when stale items outnumber live ones (`liveCount`) fourfold, drops them all (amortised O(1)). */
+  push(key: string, value: V, live: (key: string, value: V) => boolean, liveCount: number): void {
+    this.items.push({ key, value });
+    if (this.items.length - this.head > 4 * liveCount + 1024) {
+      this.items = this.items.slice(this.head).filter((item) => live(item.key, item.value));
+      this.head = 0;
+    }
+  }
+  /** The first live item (stale ones are dropped on the way), without removing it. */
+  peek(live: (key: string, value: V) => boolean): { key: string; value: V } | undefined {
+    while (this.head < this.items.length) {
+      const item = this.items[this.head]!;
+      if (live(item.key, item.value)) return item;
+      this.shift();
+    }
+    return undefined;
+  }
+  shift(): void {
+    this.head++;
+    if (this.head > 1024 && this.head * 2 > this.items.length) {
+      this.items = this.items.slice(this.head);
+      this.head = 0;
+    }
+  }
+}
+
 /** Decided requests remembered per open slot; see `bury`. */
 const TOMBSTONES_PER_OPEN = 4;
 
@@ -104,10 +139,14 @@ export function createJoinState<T>(plan: JoinPlan, options: JoinStageOptions): J
   const maxRevisits = options.maxRevisits ?? 0;
   const entries = new Map<string, Entry<T>>();
   const tombstones = new Map<string, Tombstone>();
+  const entryOrder = new TimeQueue<Entry<T>>();
+  const stoneOrder = new TimeQueue<Tombstone>();
+  const liveEntry = (id: string, e: Entry<T>) => entries.get(id) === e;
+  const liveStone = (id: string, t: Tombstone) => tombstones.get(id) === t;
   let batch: { requests: FiredRequest<T>[]; deadline: number } | undefined;
   // The clock never goes back inside the state: a smaller `now` (a caller's clock step) counts as the latest one seen.
-  // So entries and tombstones are in deadline order in their Maps (insertion order), and expiry stops at the first
-  // one still running instead of scanning everything.
+  // So entries and tombstones are queued in deadline order, and expiry stops at the first one still running instead
+  // of scanning everything.
   let latest = Number.NEGATIVE_INFINITY;
   const clock = (now: number) => {
     latest = Math.max(latest, now);
@@ -140,15 +179,23 @@ export function createJoinState<T>(plan: JoinPlan, options: JoinStageOptions): J
     return "waiting";
   };
 
-  // Tombstones are bounded too: past the cap the oldest goes first (Map order is insertion order), so a very late
-  // record of that request would be taken as new; its answer then reaches the gateway, which drops duplicates.
+  // Tombstones are bounded too: past the cap the oldest goes first, so a very late record of that request would be
+  // taken as new; its answer then reaches the gateway, which drops duplicates.
   const bury = (requestId: string, now: number, visits: number) => {
-    tombstones.delete(requestId);
-    tombstones.set(requestId, { until: now + plan.windowMs, visits });
-    if (tombstones.size > maxOpen * TOMBSTONES_PER_OPEN) tombstones.delete(tombstones.keys().next().value!);
+    const stone = { until: now + plan.windowMs, visits };
+    tombstones.set(requestId, stone);
+    stoneOrder.push(requestId, stone, liveStone, tombstones.size);
+    if (tombstones.size > maxOpen * TOMBSTONES_PER_OPEN) {
+      const oldest = stoneOrder.peek(liveStone)!;
+      tombstones.delete(oldest.key);
+      stoneOrder.shift();
+    }
   };
   const close = (requestId: string, entry: Entry<T>, now: number) => {
     entries.delete(requestId);
+    // Its queue item may outlive it until its deadline: let the tensors go now.
+    entry.inputs.clear();
+    entry.triggers.clear();
     bury(requestId, now, entry.visit + 1);
   };
 
@@ -252,6 +299,7 @@ export function createJoinState<T>(plan: JoinPlan, options: JoinStageOptions): J
         tombstones.delete(requestId);
         entry = { opened: now, visit: buried ? stone.visits : 0, inputs: new Map(), triggers: new Map() };
         entries.set(requestId, entry);
+        entryOrder.push(requestId, entry, liveEntry, entries.size);
       }
       for (const [key, state] of roles) {
         const states = key === "inputs" ? entry.inputs : entry.triggers;
@@ -263,24 +311,27 @@ export function createJoinState<T>(plan: JoinPlan, options: JoinStageOptions): J
     expire(at) {
       const now = clock(at);
       const out: JoinDecision<T>[] = [];
-      for (const [requestId, entry] of entries) {
-        if (entry.opened + plan.windowMs > now) break;
-        out.push(...decide(requestId, entry, now, true));
+      for (let next = entryOrder.peek(liveEntry); next !== undefined; next = entryOrder.peek(liveEntry)) {
+        if (next.value.opened + plan.windowMs > now) break;
+        entryOrder.shift();
+        out.push(...decide(next.key, next.value, now, true));
       }
       if (batch !== undefined && batch.deadline <= now) {
         out.push({ kind: "fire", requests: batch.requests });
         batch = undefined;
       }
-      for (const [id, stone] of tombstones) {
-        if (stone.until > now) break;
-        tombstones.delete(id);
+      for (let next = stoneOrder.peek(liveStone); next !== undefined; next = stoneOrder.peek(liveStone)) {
+        if (next.value.until > now) break;
+        stoneOrder.shift();
+        tombstones.delete(next.key);
       }
       return out;
     },
 
     drop(requestId, at) {
       const now = clock(at);
-      entries.delete(requestId);
+      const entry = entries.get(requestId);
+      if (entry !== undefined) close(requestId, entry, now);
       if (batch !== undefined) {
         batch.requests = batch.requests.filter((r) => r.requestId !== requestId);
         if (batch.requests.length === 0) batch = undefined;
@@ -289,8 +340,8 @@ export function createJoinState<T>(plan: JoinPlan, options: JoinStageOptions): J
     },
 
     nextDeadline() {
-      const first = entries.values().next();
-      const entryDeadline = first.done ? undefined : first.value.opened + plan.windowMs;
+      const first = entryOrder.peek(liveEntry);
+      const entryDeadline = first === undefined ? undefined : first.value.opened + plan.windowMs;
       if (batch === undefined) return entryDeadline;
       return entryDeadline === undefined ? batch.deadline : Math.min(entryDeadline, batch.deadline);
     },

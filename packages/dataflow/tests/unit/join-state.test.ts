@@ -264,4 +264,13 @@ describe("join state: batches, the cap, revisits, drops", () => {
     expect(join.expire(150)).toEqual([]);
     expect(join.expire(200).map((d) => d.kind === "error" && d.requestId)).toEqual(["r1", "r2"]);
   });
+
+  it("remembers at most 4 × maxOpen decided requests: past that the oldest record is taken as new", () => {
+    const join = createJoinState<number>(plan([source("p.inputs")], "any"), { stage: "s", maxOpen: 1 });
+    const ids = ["r1", "r2", "r3", "r4", "r5"];
+    for (const id of ids) expect(fires(join.arrive(id, "p.inputs", tensors({ x: 1 }), 0))).toHaveLength(1);
+    // r2…r5 are still remembered; r1 was forgotten to keep the bound.
+    for (const id of ids.slice(1)) expect(join.arrive(id, "p.inputs", tensors({ x: 2 }), 1)).toEqual([]);
+    expect(fires(join.arrive("r1", "p.inputs", tensors({ x: 2 }), 1))).toEqual([["r1", [["x", 2]]]]);
+  });
 });
