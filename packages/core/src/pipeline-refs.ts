@@ -176,7 +176,8 @@ function didYouMean(word: string, candidates: Iterable<string>): string {
 
 /**
  * Checks a pipeline's steps as a graph: at least one step, unique step names, no step named like the pipeline,
- * valid references to existing steps, triggers that differ from inputs, existing output steps, and no cycles.
+ * valid references to existing steps, triggers that differ from inputs, existing output steps, and no cycles unless
+ * `spec.allowCycles` is true.
  * Field types (join types, windows, batch sizes) are the zod schema's job; this assumes they already passed.
  */
 export function validatePipelineGraph(pipelineName: string, spec: PipelineSpec): PipelineSpecProblem[] {
@@ -267,10 +268,13 @@ export function validatePipelineGraph(pipelineName: string, spec: PipelineSpec):
     });
   }
 
-  const cycle = findCycle(edges);
+  const cycle = spec.allowCycles === true ? undefined : findCycle(edges);
   if (cycle !== undefined) {
     const at = firstIndex.get(cycle[0]!)!;
-    problems.push({ path: ["spec", "steps", at, "inputs"], message: `steps form a cycle: ${cycle.join(" -> ")}` });
+    problems.push({
+      path: ["spec", "steps", at, "inputs"],
+      message: `steps form a cycle: ${cycle.join(" -> ")} (set spec.allowCycles: true to allow it)`,
+    });
   }
   return problems;
 }

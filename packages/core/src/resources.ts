@@ -111,6 +111,10 @@ export interface PipelineSpec {
   steps: PipelineStep[];
   output?: PipelineOutput;
   dataflow?: { cleanTopicsOnDelete?: boolean };
+  /** Lets steps form a cycle (a feedback loop); without it a cycle is a validation error. @default false */
+  allowCycles?: boolean;
+  /** How many times one request may revisit a step of a cycle before the request fails. @default 0 */
+  maxStepRevisits?: number;
 }
 
 export interface ExperimentCandidate {

@@ -235,6 +235,8 @@ export const pipelineSpecSchema = z.strictObject({
     })
     .optional(),
   dataflow: dataflowSchema.optional(),
+  allowCycles: z.boolean().optional(),
+  maxStepRevisits: nonNegativeInt.optional(),
 });
 
 export const experimentSpecSchema = z

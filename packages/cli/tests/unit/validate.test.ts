@@ -92,6 +92,25 @@ describe("tern validate", () => {
     );
   });
 
+  it("accepts allowCycles and maxStepRevisits, and refuses a cycle unless allowCycles is set", async () => {
+    const cyclic = (extra: string) =>
+      `apiVersion: mlops.seldon.io/v1alpha1\nkind: Pipeline\nmetadata:\n  name: loop\nspec:\n${extra}  steps:\n    - name: a\n      inputs: [loop.inputs, b]\n      inputsJoinType: any\n    - name: b\n      inputs: [a]\n`;
+    const allowed = await tern(["validate", "-f", "-"], {
+      stdin: cyclic("  allowCycles: true\n  maxStepRevisits: 5\n"),
+    });
+    expect(allowed).toEqual({ code: 0, stdout: "ok: 1 resource in 1 file (Pipeline loop)\n", stderr: "" });
+    const refused = await tern(["validate", "-f", "-"], { stdin: cyclic("  maxStepRevisits: 5\n") });
+    expect(refused.code).toBe(1);
+    expect(refused.stdout).toBe(
+      "<stdin>: document 1 (Pipeline loop): spec.steps[0].inputs: steps form a cycle: a -> b -> a (set spec.allowCycles: true to allow it)\n",
+    );
+    const negative = await tern(["validate", "-f", "-"], {
+      stdin: cyclic("  allowCycles: true\n  maxStepRevisits: -1\n"),
+    });
+    expect(negative.code).toBe(1);
+    expect(negative.stdout).toContain("spec.maxStepRevisits");
+  });
+
   it("reads standard input for -f -", async () => {
     const ok = await tern(["validate", "-f", "-"], { stdin: model("iris") });
     expect(ok).toEqual({ code: 0, stdout: "ok: 1 resource in 1 file (Model iris)\n", stderr: "" });
@@ -190,7 +209,7 @@ describe("tern", () => {
       timeout: 30_000,
     });
     expect(ok.status).toBe(0);
-    expect(ok.stdout).toMatch(/^ok: 8 resources in 6 files \(/);
+    expect(ok.stdout).toMatch(/^ok: 9 resources in 7 files \(/);
     const bad = spawnSync(process.execPath, [bin, "validate", "-f", "-"], {
       cwd: repoRoot,
       encoding: "utf8",

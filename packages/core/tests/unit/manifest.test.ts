@@ -224,12 +224,12 @@ const invalid: [string, object | string, string[]][] = [
         { name: "b", inputs: ["a"] },
       ],
     }),
-    ["spec.steps[0].inputs: steps form a cycle: a -> b -> a"],
+    ["spec.steps[0].inputs: steps form a cycle: a -> b -> a (set spec.allowCycles: true to allow it)"],
   ],
   [
     "a step reading its own outputs",
     pipeline({ steps: [{ name: "a" }, { name: "b", inputs: ["a", "b.outputs.x"] }] }),
-    ["spec.steps[1].inputs: steps form a cycle: b -> b"],
+    ["spec.steps[1].inputs: steps form a cycle: b -> b (set spec.allowCycles: true to allow it)"],
   ],
   [
     "an empty part in a reference",

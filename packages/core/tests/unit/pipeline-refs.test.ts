@@ -145,7 +145,10 @@ describe("validatePipelineGraph", () => {
 
   it("reports a self-reference as a cycle of one step", () => {
     expect(validatePipelineGraph("p", spec([{ name: "a", inputs: ["a.outputs"] }]))).toEqual([
-      { path: ["spec", "steps", 0, "inputs"], message: "steps form a cycle: a -> a" },
+      {
+        path: ["spec", "steps", 0, "inputs"],
+        message: "steps form a cycle: a -> a (set spec.allowCycles: true to allow it)",
+      },
     ]);
   });
 
@@ -157,7 +160,12 @@ describe("validatePipelineGraph", () => {
         { name: "b", inputs: ["a"] },
       ]),
     );
-    expect(problems).toEqual([{ path: ["spec", "steps", 0, "inputs"], message: "steps form a cycle: a -> b -> a" }]);
+    expect(problems).toEqual([
+      {
+        path: ["spec", "steps", 0, "inputs"],
+        message: "steps form a cycle: a -> b -> a (set spec.allowCycles: true to allow it)",
+      },
+    ]);
   });
 
   it("does not count the same references in another order as different from the inputs", () => {
