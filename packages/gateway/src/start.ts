@@ -29,6 +29,13 @@ export interface StartGatewayOptions {
   apiKeyHashes?: string[];
   logger?: Logger;
   random?: () => number;
+  /**
+   * When following the scheduler: how long to wait for the first route table before listening, so that a
+   * (re)started gateway does not answer "no route table yet" to its first requests. Past it, the gateway listens
+   * anyway and answers 503 until the table comes (a scheduler that is down must not keep the gateway down).
+   * @default 3000
+   */
+  firstTableWaitMs?: number;
 }
 
 export interface RunningGateway {
@@ -49,13 +56,21 @@ export interface RunningGateway {
 export async function startGateway(options: StartGatewayOptions = {}): Promise<RunningGateway> {
   const host = options.host ?? "127.0.0.1";
   const logger = options.logger ?? pino({ name: "gateway" });
-  const routes =
-    options.routes ??
-    createSchedulerWatchSource({
+  let routes: RouteSource;
+  if (options.routes) {
+    routes = options.routes;
+  } else {
+    const watch = createSchedulerWatchSource({
       url: options.schedulerUrl ?? "http://127.0.0.1:9004",
       logger: logger.child({ part: "routes" }),
       ...(options.schedulerToken ? { token: options.schedulerToken } : {}),
     });
+    const waitMs = options.firstTableWaitMs ?? 3000;
+    if (!(await watch.whenReady(waitMs))) {
+      logger.warn({ waitMs }, "no route table from the scheduler yet: listening anyway (503 until it comes)");
+    }
+    routes = watch;
+  }
   const registry = new Registry();
   const metrics = createPromMetrics(registry);
   const upstream = createHttpUpstream();

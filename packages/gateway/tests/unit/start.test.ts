@@ -1,3 +1,5 @@
+import { createServer } from "node:http";
+import type { AddressInfo } from "node:net";
 import type { RouteTable } from "@tern/core";
 import pino from "pino";
 import { afterEach, describe, expect, it } from "vitest";
@@ -43,8 +45,38 @@ describe("startGateway", () => {
   });
 
   it("follows the scheduler by default and is not ready without it", async () => {
-    gateway = await startGateway({ port: 0, grpcPort: false, schedulerUrl: "http://127.0.0.1:1", logger });
+    gateway = await startGateway({
+      port: 0,
+      grpcPort: false,
+      schedulerUrl: "http://127.0.0.1:1",
+      logger,
+      firstTableWaitMs: 100,
+    });
     expect(gateway.grpcAddress).toBeUndefined();
     expect((await fetch(`${gateway.url}/v2/health/ready`)).status).toBe(503);
+  });
+
+  it("waits (bounded) for the scheduler's first route table before listening, so its first request is served", async () => {
+    // A scheduler that answers the route list only after 300 ms, as one does while it loads its state.
+    const table: RouteTable = { revision: 3, models: {}, pipelines: {}, experiments: {} };
+    const scheduler = createServer((req, res) => {
+      if (req.url === "/v1/routes") {
+        setTimeout(() => res.writeHead(200, { "content-type": "application/json" }).end(JSON.stringify(table)), 300);
+      } else {
+        res.writeHead(200, { "content-type": "text/event-stream" });
+        res.write(": open\n\n");
+      }
+    });
+    await new Promise<void>((resolve) => scheduler.listen(0, "127.0.0.1", resolve));
+    try {
+      const { port } = scheduler.address() as AddressInfo;
+      gateway = await startGateway({ port: 0, grpcPort: false, schedulerUrl: `http://127.0.0.1:${port}`, logger });
+      expect((await fetch(`${gateway.url}/v2/health/ready`)).status).toBe(200);
+      await gateway.close();
+      gateway = undefined;
+    } finally {
+      scheduler.closeAllConnections();
+      await new Promise((resolve) => scheduler.close(resolve));
+    }
   });
 });
