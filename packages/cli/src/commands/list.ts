@@ -65,6 +65,25 @@ export function tableFor(kind: ResourceKind, items: Row[]): string {
   }
 }
 
+/** One row per registered worker of a kind: id, state, last heartbeat and its share of the work. */
+function workersTable(
+  status: WorkerKindStatus,
+  noun: string,
+  [idHeader, shareHeader]: [string, string],
+  share: (worker: WorkerKindStatus["replicas"][number]) => string,
+): string {
+  if (status.replicas.length === 0) return `no ${noun} registered\n`;
+  return formatTable(
+    [idHeader, "STATE", "LAST HEARTBEAT", shareHeader],
+    status.replicas.map((r) => [
+      r.id,
+      r.state,
+      r.lastHeartbeatAt > 0 ? new Date(r.lastHeartbeatAt).toISOString() : "",
+      share(r),
+    ]),
+  );
+}
+
 const MODEL_GATEWAY_ALIASES = new Set(["modelgateway", "modelgateways", "model-gateway", "model-gateways", "mg"]);
 
 /** The model gateways and their buckets, as two tables under a summary line. */
@@ -72,18 +91,7 @@ export function modelGatewaysTable(status: WorkerKindStatus): string {
   const buckets = status.buckets ?? [];
   const kafka = status.kafkaConfigured ? "" : " (Kafka not configured on the scheduler: no topics are managed)";
   const summary = `${status.replicas.length} model-gateway replicas, ${buckets.length} buckets, ${status.partitions} partitions${kafka}\n`;
-  const replicas =
-    status.replicas.length === 0
-      ? "no model-gateway replicas registered\n"
-      : formatTable(
-          ["REPLICA", "STATE", "LAST HEARTBEAT", "BUCKETS"],
-          status.replicas.map((r) => [
-            r.id,
-            r.state,
-            r.lastHeartbeatAt > 0 ? new Date(r.lastHeartbeatAt).toISOString() : "",
-            r.buckets.join(","),
-          ]),
-        );
+  const replicas = workersTable(status, "model-gateway replicas", ["REPLICA", "BUCKETS"], (r) => r.buckets.join(","));
   const table = formatTable(
     ["BUCKET", "OWNER", "GROUP", "CONSUMERS", "MODELS"],
     buckets.map((b) => [String(b.bucket), b.owner ?? "", b.groupId, String(b.consumers), b.models.join(",")]),
@@ -100,18 +108,9 @@ export function dataflowTable(status: WorkerKindStatus): string {
   const summary =
     `${status.replicas.length} dataflow workers, ${pipelines.length} pipelines, ` +
     `replication ${text(status.replication)}, ${status.partitions} partitions${kafka}\n`;
-  const workers =
-    status.replicas.length === 0
-      ? "no dataflow workers registered\n"
-      : formatTable(
-          ["WORKER", "STATE", "LAST HEARTBEAT", "PIPELINES"],
-          status.replicas.map((r) => [
-            r.id,
-            r.state,
-            r.lastHeartbeatAt > 0 ? new Date(r.lastHeartbeatAt).toISOString() : "",
-            (r.pipelines ?? []).join(","),
-          ]),
-        );
+  const workers = workersTable(status, "dataflow workers", ["WORKER", "PIPELINES"], (r) =>
+    (r.pipelines ?? []).join(","),
+  );
   const table =
     pipelines.length === 0
       ? "no pipelines\n"
