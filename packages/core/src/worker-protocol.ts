@@ -6,7 +6,9 @@ import { z } from "zod";
  * hands each one the share of the work the consistent-hash ring gives it. All bodies are JSON.
  *
  * - `POST   /v1/workers`                              WorkerRegistration → WorkerRegistered; 409 when the kind is full
- * - `POST   /v1/workers/{kind}/{id}/heartbeat`        → 204; 404 means "unknown worker: register again"
+ * - `POST   /v1/workers/{kind}/{id}/heartbeat`        → 204; 404 means "unknown worker: register again". The body is
+ *                                                      empty or a WorkerReport (JSON): a dataflow worker says what it
+ *                                                      runs, and sends one at once whenever that changes.
  * - `GET    /v1/workers/{kind}/{id}/assignments`      server-sent events (`event: assignments`); every `data:` is a
  *                                                      WorkerAssignments, the FULL set (level-triggered). The first
  *                                                      event comes at once.
@@ -37,6 +39,31 @@ export const workerRegistrationSchema = z.strictObject({
 });
 
 export type WorkerRegistration = z.infer<typeof workerRegistrationSchema>;
+
+/**
+ * How a dataflow worker's run of one pipeline stands. `Starting`: the spec is being fetched or the consumer is joining
+ * its group; `Ready`: the consumer holds its assignment (possibly no partition, when owners outnumber partitions) and
+ * records flow; `Draining`: an old version finishing its in-flight requests; `Failed`: it cannot run (`reason` says why,
+ * e.g. the spec does not compile or a topic is missing).
+ */
+export const PIPELINE_RUN_STATES = ["Starting", "Ready", "Draining", "Failed"] as const;
+export type PipelineRunState = (typeof PIPELINE_RUN_STATES)[number];
+
+export const pipelineRunReportSchema = z.strictObject({
+  pipeline: z.string().min(1).max(253),
+  version: z.number().int().positive(),
+  state: z.enum(PIPELINE_RUN_STATES),
+  reason: z.string().max(2000).optional(),
+  /** The partition numbers its consumer holds now. */
+  partitions: z.array(z.number().int().nonnegative()).max(10_000).optional(),
+});
+export type PipelineRunReport = z.infer<typeof pipelineRunReportSchema>;
+
+/** A heartbeat's optional body: the FULL set of what the worker runs (level-triggered, like the assignments). */
+export const workerReportSchema = z.strictObject({
+  pipelines: z.array(pipelineRunReportSchema).max(100_000),
+});
+export type WorkerReport = z.infer<typeof workerReportSchema>;
 
 export interface WorkerRegistered {
   heartbeatIntervalMs: number;
