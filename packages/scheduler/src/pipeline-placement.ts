@@ -57,9 +57,12 @@ export function pipelineOwners(ring: HashRing, pipeline: string, replication: nu
   return ring.lookup(pipeline, replication);
 }
 
-/** Whether a pipeline is placed: every stored pipeline but a terminated one (a terminating one still drains). */
+/**
+ * Whether a pipeline is placed: not once it is deleted. A deleted pipeline leaves its owners' assignments at once, which
+ * is how they learn to drain it and stop (it is `PipelineTerminating` until they report it gone).
+ */
 export function isPlaced(p: PipelineRecord): boolean {
-  return p.state !== "PipelineTerminated";
+  return p.deletedAt === undefined && p.terminatedAt === undefined && p.state !== "PipelineTerminated";
 }
 
 /**
