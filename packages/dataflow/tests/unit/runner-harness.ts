@@ -9,6 +9,7 @@ import {
   encodeModelInferResponse,
   type MemoryBus,
   type OipTensor,
+  type OutgoingMessage,
   type PipelineResource,
   type PipelineSpec,
   parseRecordKey,
@@ -36,8 +37,8 @@ export const compile = (name: string, spec: PipelineSpec): PipelinePlan =>
     { topics },
   );
 
-/** A model: tensors in, tensors out, or an Error (the model gateway's error record). */
-export type Model = (inputs: OipTensor[], request: BusMessage) => OipTensor[] | Error;
+/** A model: tensors in, tensors out, an Error (the model gateway's error record), or null (it never answers). */
+export type Model = (inputs: OipTensor[], request: BusMessage) => OipTensor[] | Error | null;
 
 export const fp32 = (name: string, values: number[], shape = [1, values.length]): OipTensor => ({
   name,
@@ -104,15 +105,21 @@ export interface Harness {
     headers?: Record<string, string>,
     raw?: boolean,
   ): Promise<string>;
+  /** Writes records as another component would (another pipeline's answers, foreign records). */
+  produce(messages: OutgoingMessage[]): Promise<void>;
   /** Every answer on the pipeline's outputs topic for request `id`. */
   answers(id: string): Answer[];
   /** Waits for the first answer of `id`. */
   answer(id: string, timeoutMs?: number): Promise<Answer>;
   /** Model requests the test's model gateway received, per model. */
   modelCalls: Map<string, BusMessage[]>;
-  /** Holds model calls back (they are answered on `release`). */
+  /** Holds model calls back (they are answered on `releaseModels` or one by one with `releaseCall`). */
   pauseModels(): void;
   releaseModels(): void;
+  /** Model calls held back, oldest first. */
+  heldCalls(): readonly BusMessage[];
+  /** Answers the held call at `index` now. */
+  releaseCall(index: number): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -150,6 +157,7 @@ export async function startHarness(plan: PipelinePlan, options: HarnessOptions):
       const request = decodeModelInferRequest(message.value);
       const result = fn === undefined ? new Error(`no model ${model}`) : fn(requestInputsToOip(request), message);
       const base = { topic: topics.modelOutputs(model), partition: message.partition, key: message.key };
+      if (result === null) continue;
       if (result instanceof Error) {
         out.push({
           ...base,
@@ -236,6 +244,7 @@ export async function startHarness(plan: PipelinePlan, options: HarnessOptions):
       ]);
       return key;
     },
+    produce: (messages) => producer.send(messages),
     answers,
     answer: (id, timeoutMs) => waitFor(() => answers(id)[0], `an answer to ${id}`, timeoutMs),
     modelCalls,
@@ -247,6 +256,11 @@ export async function startHarness(plan: PipelinePlan, options: HarnessOptions):
       const messages = held;
       held = [];
       void answerCall(messages);
+    },
+    heldCalls: () => held,
+    async releaseCall(index) {
+      const [message] = held.splice(index, 1);
+      if (message !== undefined) await answerCall([message]);
     },
     async close() {
       await Promise.all(hosts.map((h) => h.stop()));
