@@ -14,6 +14,8 @@ export interface PipelineHostOptions {
   workerId?: string;
   /** See `PipelineRunnerOptions.requestTimeoutMs`. */
   requestTimeoutMs?: number;
+  /** See `PipelineRunnerOptions.maxOpen`. */
+  maxOpen?: number;
 }
 
 /** One pipeline on one worker: its consumer (co-partitioned, manual commits), its producer and its runner. */
@@ -44,6 +46,7 @@ export function createPipelineHost(options: PipelineHostOptions): PipelineHost {
     logger: options.logger,
     ...(options.workerId === undefined ? {} : { workerId: options.workerId }),
     ...(options.requestTimeoutMs === undefined ? {} : { requestTimeoutMs: options.requestTimeoutMs }),
+    ...(options.maxOpen === undefined ? {} : { maxOpen: options.maxOpen }),
   });
   const consumer = options.bus.consumer({
     groupId: options.groupId,

@@ -477,7 +477,7 @@ export function createPipelineRunner(options: PipelineRunnerOptions): PipelineRu
       } else {
         // Conditional routing: the stages that read this step (its outputs or its inputs) learn it will not produce.
         for (const topic of [stage.step.answerTopic, stage.step.requestTopic]) {
-          for (const target of recordTargets(plan, topic, plan.pipeline)) {
+          for (const target of routeOf(topic, plan.pipeline)?.targets ?? []) {
             if (req.state !== "open") break;
             feed(req, target, null, round, at);
           }
@@ -652,7 +652,10 @@ export function createPipelineRunner(options: PipelineRunnerOptions): PipelineRu
         record.holds--;
         if (record.holds === 0) touched.add(record.log);
       }
+      // It may wait in the timeout queue a while longer: let go of what it held.
       req.records = [];
+      req.headers = {};
+      req.stages.clear();
     }
     for (const log of touched) log.commit();
     if (live.size === 0 && drainWaiters.length > 0) for (const wake of drainWaiters.splice(0)) wake();

@@ -372,6 +372,20 @@ describe("pipeline runner: pipelines, cycles, failures", () => {
     expect(h.host.inFlight()).toBe(0);
   });
 
+  it("beyond maxOpen a new request is refused at once with RESOURCE_EXHAUSTED; the open ones are answered", async () => {
+    const plan = compile("chain", { steps: [{ name: "add10" }] });
+    const h = await start(plan, { models: { add10 }, maxOpen: 2 });
+    h.pauseModels();
+    for (const [i, id] of ["o1", "o2", "o3"].entries()) await h.send(id, i, [fp32("x", [i])]);
+    const refused = await h.answer("o3");
+    expect(refused.error).toBe("pipeline chain: 2 requests are already open; refused");
+    expect(refused.status).toBe("RESOURCE_EXHAUSTED");
+    h.releaseModels();
+    expect(values((await h.answer("o1")).outputs?.[0])).toEqual([10]);
+    expect(values((await h.answer("o2")).outputs?.[0])).toEqual([11]);
+    expect(callsFor(h, "add10", "o3")).toEqual([]);
+  });
+
   it("a request whose value is not OIP protobuf fails with INVALID_ARGUMENT and the runner goes on", async () => {
     const plan = compile("add-then-mul", {
       steps: [{ name: "add10" }, { name: "mul10", inputs: ["add10.outputs.y"], tensorMap: { "add10.outputs.y": "x" } }],

@@ -84,6 +84,7 @@ export interface HarnessOptions {
   /** Extra topics to create (other pipelines' topics for external inputs). */
   topics?: string[];
   requestTimeoutMs?: number;
+  maxOpen?: number;
   /** Records per onBatch (1 makes arrival order follow production order closely). */
   maxBatchSize?: number;
   bus?: MemoryBus;
@@ -208,6 +209,7 @@ export async function startHarness(plan: PipelinePlan, options: HarnessOptions):
       logger: silent,
       workerId: `dataflow-${hosts.length}`,
       ...(options.requestTimeoutMs === undefined ? {} : { requestTimeoutMs: options.requestTimeoutMs }),
+      ...(options.maxOpen === undefined ? {} : { maxOpen: options.maxOpen }),
     });
     hosts.push(host);
     await host.start({ timeoutMs: 5_000 });
