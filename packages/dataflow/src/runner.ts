@@ -764,7 +764,7 @@ export function createPipelineRunner(options: PipelineRunnerOptions): PipelineRu
       // nothing depends on the handler's return (commits are marks made once the records are acked). At most
       // MAX_OUTSTANDING_SENDS are in flight; then the handler waits for the oldest.
       if (round.out.length === 0 && round.closing.length === 0) return;
-      flushLater(round, context);
+      void flushLater(round, context);
       if (outstanding.size >= MAX_OUTSTANDING_SENDS) await Promise.race(outstanding);
     },
 
