@@ -21,8 +21,13 @@ export const dataflowEnvSchema = sharedEnvSchema.extend({
   TERN_DATAFLOW_START_TIMEOUT_MS: envVar.int(30_000, 1_000),
   /** How long fetching a pipeline's spec from the scheduler is retried (each call has a 5 s deadline). */
   TERN_DATAFLOW_SPEC_TIMEOUT_MS: envVar.int(30_000, 1_000),
-  /** Deadline of one pipeline request, from when the worker takes it off the pipeline's inputs topic. */
-  TERN_DATAFLOW_REQUEST_TIMEOUT_MS: envVar.int(60_000, 1),
+  /**
+   * Deadline of one pipeline request, from when the worker takes it off the pipeline's inputs topic. Unset: the
+   * pipeline's longest join or batch window + 60 s, so a stage's own, more precise error comes first.
+   */
+  TERN_DATAFLOW_REQUEST_TIMEOUT_MS: z.coerce.number().int().min(1).optional(),
+  /** Requests one pipeline keeps open at once on this worker; one more is failed at once (RESOURCE_EXHAUSTED). */
+  TERN_DATAFLOW_MAX_OPEN: envVar.int(10_000, 1),
   /**
    * Kafka consumer session timeout: a crashed worker's partitions move to the pipeline's other owners this long after
    * its last heartbeat (plus one rebalance). At least the broker's floor, 6000.

@@ -1,4 +1,5 @@
 import {
+  type BusAssignment,
   hasCode,
   type MessageBus,
   type PipelineAssignment,
@@ -11,28 +12,9 @@ import {
   type WorkerClient,
 } from "@tern/core";
 import type { Logger } from "pino";
-import { compilePipeline, type PipelinePlan } from "./compile.js";
+import { compilePipeline } from "./compile.js";
+import { createPipelineHost, type PipelineHost, type PipelineHostOptions } from "./host.js";
 import { createLatestWins } from "./latest-wins.js";
-
-/** What the worker needs of a running pipeline (the engine's `createPipelineHost` answers it). */
-export interface PipelineHostHandle {
-  start(options?: { timeoutMs?: number }): Promise<void>;
-  /** The partitions its consumer holds now, per topic. */
-  assignment(): Record<string, number[]>;
-  drain(timeoutMs: number): Promise<{ unfinished: number }>;
-  stop(): Promise<void>;
-}
-
-export interface PipelineHostFactoryOptions {
-  bus: MessageBus;
-  plan: PipelinePlan;
-  groupId: string;
-  partitions: number;
-  errorsTopic: string;
-  logger: Logger;
-  workerId?: string;
-  requestTimeoutMs?: number;
-}
 
 /** Where the worker gets a pipeline's spec: the scheduler's `GET /v1/pipelines/{p}/spec`. */
 export type SpecSource = (
@@ -46,7 +28,8 @@ export interface DataflowWorkerOptions {
   /** The worker's link to the scheduler (core's worker client, kind `dataflow`). */
   client: WorkerClient;
   specs: SpecSource;
-  createHost(options: PipelineHostFactoryOptions): PipelineHostHandle;
+  /** @default createPipelineHost (the engine); a test may wrap it to watch what the worker does. */
+  createHost?: (options: PipelineHostOptions) => PipelineHost;
   topics: TopicNames;
   logger: Logger;
   /** Bound on draining an old version or a removed pipeline. @default 15000 */
@@ -55,7 +38,10 @@ export interface DataflowWorkerOptions {
   startTimeoutMs?: number;
   /** How long a spec fetch is retried. @default 30000 */
   specTimeoutMs?: number;
+  /** Deadline of one pipeline request (the host's). */
   requestTimeoutMs?: number;
+  /** Open requests per stage (the host's). */
+  maxOpen?: number;
   /** First wait before retrying a pipeline that failed for a reason that may pass (a topic not created yet). @default 1000 */
   retryInitialMs?: number;
   /** @default 30000 */
@@ -72,7 +58,7 @@ interface Run {
   groupId: string;
   state: PipelineRunReport["state"];
   reason?: string;
-  host?: PipelineHostHandle;
+  host?: PipelineHost;
 }
 
 export interface DataflowWorker {
@@ -97,6 +83,7 @@ export function createDataflowWorker(options: DataflowWorkerOptions): DataflowWo
   const { id, bus, client, logger, topics } = options;
   let drainMs = options.drainMs ?? 15_000;
   const startTimeoutMs = options.startTimeoutMs ?? 30_000;
+  const createHost = options.createHost ?? createPipelineHost;
   const retryInitialMs = options.retryInitialMs ?? 1000;
   const retryMaxMs = options.retryMaxMs ?? 30_000;
   const runs = new Map<string, Run>();
@@ -177,7 +164,7 @@ export function createDataflowWorker(options: DataflowWorkerOptions): DataflowWo
   ): Promise<{ retriable: boolean } | undefined> {
     const { version, groupId } = target;
     setRun(pipeline, { version, groupId, state: "Starting" });
-    let host: PipelineHostHandle | undefined;
+    let host: PipelineHost | undefined;
     try {
       const spec = await fetchSpec(pipeline, version, superseded);
       if (spec === undefined) {
@@ -185,7 +172,7 @@ export function createDataflowWorker(options: DataflowWorkerOptions): DataflowWo
         return undefined;
       }
       const plan = compilePipeline(spec, { topics });
-      host = options.createHost({
+      host = createHost({
         bus,
         plan,
         groupId,
@@ -194,6 +181,7 @@ export function createDataflowWorker(options: DataflowWorkerOptions): DataflowWo
         logger: logger.child({ pipeline, version }),
         workerId: id,
         ...(options.requestTimeoutMs === undefined ? {} : { requestTimeoutMs: options.requestTimeoutMs }),
+        ...(options.maxOpen === undefined ? {} : { maxOpen: options.maxOpen }),
       });
       setRun(pipeline, { version, groupId, state: "Starting", host });
       await host.start({ timeoutMs: startTimeoutMs });
@@ -280,7 +268,7 @@ export function createDataflowWorker(options: DataflowWorkerOptions): DataflowWo
 }
 
 /** The partition numbers a consumer holds, over all its topics (co-partitioned: the same k on every topic). */
-export function partitionsOf(assignment: Record<string, number[]>): number[] {
+export function partitionsOf(assignment: BusAssignment): number[] {
   return [...new Set(Object.values(assignment).flat())].sort((a, b) => a - b);
 }
 
