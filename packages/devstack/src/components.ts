@@ -1,3 +1,4 @@
+import type { WorkerKind } from "@tern/core";
 import type { DevStackConfig } from "./config.js";
 import { repoRoot } from "./config.js";
 import type { DevStackProcessOptions } from "./dev-stack.js";
@@ -75,19 +76,34 @@ export function localComponents(config: DevStackConfig): DevStackProcessOptions[
         env: { TERN_SCHEDULER_URL: schedulerUrl, TERN_MODELGATEWAY_ID: id },
         address: "Kafka: seldon.<ns>.model.<m>.inputs → outputs",
         // Ready once the scheduler lists it as a live worker (it then holds its buckets).
-        ready: async () => {
-          const res = await fetch(`${schedulerUrl}/v1/workers/modelgateway/${id}`, {
-            signal: AbortSignal.timeout(2000),
-          });
-          if (res.status !== 200) {
-            await res.body?.cancel();
-            return false;
-          }
-          return ((await res.json()) as { state?: string }).state === "Ready";
-        },
+        ready: () => workerIsReady(schedulerUrl, "modelgateway", id),
+      };
+    }),
+    ...Array.from({ length: config.TERN_DATAFLOW_WORKERS }, (_, index): DevStackProcessOptions => {
+      const id = `dataflow-${index}`;
+      return {
+        name: id,
+        command: node,
+        args: ["--import", "tsx", "packages/dataflow/src/main.ts"],
+        cwd: repoRoot,
+        env: { TERN_SCHEDULER_URL: schedulerUrl, TERN_DATAFLOW_ID: id },
+        address: "Kafka: seldon.<ns>.pipeline.<p>.inputs → outputs",
+        // Ready once the scheduler lists it as a live worker; the samples' models do not need it, so the start goes on.
+        ready: () => workerIsReady(schedulerUrl, "dataflow", id),
+        readyInBackground: true,
       };
     }),
   ];
+}
+
+/** True once the scheduler lists the worker as `Ready` (registered and heartbeating). */
+async function workerIsReady(schedulerUrl: string, kind: WorkerKind, id: string): Promise<boolean> {
+  const res = await fetch(`${schedulerUrl}/v1/workers/${kind}/${id}`, { signal: AbortSignal.timeout(2000) });
+  if (res.status !== 200) {
+    await res.body?.cancel();
+    return false;
+  }
+  return ((await res.json()) as { state?: string }).state === "Ready";
 }
 
 /** Addresses kept free for components that do not exist yet; `npm start` lists them as reserved. */
