@@ -66,34 +66,43 @@ export function localComponents(config: DevStackConfig): DevStackProcessOptions[
         return res.status === 200;
       },
     },
-    ...Array.from({ length: modelGateways }, (_, index): DevStackProcessOptions => {
-      const id = `modelgateway-${index}`;
-      return {
-        name: id,
-        command: node,
-        args: ["--import", "tsx", "packages/model-gateway/src/main.ts"],
-        cwd: repoRoot,
-        env: { TERN_SCHEDULER_URL: schedulerUrl, TERN_MODELGATEWAY_ID: id },
-        address: "Kafka: seldon.<ns>.model.<m>.inputs → outputs",
-        // Ready once the scheduler lists it as a live worker (it then holds its buckets).
-        ready: () => workerIsReady(schedulerUrl, "modelgateway", id),
-      };
+    // Ready once the scheduler lists each as a live worker (a model gateway then holds its buckets).
+    ...workers(schedulerUrl, modelGateways, {
+      kind: "modelgateway",
+      script: "packages/model-gateway/src/main.ts",
+      idVariable: "TERN_MODELGATEWAY_ID",
+      address: "Kafka: seldon.<ns>.model.<m>.inputs → outputs",
     }),
-    ...Array.from({ length: config.TERN_DATAFLOW_WORKERS }, (_, index): DevStackProcessOptions => {
-      const id = `dataflow-${index}`;
-      return {
-        name: id,
-        command: node,
-        args: ["--import", "tsx", "packages/dataflow/src/main.ts"],
-        cwd: repoRoot,
-        env: { TERN_SCHEDULER_URL: schedulerUrl, TERN_DATAFLOW_ID: id },
-        address: "Kafka: seldon.<ns>.pipeline.<p>.inputs → outputs",
-        // Ready once the scheduler lists it as a live worker; the samples' models do not need it, so the start goes on.
-        ready: () => workerIsReady(schedulerUrl, "dataflow", id),
-        readyInBackground: true,
-      };
+    // The samples' models do not need the dataflow workers: the start goes on while they come up.
+    ...workers(schedulerUrl, config.TERN_DATAFLOW_WORKERS, {
+      kind: "dataflow",
+      script: "packages/dataflow/src/main.ts",
+      idVariable: "TERN_DATAFLOW_ID",
+      address: "Kafka: seldon.<ns>.pipeline.<p>.inputs → outputs",
+      readyInBackground: true,
     }),
   ];
+}
+
+/** `count` data-plane workers of one kind, ids `<kind>-<index>`, each told its id and where the scheduler is. */
+function workers(
+  schedulerUrl: string,
+  count: number,
+  worker: { kind: WorkerKind; script: string; idVariable: string; address: string; readyInBackground?: boolean },
+): DevStackProcessOptions[] {
+  return Array.from({ length: count }, (_, index): DevStackProcessOptions => {
+    const id = `${worker.kind}-${index}`;
+    return {
+      name: id,
+      command: process.execPath,
+      args: ["--import", "tsx", worker.script],
+      cwd: repoRoot,
+      env: { TERN_SCHEDULER_URL: schedulerUrl, [worker.idVariable]: id },
+      address: worker.address,
+      ready: () => workerIsReady(schedulerUrl, worker.kind, id),
+      ...(worker.readyInBackground ? { readyInBackground: true } : {}),
+    };
+  });
 }
 
 /** True once the scheduler lists the worker as `Ready` (registered and heartbeating). */
