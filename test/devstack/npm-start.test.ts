@@ -350,6 +350,8 @@ spec:
     'the "ready" line and its curl',
   );
   if (found.failed) throw new Error(`npm start did not get the samples ready:\n${start.output()}`);
+  // The figure docs/local-stack.md quotes; the dataflow workers must not lengthen it (they come up in the background).
+  console.log(`[npm-start] ${start.output().match(/tern: ready in [\d.]+ s/)?.[0] ?? "no ready line"}`);
   curl = parseCurl(found.curlLine);
   recordFromPidFile();
 }, 120_000);
