@@ -350,6 +350,8 @@ spec:
     'the "ready" line and its curl',
   );
   if (found.failed) throw new Error(`npm start did not get the samples ready:\n${start.output()}`);
+  // The figure docs/local-stack.md quotes; the dataflow workers must not lengthen it (they come up in the background).
+  console.log(`[npm-start] ${start.output().match(/tern: ready in [\d.]+ s/)?.[0] ?? "no ready line"}`);
   curl = parseCurl(found.curlLine);
   recordFromPidFile();
 }, 120_000);
@@ -419,6 +421,25 @@ describe("npm start (packages/devstack/src/main.ts)", () => {
     } finally {
       await outside.close();
     }
+  });
+
+  it("runs two dataflow workers: the banner shows them and the scheduler lists both as Ready", async () => {
+    const out = first!.output();
+    for (const id of ["dataflow-0", "dataflow-1"]) {
+      expect(out).toMatch(
+        new RegExp(`^\\s+${id}\\s+Kafka: seldon\\.<ns>\\.pipeline\\.<p>\\.inputs → outputs\\s+pid \\d+`, "m"),
+      );
+    }
+    const ready = await waitFor(
+      async () => {
+        const res = await fetch(`http://127.0.0.1:${ports.scheduler}/v1/workers/dataflow`);
+        const status = (await res.json()) as { replicas: Array<{ id: string; state: string }> };
+        const ids = status.replicas.filter((r) => r.state === "Ready").map((r) => r.id);
+        return ids.length === 2 ? ids.sort() : undefined;
+      },
+      { timeoutMs: 30_000, intervalMs: 200, description: "two Ready dataflow workers" },
+    );
+    expect(ready).toEqual(["dataflow-0", "dataflow-1"]);
   });
 
   it("records its pid and its children in the pid file", () => {

@@ -66,6 +66,7 @@ export function createWorkerClient(options: WorkerClientOptions): WorkerClient {
   /** The open assignments stream's own abort: a 404 heartbeat ends it, so the loop registers again at once. */
   let stream: AbortController | undefined;
   let forgotten = false;
+  let refused: string | undefined;
 
   const sleep = (ms: number) => sleepUnlessAborted(ms, stop.signal);
   const signal = () => AbortSignal.any([stop.signal, AbortSignal.timeout(callTimeout)]);
@@ -87,6 +88,13 @@ export function createWorkerClient(options: WorkerClientOptions): WorkerClient {
       lastReport === undefined ? {} : { headers: { ...auth, "content-type": "application/json" }, body: lastReport };
     void doFetch(`${path}/heartbeat`, { method: "POST", headers: auth, ...body, signal: signal() }).then(
       async (res) => {
+        if (res.status === 400) {
+          // The scheduler refused the report (it names the field): say so once per report, not every beat.
+          if (refused !== lastReport)
+            logger.warn({ answer: (await res.text()).slice(0, 300) }, "heartbeat report refused");
+          refused = lastReport;
+          return;
+        }
         await res.body?.cancel();
         if (res.status === 404 && registered) {
           // The scheduler forgot this worker (a new leader, or it was dropped) though the stream may still be open.

@@ -1,4 +1,4 @@
-import { createTopicNames, createWorkerClient, hasCode } from "@tern/core";
+import { createTopicNames, createWorkerClient, exitAfter, hasCode, runEntry, stopSignal } from "@tern/core";
 import { createKafkaBus } from "@tern/kafka";
 import { pino } from "pino";
 import { heartbeatIntervalFor, loadDataflowConfig } from "./config.js";
@@ -61,20 +61,9 @@ async function main(): Promise<number> {
   // One line on stdout that process supervisors and tests wait for.
   process.stdout.write(`tern dataflow ${id} running\n`);
 
-  await new Promise<void>((resolve) => {
-    const onSignal = (signal: NodeJS.Signals) => {
-      logger.info({ signal }, "draining");
-      resolve();
-    };
-    process.once("SIGTERM", onSignal);
-    process.once("SIGINT", onSignal);
-  });
+  await stopSignal(logger, "draining");
   const drainMs = config.TERN_DATAFLOW_DRAIN_MS;
-  const grace = setTimeout(() => {
-    logger.error({ drainMs }, "drain grace period over: exiting anyway");
-    process.exit(1);
-  }, drainMs);
-  grace.unref();
+  exitAfter(drainMs, () => logger.error({ drainMs }, "drain grace period over: exiting anyway"));
   // Two thirds of the grace for the requests in flight; the rest to stop the consumers, leave the groups and the
   // scheduler.
   await worker.stop(Math.floor((drainMs * 2) / 3));
@@ -82,12 +71,4 @@ async function main(): Promise<number> {
   return 0;
 }
 
-main().then(
-  (code) => {
-    process.exitCode = code;
-  },
-  (err: unknown) => {
-    process.stderr.write(`tern dataflow: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
-    process.exitCode = 1;
-  },
-);
+runEntry("tern dataflow", main);

@@ -1,3 +1,4 @@
+import type { WorkerKind } from "@tern/core";
 import type { DevStackConfig } from "./config.js";
 import { repoRoot } from "./config.js";
 import type { DevStackProcessOptions } from "./dev-stack.js";
@@ -65,29 +66,53 @@ export function localComponents(config: DevStackConfig): DevStackProcessOptions[
         return res.status === 200;
       },
     },
-    ...Array.from({ length: modelGateways }, (_, index): DevStackProcessOptions => {
-      const id = `modelgateway-${index}`;
-      return {
-        name: id,
-        command: node,
-        args: ["--import", "tsx", "packages/model-gateway/src/main.ts"],
-        cwd: repoRoot,
-        env: { TERN_SCHEDULER_URL: schedulerUrl, TERN_MODELGATEWAY_ID: id },
-        address: "Kafka: seldon.<ns>.model.<m>.inputs → outputs",
-        // Ready once the scheduler lists it as a live worker (it then holds its buckets).
-        ready: async () => {
-          const res = await fetch(`${schedulerUrl}/v1/workers/modelgateway/${id}`, {
-            signal: AbortSignal.timeout(2000),
-          });
-          if (res.status !== 200) {
-            await res.body?.cancel();
-            return false;
-          }
-          return ((await res.json()) as { state?: string }).state === "Ready";
-        },
-      };
+    // Ready once the scheduler lists each as a live worker (a model gateway then holds its buckets).
+    ...workers(schedulerUrl, modelGateways, {
+      kind: "modelgateway",
+      script: "packages/model-gateway/src/main.ts",
+      idVariable: "TERN_MODELGATEWAY_ID",
+      address: "Kafka: seldon.<ns>.model.<m>.inputs → outputs",
+    }),
+    // The samples' models do not need the dataflow workers: the start goes on while they come up.
+    ...workers(schedulerUrl, config.TERN_DATAFLOW_WORKERS, {
+      kind: "dataflow",
+      script: "packages/dataflow/src/main.ts",
+      idVariable: "TERN_DATAFLOW_ID",
+      address: "Kafka: seldon.<ns>.pipeline.<p>.inputs → outputs",
+      readyInBackground: true,
     }),
   ];
+}
+
+/** `count` data-plane workers of one kind, ids `<kind>-<index>`, each told its id and where the scheduler is. */
+function workers(
+  schedulerUrl: string,
+  count: number,
+  worker: { kind: WorkerKind; script: string; idVariable: string; address: string; readyInBackground?: boolean },
+): DevStackProcessOptions[] {
+  return Array.from({ length: count }, (_, index): DevStackProcessOptions => {
+    const id = `${worker.kind}-${index}`;
+    return {
+      name: id,
+      command: process.execPath,
+      args: ["--import", "tsx", worker.script],
+      cwd: repoRoot,
+      env: { TERN_SCHEDULER_URL: schedulerUrl, [worker.idVariable]: id },
+      address: worker.address,
+      ready: () => workerIsReady(schedulerUrl, worker.kind, id),
+      ...(worker.readyInBackground ? { readyInBackground: true } : {}),
+    };
+  });
+}
+
+/** True once the scheduler lists the worker as `Ready` (registered and heartbeating). */
+async function workerIsReady(schedulerUrl: string, kind: WorkerKind, id: string): Promise<boolean> {
+  const res = await fetch(`${schedulerUrl}/v1/workers/${kind}/${id}`, { signal: AbortSignal.timeout(2000) });
+  if (res.status !== 200) {
+    await res.body?.cancel();
+    return false;
+  }
+  return ((await res.json()) as { state?: string }).state === "Ready";
 }
 
 /** Addresses kept free for components that do not exist yet; `npm start` lists them as reserved. */

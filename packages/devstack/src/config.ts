@@ -36,6 +36,11 @@ export const devStackEnvSchema = sharedEnvSchema
     TERN_GATEWAY_PORT: envVar.port(9000),
     /** gRPC port of the gateway (the gateway's own variable). */
     TERN_GATEWAY_GRPC_PORT: envVar.port(9001),
+    /**
+     * Dataflow workers (`dataflow-0`…) the stack runs after the scheduler; they run the pipelines. 0 runs none. Their
+     * readiness is not waited for, so they do not lengthen the start.
+     */
+    TERN_DATAFLOW_WORKERS: envVar.int(2, 0),
     /** Apply the manifests in TERN_SAMPLES_DIR once the stack is up, and wait for iris. */
     TERN_SAMPLES: envVar.bool(true),
     /** Folder (or file) of manifests applied at start. Relative paths start at the repo root. */

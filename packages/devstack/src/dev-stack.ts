@@ -125,6 +125,13 @@ export interface DevStackProcessOptions {
   ready?: (endpoints: DevStackEndpoints) => Promise<unknown> | unknown;
   /** @default the stack's readyTimeoutMs */
   readyTimeoutMs?: number;
+  /**
+   * Start it without waiting for its readiness probe: the next component (and the end of `start()`) does not wait for
+   * it; the stack says when it is ready, or warns when it is not by the deadline. For components nothing else in the
+   * stack needs at start (the dataflow workers), so they do not lengthen the start.
+   * @default false
+   */
+  readyInBackground?: boolean;
   /** Ports it listens on: checked free before anything starts, so a clash is named up front. */
   ports?: readonly number[];
 }
@@ -440,11 +447,26 @@ export function createDevStack(options: DevStackOptions): DevStack {
           };
     manage(component.name, spec, child, check, component.readyTimeoutMs);
     if (check !== undefined) {
-      await waitFor(check, {
-        timeoutMs: component.readyTimeoutMs ?? readyTimeoutMs,
-        description: `${component.name} (log ${child.logFile})`,
-        signal: startAbort.signal,
-      });
+      const wait = (signal: AbortSignal) =>
+        waitFor(check, {
+          timeoutMs: component.readyTimeoutMs ?? readyTimeoutMs,
+          description: `${component.name} (log ${child.logFile})`,
+          signal,
+        });
+      if (component.readyInBackground === true) {
+        // A crash is reported (and restarted) on its own; a stop ends the wait too.
+        const gone = new AbortController();
+        void child.exited.then(() => gone.abort(new Error(`${component.name} exited`)));
+        const signal = AbortSignal.any([startAbort.signal, gone.signal]);
+        wait(signal).then(
+          () => logger.info(`${component.name} is ready`),
+          (err: unknown) => {
+            if (!signal.aborted) logger.warn(`${component.name} is not ready: ${errorText(err)}`);
+          },
+        );
+      } else {
+        await wait(startAbort.signal);
+      }
     }
     started.push({
       name: component.name,

@@ -178,7 +178,12 @@ async function main(): Promise<number> {
       console.log(`\ntern: ready in ${elapsed()} s. Try iris through the gateway (answers label 0, setosa):\n`);
       console.log(`  ${irisCurl(config.TERN_GATEWAY_PORT)}\n`);
       console.log("  npx tern status model iris        # its state and replicas");
-      console.log("  npx tern list servers             # the sample Server and its agents\n");
+      console.log(
+        `  npx tern list servers             # the sample Server and its agents${config.TERN_DATAFLOW_WORKERS > 0 ? "" : "\n"}`,
+      );
+      if (config.TERN_DATAFLOW_WORKERS > 0) {
+        console.log("  npx tern list dataflow            # the dataflow workers and each pipeline's owners\n");
+      }
     } catch (err) {
       if (signals > 0 || started.signal.aborted) return finished;
       console.error(

@@ -1,4 +1,4 @@
-import { createTopicNames, createWorkerClient, hasCode } from "@tern/core";
+import { createTopicNames, createWorkerClient, exitAfter, hasCode, runEntry, stopSignal } from "@tern/core";
 import { createSchedulerWatchSource } from "@tern/gateway";
 import { createKafkaBus } from "@tern/kafka";
 import { pino } from "pino";
@@ -55,30 +55,12 @@ async function main(): Promise<number> {
   // One line on stdout that process supervisors and tests wait for.
   process.stdout.write(`tern model-gateway ${config.TERN_MODELGATEWAY_ID} running\n`);
 
-  await new Promise<void>((resolve) => {
-    const onSignal = (signal: NodeJS.Signals) => {
-      logger.info({ signal }, "draining");
-      resolve();
-    };
-    process.once("SIGTERM", onSignal);
-    process.once("SIGINT", onSignal);
-  });
-  const grace = setTimeout(() => {
-    logger.error({ drainMs: config.TERN_MODELGATEWAY_DRAIN_MS }, "drain grace period over: exiting anyway");
-    process.exit(1);
-  }, config.TERN_MODELGATEWAY_DRAIN_MS);
-  grace.unref();
+  await stopSignal(logger, "draining");
+  const drainMs = config.TERN_MODELGATEWAY_DRAIN_MS;
+  exitAfter(drainMs, () => logger.error({ drainMs }, "drain grace period over: exiting anyway"));
   await gateway.stop();
   logger.info("stopped");
   return 0;
 }
 
-main().then(
-  (code) => {
-    process.exitCode = code;
-  },
-  (err: unknown) => {
-    process.stderr.write(`tern model-gateway: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
-    process.exitCode = 1;
-  },
-);
+runEntry("tern model-gateway", main);

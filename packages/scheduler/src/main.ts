@@ -1,4 +1,4 @@
-import { hasCode, type MessageBus } from "@tern/core";
+import { exitAfter, hasCode, type MessageBus, runEntry, stopSignal } from "@tern/core";
 import { createKafkaBus } from "@tern/kafka";
 import { pino } from "pino";
 import { loadSchedulerConfig } from "./config.js";
@@ -42,19 +42,9 @@ async function main(): Promise<number> {
     ...(bus === undefined ? {} : { topicAdmin: bus.admin() }),
   });
 
-  await new Promise<void>((resolve) => {
-    const onSignal = (signal: NodeJS.Signals) => {
-      logger.info({ signal }, "shutting down");
-      resolve();
-    };
-    process.once("SIGTERM", onSignal);
-    process.once("SIGINT", onSignal);
-  });
-  const grace = setTimeout(() => {
-    logger.error({ graceMs: config.TERN_SCHEDULER_SHUTDOWN_GRACE_MS }, "shutdown grace period over: exiting anyway");
-    process.exit(1);
-  }, config.TERN_SCHEDULER_SHUTDOWN_GRACE_MS);
-  grace.unref();
+  await stopSignal(logger, "shutting down");
+  const graceMs = config.TERN_SCHEDULER_SHUTDOWN_GRACE_MS;
+  exitAfter(graceMs, () => logger.error({ graceMs }, "shutdown grace period over: exiting anyway"));
   await service.close();
   await bus?.close();
   await store.close();
@@ -62,12 +52,4 @@ async function main(): Promise<number> {
   return 0;
 }
 
-main().then(
-  (code) => {
-    process.exitCode = code;
-  },
-  (err: unknown) => {
-    process.stderr.write(`tern scheduler: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
-    process.exitCode = 1;
-  },
-);
+runEntry("tern scheduler", main);

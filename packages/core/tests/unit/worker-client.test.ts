@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { createWorkerClient } from "../../src/worker-client.js";
+import { createWorkerClient, type WorkerClientLogger } from "../../src/worker-client.js";
 import type { WorkerAssignments, WorkerReport } from "../../src/worker-protocol.js";
 
 /**
@@ -40,13 +40,13 @@ function fakeScheduler() {
   };
 }
 
-const silent = { info() {}, warn() {} };
-const clientOf = (scheduler: ReturnType<typeof fakeScheduler>, id: string) =>
+const silent: WorkerClientLogger = { info() {}, warn() {} };
+const clientOf = (scheduler: ReturnType<typeof fakeScheduler>, id: string, logger = silent) =>
   createWorkerClient({
     url: "http://scheduler.test/",
     kind: "dataflow",
     id,
-    logger: silent,
+    logger,
     backoffInitialMs: 10,
     fetch: scheduler.fetch,
   });
@@ -116,5 +116,23 @@ describe("the data-plane worker client", () => {
       JSON.stringify(report),
     );
     await client.close();
+  });
+
+  it("says once that the scheduler refused a report (400), not at every heartbeat", async () => {
+    const scheduler = fakeScheduler();
+    const warnings: string[] = [];
+    const client = clientOf(scheduler, "dataflow-2", {
+      info() {},
+      warn: (_fields, message) => {
+        warnings.push(message);
+      },
+    });
+    await client.start(() => {});
+    await until(() => scheduler.calls.some((c) => c.path.endsWith("/assignments")), "the stream");
+    scheduler.setHeartbeatStatus(400);
+    client.report({ pipelines: [{ pipeline: "p", version: 1, state: "Ready" }] });
+    await until(() => scheduler.calls.filter((c) => c.path.endsWith("/heartbeat")).length >= 4, "several heartbeats");
+    await client.close();
+    expect(warnings.filter((w) => w === "heartbeat report refused")).toHaveLength(1);
   });
 });
