@@ -29,6 +29,11 @@ export interface MemoryBus extends MessageBus {
   records(topic: string, partition: number): readonly BusMessage[];
   /** The committed offset (the next one to read) of a group on a topic-partition; undefined when none. */
   committed(groupId: string, topic: string, partition: number): string | undefined;
+  /**
+   * Fails every running member of `groupId` as a client failure it does not recover from would: each finishes the
+   * batch in hand, leaves the group holding nothing, and its `onFailure` is called. Answers how many failed.
+   */
+  crash(groupId: string, error?: Error): Promise<number>;
 }
 
 interface Member {
@@ -335,6 +340,22 @@ export function createMemoryBus(options: MemoryBusOptions = {}): MemoryBus {
     committed(groupId, topic, partition) {
       const offset = groups.get(groupId)?.committed.get(tp(topic, partition));
       return offset === undefined ? undefined : String(offset);
+    },
+    async crash(groupId, error = new TernError("unavailable", `consumer of group ${groupId} crashed`)) {
+      const group = groups.get(groupId);
+      if (group === undefined) return 0;
+      const failing = group.members.filter((m) => m.state === "running");
+      for (const member of failing) {
+        member.state = "stopping";
+        member.wake();
+        await member.busy;
+        member.state = "stopped";
+        member.assignment = {};
+        group.members = group.members.filter((m) => m !== member);
+      }
+      if (failing.length > 0) await rebalance(group);
+      for (const member of failing) member.options.onFailure?.(error);
+      return failing.length;
     },
     async close() {
       await Promise.all([...consumers].map((c) => c.stop()));

@@ -57,6 +57,12 @@ export interface BusConsumerOptions {
   onBatch(messages: BusMessage[], context: BusBatchContext): Promise<void>;
   /** Called after every (re)assignment with the partitions this member now holds. */
   onAssignment?(assignment: BusAssignment): void;
+  /**
+   * Called once when the consumer stopped for good after `start()` resolved (a failure the client does not recover
+   * from on its own): the member left its group and holds nothing. The owner must start a new consumer, or nothing is
+   * read. Failures before `start()` resolved reject `start()` instead.
+   */
+  onFailure?(error: unknown): void;
 }
 
 export interface BusBatchContext {

@@ -16,6 +16,11 @@ export interface PipelineHostOptions {
   requestTimeoutMs?: number;
   /** See `PipelineRunnerOptions.maxOpen`. */
   maxOpen?: number;
+  /**
+   * The consumer stopped for good after `start()` resolved (see `BusConsumerOptions.onFailure`): nothing is read until
+   * the owner stops this host and starts another.
+   */
+  onFailure?(error: unknown): void;
 }
 
 /** One pipeline on one worker: its consumer (co-partitioned, manual commits), its producer and its runner. */
@@ -56,6 +61,7 @@ export function createPipelineHost(options: PipelineHostOptions): PipelineHost {
     fromBeginning: true,
     onBatch: (messages, context) => runner.onBatch(messages, context),
     onAssignment: (assignment) => runner.onAssignment(assignment),
+    ...(options.onFailure === undefined ? {} : { onFailure: options.onFailure }),
   });
   let stopped: Promise<void> | undefined;
   return {

@@ -18,6 +18,8 @@ export interface LatestWinsOptions<T> {
 export interface LatestWins<T> {
   /** Asks for `key` to become `target`. */
   set(key: string, target: T | undefined): void;
+  /** Runs the change to the key's current target again (e.g. what it started has failed); nothing when it has none. */
+  rerun(key: string): void;
   /** The target last set for each key (`undefined` targets are kept until their change has run). */
   targets(): Map<string, T | undefined>;
   /** Resolves once no change is running or waiting. */
@@ -51,6 +53,24 @@ export function createLatestWins<T>(options: LatestWinsOptions<T>): LatestWins<T
     if (slot.latest === undefined) slots.delete(key);
   }
 
+  /** Queues another run of the key's latest target after the running one (one waiting run at most). */
+  function schedule(key: string, slot: Slot<T>): void {
+    if (slot.waiting) return;
+    slot.waiting = true;
+    // The loop may be between its last check and its end: chain a new one after it either way.
+    slot.loop = slot.loop.then(() => {
+      if (slots.get(key) !== slot) {
+        // The old loop finished and forgot the key (it had been brought to nothing): start over.
+        if (slot.waiting && slot.latest !== undefined) {
+          slots.set(key, slot);
+          return drive(key, slot);
+        }
+        return;
+      }
+      return drive(key, slot);
+    });
+  }
+
   return {
     set(key, target) {
       const slot = slots.get(key);
@@ -69,20 +89,12 @@ export function createLatestWins<T>(options: LatestWinsOptions<T>): LatestWins<T
       if (options.same(slot.latest, target)) return;
       slot.latest = target;
       slot.superseded.abort();
-      if (slot.waiting) return;
-      slot.waiting = true;
-      // The loop may be between its last check and its end: chain a new one after it either way.
-      slot.loop = slot.loop.then(() => {
-        if (slots.get(key) !== slot) {
-          // The old loop finished and forgot the key (it had been brought to nothing): start over.
-          if (slot.waiting && slot.latest !== undefined) {
-            slots.set(key, slot);
-            return drive(key, slot);
-          }
-          return;
-        }
-        return drive(key, slot);
-      });
+      schedule(key, slot);
+    },
+    rerun(key) {
+      const slot = slots.get(key);
+      if (slot === undefined || slot.latest === undefined) return;
+      schedule(key, slot);
     },
     targets() {
       return new Map([...slots].map(([key, slot]) => [key, slot.latest]));

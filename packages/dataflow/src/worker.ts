@@ -119,6 +119,11 @@ export function createDataflowWorker(options: DataflowWorkerOptions): DataflowWo
   async function retire(pipeline: string, run: Run): Promise<void> {
     const host = run.host;
     if (host === undefined) return setRun(pipeline, undefined);
+    if (run.state === "Failed") {
+      // Its consumer is gone: nothing it holds can finish here. Its uncommitted records go to the next reader.
+      await host.stop().catch((err: unknown) => logger.warn({ pipeline, err: errorMessage(err) }, "stop failed"));
+      return setRun(pipeline, undefined);
+    }
     setRun(pipeline, { ...run, state: "Draining", reason: undefined, host });
     try {
       const { unfinished } = await host.drain(drainMs);
@@ -139,9 +144,12 @@ export function createDataflowWorker(options: DataflowWorkerOptions): DataflowWo
   async function converge(pipeline: string, target: PipelineAssignment | undefined, superseded: AbortSignal) {
     const current = runs.get(pipeline);
     if (current !== undefined) {
+      const same = target !== undefined && current.version === target.version && current.groupId === target.groupId;
       // Only the owner set changed: the group rebalances on its own.
-      if (target !== undefined && current.version === target.version && current.groupId === target.groupId) return;
+      if (same && current.state !== "Failed") return;
       await retire(pipeline, current);
+      // A consumer that failed while running: start again after a pause, so a failure that repeats cannot spin.
+      if (same && current.state === "Failed") await sleepUnlessAborted(retryInitialMs, superseded);
     }
     if (target === undefined || superseded.aborted) return;
     let backoff = retryInitialMs;
@@ -182,6 +190,14 @@ export function createDataflowWorker(options: DataflowWorkerOptions): DataflowWo
         workerId: id,
         ...(options.requestTimeoutMs === undefined ? {} : { requestTimeoutMs: options.requestTimeoutMs }),
         ...(options.maxOpen === undefined ? {} : { maxOpen: options.maxOpen }),
+        onFailure: (err) => {
+          const run = runs.get(pipeline);
+          if (run === undefined || run.host !== host || state === "draining" || state === "stopped") return;
+          const reason = `its consumer stopped: ${errorMessage(err)}; starting a new one`;
+          logger.error({ pipeline, version, reason }, "pipeline consumer failed");
+          setRun(pipeline, { ...run, state: "Failed", reason });
+          changes.rerun(pipeline);
+        },
       });
       setRun(pipeline, { version, groupId, state: "Starting", host });
       await host.start({ timeoutMs: startTimeoutMs });

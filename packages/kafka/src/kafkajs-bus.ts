@@ -533,8 +533,12 @@ export function createKafkaBus(options: KafkaBusOptions): MessageBus {
           const what = `join group ${groupId}`;
           let joined!: () => void;
           let failed!: (err: unknown) => void;
+          let startedOk = false;
           const holding = new Promise<void>((resolve, reject) => {
-            joined = resolve;
+            joined = () => {
+              startedOk = true;
+              resolve();
+            };
             failed = reject;
           });
           holding.catch(() => undefined);
@@ -604,7 +608,15 @@ export function createKafkaBus(options: KafkaBusOptions): MessageBus {
                   logger.error({ groupId, err: payload.error, restart: payload.restart }, "consumer crashed");
                   if (!payload.restart) {
                     assignment = {};
-                    failed(fromKafkaError(payload.error, what));
+                    const error = fromKafkaError(payload.error, what);
+                    // Before start() resolved, start() rejects; after, only the owner can bring a consumer back.
+                    if (startedOk && state === "running") {
+                      try {
+                        consumerOptions.onFailure?.(error);
+                      } catch (err) {
+                        logger.error({ groupId, err }, "onFailure callback failed");
+                      }
+                    } else failed(error);
                   }
                 });
                 // After each step: if start was abandoned meanwhile, the cleanup's disconnect may have run before

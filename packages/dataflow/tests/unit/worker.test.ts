@@ -1,6 +1,7 @@
 import {
   createMemoryBus,
   createTopicNames,
+  encodeModelInferRequest,
   type PipelineResource,
   type PipelineRunReport,
   type WorkerAssignments,
@@ -161,6 +162,38 @@ describe("the dataflow worker", () => {
     expect(failed.reason).toMatch(/do not exist/);
     await makeTopics(bus, "p", ["m"]);
     await until(() => (entry("p")()?.state === "Ready" ? true : undefined), "p Ready once the topics exist");
+  });
+
+  it("a consumer that fails while running is reported Failed, then replaced by a new one that holds the partitions", async () => {
+    const specs = new Map([["p", { version: 1, resource: chain("p", ["m"]) }]]);
+    const { bus, scheduler, entry, states } = await setup(specs);
+    await makeTopics(bus, "p", ["m"]);
+    scheduler.assign(assignments(1, [["p", 1]]));
+    await until(() => (entry("p")()?.state === "Ready" ? true : undefined), "p Ready");
+    expect(states("p").some((s) => s.state === "Failed")).toBe(false);
+    expect(await bus.crash("tern.unit.pipeline.p")).toBe(1);
+    const failed = await until(() => states("p").find((s) => s.state === "Failed"), "p Failed after the crash");
+    expect(failed.reason).toMatch(/consumer stopped: .*crashed/);
+    const back = await until(() => (entry("p")()?.state === "Ready" ? entry("p")() : undefined), "p Ready again");
+    expect(back).toEqual({ pipeline: "p", version: 1, state: "Ready", partitions: [0, 1] });
+    // The replacement really consumes: a request on the pipeline's inputs reaches the step's model topic.
+    await bus.producer().send([
+      {
+        topic: topics.pipelineInputs("p"),
+        partition: 1,
+        key: "1.p.req-after-crash",
+        value: encodeModelInferRequest({
+          model_name: "p",
+          id: "req-after-crash",
+          inputs: [{ name: "x", datatype: "FP32", shape: [1], contents: { fp32_contents: new Float32Array([1]) } }],
+        }),
+        headers: { pipeline: "p", "x-request-id": "req-after-crash" },
+      },
+    ]);
+    await until(
+      () => (bus.records(topics.modelInputs("m"), 1).some((r) => r.key.endsWith("req-after-crash")) ? true : undefined),
+      "the request on m's inputs",
+    );
   });
 
   it("a pipeline taken away is drained, stopped and dropped from the report; stop leaves the scheduler", async () => {
