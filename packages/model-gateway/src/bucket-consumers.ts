@@ -88,6 +88,7 @@ export function createBucketConsumers(options: BucketConsumersOptions): BucketCo
       partitions: {},
       state: "starting",
     };
+    let failure: (err: unknown) => void = () => undefined;
     const consumer = bus.consumer({
       groupId: assignment.groupId,
       topics: assignment.models.map((m) => m.inputTopic),
@@ -101,28 +102,33 @@ export function createBucketConsumers(options: BucketConsumersOptions): BucketCo
       onAssignment: (partitions) => {
         status.partitions = partitions;
       },
+      onFailure: (err) => failure(err),
     });
     const entry: Running = { assignment, consumer, status };
+    // A consumer that did not join, or that stopped for good later, is started again: without that the bucket's
+    // models would go unanswered until its assignment changed.
+    function restartLater(err: unknown, what: string): void {
+      if (status.state === "failed") return;
+      status.state = "failed";
+      status.reason = (err as Error).message;
+      const delayMs = Math.min(retryMaxMs, retryInitialMs * 2 ** attempt);
+      logger.warn({ err, bucket: assignment.bucket, retryInMs: delayMs }, what);
+      const timer = setTimeout(() => {
+        const result = queue.then(async () => {
+          if (stopped || running.get(assignment.bucket) !== entry) return;
+          await consumer.stop().catch(() => undefined);
+          running.set(assignment.bucket, start(assignment, attempt + 1));
+        });
+        queue = result.catch((retryErr: unknown) => logger.error({ err: retryErr }, "restarting a bucket failed"));
+      }, delayMs);
+      timer.unref?.();
+    }
+    failure = (err) => restartLater(err, "bucket consumer stopped; starting a new one");
     consumer.start({ timeoutMs: startTimeoutMs }).then(
       () => {
         if (status.state === "starting") status.state = "running";
       },
-      (err: unknown) => {
-        status.state = "failed";
-        status.reason = (err as Error).message;
-        const delayMs = Math.min(retryMaxMs, retryInitialMs * 2 ** attempt);
-        logger.warn({ err, bucket: assignment.bucket, retryInMs: delayMs }, "bucket consumer did not join its group");
-        // Without a retry the bucket's models would go unanswered until its assignment changed.
-        const timer = setTimeout(() => {
-          const result = queue.then(async () => {
-            if (stopped || running.get(assignment.bucket) !== entry) return;
-            await consumer.stop().catch(() => undefined);
-            running.set(assignment.bucket, start(assignment, attempt + 1));
-          });
-          queue = result.catch((retryErr: unknown) => logger.error({ err: retryErr }, "restarting a bucket failed"));
-        }, delayMs);
-        timer.unref?.();
-      },
+      (err: unknown) => restartLater(err, "bucket consumer did not join its group"),
     );
     return entry;
   }

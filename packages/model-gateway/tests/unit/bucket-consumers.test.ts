@@ -42,4 +42,38 @@ describe("bucket consumers", () => {
     await consumers.stop();
     await bus.close();
   });
+
+  it("starts a new consumer for a bucket whose consumer stopped for good after it was running", async () => {
+    const bus = createMemoryBus();
+    await bus.admin().ensureTopics(["t.in", "t.out"], 2);
+    const producer = bus.producer();
+    const handled: BusMessage[] = [];
+    const consumers = createBucketConsumers({
+      bus,
+      producer,
+      processor: {
+        async process(message): Promise<AnswerRecord[]> {
+          handled.push(message);
+          return [];
+        },
+      },
+      logger: pino({ level: "silent" }),
+      startTimeoutMs: 1_000,
+      retry: { initialMs: 10, maxMs: 50 },
+    });
+    await consumers.apply([
+      { bucket: 5, groupId: "g.bucket-5", models: [{ model: "m", inputTopic: "t.in", outputTopic: "t.out" }] },
+    ]);
+    await waitFor(() => consumers.status()[0]?.state === "running", { timeoutMs: 5_000, description: "running" });
+    expect(await bus.crash("g.bucket-5")).toBe(1);
+    await producer.send([{ topic: "t.in", partition: 0, key: "0.m.r2", value: new Uint8Array([1]), headers: {} }]);
+    await waitFor(() => handled.length === 1, {
+      timeoutMs: 5_000,
+      intervalMs: 10,
+      description: "the record handled by the bucket's new consumer",
+    });
+    expect(consumers.status()[0]?.state).toBe("running");
+    await consumers.stop();
+    await bus.close();
+  });
 });
