@@ -6,6 +6,7 @@ import { join } from "node:path";
 import { Readable } from "node:stream";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createArtifactFetcher, defaultArtifactRoots, filePathFromUri } from "../../src/artifacts/artifact-fetcher.js";
+import { createGcsSource } from "../../src/artifacts/gcs-source.js";
 import { createHttpSource } from "../../src/artifacts/http-source.js";
 import { createS3Source } from "../../src/artifacts/s3-source.js";
 import { createTestStack, REPO_ROOT, sampleUri, waitFor } from "./helpers.js";
@@ -98,19 +99,23 @@ describe("artifacts", () => {
     );
   });
 
-  it("fails gs:// with an unsupported-scheme reason that lists the supported ones", async () => {
+  it("fails an unknown scheme with an unsupported-scheme reason that lists the supported ones", async () => {
     const fetcher = createArtifactFetcher({
       cacheDir: scratch,
-      sources: [createHttpSource(), createS3Source({ client: { send: async () => ({}) } as never })],
+      sources: [
+        createHttpSource(),
+        createS3Source({ client: { send: async () => ({}) } as never }),
+        createGcsSource({ endpoint: "http://127.0.0.1:9" }),
+      ],
     });
     const s = createTestStack();
-    const uri = "gs://seldon-models/scv2/samples/mlserver_1.2.3/iris-sklearn";
+    const uri = "azure://seldon-models/scv2/samples/mlserver_1.2.3/iris-sklearn";
     await expect(fetcher.fetch(uri)).rejects.toThrow(
-      `unsupported storage scheme "gs" in storageUri ${uri}: use file://, s3:// or http(s)://`,
+      `unsupported storage scheme "azure" in storageUri ${uri}: use file://, s3://, gs:// or http(s)://`,
     );
-    const r = await s.models.load({ model: "gs", version: 1, storageUri: uri });
+    const r = await s.models.load({ model: "azure", version: 1, storageUri: uri });
     expect(r.state).toBe("LoadFailed");
-    expect(r.reason).toMatch(/unsupported storage scheme "gs"/);
+    expect(r.reason).toMatch(/unsupported storage scheme "azure"/);
   });
 
   describe("http(s)://", () => {
@@ -215,6 +220,71 @@ describe("artifacts", () => {
       await expect(fetcher.fetch("rogue://x")).rejects.toThrow(
         /^refusing to download rogue:\/\/x: the path ".*single" leads outside the model's cache folder$/,
       );
+    });
+  });
+
+  describe("gs:// answers fake-gcs-server cannot give", () => {
+    // fake-gcs-server (test/artifacts/gcs.test.ts) has no access control and always sends what it lists: a refusal
+    // and a body longer than its listed size are Cloud Storage's wire answers played by a local server.
+    let base = "";
+    const server = createServer((req, res) => {
+      const url = new URL(req.url ?? "/", "http://x");
+      if (url.pathname === "/storage/v1/b/private/o") {
+        res.statusCode = 403;
+        res.setHeader("content-type", "application/json");
+        res.end(
+          JSON.stringify({
+            error: { code: 403, message: "Anonymous caller does not have storage.objects.list access." },
+          }),
+        );
+      } else if (url.pathname === "/storage/v1/b/liar/o") {
+        res.setHeader("content-type", "application/json");
+        res.end(JSON.stringify({ items: [{ name: "m/model.onnx", size: "10" }] }));
+      } else if (url.pathname === "/storage/v1/b/liar/o/m%2Fmodel.onnx") {
+        const chunk = Buffer.alloc(64 << 10, 1);
+        const pump = () => {
+          while (!res.destroyed) if (!res.write(chunk)) return void res.once("drain", pump);
+        };
+        pump();
+      } else {
+        res.statusCode = 404;
+        res.end();
+      }
+    });
+    beforeAll(async () => {
+      await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
+      base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+    });
+    afterAll(async () => {
+      server.closeAllConnections();
+      await new Promise((r) => server.close(r));
+    });
+
+    it("names the URI and the bucket when the bucket refuses (403)", async () => {
+      const fetcher = createArtifactFetcher({
+        cacheDir: join(scratch, "gcs-403"),
+        sources: [createGcsSource({ endpoint: base })],
+      });
+      await expect(fetcher.fetch("gs://private/iris")).rejects.toMatchObject({
+        code: "forbidden",
+        message:
+          "cannot download gs://private/iris: bucket private refused access (HTTP 403: Anonymous caller does not have storage.objects.list access.)",
+      });
+    });
+
+    it("stops a body that runs past the limit and removes what was written", async () => {
+      const cacheDir = join(scratch, "gcs-endless");
+      const fetcher = createArtifactFetcher({
+        cacheDir,
+        maxBytes: 1 << 20,
+        sources: [createGcsSource({ endpoint: base })],
+      });
+      await expect(fetcher.fetch("gs://liar/m")).rejects.toMatchObject({
+        code: "too_large",
+        message:
+          "artifact gs://liar/m is larger than the download limit of 1Mi (TERN_ARTIFACT_MAX_BYTES): download stopped",
+      });
+      expect(walk(cacheDir)).toEqual([]);
     });
   });
 
