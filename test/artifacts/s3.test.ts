@@ -84,6 +84,9 @@ describe("s3:// artifacts (moto server, IAM enforced)", () => {
       await put(OPEN, "iris/model-settings.json", JSON.stringify({ name: "iris", implementation: "onnx" }));
       await put(OPEN, "iris/extra/notes.txt", "kept with its folder");
       await put(OPEN, "iris-v2/model.onnx", "a sibling, not part of iris/");
+      // A key that climbs out of whatever folder it is downloaded into.
+      await put(OPEN, "evil/model.onnx", IRIS);
+      await put(OPEN, "evil/../../../../escaped.txt", "escaped");
       await put(PRIVATE, "iris/model.onnx", IRIS);
     } finally {
       s3.destroy();
@@ -164,6 +167,38 @@ describe("s3:// artifacts (moto server, IAM enforced)", () => {
         state: "LoadFailed",
         reason: `model artifact not found: ${bucket} (NoSuchBucket)`,
       });
+    } finally {
+      await models.close();
+    }
+  });
+
+  it("refuses a listed key that climbs out of the cache folder, naming it, before downloading anything", async () => {
+    const { models, cacheDir } = agentModels("traversal");
+    try {
+      const uri = `s3://${OPEN}/evil`;
+      expect(await models.load({ model: "evil", version: 1, storageUri: uri })).toMatchObject({
+        state: "LoadFailed",
+        reason: `refusing to download ${uri}: the key "evil/../../../../escaped.txt" leads outside the model's cache folder`,
+      });
+      expect(readdirSync(cacheDir)).toEqual([]);
+      expect(readdirSync(scratch).filter((f) => f.includes("escaped"))).toEqual([]);
+    } finally {
+      await models.close();
+    }
+  });
+
+  it("refuses a folder whose objects together pass the size limit, though each fits", async () => {
+    const { models, cacheDir } = agentModels("folder-limit", { maxBytes: IRIS.length + 10 });
+    try {
+      const uri = `s3://${OPEN}/iris`;
+      const r = await models.load({ model: "iris", version: 1, storageUri: uri });
+      expect(r.state).toBe("LoadFailed");
+      expect(r.reason).toMatch(
+        new RegExp(
+          `^artifact ${uri} is \\d+ bytes, more than the download limit of ${IRIS.length + 10} bytes \\(TERN_ARTIFACT_MAX_BYTES\\)$`,
+        ),
+      );
+      expect(readdirSync(cacheDir)).toEqual([]);
     } finally {
       await models.close();
     }

@@ -288,26 +288,10 @@ describe("artifacts", () => {
     });
   });
 
+  // The S3 source against moto (folders, missing keys and buckets, refusals, size limits, keys that climb out, credentials):
+  // test/artifacts/s3.test.ts. What moto cannot be made to do stays here: a key S3 would store but no path can hold,
+  // and a body longer than its listing says.
   describe("s3:// (through the S3 client)", () => {
-    it("refuses a listed key that climbs out of the cache, before downloading anything", async () => {
-      const bytes = await irisBytes();
-      const s3 = fakeS3({
-        "m/model.onnx": { body: () => Readable.from([bytes]) },
-        "m/../../../../../escaped.txt": { body: () => Readable.from([Buffer.from("escaped")]) },
-      });
-      const root = join(scratch, "s3-traversal");
-      const cacheDir = join(root, "1", "2", "3", "4", "cache");
-      const fetcher = createArtifactFetcher({ cacheDir, sources: [createS3Source({ client: s3.client })] });
-      await expect(fetcher.fetch("s3://bucket/m")).rejects.toMatchObject({
-        code: "bad_request",
-        message:
-          'refusing to download s3://bucket/m: the key "m/../../../../../escaped.txt" leads outside the model\'s cache folder',
-      });
-      expect(s3.fetched).toEqual([]);
-      expect(walk(root).filter((f) => f.includes("escaped"))).toEqual([]);
-      expect(walk(cacheDir)).toEqual([]);
-    });
-
     it("refuses an exact key whose last segment climbs out", async () => {
       const s3 = fakeS3({ "m/..": { body: () => Readable.from([Buffer.from("x")]) } });
       const fetcher = createArtifactFetcher({
@@ -315,24 +299,6 @@ describe("artifacts", () => {
         sources: [createS3Source({ client: s3.client })],
       });
       await expect(fetcher.fetch("s3://bucket/m/..")).rejects.toThrow(/the key "m\/\.\." leads outside/);
-      expect(s3.fetched).toEqual([]);
-    });
-
-    it("refuses a folder whose listed sizes add up past the limit, before downloading", async () => {
-      const s3 = fakeS3({
-        "m/model.onnx": { size: 600, body: () => Readable.from([Buffer.alloc(600)]) },
-        "m/weights.bin": { size: 600, body: () => Readable.from([Buffer.alloc(600)]) },
-      });
-      const fetcher = createArtifactFetcher({
-        cacheDir: join(scratch, "s3-declared"),
-        maxBytes: 1000,
-        sources: [createS3Source({ client: s3.client })],
-      });
-      await expect(fetcher.fetch("s3://bucket/m")).rejects.toMatchObject({
-        code: "too_large",
-        message:
-          "artifact s3://bucket/m is 1200 bytes, more than the download limit of 1000 bytes (TERN_ARTIFACT_MAX_BYTES)",
-      });
       expect(s3.fetched).toEqual([]);
     });
 
@@ -422,23 +388,5 @@ describe("artifacts", () => {
         `storageUri file://${outside} is outside the artifact roots (${join(REPO_ROOT, "samples")}, ${join(process.cwd(), "models")})`,
       );
     });
-  });
-
-  it("downloads an s3:// folder through the S3 client", async () => {
-    const bytes = await irisBytes();
-    const send = async (command: { constructor: { name: string }; input: { Key?: string; Prefix?: string } }) => {
-      if (command.constructor.name === "ListObjectsV2Command")
-        return { Contents: [{ Key: "models/iris/model.onnx" }, { Key: "models/iris/README" }], IsTruncated: false };
-      if (command.input.Key === "models/iris/model.onnx")
-        return { Body: (await import("node:stream")).Readable.from([bytes]) };
-      return { Body: (await import("node:stream")).Readable.from([Buffer.from("readme")]) };
-    };
-    const fetcher = createArtifactFetcher({
-      cacheDir: join(scratch, "s3"),
-      sources: [createS3Source({ client: { send } as never })],
-    });
-    const a = await fetcher.fetch("s3://bucket/models/iris");
-    expect(a.path.endsWith("model.onnx")).toBe(true);
-    expect(a.sizeBytes).toBe(bytes.length);
   });
 });
