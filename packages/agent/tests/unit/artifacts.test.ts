@@ -237,6 +237,8 @@ describe("artifacts", () => {
             error: { code: 403, message: "Anonymous caller does not have storage.objects.list access." },
           }),
         );
+      } else if (url.pathname === "/storage/v1/b/silent/o") {
+        // Never answers: only the download's deadline ends the wait.
       } else if (url.pathname === "/storage/v1/b/liar/o") {
         res.setHeader("content-type", "application/json");
         res.end(JSON.stringify({ items: [{ name: "m/model.onnx", size: "10" }] }));
@@ -269,6 +271,17 @@ describe("artifacts", () => {
         code: "forbidden",
         message:
           "cannot download gs://private/iris: bucket private refused access (HTTP 403: Anonymous caller does not have storage.objects.list access.)",
+      });
+    });
+
+    it("gives up on a store that does not answer at the download's deadline", async () => {
+      const fetcher = createArtifactFetcher({
+        cacheDir: join(scratch, "gcs-silent"),
+        sources: [createGcsSource({ endpoint: base, timeoutMs: 300 })],
+      });
+      await expect(fetcher.fetch("gs://silent/m")).rejects.toMatchObject({
+        code: "timeout",
+        message: "download of gs://silent/m did not finish within 300 ms",
       });
     });
 
