@@ -125,13 +125,18 @@ async function waitReady(
 /** Runs a project script that prints a path as its last stdout line (progress on stderr, shown in the test output). */
 function runScript(script: string, timeoutMs: number): Promise<string> {
   return new Promise((resolve, reject) => {
-    const child = spawn("bash", [script], { cwd: repoRoot, stdio: ["ignore", "pipe", "inherit"] });
+    // Its own process group, so that a deadline ends the build it started too (go install runs as a child of bash).
+    const child = spawn("bash", [script], { cwd: repoRoot, stdio: ["ignore", "pipe", "inherit"], detached: true });
     let stdout = "";
     child.stdout?.on("data", (b: Buffer) => {
       stdout += b.toString();
     });
     const timer = setTimeout(() => {
-      child.kill("SIGKILL");
+      try {
+        if (child.pid !== undefined) process.kill(-child.pid, "SIGKILL");
+      } catch {
+        // already gone
+      }
       reject(new Error(`${script} did not finish within ${timeoutMs} ms`));
     }, timeoutMs);
     child.on("error", (e) => {
