@@ -156,6 +156,7 @@ export function createAgent(options: AgentOptions): Agent {
         model: m.model,
         version: m.version,
         storageUri: m.storageUri,
+        ...(m.secretName === undefined ? {} : { secretName: m.secretName }),
         memoryBytes: m.memoryBytes ?? 0,
         parameters: m.parameters ?? [],
       });

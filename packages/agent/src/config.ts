@@ -57,7 +57,7 @@ export const agentEnvSchema = sharedEnvSchema.extend({
   TERN_AGENT_MEMORY: quantity("1Gi"),
   /** How far placed models may exceed TERN_AGENT_MEMORY (percent); the excess is handled by LRU eviction. */
   TERN_AGENT_OVERCOMMIT_PERCENT: envVar.int(10),
-  /** Download cache for http(s):// and s3:// artifacts. */
+  /** Download cache for http(s)://, s3:// and gs:// artifacts. */
   TERN_AGENT_CACHE_DIR: z.string().default(".tern/agent-cache"),
   /** Base folder for relative file:// URIs (file://samples/models/iris). Defaults to the working directory. */
   TERN_AGENT_FILE_BASE_DIR: z.string().optional(),
@@ -66,16 +66,24 @@ export const agentEnvSchema = sharedEnvSchema.extend({
    * working directory. Unset: the repository's samples folder and `./models`.
    */
   TERN_ARTIFACT_ROOTS: envVar.list().optional(),
-  /** Most bytes one http(s):// or s3:// artifact may have (quantity; all files of an S3 folder together). */
+  /** Most bytes one http(s)://, s3:// or gs:// artifact may have (quantity; all files of a folder together). */
   TERN_ARTIFACT_MAX_BYTES: quantity("1Gi"),
   /** Capabilities offered (comma-separated); replaces the server type's list (`onnx`). */
   TERN_AGENT_CAPABILITIES: envVar.list().optional(),
   /** Largest request body / gRPC message (quantity). */
   TERN_AGENT_MAX_BODY: quantity("16Mi"),
-  /** Deadline for an http(s):// artifact download, ms. */
+  /** Deadline for one artifact download (http(s)://, s3://, gs://: the listing and every file), ms. */
   TERN_AGENT_DOWNLOAD_TIMEOUT_MS: envVar.int(30_000, 1),
   /** Endpoint for S3-compatible stores (MinIO, LocalStack); unset = AWS S3. */
   TERN_AGENT_S3_ENDPOINT: z.string().url().optional(),
+  /** Base URL of Google Cloud Storage's JSON API for gs:// artifacts (fake-gcs-server in the tests). */
+  TERN_GCS_ENDPOINT: z.string().url().default("https://storage.googleapis.com"),
+  /**
+   * Folder of secrets named by a Model's `secretName`: one file per name holding the rclone-style JSON a Seldon storage
+   * secret holds (`{"type": "s3", "parameters": {"access_key_id": ..., "secret_access_key": ...}}`). Unset: a Model
+   * with a `secretName` fails to load, saying so.
+   */
+  TERN_SECRETS_DIR: z.string().optional(),
   /** Models to load at start without a scheduler: `iris=file://samples/models/iris,add10:1=file://...`. */
   TERN_AGENT_PRELOAD: preloadList.optional(),
   /**

@@ -9,8 +9,10 @@ export {
   defaultArtifactRoots,
 } from "./artifacts/artifact-fetcher.js";
 export { DEFAULT_ARTIFACT_MAX_BYTES } from "./artifacts/download-guards.js";
+export { createGcsSource, DEFAULT_GCS_ENDPOINT, type GcsSourceOptions } from "./artifacts/gcs-source.js";
 export { createHttpSource, type HttpSourceOptions } from "./artifacts/http-source.js";
 export { createS3Source, type S3SourceOptions } from "./artifacts/s3-source.js";
+export { createSecretsDir, type SecretsSource, type StorageCredentials } from "./artifacts/secrets.js";
 export { type AgentConfig, agentEnvSchema, loadAgentConfig } from "./config.js";
 export { type AgentGrpcServer, createGrpcServer, type GrpcServerDeps } from "./grpc/grpc-server.js";
 export { loadOipService, OIP_LOADER_OPTIONS, OIP_PROTO_PATH } from "./grpc/oip-proto.js";

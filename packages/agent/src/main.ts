@@ -15,8 +15,10 @@ import { resolve } from "node:path";
 import { pino } from "pino";
 import { createAgent } from "./agent.js";
 import { createArtifactFetcher } from "./artifacts/artifact-fetcher.js";
+import { createGcsSource } from "./artifacts/gcs-source.js";
 import { createHttpSource } from "./artifacts/http-source.js";
 import { createS3Source } from "./artifacts/s3-source.js";
+import { createSecretsDir } from "./artifacts/secrets.js";
 import { loadAgentConfig } from "./config.js";
 import { createOnnxRuntime } from "./runtime/onnx-runtime.js";
 import { createSchedulerClient, type SchedulerClient } from "./scheduler-client.js";
@@ -46,8 +48,11 @@ async function main(): Promise<void> {
       createS3Source({
         region: config.AWS_REGION,
         ...(config.TERN_AGENT_S3_ENDPOINT ? { endpoint: config.TERN_AGENT_S3_ENDPOINT } : {}),
+        timeoutMs: config.TERN_AGENT_DOWNLOAD_TIMEOUT_MS,
       }),
+      createGcsSource({ endpoint: config.TERN_GCS_ENDPOINT, timeoutMs: config.TERN_AGENT_DOWNLOAD_TIMEOUT_MS }),
     ],
+    secrets: createSecretsDir(config.TERN_SECRETS_DIR ? resolve(config.TERN_SECRETS_DIR) : undefined),
   });
   // The client is created once the agent listens (it registers the endpoints); state changes before that are
   // covered by the `loaded` list of the registration.

@@ -10,6 +10,8 @@ export interface ModelLoadSpec {
   model: string;
   version: number;
   storageUri: string;
+  /** The Model's `secretName`: the credentials of a remote download. */
+  secretName?: string;
   /** Bytes reserved per replica; 0 or absent means "the artifact's size". */
   memoryBytes?: number;
   parameters?: readonly ParameterSpec[];
@@ -96,6 +98,7 @@ interface Entry {
   model: string;
   version: number;
   storageUri: string;
+  secretName?: string;
   specMemory: number;
   memoryBytes: number;
   parameters: Record<string, string>;
@@ -191,7 +194,7 @@ export function createModelRegistry(options: ModelRegistryOptions): ModelRegistr
   async function firstLoad(e: Entry): Promise<ModelRecord> {
     setState(e, "Loading");
     try {
-      e.artifact = await fetcher.fetch(e.storageUri);
+      e.artifact = await fetcher.fetch(e.storageUri, e.secretName === undefined ? {} : { secretName: e.secretName });
     } catch (err) {
       setState(e, "LoadFailed", err instanceof Error ? err.message : String(err));
       return record(e);
@@ -308,7 +311,12 @@ export function createModelRegistry(options: ModelRegistryOptions): ModelRegistr
     async load(spec: ModelLoadSpec): Promise<ModelRecord> {
       const key = keyOf(spec.model, spec.version);
       const existing = entries.get(key);
-      if (existing && !existing.removed && existing.storageUri === spec.storageUri) {
+      if (
+        existing &&
+        !existing.removed &&
+        existing.storageUri === spec.storageUri &&
+        existing.secretName === spec.secretName
+      ) {
         if (existing.pending) return existing.pending;
         if (existing.state === "Available") return record(existing);
       }
@@ -322,6 +330,7 @@ export function createModelRegistry(options: ModelRegistryOptions): ModelRegistr
         model: spec.model,
         version: spec.version,
         storageUri: spec.storageUri,
+        ...(spec.secretName === undefined ? {} : { secretName: spec.secretName }),
         specMemory: spec.memoryBytes ?? 0,
         memoryBytes: spec.memoryBytes ?? 0,
         parameters,

@@ -107,6 +107,7 @@ const assignedModelSchema = z.object({
   model: z.string().min(1),
   version: z.number().int().min(1),
   storageUri: z.string().min(1),
+  secretName: z.string().min(1).optional(),
   memoryBytes: z.number().min(0).default(0),
   requirements: z.array(z.string()).default([]),
   parameters: z.array(z.object({ name: z.string(), value: z.string() })).default([]),

@@ -54,6 +54,8 @@ export interface AssignedModel {
   model: string;
   version: number;
   storageUri: string;
+  /** `spec.secretName`: the agent reads the download's credentials from this secret (TERN_SECRETS_DIR). */
+  secretName?: string;
   /** `spec.memory` in bytes; 0 when the manifest gives none: the agent then accounts the artifact's size. */
   memoryBytes: number;
   requirements: string[];

@@ -13,6 +13,7 @@ export type TernErrorCode =
   | "timeout"
   | "unavailable"
   | "bad_request"
+  | "forbidden"
   | "too_large"
   | "model.corrupt"
   | "kafka.partition_mismatch"

@@ -47,6 +47,7 @@ const HTTP_STATUS: Record<GatewayErrorCode, number> = {
   "manifest.parse": 400,
   bad_request: 400,
   unauthorized: 401,
+  forbidden: 403,
   not_found: 404,
   conflict: 409,
   too_large: 413,

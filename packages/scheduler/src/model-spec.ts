@@ -45,6 +45,7 @@ export function newVersion(resource: ModelResource, version: number): ModelVersi
     replicas: [],
   };
   if (spec.memory === undefined) record.memoryDefaulted = true;
+  if (spec.secretName !== undefined) record.secretName = spec.secretName;
   if (spec.server !== undefined) record.pinnedServer = spec.server;
   return record;
 }

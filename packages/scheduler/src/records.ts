@@ -52,6 +52,8 @@ export interface ModelVersionRecord {
   /** Canonical JSON of the spec fields that define a version; a different key makes a new version. */
   specKey: string;
   storageUri: string;
+  /** `spec.secretName`, passed to the agents with each assignment. */
+  secretName?: string;
   /** `spec.memory`, or the default guess when it is absent (see `memoryDefaulted`). */
   memoryBytes: number;
   /** `spec.memory` was absent: placement uses the default guess, agents are told 0 and account the artifact's size. */

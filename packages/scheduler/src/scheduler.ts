@@ -400,6 +400,7 @@ export function createScheduler(options: SchedulerOptions): Scheduler {
             model: model.name,
             version: version.version,
             storageUri: version.storageUri,
+            ...(version.secretName === undefined ? {} : { secretName: version.secretName }),
             // Without spec.memory our figure is a guess; 0 lets the agent account the artifact's real size.
             memoryBytes: version.memoryDefaulted ? 0 : version.memoryBytes,
             requirements: version.requirements,

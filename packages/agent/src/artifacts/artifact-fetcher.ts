@@ -4,6 +4,9 @@ import { isAbsolute, join, relative, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { TernError } from "@tern/core";
 import { DEFAULT_ARTIFACT_MAX_BYTES, isWithin, outsideCache, realPathWithin } from "./download-guards.js";
+import type { SecretsSource, StorageCredentials } from "./secrets.js";
+
+export type { StorageCredentials } from "./secrets.js";
 
 /** A model artifact on local disk, ready for a runtime to load. */
 export interface Artifact {
@@ -19,8 +22,14 @@ export interface ArtifactSource {
   /**
    * Downloads into `targetDir` (which exists and is empty); returns the local path that mirrors the URI. Every path
    * written must pass `cacheTarget` and every byte a `createByteBudget` of `limits.maxBytes` (see download-guards.ts).
+   * `credentials`, from the model's `secretName`, replace the source's own (a source refuses a secret of another type).
    */
-  download(storageUri: string, targetDir: string, limits: DownloadLimits): Promise<string>;
+  download(
+    storageUri: string,
+    targetDir: string,
+    limits: DownloadLimits,
+    credentials?: StorageCredentials,
+  ): Promise<string>;
 }
 
 export interface DownloadLimits {
@@ -30,7 +39,8 @@ export interface DownloadLimits {
 
 /** Fetches a `storageUri` to local disk. */
 export interface ArtifactFetcher {
-  fetch(storageUri: string): Promise<Artifact>;
+  /** `secretName` (the Model's) selects the credentials of a remote download; local paths ignore it. */
+  fetch(storageUri: string, options?: { secretName?: string }): Promise<Artifact>;
 }
 
 export interface ArtifactFetcherOptions {
@@ -48,8 +58,10 @@ export interface ArtifactFetcherOptions {
   localRoots?: string[];
   /** Most bytes one remote artifact may have (TERN_ARTIFACT_MAX_BYTES). @default 1 GiB */
   maxBytes?: number;
-  /** Remote sources (http(s), s3); `file://` is built in. */
+  /** Remote sources (http(s), s3, gs); `file://` is built in. */
   sources?: ArtifactSource[];
+  /** Where a Model's `secretName` is read (TERN_SECRETS_DIR). Unset: a model with a `secretName` fails to load. */
+  secrets?: SecretsSource;
   /** The model file name looked for in a folder. @default "model.onnx" */
   modelFileName?: string;
   /** The extension of model files, used when a folder has no `modelFileName`. @default ".onnx" */
@@ -121,7 +133,7 @@ export async function resolveModelFile(
 function describeSchemes(schemes: string[]): string {
   const set = new Set(schemes);
   const parts: string[] = [];
-  for (const s of ["file", "s3"]) if (set.delete(s)) parts.push(`${s}://`);
+  for (const s of ["file", "s3", "gs"]) if (set.delete(s)) parts.push(`${s}://`);
   const web = set.has("http") && set.has("https");
   for (const s of set) if (!(web && (s === "http" || s === "https"))) parts.push(`${s}://`);
   if (web) parts.push("http(s)://");
@@ -158,8 +170,12 @@ export function createArtifactFetcher(options: ArtifactFetcherOptions): Artifact
     return artifact;
   }
 
-  async function fetchRemote(storageUri: string, source: ArtifactSource): Promise<Artifact> {
-    const key = createHash("sha256").update(storageUri).digest("hex").slice(0, 24);
+  async function fetchRemote(storageUri: string, source: ArtifactSource, secretName?: string): Promise<Artifact> {
+    // The secret is part of the cache key: a model is never served bytes another model's credentials fetched.
+    const key = createHash("sha256")
+      .update(secretName === undefined ? storageUri : `${storageUri}\u0000${secretName}`)
+      .digest("hex")
+      .slice(0, 24);
     const dir = join(options.cacheDir, key);
     const marker = join(dir, ".complete");
     try {
@@ -169,10 +185,19 @@ export function createArtifactFetcher(options: ArtifactFetcherOptions): Artifact
     } catch {
       // Not cached (or the cache is damaged): download afresh.
     }
+    let credentials: StorageCredentials | undefined;
+    if (secretName !== undefined) {
+      if (options.secrets === undefined)
+        throw new TernError(
+          "not_found",
+          `secret "${secretName}" (secretName for ${storageUri}) cannot be read: no secrets folder is configured (TERN_SECRETS_DIR)`,
+        );
+      credentials = await options.secrets.get(secretName, storageUri);
+    }
     const staging = `${dir}.tmp-${process.pid}-${Date.now()}`;
     await mkdir(staging, { recursive: true });
     try {
-      const downloaded = await source.download(storageUri, staging, limits);
+      const downloaded = await source.download(storageUri, staging, limits, credentials);
       if (!isWithin(staging, downloaded)) throw outsideCache(storageUri, "path", downloaded);
       await rm(dir, { recursive: true, force: true });
       await rename(staging, dir);
@@ -187,7 +212,7 @@ export function createArtifactFetcher(options: ArtifactFetcherOptions): Artifact
   }
 
   return {
-    async fetch(storageUri: string): Promise<Artifact> {
+    async fetch(storageUri: string, fetchOptions: { secretName?: string } = {}): Promise<Artifact> {
       const scheme = uriScheme(storageUri);
       // A bare path (`/mnt/models/iris`, as Seldon allows) is a local path like `file://`.
       if (scheme === undefined) return fetchLocal(resolve(baseDir, storageUri), storageUri);
@@ -199,10 +224,12 @@ export function createArtifactFetcher(options: ArtifactFetcherOptions): Artifact
           `unsupported storage scheme "${scheme}" in storageUri ${storageUri}: use ${supported}`,
         );
       }
-      const pending = inFlight.get(storageUri);
+      const { secretName } = fetchOptions;
+      const flight = secretName === undefined ? storageUri : `${storageUri}\u0000${secretName}`;
+      const pending = inFlight.get(flight);
       if (pending) return pending;
-      const p = fetchRemote(storageUri, source).finally(() => inFlight.delete(storageUri));
-      inFlight.set(storageUri, p);
+      const p = fetchRemote(storageUri, source, secretName).finally(() => inFlight.delete(flight));
+      inFlight.set(flight, p);
       return p;
     },
   };

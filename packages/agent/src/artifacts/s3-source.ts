@@ -5,7 +5,7 @@ import type { Readable } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import type { S3Client } from "@aws-sdk/client-s3";
 import { TernError } from "@tern/core";
-import type { ArtifactSource, DownloadLimits } from "./artifact-fetcher.js";
+import type { ArtifactSource, DownloadLimits, StorageCredentials } from "./artifact-fetcher.js";
 import { type ByteBudget, cacheTarget, createByteBudget, declaredTooLarge } from "./download-guards.js";
 
 // The only file that imports @aws-sdk/client-s3. It is loaded on first use: most agents never see an s3:// URI,
@@ -17,7 +17,7 @@ export interface S3SourceOptions {
   endpoint?: string;
   /** Injected for tests; otherwise one is created from region/endpoint and the default credential chain. */
   client?: Pick<S3Client, "send">;
-  /** @default 60000 */
+  /** Deadline for a whole download (listing and every object). @default 60000 */
   timeoutMs?: number;
 }
 
@@ -37,16 +37,33 @@ export function createS3Source(options: S3SourceOptions = {}): ArtifactSource {
     });
     return { mod, client };
   }
+  /** A client of its own for a download with a model's secret (its endpoint and region win over the agent's). */
+  async function clientFor(credentials: StorageCredentials & { type: "s3" }) {
+    sdk ??= import("@aws-sdk/client-s3");
+    const mod = await sdk;
+    const endpoint = credentials.endpoint ?? options.endpoint;
+    const own = new mod.S3Client({
+      region: credentials.region ?? options.region,
+      ...(endpoint ? { endpoint, forcePathStyle: true } : {}),
+      credentials: {
+        accessKeyId: credentials.accessKeyId,
+        secretAccessKey: credentials.secretAccessKey,
+        ...(credentials.sessionToken === undefined ? {} : { sessionToken: credentials.sessionToken }),
+      },
+    });
+    return { mod, client: own, destroy: () => own.destroy() };
+  }
   const timeoutMs = options.timeoutMs ?? 60_000;
 
   async function getObject(
+    sdk: { mod: typeof import("@aws-sdk/client-s3"); client: Pick<S3Client, "send"> },
     bucket: string,
     key: string,
     target: string,
     budget: ByteBudget,
     signal: AbortSignal,
   ): Promise<void> {
-    const { mod, client } = await getSdk();
+    const { mod, client } = sdk;
     const out = await client.send(new mod.GetObjectCommand({ Bucket: bucket, Key: key }), { abortSignal: signal });
     if (!out.Body) throw new TernError("not_found", `s3://${bucket}/${key} has no body`);
     await mkdir(dirname(target), { recursive: true });
@@ -56,13 +73,24 @@ export function createS3Source(options: S3SourceOptions = {}): ArtifactSource {
 
   return {
     schemes: ["s3"],
-    async download(storageUri: string, targetDir: string, limits: DownloadLimits): Promise<string> {
+    async download(
+      storageUri: string,
+      targetDir: string,
+      limits: DownloadLimits,
+      credentials?: StorageCredentials,
+    ): Promise<string> {
       const m = /^s3:\/\/([^/]+)\/?(.*)$/i.exec(storageUri);
       if (!m?.[1])
         throw new TernError("bad_request", `storageUri ${storageUri} names no bucket (expected s3://bucket/key)`);
+      if (credentials !== undefined && credentials.type !== "s3")
+        throw new TernError(
+          "bad_request",
+          `cannot download ${storageUri}: secret "${credentials.name}" is of type ${credentials.type}, not s3`,
+        );
       const bucket = m[1];
       const key = (m[2] ?? "").replace(/\/+$/, "");
       const signal = AbortSignal.timeout(timeoutMs);
+      const own = credentials === undefined ? undefined : await clientFor(credentials);
       try {
         const prefix = key === "" ? "" : `${key}/`;
         const keys: string[] = [];
@@ -70,7 +98,8 @@ export function createS3Source(options: S3SourceOptions = {}): ArtifactSource {
         let exactSize = 0;
         let folderSize = 0;
         let token: string | undefined;
-        const { mod, client } = await getSdk();
+        const sdk = own ?? (await getSdk());
+        const { mod, client } = sdk;
         do {
           const page = await client.send(
             new mod.ListObjectsV2Command({ Bucket: bucket, Prefix: key, ContinuationToken: token }),
@@ -93,7 +122,7 @@ export function createS3Source(options: S3SourceOptions = {}): ArtifactSource {
         if (exact) {
           const target = await cacheTarget(targetDir, key.slice(key.lastIndexOf("/") + 1), storageUri, "key", key);
           if (exactSize > limits.maxBytes) throw declaredTooLarge(storageUri, exactSize, limits.maxBytes);
-          await getObject(bucket, key, target, budget, signal);
+          await getObject(sdk, bucket, key, target, budget, signal);
           return target;
         }
         if (keys.length === 0) throw new TernError("not_found", `model artifact not found: nothing at ${storageUri}`);
@@ -101,7 +130,7 @@ export function createS3Source(options: S3SourceOptions = {}): ArtifactSource {
         for (const k of keys)
           targets.push([k, await cacheTarget(targetDir, k.slice(prefix.length), storageUri, "key", k)]);
         if (folderSize > limits.maxBytes) throw declaredTooLarge(storageUri, folderSize, limits.maxBytes);
-        for (const [k, target] of targets) await getObject(bucket, k, target, budget, signal);
+        for (const [k, target] of targets) await getObject(sdk, bucket, k, target, budget, signal);
         return targetDir;
       } catch (err) {
         if (err instanceof TernError) throw err;
@@ -113,6 +142,13 @@ export function createS3Source(options: S3SourceOptions = {}): ArtifactSource {
           });
         if (name === "NoSuchBucket" || name === "NoSuchKey")
           throw new TernError("not_found", `model artifact not found: ${storageUri} (${name})`, { cause: err });
+        const status = (err as { $metadata?: { httpStatusCode?: number } }).$metadata?.httpStatusCode;
+        if (status === 401 || status === 403)
+          throw new TernError(
+            "forbidden",
+            `cannot download ${storageUri}: bucket ${bucket} refused access (${name || `HTTP ${status}`}${credentials ? `, with secret "${credentials.name}"` : ""})`,
+            { cause: err },
+          );
         throw new TernError(
           "unavailable",
           `cannot download ${storageUri}: ${err instanceof Error ? err.message : String(err)}`,
@@ -121,6 +157,8 @@ export function createS3Source(options: S3SourceOptions = {}): ArtifactSource {
             retriable: true,
           },
         );
+      } finally {
+        own?.destroy();
       }
     },
   };

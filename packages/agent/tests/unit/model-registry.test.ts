@@ -1,6 +1,8 @@
 import { describe, expect, it } from "vitest";
+import { type ArtifactFetcher, createArtifactFetcher } from "../../src/artifacts/artifact-fetcher.js";
+import { createModelRegistry } from "../../src/model-registry.js";
 import { createOnnxRuntime } from "../../src/runtime/onnx-runtime.js";
-import { countingRuntime, createTestStack, sampleUri } from "./helpers.js";
+import { countingRuntime, createTestStack, REPO_ROOT, sampleUri } from "./helpers.js";
 
 const x = (v: number) => ({ inputs: [{ name: "x", shape: [1, 1], datatype: "FP32", data: [v] }] });
 
@@ -42,6 +44,27 @@ describe("model registry", () => {
     // Eviction is internal: the scheduler only ever heard Loading/Available.
     expect(new Set(s.events.map((e) => e.state))).toEqual(new Set(["Loading", "Available"]));
     await s.models.close();
+  });
+
+  it("fetches with the model's secretName, and loads the version again when only its secret changes", async () => {
+    const real = createArtifactFetcher({ cacheDir: "/tmp/tern-agent-test-cache", fileBaseDir: REPO_ROOT });
+    const asked: Array<string | undefined> = [];
+    const fetcher: ArtifactFetcher = {
+      fetch(uri, options) {
+        asked.push(options?.secretName);
+        return real.fetch(uri, options);
+      },
+    };
+    const models = createModelRegistry({ runtime: createOnnxRuntime(), fetcher, capacityBytes: 1 << 30 });
+    try {
+      const spec = { model: "iris", version: 1, storageUri: sampleUri("iris") };
+      expect((await models.load({ ...spec, secretName: "a" })).state).toBe("Available");
+      expect((await models.load({ ...spec, secretName: "a" })).state).toBe("Available");
+      expect((await models.load({ ...spec, secretName: "b" })).state).toBe("Available");
+      expect(asked).toEqual(["a", "b"]);
+    } finally {
+      await models.close();
+    }
   });
 
   it("fails a load that would exceed the over-committed capacity, naming the sizes", async () => {
