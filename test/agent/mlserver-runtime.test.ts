@@ -22,6 +22,22 @@ import { irisRows } from "../e2e/iris-data.js";
 import { repoRoot } from "../helpers/platform-process.js";
 import { pythonEnv, runPython } from "../helpers/python.js";
 
+/** A small xgboost classifier on the same CSV, saved as xgboost's JSON (a file name that does not say the framework). */
+const TRAIN_XGBOOST = `
+import csv, os, sys
+import xgboost
+classes = ["setosa", "versicolor", "virginica"]
+x, y = [], []
+with open(sys.argv[1], newline="") as f:
+    for row in csv.DictReader(f):
+        x.append([float(row[k]) for k in ("sepal_length", "sepal_width", "petal_length", "petal_width")])
+        y.append(classes.index(row["species"].strip()))
+model = xgboost.XGBClassifier(n_estimators=20, max_depth=3, n_jobs=1, random_state=0)
+model.fit(x, y)
+os.makedirs(sys.argv[2], exist_ok=True)
+model.save_model(os.path.join(sys.argv[2], "model.json"))
+`;
+
 /** The first row of each class in the CSV: their species are the expected labels 0, 1, 2. */
 const ROWS = [0, 50, 100].map((i) => irisRows()[i]!);
 const EXPECTED = ROWS.map((r) => r.label);
@@ -103,6 +119,7 @@ beforeAll(async () => {
   const script = join(repoRoot, "samples/scripts/train_iris_sklearn.py");
   await runPython(python, [script, csv, join(dir, "models/iris")], "", 120_000);
   await runPython(python, [script, csv, join(dir, "models/iris-bare"), "--no-settings"], "", 120_000);
+  await runPython(python, ["-c", TRAIN_XGBOOST, csv, join(dir, "models/iris-xgb")], "", 120_000);
   await mkdir(join(dir, "models/boosted"), { recursive: true });
   await writeFile(join(dir, "models/boosted/model.bst"), "not read: the framework is unknown");
   runtime = createMlserverRuntime({ python, workDir: join(dir, "mlserver"), healthIntervalMs: 500 });
@@ -159,6 +176,18 @@ describe("the MLServer runtime", () => {
     });
     expect(record.state, record.reason).toBe("Available");
     expect(await restLabels("iris-bare")).toEqual(EXPECTED);
+  });
+
+  it("serves an xgboost model through MLServer's xgboost runtime, chosen from the requirements", async () => {
+    const record = await agent.loadModel({
+      model: "iris-xgb",
+      version: 1,
+      storageUri: `file://${join(dir, "models/iris-xgb")}`,
+      requirements: ["xgboost"],
+    });
+    expect(record.state, record.reason).toBe("Available");
+    expect(await restLabels("iris-xgb")).toEqual(EXPECTED);
+    await agent.unloadModel("iris-xgb", 1);
   });
 
   it("fails to load, saying why, what it cannot serve", async () => {
