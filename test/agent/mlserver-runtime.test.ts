@@ -38,6 +38,22 @@ os.makedirs(sys.argv[2], exist_ok=True)
 model.save_model(os.path.join(sys.argv[2], "model.json"))
 `;
 
+/** A lightgbm booster on the same CSV, saved as model.bst (xgboost's name too: only the requirements tell). */
+const TRAIN_LIGHTGBM = `
+import csv, os, sys
+import lightgbm, numpy
+classes = ["setosa", "versicolor", "virginica"]
+x, y = [], []
+with open(sys.argv[1], newline="") as f:
+    for row in csv.DictReader(f):
+        x.append([float(row[k]) for k in ("sepal_length", "sepal_width", "petal_length", "petal_width")])
+        y.append(classes.index(row["species"].strip()))
+params = {"objective": "multiclass", "num_class": 3, "num_threads": 1, "verbose": -1, "min_data_in_leaf": 5, "seed": 0}
+booster = lightgbm.train(params, lightgbm.Dataset(numpy.array(x), label=numpy.array(y)), num_boost_round=20)
+os.makedirs(sys.argv[2], exist_ok=True)
+booster.save_model(os.path.join(sys.argv[2], "model.bst"))
+`;
+
 /** The first row of each class in the CSV: their species are the expected labels 0, 1, 2. */
 const ROWS = [0, 50, 100].map((i) => irisRows()[i]!);
 const EXPECTED = ROWS.map((r) => r.label);
@@ -120,6 +136,7 @@ beforeAll(async () => {
   await runPython(python, [script, csv, join(dir, "models/iris")], "", 120_000);
   await runPython(python, [script, csv, join(dir, "models/iris-bare"), "--no-settings"], "", 120_000);
   await runPython(python, ["-c", TRAIN_XGBOOST, csv, join(dir, "models/iris-xgb")], "", 120_000);
+  await runPython(python, ["-c", TRAIN_LIGHTGBM, csv, join(dir, "models/iris-lgb")], "", 120_000);
   await mkdir(join(dir, "models/boosted"), { recursive: true });
   await writeFile(join(dir, "models/boosted/model.bst"), "not read: the framework is unknown");
   runtime = createMlserverRuntime({ python, workDir: join(dir, "mlserver"), healthIntervalMs: 500 });
@@ -188,6 +205,27 @@ describe("the MLServer runtime", () => {
     expect(record.state, record.reason).toBe("Available");
     expect(await restLabels("iris-xgb")).toEqual(EXPECTED);
     await agent.unloadModel("iris-xgb", 1);
+  });
+
+  it("serves a lightgbm booster through MLServer's lightgbm runtime: class probabilities whose best is the CSV's label", async () => {
+    const record = await agent.loadModel({
+      model: "iris-lgb",
+      version: 1,
+      storageUri: `file://${join(dir, "models/iris-lgb")}`,
+      requirements: ["lightgbm"],
+    });
+    expect(record.state, record.reason).toBe("Available");
+    const res = await restInfer("iris-lgb");
+    const body = (await res.json()) as { outputs: Array<{ shape: number[]; data: number[] }> };
+    expect(res.status).toBe(200);
+    const out = body.outputs[0]!;
+    expect(out.shape).toEqual([3, 3]);
+    const best = [0, 1, 2].map((row) => {
+      const p = out.data.slice(row * 3, row * 3 + 3);
+      return p.indexOf(Math.max(...p));
+    });
+    expect(best).toEqual(EXPECTED);
+    await agent.unloadModel("iris-lgb", 1);
   });
 
   it("fails to load, saying why, what it cannot serve", async () => {
