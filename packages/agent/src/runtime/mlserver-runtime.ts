@@ -215,11 +215,19 @@ export function createMlserverRuntime(options: MlserverRuntimeOptions): Mlserver
     });
   }
 
+  /** What MLServer's metadata declares; nothing declared (or no answer) leaves the checks to MLServer. */
   async function signatureOf(name: string): Promise<ModelSignature> {
-    const res = await proc.request("GET", `/v2/models/${encodeURIComponent(name)}`);
-    if (!res.ok) return { inputs: [], outputs: [] };
-    const body = (await res.json()) as { inputs?: unknown; outputs?: unknown };
-    return { inputs: toMetadata(body.inputs), outputs: toMetadata(body.outputs) };
+    try {
+      const res = await proc.request("GET", `/v2/models/${encodeURIComponent(name)}`);
+      if (!res.ok) {
+        await res.body?.cancel();
+        return { inputs: [], outputs: [] };
+      }
+      const body = (await res.json()) as { inputs?: unknown; outputs?: unknown };
+      return { inputs: toMetadata(body.inputs), outputs: toMetadata(body.outputs) };
+    } catch {
+      return { inputs: [], outputs: [] };
+    }
   }
 
   return {
@@ -293,9 +301,9 @@ export function createMlserverRuntime(options: MlserverRuntimeOptions): Mlserver
           const res = await proc.request("POST", inferPath, body);
           if (!res.ok) {
             const detail = await errorText(res);
-            // 404: MLServer no longer has it (it restarted under us): another replica can answer.
-            if (res.status === 404)
-              throw new TernError("unavailable", `model ${load.model} is not loaded in MLServer now: ${detail}`, {
+            // 404: MLServer no longer has it (it restarted under us); 503: not ready. Another replica can answer.
+            if (res.status === 404 || res.status === 503)
+              throw new TernError("unavailable", `model ${load.model} is not served by MLServer now: ${detail}`, {
                 retriable: true,
               });
             throw new TernError("bad_request", `model ${load.model} rejected the request: ${detail}`);
