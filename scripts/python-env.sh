@@ -3,6 +3,7 @@
 # the path of its python on stdout; progress goes to stderr.
 #
 #   scripts/python-env.sh tritonclient      # -> /path/to/repo/.tern/python/tritonclient/bin/python
+#   scripts/python-env.sh mlserver          # MLServer 1.7.1 for agents of server type mlserver (a few minutes first)
 #
 # The venv is rebuilt only when the requirements file changes (its sha256 is kept in the venv), so the first call
 # downloads from PyPI (about a minute) and later calls return at once. Concurrent calls wait for each other (flock).
@@ -25,6 +26,14 @@ if ! command -v "$python" >/dev/null 2>&1; then
 fi
 if ! "$python" -c 'import sys; sys.exit(0 if sys.version_info >= (3, 10) else 1)'; then
   echo "python-env: $("$python" --version 2>&1) is too old: the $name environment needs Python 3.10+ (or set TERN_PYTHON)" >&2
+  exit 1
+fi
+# An environment may narrow the range with a line `# python: MIN MAX` (e.g. `# python: 3.11 3.12`) in its file.
+read -r py_min py_max < <(sed -n 's/^# python: *//p' "$requirements" | head -1; echo)
+if [[ -n "${py_min:-}" ]] && ! "$python" -c "import sys
+lo = tuple(map(int, '$py_min'.split('.'))); hi = tuple(map(int, '${py_max:-9.99}'.split('.')))
+sys.exit(0 if lo <= sys.version_info[:2] <= hi else 1)"; then
+  echo "python-env: $("$python" --version 2>&1) cannot run the $name environment: it needs Python $py_min to ${py_max:-any later} (set TERN_PYTHON to one)" >&2
   exit 1
 fi
 

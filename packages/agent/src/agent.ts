@@ -122,6 +122,8 @@ export function createAgent(options: AgentOptions): Agent {
 
     async start() {
       try {
+        // The runtime's own server (MLServer) is up before the agent says it serves.
+        await options.runtime.start?.();
         const httpPort = await new Promise<number>((resolve, reject) => {
           const s = serve({ fetch: app.fetch, hostname: host, port: options.httpPort }, (info: AddressInfo) =>
             resolve(info.port),
@@ -159,6 +161,7 @@ export function createAgent(options: AgentOptions): Agent {
         ...(m.secretName === undefined ? {} : { secretName: m.secretName }),
         memoryBytes: m.memoryBytes ?? 0,
         parameters: m.parameters ?? [],
+        requirements: m.requirements ?? [],
       });
     },
 
@@ -196,6 +199,7 @@ export function createAgent(options: AgentOptions): Agent {
       });
       await Promise.all([closeHttp, grpcServer?.close(graceMs)]);
       await models.close();
+      await options.runtime.stop?.();
       if (lifecycle !== "failed") lifecycle = "stopped";
       log?.info({ server: options.server, replica: options.replica }, "agent stopped");
     },

@@ -43,8 +43,11 @@ export const agentEnvSchema = sharedEnvSchema.extend({
     .default("mlserver"),
   /** This replica's index within the server (0-based). */
   TERN_AGENT_REPLICA: envVar.int(0),
-  /** The server type (`Server.spec.serverConfig`); only `tern-onnx` is built in. */
-  TERN_AGENT_SERVER_TYPE: z.enum(["tern-onnx"]).default("tern-onnx"),
+  /**
+   * The server type (`Server.spec.serverConfig`): `tern-onnx` (built-in ONNX Runtime) or `mlserver` (an MLServer
+   * process per agent, from the venv of `scripts/python-env.sh mlserver`).
+   */
+  TERN_AGENT_SERVER_TYPE: z.enum(["tern-onnx", "mlserver"]).default("tern-onnx"),
   /** Interface the REST and gRPC servers bind. */
   TERN_AGENT_HOST: z.string().default("127.0.0.1"),
   /** Host put in the endpoints reported to the scheduler (defaults to TERN_AGENT_HOST). */
@@ -102,6 +105,14 @@ export const agentEnvSchema = sharedEnvSchema.extend({
   TERN_AGENT_STREAM_IDLE_TIMEOUT_MS: envVar.int(45_000, 100),
   /** Cap of the retry delay while the scheduler is unreachable or a standby (exponential backoff with jitter), ms. */
   TERN_AGENT_RETRY_MAX_MS: envVar.int(5_000, 10),
+  /** The Python of the MLServer venv (`scripts/python-env.sh mlserver` creates it); server type `mlserver` only. */
+  TERN_MLSERVER_PYTHON: z.string().default(".tern/python/mlserver/bin/python"),
+  /** Deadline for the agent's MLServer process to answer after a (re)start, ms. */
+  TERN_MLSERVER_START_TIMEOUT_MS: envVar.int(120_000, 1000),
+  /** Deadline of each call to MLServer (load, unload, inference), ms. */
+  TERN_MLSERVER_REQUEST_TIMEOUT_MS: envVar.int(60_000, 100),
+  /** How often the agent checks that its MLServer answers (a dead or silent one is restarted), ms. */
+  TERN_MLSERVER_HEALTH_INTERVAL_MS: envVar.int(2_000, 100),
   /** ONNX Runtime intra-op threads per model (models may override with the parameter intra_op_threads). */
   TERN_AGENT_ORT_THREADS: envVar.int(1, 0),
 });

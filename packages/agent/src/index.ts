@@ -31,6 +31,18 @@ export {
   type ModelRecord,
   type ModelRegistry,
 } from "./model-registry.js";
+export {
+  createMlserverProcess,
+  type MlserverProcess,
+  type MlserverProcessOptions,
+} from "./runtime/mlserver-process.js";
+export {
+  createMlserverRuntime,
+  MLSERVER_CAPABILITIES,
+  type MlserverRuntime,
+  type MlserverRuntimeOptions,
+  MODEL_SETTINGS_FILE,
+} from "./runtime/mlserver-runtime.js";
 export type { LoadedModel, LoadOptions, ModelRuntime, ModelSignature } from "./runtime/model-runtime.js";
 export { createOnnxRuntime, type OnnxRuntimeOptions } from "./runtime/onnx-runtime.js";
 export { createSchedulerClient } from "./scheduler-client.js";

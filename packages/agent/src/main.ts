@@ -20,6 +20,8 @@ import { createHttpSource } from "./artifacts/http-source.js";
 import { createS3Source } from "./artifacts/s3-source.js";
 import { createSecretsDir } from "./artifacts/secrets.js";
 import { loadAgentConfig } from "./config.js";
+import { createMlserverRuntime, MODEL_SETTINGS_FILE } from "./runtime/mlserver-runtime.js";
+import type { ModelRuntime } from "./runtime/model-runtime.js";
 import { createOnnxRuntime } from "./runtime/onnx-runtime.js";
 import { createSchedulerClient, type SchedulerClient } from "./scheduler-client.js";
 
@@ -38,7 +40,26 @@ async function main(): Promise<void> {
     level: config.LOG_LEVEL,
     base: { component: "agent", server: config.TERN_AGENT_SERVER, replica: config.TERN_AGENT_REPLICA },
   });
+  const mlserver = config.TERN_AGENT_SERVER_TYPE === "mlserver";
+  const runtime: ModelRuntime = mlserver
+    ? createMlserverRuntime({
+        python: resolve(config.TERN_MLSERVER_PYTHON),
+        // One folder per replica: two agents on one machine never share a model repository.
+        workDir: resolve(
+          config.TERN_AGENT_CACHE_DIR,
+          "mlserver",
+          `${config.TERN_AGENT_SERVER}-${config.TERN_AGENT_REPLICA}`,
+        ),
+        host: config.TERN_AGENT_HOST === "0.0.0.0" ? "127.0.0.1" : config.TERN_AGENT_HOST,
+        startTimeoutMs: config.TERN_MLSERVER_START_TIMEOUT_MS,
+        requestTimeoutMs: config.TERN_MLSERVER_REQUEST_TIMEOUT_MS,
+        healthIntervalMs: config.TERN_MLSERVER_HEALTH_INTERVAL_MS,
+        logger,
+      })
+    : createOnnxRuntime({ intraOpThreads: config.TERN_AGENT_ORT_THREADS });
   const fetcher = createArtifactFetcher({
+    // A Seldon MLServer artifact is a folder with its model-settings.json, or a folder with one model file.
+    ...(mlserver ? { modelFileName: MODEL_SETTINGS_FILE, modelExtension: "" } : {}),
     cacheDir: resolve(config.TERN_AGENT_CACHE_DIR),
     ...(config.TERN_AGENT_FILE_BASE_DIR ? { fileBaseDir: resolve(config.TERN_AGENT_FILE_BASE_DIR) } : {}),
     ...(config.TERN_ARTIFACT_ROOTS ? { localRoots: config.TERN_ARTIFACT_ROOTS.map((r) => resolve(r)) } : {}),
@@ -60,7 +81,7 @@ async function main(): Promise<void> {
   const agent = createAgent({
     server: config.TERN_AGENT_SERVER,
     replica: config.TERN_AGENT_REPLICA,
-    runtime: createOnnxRuntime({ intraOpThreads: config.TERN_AGENT_ORT_THREADS }),
+    runtime,
     fetcher,
     memoryBytes: config.TERN_AGENT_MEMORY,
     overcommitPercent: config.TERN_AGENT_OVERCOMMIT_PERCENT,

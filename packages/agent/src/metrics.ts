@@ -54,7 +54,7 @@ export function createAgentMetrics(options: AgentMetricsOptions = {}): AgentMetr
     });
     new Gauge({
       name: "tern_agent_memory_bytes",
-      help: "Memory accounting: capacity, committable (with over-commit), committed and resident bytes",
+      help: "Memory accounting: capacity, committable (with over-commit), committed and resident bytes; process: the RSS of the runtime's own process (MLServer)",
       labelNames: ["kind"] as const,
       registers: [registry],
       collect() {
@@ -63,6 +63,7 @@ export function createAgentMetrics(options: AgentMetricsOptions = {}): AgentMetr
         this.set({ kind: "committable" }, u.committableBytes);
         this.set({ kind: "committed" }, u.committedBytes);
         this.set({ kind: "resident" }, u.residentBytes);
+        if (u.processBytes !== undefined) this.set({ kind: "process" }, u.processBytes);
       },
     });
   }

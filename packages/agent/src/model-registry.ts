@@ -15,6 +15,8 @@ export interface ModelLoadSpec {
   /** Bytes reserved per replica; 0 or absent means "the artifact's size". */
   memoryBytes?: number;
   parameters?: readonly ParameterSpec[];
+  /** `Model.spec.requirements`: a runtime serving several frameworks (MLServer) picks one from them. */
+  requirements?: readonly string[];
 }
 
 /** A model version as the registry holds it. */
@@ -50,6 +52,11 @@ export interface MemoryUsage {
    * model is busy it goes ahead anyway, so this can exceed the capacity until they go idle.
    */
   residentBytes: number;
+  /**
+   * Resident memory of the runtime's own process (MLServer: its RSS, models and interpreter together), bytes; absent
+   * for the in-process ONNX runtime, whose models are the agent's own memory.
+   */
+  processBytes?: number;
 }
 
 export interface ModelRegistryOptions {
@@ -102,6 +109,7 @@ interface Entry {
   specMemory: number;
   memoryBytes: number;
   parameters: Record<string, string>;
+  requirements: readonly string[];
   state: ReplicaState;
   reason?: string;
   artifact?: Artifact;
@@ -163,6 +171,23 @@ export function createModelRegistry(options: ModelRegistryOptions): ModelRegistr
     options.onStateChange?.({ model: e.model, version: e.version, state, ...(reason === undefined ? {} : { reason }) });
   }
 
+  /**
+   * What the runtime gets for a load. Its state callback applies only while that load is the entry's resident model:
+   * a model lost with its runtime process goes `Loading` and comes back `Available` (or `LoadFailed` with the reason).
+   */
+  function loadOptions(e: Entry) {
+    return {
+      model: e.model,
+      version: e.version,
+      parameters: e.parameters,
+      requirements: e.requirements,
+      onStateChange: (state: "Loading" | "Available" | "LoadFailed", reason?: string) => {
+        if (e.removed || e.loaded === undefined || e.state === state) return;
+        setState(e, state, reason);
+      },
+    };
+  }
+
   const committed = (except?: Entry) =>
     [...entries.values()]
       .filter((e) => e !== except && !e.removed && (e.state === "Available" || e.state === "Loading"))
@@ -221,11 +246,7 @@ export function createModelRegistry(options: ModelRegistryOptions): ModelRegistr
       }
       await makeRoom(e.memoryBytes, e);
       try {
-        const loaded = await runtime.load(e.artifact!.path, {
-          model: e.model,
-          version: e.version,
-          parameters: e.parameters,
-        });
+        const loaded = await runtime.load(e.artifact!.path, loadOptions(e));
         if (e.removed) {
           await loaded.unload();
           return record(e);
@@ -253,11 +274,7 @@ export function createModelRegistry(options: ModelRegistryOptions): ModelRegistr
         );
       }
       try {
-        const loaded = await runtime.load(e.artifact!.path, {
-          model: e.model,
-          version: e.version,
-          parameters: e.parameters,
-        });
+        const loaded = await runtime.load(e.artifact!.path, loadOptions(e));
         e.loaded = loaded;
         log?.info({ model: e.model, version: e.version }, "reloaded after eviction");
         return loaded;
@@ -334,6 +351,7 @@ export function createModelRegistry(options: ModelRegistryOptions): ModelRegistr
         specMemory: spec.memoryBytes ?? 0,
         memoryBytes: spec.memoryBytes ?? 0,
         parameters,
+        requirements: [...(spec.requirements ?? [])],
         state: "LoadRequested",
         lastUsed: now(),
         inFlight: 0,
@@ -404,7 +422,14 @@ export function createModelRegistry(options: ModelRegistryOptions): ModelRegistr
     },
 
     usage(): MemoryUsage {
-      return { capacityBytes, committableBytes: committable, committedBytes: committed(), residentBytes: resident() };
+      const processBytes = runtime.processBytes?.();
+      return {
+        capacityBytes,
+        committableBytes: committable,
+        committedBytes: committed(),
+        residentBytes: resident(),
+        ...(processBytes === undefined ? {} : { processBytes }),
+      };
     },
 
     async close(): Promise<void> {

@@ -19,9 +19,8 @@ export { type AgentPlan, type DesiredServer, planAgents, type RunningAgent } fro
  * so it degrades to polling rather than going blind.
  *
  * Every agent runs the built-in `tern-onnx` runtime (the only one Tern has) but advertises the Server's effective
- * capabilities, the same list the scheduler places against: a `serverConfig: triton` Server takes ONNX models as on
- * AWS, while a model that needs a runtime Tern lacks (e.g. `sklearn` on `mlserver`) is placed and fails to load with
- * the agent's reason, visible in `tern status`. A Server the scheduler reports without capabilities (an unknown
+ * capabilities, the same list the scheduler places against: a model that needs another runtime (e.g. `sklearn` on
+ * `mlserver`) is placed and fails to load with the agent's reason, visible in `tern status`. A Server the scheduler reports without capabilities (an unknown
  * `serverConfig`) gets no agents, with one log line saying why.
  */
 

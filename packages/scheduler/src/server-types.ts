@@ -2,15 +2,22 @@ import type { ServerSpec } from "@tern/core";
 
 /**
  * The server types a `Server.spec.serverConfig` may name. A type fixes the runtime an agent runs and the
- * capabilities a model's `requirements` are matched against.
+ * capabilities a model's `requirements` are matched against: exactly what that runtime serves, never more.
  *
- * The `mlserver` and `triton` lists are the defaults Seldon Core v2 documents for its two server farms
- * (docs.seldon.ai, "Servers": the `SELDON_SERVER_CAPABILITIES` of each), so Seldon manifests schedule the same way.
- * `tern-onnx` is Tern's built-in onnxruntime-node runtime and offers `onnx` only.
+ * - `tern-onnx`: Tern's built-in onnxruntime-node runtime: `onnx`.
+ * - `mlserver`: an MLServer process per agent with the runtimes Tern installs (scripts/python/mlserver.txt):
+ *   `sklearn`, `xgboost`, `lightgbm`, and `mlserver` (a model that ships its own model-settings.json). Seldon's
+ *   default list for its MLServer farm also names mlflow, huggingface, alibi-*, python and spark-mlib: Tern does not
+ *   install those runtimes, so a model requiring them is not placed here (it fails to schedule, saying so).
+ * - `triton`: accepted so that Seldon manifests validate, but Triton is not part of this installation: such a Server
+ *   offers nothing and is reported `ServerFailed` with that reason (`unavailable`). Give it explicit
+ *   `spec.capabilities` to run Tern's agents under that name anyway.
  */
 export interface ServerType {
   name: string;
   capabilities: readonly string[];
+  /** Set when this installation has no runtime for the type: the reason a Server of it is `ServerFailed`. */
+  unavailable?: string;
   /** Memory per replica when the agent does not report its own (it normally does). */
   defaultMemoryBytes: number;
 }
@@ -21,23 +28,14 @@ export const SERVER_TYPES: Readonly<Record<string, ServerType>> = {
   "tern-onnx": { name: "tern-onnx", capabilities: ["onnx"], defaultMemoryBytes: 1 * GiB },
   mlserver: {
     name: "mlserver",
-    capabilities: [
-      "mlserver",
-      "alibi-detect",
-      "alibi-explain",
-      "huggingface",
-      "lightgbm",
-      "mlflow",
-      "python",
-      "sklearn",
-      "spark-mlib",
-      "xgboost",
-    ],
+    capabilities: ["mlserver", "sklearn", "xgboost", "lightgbm"],
     defaultMemoryBytes: 1 * GiB,
   },
   triton: {
     name: "triton",
-    capabilities: ["triton", "dali", "fil", "onnx", "openvino", "python", "pytorch", "tensorflow", "tensorrt"],
+    capabilities: [],
+    unavailable:
+      'serverConfig "triton": Triton is not part of this installation (Tern runs tern-onnx and mlserver); use serverConfig tern-onnx for ONNX models, or set spec.capabilities',
     defaultMemoryBytes: 1 * GiB,
   },
 };
@@ -57,6 +55,8 @@ export function resolveCapabilities(spec: ServerSpec): ResolvedCapabilities {
   let base: readonly string[];
   if (spec.capabilities !== undefined && spec.capabilities.length > 0) {
     base = spec.capabilities;
+  } else if (type?.unavailable !== undefined) {
+    return { ok: false, reason: type.unavailable };
   } else if (type !== undefined) {
     base = type.capabilities;
   } else {

@@ -59,6 +59,8 @@ const shapeText = (shape: readonly number[]) => `[${shape.join(",")}]`;
  * Element counts against the request's own shape are checked while decoding.
  */
 export function checkInputs(model: string, signature: ModelSignature, inputs: readonly OipTensor[]): void {
+  // Undeclared inputs (an MLServer model without them in its model-settings.json): its runtime checks them.
+  if (signature.inputs.length === 0) return;
   const expected = new Map<string, OipTensorMetadata>(signature.inputs.map((i) => [i.name, i]));
   const seen = new Set<string>();
   const names = signature.inputs.map((i) => i.name).join(", ");
@@ -96,6 +98,7 @@ export function checkInputs(model: string, signature: ModelSignature, inputs: re
 }
 
 function checkOutputs(model: string, signature: ModelSignature, wanted: readonly string[]): void {
+  if (signature.outputs.length === 0) return;
   const known = new Set(signature.outputs.map((o) => o.name));
   const seen = new Set<string>();
   for (const name of wanted) {

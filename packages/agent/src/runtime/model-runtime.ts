@@ -6,9 +6,20 @@ export interface LoadOptions {
   version: number;
   /** `Model.spec.parameters`, as name → value. */
   parameters: Readonly<Record<string, string>>;
+  /** `Model.spec.requirements` (e.g. `["sklearn"]`); a runtime serving several frameworks picks one from them. */
+  requirements?: readonly string[];
+  /**
+   * For runtimes whose models live in another process (MLServer): called when that process lost the model and the
+   * runtime is getting it back (`Loading`), has it back (`Available`) or could not (`LoadFailed`), so that the replica's
+   * state says so instead of the model being silently gone.
+   */
+  onStateChange?: (state: "Loading" | "Available" | "LoadFailed", reason?: string) => void;
 }
 
-/** The inputs and outputs a loaded model declares; requests are checked against them. */
+/**
+ * The inputs and outputs a loaded model declares; requests are checked against them. An empty list means "not
+ * declared" (an MLServer model without `inputs` in its model-settings.json): the runtime then checks requests itself.
+ */
 export interface ModelSignature {
   inputs: OipTensorMetadata[];
   outputs: OipTensorMetadata[];
@@ -27,8 +38,8 @@ export interface LoadedModel {
 }
 
 /**
- * The runtime port: one adapter per kind of model server. The built-in adapter is ONNX (`onnx-runtime.ts`); external
- * OIP servers (MLServer, Triton) can be added as further adapters driven through their model-repository API.
+ * The runtime port: one adapter per kind of model server. The built-in adapter is ONNX (`onnx-runtime.ts`); MLServer
+ * (`mlserver-runtime.ts`) drives a process of its own through its model-repository API.
  */
 export interface ModelRuntime {
   /** The `Server.spec.serverConfig` this runtime implements, e.g. `tern-onnx`. */
@@ -42,4 +53,10 @@ export interface ModelRuntime {
    * as the replica's LoadFailed reason.
    */
   load(artifactPath: string, options: LoadOptions): Promise<LoadedModel>;
+  /** Starts what the runtime runs besides the agent (a server process); the agent calls it before it serves. */
+  start?(): Promise<void>;
+  /** Stops it; the agent calls it last, after the models are unloaded. */
+  stop?(): Promise<void>;
+  /** Resident memory of the runtime's own process, bytes, where it has one (MLServer); undefined otherwise. */
+  processBytes?(): number | undefined;
 }

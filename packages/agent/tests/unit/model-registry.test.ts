@@ -1,6 +1,7 @@
 import { describe, expect, it } from "vitest";
 import { type ArtifactFetcher, createArtifactFetcher } from "../../src/artifacts/artifact-fetcher.js";
 import { createModelRegistry } from "../../src/model-registry.js";
+import type { LoadOptions, ModelRuntime } from "../../src/runtime/model-runtime.js";
 import { createOnnxRuntime } from "../../src/runtime/onnx-runtime.js";
 import { countingRuntime, createTestStack, REPO_ROOT, sampleUri } from "./helpers.js";
 
@@ -132,6 +133,47 @@ describe("model registry", () => {
     // budget); once add10 is idle, the next reload that needs room evicts it.
     lease.release();
     expect(s.models.usage().residentBytes).toBe(200);
+    await s.models.close();
+  });
+
+  it("reports a model its runtime's process lost as Loading, refuses it meanwhile, and Available once it is back", async () => {
+    // The ONNX runtime with the callback MLServer's runtime gets, kept so the test can play the process dying.
+    const onnx = createOnnxRuntime();
+    const callbacks: Array<NonNullable<LoadOptions["onStateChange"]>> = [];
+    const runtime: ModelRuntime = {
+      ...onnx,
+      processBytes: () => 123_456,
+      load(path, opts) {
+        if (opts.onStateChange) callbacks.push(opts.onStateChange);
+        return onnx.load(path, opts);
+      },
+    };
+    const s = createTestStack({ runtime });
+    await s.models.load({ model: "add10", version: 1, storageUri: sampleUri("add10"), requirements: ["onnx"] });
+    expect(callbacks).toHaveLength(1);
+    callbacks[0]!("Loading", "MLServer is restarting (killed by SIGKILL)");
+    expect(s.models.resolve("add10")).toMatchObject({
+      state: "Loading",
+      reason: "MLServer is restarting (killed by SIGKILL)",
+    });
+    expect(s.events.at(-1)).toEqual({
+      model: "add10",
+      version: 1,
+      state: "Loading",
+      reason: "MLServer is restarting (killed by SIGKILL)",
+    });
+    const refused = await s.app.request("/v2/models/add10/infer", { method: "POST", body: JSON.stringify(x(1)) });
+    expect(refused.status).toBe(503);
+    callbacks[0]!("Available");
+    expect(s.events.at(-1)).toEqual({ model: "add10", version: 1, state: "Available" });
+    const ok = await s.app.request("/v2/models/add10/infer", { method: "POST", body: JSON.stringify(x(1)) });
+    expect(ok.status).toBe(200);
+    expect(s.models.usage().processBytes).toBe(123_456);
+    // Once unloaded, a late word from the runtime changes nothing.
+    await s.models.unload("add10", 1);
+    const seen = s.events.length;
+    callbacks[0]!("LoadFailed", "too late");
+    expect(s.events.length).toBe(seen);
     await s.models.close();
   });
 });
