@@ -62,6 +62,20 @@ function buildSumDiff(): void {
 }
 
 /**
+ * `negate`: z = -y. It reads a tensor called `y`, what add10 and mul10 answer, so either answer feeds it without a
+ * tensorMap: the `any-branch` sample pipeline joins the two with `inputsJoinType: any`.
+ */
+function buildNegate(): void {
+  const g = graph({
+    name: "negate",
+    inputs: [valueInfo("y", "FLOAT", ["batch", "n"])],
+    outputs: [valueInfo("z", "FLOAT", ["batch", "n"])],
+    nodes: [node("Neg", ["y"], ["z"])],
+  });
+  write("negate", encodeModel(g, "Tern sample: z = -y"));
+}
+
+/**
  * `choose`: routes x to `positive` when sum(x) > 0, else to `negative`. An ONNX graph always yields every declared
  * output, so the branch not taken yields an EMPTY tensor (shape [0, n]); the Model manifest sets the runtime parameter
  * `drop_empty_outputs=true`, and the agent then omits zero-element outputs from the response, so downstream pipeline
@@ -111,3 +125,4 @@ buildElementwise("add10", "Add", 10);
 buildElementwise("mul10", "Mul", 10);
 buildSumDiff();
 buildChoose();
+buildNegate();

@@ -80,4 +80,13 @@ describe("sample models", () => {
     expect(Array.from(n2!.data as Float32Array)).toEqual([-3, 1]);
     await m.unload();
   });
+
+  it("negate reads y and answers z = -y", async () => {
+    const m = await load("negate");
+    expect(m.signature.inputs).toEqual([{ name: "y", datatype: "FP32", shape: [-1, -1] }]);
+    const [z] = await m.infer([f32("y", [1, 3], [1, -2, 0.5])], []);
+    expect(z!.name).toBe("z");
+    expect(Array.from(z!.data as Float32Array)).toEqual([-1, 2, -0.5]);
+    await m.unload();
+  });
 });
