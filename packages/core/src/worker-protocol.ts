@@ -1,4 +1,5 @@
 import { z } from "zod";
+import type { PipelineState } from "./status.js";
 
 /**
  * The wire contract between a data-plane worker (a model gateway today, a dataflow worker next) and the scheduler's
@@ -146,6 +147,16 @@ export interface PipelinePlacementStatus {
   groupId: string;
   /** In ring order (the first is the primary); empty while no dataflow worker is registered. */
   owners: string[];
+  /** The pipeline's state and reason, as `GET /v1/pipelines/{p}` gives them. */
+  state?: PipelineState;
+  reason?: string;
+  /** What the dataflow workers report running for it, by worker id (absent while none reports it). */
+  runs?: PipelineRunStatus[];
+}
+
+/** One worker's report of one pipeline version, as `tern list dataflow` shows it. */
+export interface PipelineRunStatus extends Omit<PipelineRunReport, "pipeline"> {
+  worker: string;
 }
 
 /** `GET /v1/workers/{kind}`. */

@@ -44,6 +44,8 @@ export function buildRouteTable(state: ClusterState, revision: number): RouteTab
   }
   for (const name of [...state.pipelines.keys()].sort()) {
     const p = state.pipelines.get(name)!;
+    // A terminated pipeline is kept for `tern status` only: to the data plane it does not exist.
+    if (p.state === "PipelineTerminated") continue;
     table.pipelines[name] = { name, state: p.state };
   }
   for (const name of [...state.experiments.keys()].sort()) {

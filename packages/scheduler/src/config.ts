@@ -26,6 +26,11 @@ export const schedulerEnvSchema = sharedEnvSchema.extend({
    * moves about 2/(N+1) of the pipelines. See docs/scheduler.md, "Pipelines on dataflow workers".
    */
   TERN_DATAFLOW_REPLICATION: envVar.int(2, 1),
+  /**
+   * How long a deleted pipeline stays visible as `PipelineTerminated` (then its record goes and it is not found), like
+   * Seldon's deleted-resource TTL. 24 h by default; 0 removes it as soon as it is terminated.
+   */
+  TERN_PIPELINE_TERMINATED_RETENTION_MS: envVar.int(86_400_000, 0),
   /** Interface the control API listens on. Anything but loopback needs TERN_SCHEDULER_TOKEN. */
   TERN_SCHEDULER_HOST: z.string().min(1).default("127.0.0.1"),
   /** Port of the control API; 0 picks a free one (logged as `port` in the "control API listening" line). */

@@ -2,6 +2,11 @@ import { createTopicNames, type TopicAdmin, type TopicNames } from "@tern/core";
 import type { Logger } from "pino";
 import { type BucketPlacementOptions, DEFAULT_MODELGATEWAY_BUCKETS } from "./bucket-placement.js";
 import { DEFAULT_DATAFLOW_REPLICATION, type PipelinePlacementOptions } from "./pipeline-placement.js";
+import {
+  DEFAULT_PIPELINE_TERMINATED_RETENTION_MS,
+  type PipelineStateInputs,
+  pipelineDeadlineDue,
+} from "./pipeline-states.js";
 import type { ClusterState } from "./records.js";
 import { createTopicLifecycle, type TopicLifecycle, type TopicLifecycleOptions } from "./topics.js";
 import { createWorkerRegistry, type WorkerRegistry } from "./workers.js";
@@ -21,8 +26,10 @@ export interface DataPlaneOptions {
   buckets?: number;
   /** TERN_DATAFLOW_REPLICATION: the most dataflow workers that own one pipeline. @default 2 */
   replication?: number;
-  /** TERN_DATAFLOW_CLEAN_TOPICS_ON_DELETE. @default false */
+  /** TERN_DATAFLOW_CLEAN_TOPICS_ON_DELETE (a pipeline's `spec.dataflow.cleanTopicsOnDelete` overrides it). @default false */
   cleanTopicsOnDelete?: boolean;
+  /** TERN_PIPELINE_TERMINATED_RETENTION_MS: how long a terminated pipeline stays visible. @default 24 h */
+  terminatedRetentionMs?: number;
   /** The Kafka admin. Absent: topics are not managed and the status says Kafka is not configured. */
   topicAdmin?: TopicAdmin;
   /** Backoff of topic operations. */
@@ -47,6 +54,10 @@ export interface DataPlane {
   readonly bucketOptions: BucketPlacementOptions;
   /** What the reconciler places pipelines with. */
   readonly pipelineOptions: PipelinePlacementOptions;
+  /** What the reconciler derives pipeline states from, now (the workers' reports, the clock). */
+  pipelineStateInputs(): PipelineStateInputs;
+  /** Runs a change when a pipeline's drain deadline or retention ended (called on the heartbeat timer). */
+  checkDeadlines(): Promise<void>;
   adopted(before: ClusterState, after: ClusterState): void;
   topicsIdle(): Promise<void>;
   close(): void;
@@ -81,11 +92,28 @@ export function createDataPlane(options: DataPlaneOptions, host: DataPlaneHost):
               if (record === undefined || record.deleting) return;
               record.topics = outcome;
             }),
+          recordPipeline: (pipeline, outcome) =>
+            host.change((draft) => {
+              const record = draft.pipelines.get(pipeline);
+              if (record === undefined || record.deletedAt !== undefined || record.terminatedAt !== undefined) return;
+              record.topics = outcome;
+            }),
         });
+  const pipelineStateInputs = (): PipelineStateInputs => ({
+    now: host.now(),
+    reports: workers.dataflowReports(),
+    requireTopics: topics !== undefined,
+    heartbeatTimeoutMs: host.heartbeatTimeoutMs,
+    terminatedRetentionMs: options.terminatedRetentionMs ?? DEFAULT_PIPELINE_TERMINATED_RETENTION_MS,
+  });
   return {
     workers,
     bucketOptions: { buckets, topicNames, requireTopics: topics !== undefined },
     pipelineOptions: { replication, topicNames },
+    pipelineStateInputs,
+    async checkDeadlines() {
+      if (pipelineDeadlineDue(host.state(), pipelineStateInputs())) await host.change(() => undefined);
+    },
     adopted(before, after) {
       topics?.adopted(before, after);
       workers.adopted(before, after);

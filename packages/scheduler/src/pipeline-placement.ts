@@ -4,8 +4,10 @@ import {
   type HashRing,
   type PipelineAssignment,
   type PipelinePlacementStatus,
+  type PipelineRunStatus,
   type TopicNames,
   type WorkerAssignments,
+  type WorkerReport,
 } from "@tern/core";
 import type { ClusterState, PipelineRecord } from "./records.js";
 
@@ -57,9 +59,12 @@ export function pipelineOwners(ring: HashRing, pipeline: string, replication: nu
   return ring.lookup(pipeline, replication);
 }
 
-/** Whether a pipeline is placed: every stored pipeline but a terminated one (a terminating one still drains). */
+/**
+ * Whether a pipeline is placed: not once it is deleted. A deleted pipeline leaves its owners' assignments at once, which
+ * is how they learn to drain it and stop (it is `PipelineTerminating` until they report it gone).
+ */
 export function isPlaced(p: PipelineRecord): boolean {
-  return p.state !== "PipelineTerminated";
+  return p.deletedAt === undefined && p.terminatedAt === undefined && p.state !== "PipelineTerminated";
 }
 
 /**
@@ -118,20 +123,39 @@ export function dataflowAssignments(
   };
 }
 
-/** Every stored pipeline with its stored owners, sorted by name. */
+/**
+ * Every stored pipeline with its stored owners, state and reason, sorted by name; with `reports` (the dataflow workers'
+ * last reports, by worker id), also what each worker reports running for it.
+ */
 export function pipelinePlacements(
   state: ClusterState,
   options: PipelinePlacementOptions = {},
+  reports: ReadonlyMap<string, WorkerReport> = new Map(),
 ): PipelinePlacementStatus[] {
   const names = options.topicNames ?? createTopicNames();
+  const runs = new Map<string, PipelineRunStatus[]>();
+  for (const worker of [...reports.keys()].sort(compareStrings)) {
+    for (const { pipeline, ...run } of reports.get(worker)!.pipelines) {
+      const list = runs.get(pipeline) ?? [];
+      list.push({ worker, ...run });
+      runs.set(pipeline, list);
+    }
+  }
   return [...state.pipelines.values()]
     .sort((a, b) => compareStrings(a.name, b.name))
-    .map((p) => ({
-      pipeline: p.name,
-      version: pipelineVersion(p),
-      groupId: pipelineGroupId(names, p.name),
-      owners: [...(p.owners ?? [])],
-    }));
+    .map((p) => {
+      const status: PipelinePlacementStatus = {
+        pipeline: p.name,
+        version: pipelineVersion(p),
+        groupId: pipelineGroupId(names, p.name),
+        owners: [...(p.owners ?? [])],
+        state: p.state,
+      };
+      if (p.reason !== undefined) status.reason = p.reason;
+      const reported = runs.get(p.name);
+      if (reported !== undefined) status.runs = reported;
+      return status;
+    });
 }
 
 function sameOwners(a: readonly string[] | undefined, b: readonly string[]): boolean {

@@ -2,6 +2,7 @@ import { effectiveReplicas } from "@tern/core";
 import { type BucketPlacementOptions, placeBuckets } from "./bucket-placement.js";
 import { wantedReplicas } from "./model-spec.js";
 import { type PipelinePlacementOptions, placePipelines } from "./pipeline-placement.js";
+import { derivePipelineStates, type PipelineStateInputs } from "./pipeline-states.js";
 import {
   createPlacer,
   type ModelDemand,
@@ -56,6 +57,8 @@ export interface ReconcileOptions {
   buckets?: BucketPlacementOptions;
   /** How pipelines are placed on dataflow workers (replication, topic names). */
   pipelines?: PipelinePlacementOptions;
+  /** What pipeline states are derived from besides the state (the workers' reports, the clock). Absent: states are left as stored. */
+  pipelineStates?: PipelineStateInputs;
 }
 
 /** Derived facts about one registered replica (not stored: computed from the state). */
@@ -117,6 +120,7 @@ export function reconcile(input: ClusterState, options: ReconcileOptions = {}): 
   deriveExperiments(state);
   state.buckets = placeBuckets(state, options.buckets);
   state.pipelines = placePipelines(state, options.pipelines);
+  if (options.pipelineStates !== undefined) state.pipelines = derivePipelineStates(state, options.pipelineStates);
   return state;
 }
 

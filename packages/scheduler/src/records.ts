@@ -113,6 +113,20 @@ export interface PipelineRecord {
    * stored so a standby serves the same answer. Absent while no dataflow worker is registered.
    */
   owners?: string[];
+  /**
+   * The newest version that reached `PipelineReady` (absent: never ready since it was created or revived). While it is
+   * set, owners changing or a new version starting is `PipelineRebalancing` — gateways keep serving it — not Creating.
+   */
+  readyVersion?: number;
+  /**
+   * The pipeline's own `inputs`/`outputs` topics, written by the topic lifecycle (`topics.ts`). Absent: not checked yet
+   * (or no Kafka admin configured); not ready: `reason` says why, and the pipeline cannot be ready.
+   */
+  topics?: { ready: boolean; reason?: string };
+  /** Epoch ms of the delete: the pipeline is `PipelineTerminating` until no worker runs it (or the drain deadline). */
+  deletedAt?: number;
+  /** Epoch ms it became `PipelineTerminated`; the record is kept for the retention time, then removed. */
+  terminatedAt?: number;
 }
 
 export interface ExperimentRecord {

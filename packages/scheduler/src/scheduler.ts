@@ -27,6 +27,7 @@ import {
   cloneClusterState,
   emptyClusterState,
   type ModelRecord,
+  type PipelineRecord,
   REVISION_KEY,
   type ReplicaRecord,
   ROUTES_KEY,
@@ -205,7 +206,7 @@ export function createScheduler(options: SchedulerOptions): Scheduler {
       ensureRunning();
       const draft = cloneClusterState(state);
       const result = mutate(draft);
-      const next = reconcile(draft, reconcileOptions);
+      const next = reconcile(draft, { ...reconcileOptions, pipelineStates: dataPlane.pipelineStateInputs() });
       await persist(next);
       return result;
     });
@@ -504,9 +505,13 @@ export function createScheduler(options: SchedulerOptions): Scheduler {
             s.deleting = true;
             return;
           }
-          case "Pipeline":
-            if (!draft.pipelines.delete(name)) throw notFound(kind, name);
+          case "Pipeline": {
+            const p = draft.pipelines.get(name);
+            if (p === undefined) throw notFound(kind, name);
+            // Its owners drop it from their assignments, drain and stop; the reconciler ends it (pipeline-states.ts).
+            if (p.deletedAt === undefined && p.terminatedAt === undefined) p.deletedAt = now();
             return;
+          }
           case "Experiment":
             if (!draft.experiments.delete(name)) throw notFound(kind, name);
             return;
@@ -658,6 +663,7 @@ export function createScheduler(options: SchedulerOptions): Scheduler {
       // Keeps the map within the registered replicas whatever path removed one.
       for (const id of heartbeats.keys()) if (!state.replicas.has(id)) heartbeats.delete(id);
       await dataPlane.workers.checkHeartbeats();
+      await dataPlane.checkDeadlines();
       const t = now();
       const expired = [...state.replicas.keys()].filter((id) => t - (heartbeats.get(id) ?? t) > heartbeatTimeoutMs);
       if (expired.length === 0) return;
@@ -719,24 +725,8 @@ export function createScheduler(options: SchedulerOptions): Scheduler {
           action: existing === undefined ? "created" : unchanged ? "unchanged" : "configured",
         };
       }
-      case "Pipeline": {
-        const existing = draft.pipelines.get(name);
-        const unchanged = existing !== undefined && sameJson(existing.resource, resource);
-        const version = existing === undefined ? 1 : (existing.version ?? 1) + (unchanged ? 0 : 1);
-        draft.pipelines.set(name, {
-          name,
-          resource,
-          version,
-          // Honest until the dataflow engine exists: the pipeline is stored but cannot become ready.
-          state: "PipelineCreating",
-          reason: "dataflow not available yet: the pipeline is stored and waits for a dataflow worker",
-        });
-        return {
-          kind: "Pipeline",
-          name,
-          action: existing === undefined ? "created" : unchanged ? "unchanged" : "configured",
-        };
-      }
+      case "Pipeline":
+        return applyPipeline(draft, resource);
       case "Experiment": {
         const existing = draft.experiments.get(name);
         const unchanged = existing !== undefined && sameJson(existing.resource, resource);
@@ -751,6 +741,33 @@ export function createScheduler(options: SchedulerOptions): Scheduler {
   }
 
   return scheduler;
+}
+
+/**
+ * A new pipeline starts Creating at version 1. An unchanged one is left exactly as it is (state and version). A changed
+ * one gets the next version and keeps its state until the reconciler recomputes it (Rebalancing when it had been
+ * ready: the owners drain the old version while they start the new one). A deleted one (Terminating or Terminated)
+ * comes back as the next version, Creating.
+ */
+function applyPipeline(draft: ClusterState, resource: Resource & { kind: "Pipeline" }): ApplyResult {
+  const name = resource.metadata.name;
+  const existing = draft.pipelines.get(name);
+  if (existing === undefined) {
+    draft.pipelines.set(name, { name, resource, version: 1, state: "PipelineCreating" });
+    return { kind: "Pipeline", name, action: "created" };
+  }
+  const version = existing.version ?? 1;
+  if (existing.deletedAt !== undefined || existing.terminatedAt !== undefined) {
+    const { deletedAt: _d, terminatedAt, readyVersion: _r, reason: _reason, topics, ...rest } = existing;
+    const revived: PipelineRecord = { ...rest, resource, version: version + 1, state: "PipelineCreating" };
+    // A terminated pipeline's topics may have been deleted (cleanTopicsOnDelete): ensure them again.
+    if (terminatedAt === undefined && topics !== undefined) revived.topics = topics;
+    draft.pipelines.set(name, revived);
+    return { kind: "Pipeline", name, action: terminatedAt === undefined ? "configured" : "created" };
+  }
+  if (sameJson(existing.resource, resource)) return { kind: "Pipeline", name, action: "unchanged" };
+  draft.pipelines.set(name, { ...existing, resource, version: version + 1 });
+  return { kind: "Pipeline", name, action: "configured" };
 }
 
 function applyModelUpdate(existing: ModelRecord, resource: Resource & { kind: "Model" }): ApplyResult {

@@ -77,6 +77,7 @@ export async function startSchedulerService(options: SchedulerServiceOptions): P
             buckets: config.TERN_MODELGATEWAY_BUCKETS,
             replication: config.TERN_DATAFLOW_REPLICATION,
             cleanTopicsOnDelete: config.TERN_DATAFLOW_CLEAN_TOPICS_ON_DELETE,
+            terminatedRetentionMs: config.TERN_PIPELINE_TERMINATED_RETENTION_MS,
             ...(options.topicAdmin === undefined ? {} : { topicAdmin: options.topicAdmin }),
           },
           onLeaseLost: () => {

@@ -3,7 +3,9 @@ import {
   TernError,
   type WorkerAssignments,
   type WorkerKind,
+  type WorkerReport,
   workerRegistrationSchema,
+  workerReportSchema,
 } from "@tern/core";
 import { type Context, Hono } from "hono";
 import type { Scheduler } from "./scheduler.js";
@@ -50,10 +52,29 @@ export function createWorkerRoutes(deps: WorkerRoutesDeps): Hono {
     return c.json(scheduler.workers.status(kind));
   });
 
+  // The body is empty (model gateways, older workers) or a WorkerReport: what a dataflow worker runs now.
   app.post("/:kind/:id/heartbeat", async (c) => {
     const { kind, id } = pathOf(c);
+    const text = await c.req.text();
+    let report: WorkerReport | undefined;
+    if (text.trim() !== "") {
+      let body: unknown;
+      try {
+        body = JSON.parse(text);
+      } catch {
+        throw new TernError("bad_request", "the heartbeat body must be empty or a JSON worker report");
+      }
+      const parsed = workerReportSchema.safeParse(body);
+      if (!parsed.success) {
+        const lines = parsed.error.issues.map((i) => `${i.path.join(".") || "(body)"}: ${i.message}`);
+        throw new TernError("bad_request", `invalid worker report: ${lines.join("; ")}`);
+      }
+      report = parsed.data;
+    }
     const scheduler = await deps.writer(c);
-    if (!scheduler.workers.heartbeat(kind, id)) throw unknownWorker(kind, id);
+    const known =
+      report === undefined ? scheduler.workers.heartbeat(kind, id) : await scheduler.workers.report(kind, id, report);
+    if (!known) throw unknownWorker(kind, id);
     return c.body(null, 204);
   });
 

@@ -6,6 +6,7 @@ import {
   type WorkerKindStatus,
   type WorkerRegistered,
   type WorkerRegistration,
+  type WorkerReport,
   type WorkerView,
 } from "@tern/core";
 import type { Logger } from "pino";
@@ -52,6 +53,13 @@ export interface WorkerRegistry {
   register(registration: WorkerRegistration): Promise<WorkerRegistered>;
   /** False when the worker is unknown (it must register again). */
   heartbeat(kind: WorkerKind, id: string): boolean;
+  /**
+   * A heartbeat carrying what the worker runs (dataflow workers). Kept in memory only; when it differs from the last
+   * one, resolves after a change has recomputed the pipeline states. False when the worker is unknown.
+   */
+  report(kind: WorkerKind, id: string, report: WorkerReport): Promise<boolean>;
+  /** The last report of each registered dataflow worker that has reported to this scheduler, by worker id. */
+  dataflowReports(): ReadonlyMap<string, WorkerReport>;
   remove(kind: WorkerKind, id: string): Promise<void>;
   view(kind: WorkerKind, id: string): WorkerView | undefined;
   /** Undefined when the worker is not registered. The listener gets the current assignments at once. */
@@ -70,6 +78,8 @@ export interface WorkerRegistry {
 export function createWorkerRegistry(options: WorkerRegistryOptions): WorkerRegistry {
   const { logger, now } = options;
   const heartbeats = new Map<string, number>();
+  /** Dataflow workers' last reports, by worker id (not stored: a new leader learns them at the next heartbeat). */
+  const reports = new Map<string, WorkerReport>();
   const listeners = new Map<string, Set<WorkerAssignmentsListener>>();
 
   function assignmentsOf(state: ClusterState, record: WorkerRecord): WorkerAssignments {
@@ -128,9 +138,12 @@ export function createWorkerRegistry(options: WorkerRegistryOptions): WorkerRegi
     for (const l of set) l.close();
   }
 
-  return {
+  const registry: WorkerRegistry = {
     async register(reg) {
       const key = workerId(reg.kind, reg.id);
+      // A (re-)registering worker starts afresh: what it ran before is not what it runs now (the change below
+      // recomputes the states without it).
+      if (reg.kind === "dataflow") reports.delete(reg.id);
       await options.change((draft) => {
         const prev = draft.workers.get(key);
         if (reg.kind === "modelgateway" && prev === undefined) {
@@ -160,12 +173,31 @@ export function createWorkerRegistry(options: WorkerRegistryOptions): WorkerRegi
       return true;
     },
 
+    async report(kind, id, report) {
+      if (!registry.heartbeat(kind, id)) return false;
+      // Model gateways run no pipelines: their reports carry nothing the scheduler uses.
+      if (kind !== "dataflow") return true;
+      const normalized = normalizeReport(report);
+      const previous = reports.get(id);
+      if (previous !== undefined && JSON.stringify(previous) === JSON.stringify(normalized)) return true;
+      reports.set(id, normalized);
+      await options.change(() => undefined);
+      return true;
+    },
+
+    dataflowReports() {
+      const state = options.state();
+      for (const id of reports.keys()) if (!state.workers.has(workerId("dataflow", id))) reports.delete(id);
+      return reports;
+    },
+
     async remove(kind, id) {
       const key = workerId(kind, id);
       await options.change((draft) => {
         if (!draft.workers.delete(key)) throw new TernError("not_found", `unknown worker ${kind}/${id}`);
       });
       heartbeats.delete(key);
+      if (kind === "dataflow") reports.delete(id);
       closeStreams(key);
       logger.info({ kind, id }, "worker left");
     },
@@ -212,7 +244,7 @@ export function createWorkerRegistry(options: WorkerRegistryOptions): WorkerRegi
       }
       if (kind === "dataflow") {
         status.replication = options.replication;
-        status.pipelines = pipelinePlacements(state, { topicNames: options.topicNames });
+        status.pipelines = pipelinePlacements(state, { topicNames: options.topicNames }, registry.dataflowReports());
       }
       return status;
     },
@@ -233,6 +265,7 @@ export function createWorkerRegistry(options: WorkerRegistryOptions): WorkerRegi
           "worker missed its heartbeat deadline: removed, its share moved to the others",
         );
         heartbeats.delete(key);
+        if (key.startsWith("dataflow/")) reports.delete(key.slice("dataflow/".length));
         closeStreams(key);
       }
     },
@@ -255,4 +288,13 @@ export function createWorkerRegistry(options: WorkerRegistryOptions): WorkerRegi
       for (const key of [...listeners.keys()]) closeStreams(key);
     },
   };
+  return registry;
+}
+
+/** A report in a canonical order (by pipeline, then version), so that a reordered but equal report changes nothing. */
+function normalizeReport(report: WorkerReport): WorkerReport {
+  const pipelines = [...report.pipelines]
+    .map((p) => (p.partitions === undefined ? { ...p } : { ...p, partitions: [...p.partitions].sort((a, b) => a - b) }))
+    .sort((a, b) => (a.pipeline < b.pipeline ? -1 : a.pipeline > b.pipeline ? 1 : a.version - b.version));
+  return { pipelines };
 }

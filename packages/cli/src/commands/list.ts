@@ -13,7 +13,8 @@ Arguments:
               modelgateways: the model-gateway replicas (id, state, last heartbeat, buckets) and every
               bucket (owner, consumer group, consumers, models);
               dataflow: the dataflow workers (id, state, last heartbeat, pipelines) and every pipeline
-              (version, consumer group, owners in ring order)
+              (version, state, consumer group, owners in ring order, and what each worker reports
+              running: worker=state, with @vN when not the current version)
 
 Options:
   --json      print the scheduler's answer as JSON
@@ -115,8 +116,17 @@ export function dataflowTable(status: WorkerKindStatus): string {
     pipelines.length === 0
       ? "no pipelines\n"
       : formatTable(
-          ["PIPELINE", "VERSION", "GROUP", "OWNERS"],
-          pipelines.map((p) => [p.pipeline, String(p.version), p.groupId, p.owners.join(",")]),
+          ["PIPELINE", "VERSION", "STATE", "GROUP", "OWNERS", "RUNS"],
+          pipelines.map((p) => [
+            p.pipeline,
+            String(p.version),
+            text(p.state),
+            p.groupId,
+            p.owners.join(","),
+            (p.runs ?? [])
+              .map((r) => `${r.worker}=${r.state}${r.version === p.version ? "" : `@v${r.version}`}`)
+              .join(","),
+          ]),
         );
   return `${summary}\n${workers}\n${table}`;
 }

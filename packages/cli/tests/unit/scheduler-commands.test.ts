@@ -194,7 +194,7 @@ describe("tern apply / list / status / delete / server", () => {
     expect(await runList(["dataflow"], io())).toBe(0);
     expect(out.stdout).toMatch(/^0 dataflow workers, 1 pipelines, replication 2, 4 partitions/);
     expect(out.stdout).toContain("no dataflow workers registered");
-    expect(out.stdout).toMatch(/^chain\s+1\s+tern\.default\.dataflow\.pipeline\.chain$/m);
+    expect(out.stdout).toMatch(/^chain\s+1\s+PipelineFailed\s+tern\.default\.dataflow\.pipeline\.chain$/m);
     reset();
     await h.apply(pipeline("join"));
     for (const id of ["dataflow-0", "dataflow-1", "dataflow-2"]) {
@@ -205,12 +205,12 @@ describe("tern apply / list / status / delete / server", () => {
       "3 dataflow workers, 2 pipelines, replication 2, 4 partitions (Kafka not configured on the scheduler: no topics are managed)",
     );
     expect(out.stdout).toMatch(/^WORKER\s+STATE\s+LAST HEARTBEAT\s+PIPELINES$/m);
-    expect(out.stdout).toMatch(/^PIPELINE\s+VERSION\s+GROUP\s+OWNERS$/m);
+    expect(out.stdout).toMatch(/^PIPELINE\s+VERSION\s+STATE\s+GROUP\s+OWNERS\s+RUNS$/m);
     const owners = (p: string) => h.scheduler.snapshot().pipelines.get(p)!.owners!;
     for (const p of ["chain", "join"]) {
       expect(owners(p)).toHaveLength(2);
       expect(out.stdout).toMatch(
-        new RegExp(`^${p}\\s+1\\s+tern\\.default\\.dataflow\\.pipeline\\.${p}\\s+${owners(p).join(",")}$`, "m"),
+        new RegExp(`^${p}\\s+1\\s+\\w+\\s+tern\\.default\\.dataflow\\.pipeline\\.${p}\\s+${owners(p).join(",")}$`, "m"),
       );
     }
     for (const id of ["dataflow-0", "dataflow-1", "dataflow-2"]) {
@@ -225,6 +225,18 @@ describe("tern apply / list / status / delete / server", () => {
       ["chain", owners("chain")],
       ["join", owners("join")],
     ]);
+    // What the workers report running shows per pipeline, the version marked when it is not the current one.
+    const [first, second] = owners("chain") as [string, string];
+    await h.scheduler.workers.report("dataflow", first, {
+      pipelines: [{ pipeline: "chain", version: 1, state: "Ready" }],
+    });
+    await h.scheduler.workers.report("dataflow", second, {
+      pipelines: [{ pipeline: "chain", version: 7, state: "Draining" }],
+    });
+    reset();
+    expect(await runList(["dataflow"], io())).toBe(0);
+    const runs = [`${first}=Ready`, `${second}=Draining@v7`].sort().join(",");
+    expect(out.stdout).toMatch(new RegExp(`^chain\\s+1\\s+PipelineFailed\\s+\\S+\\s+\\S+\\s+${runs}$`, "m"));
   });
 
   it("sends the token from TERN_SCHEDULER_TOKEN and reports a refusal", async () => {

@@ -62,6 +62,16 @@ describe("scheduler config: the Kafka data plane", () => {
     );
   });
 
+  it("keeps a terminated pipeline visible for 24 h by default, and refuses a negative retention", () => {
+    expect(loadSchedulerConfig({}).TERN_PIPELINE_TERMINATED_RETENTION_MS).toBe(86_400_000);
+    expect(
+      loadSchedulerConfig({ TERN_PIPELINE_TERMINATED_RETENTION_MS: "0" }).TERN_PIPELINE_TERMINATED_RETENTION_MS,
+    ).toBe(0);
+    expect(() => loadSchedulerConfig({ TERN_PIPELINE_TERMINATED_RETENTION_MS: "-1" })).toThrow(
+      /TERN_PIPELINE_TERMINATED_RETENTION_MS/,
+    );
+  });
+
   it("refuses zero buckets, naming the variable", () => {
     expect(() => loadSchedulerConfig({ TERN_MODELGATEWAY_BUCKETS: "0" })).toThrow(/TERN_MODELGATEWAY_BUCKETS/);
   });

@@ -74,8 +74,11 @@ describe("dataflow workers and pipeline placement", () => {
           .sort(),
       );
     }
-    // The state of a pipeline is not placement's business: it still waits for the dataflow engine.
-    expect(h.scheduler.snapshot().pipelines.get("p0")!.state).toBe("PipelineCreating");
+    // Placed is not ready: the step's model does not exist.
+    expect(h.scheduler.snapshot().pipelines.get("p0")).toMatchObject({
+      state: "PipelineFailed",
+      reason: "step m: model m does not exist",
+    });
   });
 
   it("tells a worker only when its own pipelines changed", async () => {
@@ -158,9 +161,10 @@ describe("dataflow workers and pipeline placement", () => {
     h = await createHarness({ dataPlane: { replication: 2 } });
     await h.apply(pipelineYaml("b"));
     await h.apply(pipelineYaml("a"));
+    const failed = { state: "PipelineFailed", reason: "step m: model m does not exist" };
     expect(h.scheduler.workers.status("dataflow").pipelines).toEqual([
-      { pipeline: "a", version: 1, groupId: "tern.default.dataflow.pipeline.a", owners: [] },
-      { pipeline: "b", version: 1, groupId: "tern.default.dataflow.pipeline.b", owners: [] },
+      { pipeline: "a", version: 1, groupId: "tern.default.dataflow.pipeline.a", owners: [], ...failed },
+      { pipeline: "b", version: 1, groupId: "tern.default.dataflow.pipeline.b", owners: [], ...failed },
     ]);
     await worker("dataflow-0");
     const status = h.scheduler.workers.status("dataflow");

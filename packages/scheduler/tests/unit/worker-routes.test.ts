@@ -101,6 +101,47 @@ describe("worker routes", () => {
     expect((await app.request("/v1/workers/dataflow/dataflow-9/assignments")).status).toBe(404);
   });
 
+  it("takes a dataflow worker's report on its heartbeat, and refuses a bad one with 400 naming the field", async () => {
+    const app = await setup();
+    await h.apply(`apiVersion: mlops.seldon.io/v1alpha1
+kind: Pipeline
+metadata: {name: chain}
+spec:
+  steps: [{name: m}]
+`);
+    expect((await app.request("/v1/workers", register({ kind: "dataflow", id: "dataflow-0" }))).status).toBe(200);
+    const heartbeat = (body?: string) =>
+      app.request("/v1/workers/dataflow/dataflow-0/heartbeat", {
+        method: "POST",
+        ...(body === undefined ? {} : { headers: json, body }),
+      });
+    // An empty body is a plain heartbeat (model gateways, older workers): nothing is reported.
+    expect((await heartbeat()).status).toBe(204);
+    expect(h.scheduler.workers.dataflowReports().has("dataflow-0")).toBe(false);
+
+    const report = { pipelines: [{ pipeline: "chain", version: 1, state: "Starting", partitions: [3, 1] }] };
+    expect((await heartbeat(JSON.stringify(report))).status).toBe(204);
+    expect(h.scheduler.workers.status("dataflow").pipelines![0]!.runs).toEqual([
+      { worker: "dataflow-0", version: 1, state: "Starting", partitions: [1, 3] },
+    ]);
+
+    const bad = await heartbeat(JSON.stringify({ pipelines: [{ pipeline: "chain", version: 0, state: "Running" }] }));
+    expect(bad.status).toBe(400);
+    const error = ((await bad.json()) as { error: string }).error;
+    expect(error).toContain("pipelines.0.version");
+    expect(error).toContain("pipelines.0.state");
+    expect((await heartbeat("{not json")).status).toBe(400);
+    // The bad reports changed nothing.
+    expect(h.scheduler.workers.dataflowReports().get("dataflow-0")!.pipelines[0]!.state).toBe("Starting");
+    // An unknown worker is told to register again, report or not.
+    const unknown = await app.request("/v1/workers/dataflow/dataflow-9/heartbeat", {
+      method: "POST",
+      headers: json,
+      body: JSON.stringify(report),
+    });
+    expect(unknown.status).toBe(404);
+  });
+
   it("answers 503 on a standby", async () => {
     const app = await setup({ standby: true });
     const res = await app.request("/v1/workers", register({ kind: "modelgateway", id: "mg-0" }));
