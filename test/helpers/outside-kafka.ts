@@ -22,6 +22,11 @@ export interface OutsideKafka {
     value: Uint8Array,
     headers?: Record<string, string>,
   ): Promise<void>;
+  /** Several records to one topic in one produce request (so a consumer sees them in one fetch). */
+  sendMany(
+    topic: string,
+    messages: Array<{ partition: number; key: string; value: Uint8Array; headers?: Record<string, string> }>,
+  ): Promise<void>;
   /** Reads `topics` from the beginning in a group of its own; every record lands in `records`. */
   read(topics: string[]): Promise<OutsideRecord[]>;
   close(): Promise<void>;
@@ -36,6 +41,13 @@ export async function createOutsideKafka(brokers: string[], name: string): Promi
   return {
     async send(topic, partition, key, value, headers = {}) {
       await producer.send({ topic, acks: 1, messages: [{ partition, key, value: Buffer.from(value), headers }] });
+    },
+    async sendMany(topic, messages) {
+      await producer.send({
+        topic,
+        acks: 1,
+        messages: messages.map((m) => ({ ...m, value: Buffer.from(m.value), headers: m.headers ?? {} })),
+      });
     },
     async read(topics) {
       const records: OutsideRecord[] = [];

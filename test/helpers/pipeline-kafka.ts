@@ -91,6 +91,8 @@ export type PipelineAnswer =
 /** A live view of some topics, read from the beginning by a group of its own. */
 export interface TopicWatch {
   readonly records: readonly OutsideRecord[];
+  /** Every record so far, decoded. */
+  all(): DecodedRecord[];
   /** Every record so far whose key names this request id, decoded. */
   forRequest(requestId: string): DecodedRecord[];
   /** Waits (bounded) until `count` records of the request are on `topic`. */
@@ -110,6 +112,11 @@ export interface PipelineKafka {
   readonly outside: OutsideKafka;
   /** Produces a request to the pipeline's inputs topic. */
   send(pipeline: string, tensors: OipTensor[], options?: SendOptions): Promise<SentRequest>;
+  /** Several requests in one produce request, so that a worker reads them in one fetch (a batch's requests). */
+  sendTogether(
+    pipeline: string,
+    requests: Array<{ tensors: OipTensor[]; options?: SendOptions }>,
+  ): Promise<SentRequest[]>;
   /** Reads a pipeline's outputs topic from the beginning. Start it before sending (or not: it reads from the start). */
   outputs(pipeline: string): Promise<PipelineOutputs>;
   /** Reads any topics (model inputs/outputs for hop checks, the errors topic) from the beginning. */
@@ -122,6 +129,14 @@ let counter = 0;
 /** A request id unique across test runs and processes. */
 export function newRequestId(label = "r"): string {
   return `${label}-${Date.now().toString(36)}-${process.pid}-${counter++}`;
+}
+
+/** A fresh request id that `partitionForRequest` puts on `partition` (as a gateway picks ids landing on its partitions). */
+export function requestIdOnPartition(label: string, partition: number, partitions: number): string {
+  for (;;) {
+    const id = newRequestId(label);
+    if (partitionForRequest(id, partitions) === partition) return id;
+  }
 }
 
 /** An FP32 tensor from rows (every row the same length): shape [rows, columns]. */
@@ -185,6 +200,7 @@ export async function createPipelineKafka(options: PipelineKafkaOptions): Promis
       records.filter((r) => parseRecordKey(r.key)?.requestId === requestId).map(decode);
     return {
       records,
+      all: () => records.map(decode),
       forRequest,
       waitRecords: (topic, requestId, count, timeoutMs) =>
         waitFor(
@@ -214,22 +230,31 @@ export async function createPipelineKafka(options: PipelineKafkaOptions): Promis
     return { ok: true, requestId, record, tensors: decodeTensors(record) };
   };
 
-  return {
-    topics,
-    partitions: options.partitions,
-    outside,
-    async send(pipeline, tensors, sendOptions = {}) {
+  const sendTogether: PipelineKafka["sendTogether"] = async (pipeline, requests) => {
+    const sent = requests.map(({ tensors, options: sendOptions = {} }) => {
       const requestId = sendOptions.requestId ?? newRequestId(pipeline);
       const partition = sendOptions.partition ?? partitionForRequest(requestId, options.partitions);
       const key = formatRecordKey({ partition, resource: pipeline, requestId });
       const wire = tensorsFromOip(tensors, false);
       const value = encodeModelInferRequest({ model_name: pipeline, id: requestId, inputs: wire.tensors });
-      await outside.send(topics.pipelineInputs(pipeline), partition, key, value, {
-        ...sendOptions.headers,
-        [PIPELINE_HEADER]: pipeline,
-        [REQUEST_ID_HEADER]: requestId,
-      });
-      return { pipeline, requestId, partition, key, tensors };
+      const headers = { ...sendOptions.headers, [PIPELINE_HEADER]: pipeline, [REQUEST_ID_HEADER]: requestId };
+      return { sent: { pipeline, requestId, partition, key, tensors }, message: { partition, key, value, headers } };
+    });
+    await outside.sendMany(
+      topics.pipelineInputs(pipeline),
+      sent.map((s) => s.message),
+    );
+    return sent.map((s) => s.sent);
+  };
+
+  return {
+    topics,
+    partitions: options.partitions,
+    outside,
+    sendTogether,
+    async send(pipeline, tensors, sendOptions = {}) {
+      const [sent] = await sendTogether(pipeline, [{ tensors, options: sendOptions }]);
+      return sent!;
     },
     async outputs(pipeline) {
       const topic = topics.pipelineOutputs(pipeline);
