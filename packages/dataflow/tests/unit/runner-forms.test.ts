@@ -298,6 +298,25 @@ describe("pipeline runner: pipelines, cycles, failures", () => {
     expect(calledNames(h, "mul10", "e1")).toEqual(["x"]);
     await waitFor(() => h.host.inFlight() === 0 || undefined, "nothing in flight");
     expect(h.answers("e2")).toEqual([]);
+    // The other pipeline's error answer fails the request here too, with its message and status.
+    await h.produce([
+      {
+        topic: topics.pipelineOutputs("upstream"),
+        partition: 1,
+        key: "1.upstream.e3",
+        value: new Uint8Array(0),
+        headers: {
+          pipeline: "upstream",
+          "seldon-pipeline-errors": "upstream",
+          "tern-error": "pipeline upstream: step s failed: boom",
+          "tern-error-status": "UNAVAILABLE",
+        },
+      },
+    ]);
+    const failed = await h.answer("e3");
+    expect(failed.error).toBe("pipeline downstream: upstream.outputs failed: pipeline upstream: step s failed: boom");
+    expect(failed.status).toBe("UNAVAILABLE");
+    expect(failed.message.key).toBe("1.downstream.e3");
   });
 
   describe("a cycle (allowCycles): refine adds 10 until check sees at least 30", () => {

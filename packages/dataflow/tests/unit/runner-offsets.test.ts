@@ -229,6 +229,8 @@ describe("pipeline runner: handover", () => {
       clearInterval(release);
     }
     for (const id of ids) expect(h.answers(id)).toHaveLength(1);
+    // The partitions the first owner kept were read again from their committed offsets and are committed to the end.
+    await committedToTheEnd(h);
   });
 });
 
