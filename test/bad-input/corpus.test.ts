@@ -811,6 +811,25 @@ const CASES: BadCase[] = [
   },
   {
     surface: "control API",
+    kind: "worker heartbeat whose report names an unknown run state",
+    request: {
+      method: "POST",
+      path: "/v1/workers/dataflow/dataflow-0/heartbeat",
+      headers: json,
+      body: JSON.stringify({ pipelines: [{ pipeline: "chain", version: 1, state: "Running" }] }),
+    },
+    expect: 400,
+    message: "invalid worker report: pipelines.0.state",
+  },
+  {
+    surface: "control API",
+    kind: "worker heartbeat whose body is not JSON",
+    request: { method: "POST", path: "/v1/workers/dataflow/dataflow-0/heartbeat", headers: json, body: "{pipelines" },
+    expect: 400,
+    message: "the heartbeat body must be empty or a JSON worker report",
+  },
+  {
+    surface: "control API",
     kind: "unknown route",
     request: { method: "GET", path: "/v2/models" },
     expect: 404,

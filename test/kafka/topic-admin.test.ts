@@ -36,6 +36,19 @@ describe("Kafka topic admin", () => {
     expect(await bus().admin().describeTopics([topic])).toEqual({ [topic]: 4 });
   });
 
+  it("ensures overlapping sets of new topics concurrently through one admin, as the scheduler does for several resources", async () => {
+    // The scheduler ensures each model's and pipeline's topics with the shared errors topic, several at once.
+    const admin = bus().admin();
+    const shared = uniqueTopic("shared");
+    const sets = Array.from({ length: 6 }, (_, i) => [uniqueTopic(`own-${i}`), uniqueTopic(`own-${i}b`), shared]);
+    const results = await Promise.allSettled(sets.map((set) => admin.ensureTopics(set, 4)));
+    expect(
+      results.filter((r) => r.status === "rejected").map((r) => String((r as PromiseRejectedResult).reason)),
+    ).toEqual([]);
+    const all = [...new Set(sets.flat())];
+    expect(await admin.describeTopics(all)).toEqual(Object.fromEntries(all.map((t) => [t, 4])));
+  });
+
   it("leaves an existing topic alone when ensureTopics runs again", async () => {
     const topic = uniqueTopic("idempotent");
     await ensureTopics(brokers, [topic], 4);

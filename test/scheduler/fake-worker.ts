@@ -1,4 +1,10 @@
-import { createSseParser, type WorkerAssignments, type WorkerKind, type WorkerRegistered } from "@tern/core";
+import {
+  createSseParser,
+  type WorkerAssignments,
+  type WorkerKind,
+  type WorkerRegistered,
+  type WorkerReport,
+} from "@tern/core";
 
 /**
  * A test double of a data-plane worker (a model gateway, say): a real HTTP client of the scheduler's worker API —
@@ -10,6 +16,11 @@ export interface FakeWorkerOptions {
   urls: string[];
   kind: WorkerKind;
   id: string;
+  /**
+   * What to report on every heartbeat, from the newest assignments (undefined before the first), as a dataflow worker
+   * does; absent: heartbeats carry no body. A new assignment is reported at once, not at the next heartbeat.
+   */
+  report?: (assignments: WorkerAssignments | undefined) => WorkerReport;
 }
 
 export interface FakeWorker {
@@ -17,6 +28,8 @@ export interface FakeWorker {
   readonly received: WorkerAssignments[];
   /** The buckets of the newest assignments. */
   buckets(): number[];
+  /** The pipelines of the newest assignments, by name. */
+  pipelines(): string[];
   start(): Promise<void>;
   stop(): Promise<void>;
 }
@@ -30,6 +43,7 @@ export function createFakeWorker(options: FakeWorkerOptions): FakeWorker {
   let registeredAt: string | undefined;
   let heartbeatMs = 300;
   let stopped = false;
+  let wake: (() => void) | undefined;
 
   const url = () => options.urls[index % options.urls.length]!;
   const next = (failed: string) => {
@@ -37,6 +51,17 @@ export function createFakeWorker(options: FakeWorkerOptions): FakeWorker {
     registeredAt = undefined;
   };
   const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+  /** The heartbeat loop's pause, cut short when an assignment arrives (so a report follows it at once). */
+  const pause = (ms: number) =>
+    new Promise<void>((resolve) => {
+      const timer = setTimeout(done, ms);
+      function done() {
+        clearTimeout(timer);
+        wake = undefined;
+        resolve();
+      }
+      wake = done;
+    });
 
   async function call(target: string, path: string, init: RequestInit = {}): Promise<Response> {
     const signal = AbortSignal.any([controller.signal, AbortSignal.timeout(3000)]);
@@ -59,13 +84,20 @@ export function createFakeWorker(options: FakeWorkerOptions): FakeWorker {
       const target = url();
       try {
         if (registeredAt !== target) await register(target);
-        const res = await call(target, `${base}/heartbeat`, { method: "POST" });
+        const body = options.report?.(received.at(-1));
+        const res = await call(
+          target,
+          `${base}/heartbeat`,
+          body === undefined
+            ? { method: "POST" }
+            : { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(body) },
+        );
         if (res.status === 404) registeredAt = undefined;
         else if (res.status !== 204) next(target);
       } catch {
         if (!stopped) next(target);
       }
-      await sleep(heartbeatMs);
+      await pause(heartbeatMs);
     }
   }
 
@@ -78,7 +110,10 @@ export function createFakeWorker(options: FakeWorkerOptions): FakeWorker {
         if (res.status !== 200 || res.body === null) throw new Error(`assignments: HTTP ${res.status}`);
         const parser = createSseParser({
           message: (m) => {
-            if (m.event === "assignments") received.push(JSON.parse(m.data) as WorkerAssignments);
+            if (m.event === "assignments") {
+              received.push(JSON.parse(m.data) as WorkerAssignments);
+              wake?.();
+            }
           },
         });
         const reader = res.body.getReader();
@@ -98,6 +133,7 @@ export function createFakeWorker(options: FakeWorkerOptions): FakeWorker {
   return {
     received,
     buckets: () => (received.at(-1)?.buckets ?? []).map((b) => b.bucket),
+    pipelines: () => (received.at(-1)?.pipelines ?? []).map((p) => p.pipeline),
     async start() {
       await register(url());
       loops.push(heartbeatLoop(), streamLoop());
@@ -105,6 +141,7 @@ export function createFakeWorker(options: FakeWorkerOptions): FakeWorker {
     async stop() {
       stopped = true;
       controller.abort();
+      wake?.();
       await Promise.allSettled(loops);
     },
   };

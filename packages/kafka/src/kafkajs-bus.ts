@@ -92,6 +92,12 @@ function mismatch(topic: string, found: number, wanted: number): TernError {
   );
 }
 
+/** A new topic the broker's metadata does not show (or shows without leaders) yet: worth another look, not a failure. */
+function isMetadataLag(err: unknown): boolean {
+  const type = (err as { type?: unknown }).type;
+  return type === "UNKNOWN_TOPIC_OR_PARTITION" || type === "LEADER_NOT_AVAILABLE";
+}
+
 /**
  * A {@link TopicAdmin} over one kafkajs admin client. Every call has a deadline (`adminTimeoutMs`), including the
  * waits for new topics to have leaders and for deleted ones to disappear from the metadata.
@@ -140,15 +146,21 @@ function createTopicAdmin(connect: () => Promise<Admin>, settings: KafkaBusSetti
           if (found !== partitions) throw mismatch(topic, found, partitions);
         const missing = unique.filter((name) => before[name] === undefined);
         if (missing.length > 0) {
+          // Not kafkajs's waitForLeaders: it fails at once with "This server does not host this topic-partition" when
+          // the metadata lags behind a creation (seen whenever several callers create topics at once); our poll waits.
           await admin.createTopics({
             topics: missing.map((topic) => ({ topic, numPartitions: partitions })),
-            waitForLeaders: true,
+            waitForLeaders: false,
             timeout: Math.max(1, deadline - Date.now()),
           });
           onChange();
         }
         await poll(`leaders for ${unique.join(", ")}`, deadline, async () => {
-          const { topics } = await admin.fetchTopicMetadata({ topics: unique });
+          const { topics } = await admin.fetchTopicMetadata({ topics: unique }).catch((err: unknown) => {
+            if (isMetadataLag(err)) return { topics: undefined };
+            throw err;
+          });
+          if (topics === undefined) return false;
           // Someone else may have created a missing topic meanwhile, with another count.
           const wrong = topics.find((t) => t.partitions.length !== partitions);
           if (wrong !== undefined) throw mismatch(wrong.name, wrong.partitions.length, partitions);

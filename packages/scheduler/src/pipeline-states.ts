@@ -61,9 +61,10 @@ export interface PipelineStateDecision {
 export function derivePipelineStates(state: ClusterState, inputs: PipelineStateInputs): Map<string, PipelineRecord> {
   const out = new Map<string, PipelineRecord>();
   const retention = inputs.terminatedRetentionMs ?? DEFAULT_PIPELINE_TERMINATED_RETENTION_MS;
+  const index = indexReports(state, inputs);
   for (const [id, record] of state.pipelines) {
     if (record.terminatedAt !== undefined && inputs.now >= record.terminatedAt + retention) continue;
-    const decision = decidePipelineState(record, state, inputs);
+    const decision = decidePipelineState(record, state, inputs, index);
     if (sameDecision(record, decision)) {
       out.set(id, record);
       continue;
@@ -98,22 +99,47 @@ export function pipelineDeadlineDue(state: ClusterState, inputs: PipelineStateIn
   return false;
 }
 
+/** The registered dataflow workers, and what each reports running, by pipeline then worker: built once per pass. */
+export interface ReportIndex {
+  workers: string[];
+  runs: Map<string, Map<string, PipelineRunReport[]>>;
+}
+
+export function indexReports(state: ClusterState, inputs: PipelineStateInputs): ReportIndex {
+  const workers = dataflowWorkers(state);
+  const runs = new Map<string, Map<string, PipelineRunReport[]>>();
+  for (const worker of workers) {
+    for (const run of inputs.reports.get(worker)?.pipelines ?? []) {
+      let byWorker = runs.get(run.pipeline);
+      if (byWorker === undefined) {
+        byWorker = new Map();
+        runs.set(run.pipeline, byWorker);
+      }
+      const list = byWorker.get(worker) ?? [];
+      list.push(run);
+      byWorker.set(worker, list);
+    }
+  }
+  return { workers, runs };
+}
+
 /** The state of one pipeline (see the module comment for the rules). */
 export function decidePipelineState(
   record: PipelineRecord,
   state: ClusterState,
   inputs: PipelineStateInputs,
+  index: ReportIndex = indexReports(state, inputs),
 ): PipelineStateDecision {
   const version = record.version ?? 1;
   const name = record.name;
   if (record.terminatedAt !== undefined) return { state: "PipelineTerminated", terminatedAt: record.terminatedAt };
-  const workers = dataflowWorkers(state);
-  const runs = (worker: string): PipelineRunReport[] =>
-    (inputs.reports.get(worker)?.pipelines ?? []).filter((r) => r.pipeline === name);
+  const { workers } = index;
+  const reported = index.runs.get(name);
+  const runs = (worker: string): PipelineRunReport[] => reported?.get(worker) ?? [];
 
   if (record.deletedAt !== undefined) {
     const unheard = workers.filter((w) => !inputs.reports.has(w));
-    const running = workers.filter((w) => runs(w).length > 0);
+    const running = [...(reported?.keys() ?? [])].sort();
     const deadline = terminateDeadline(record, inputs.heartbeatTimeoutMs)!;
     if ((running.length === 0 && unheard.length === 0) || inputs.now >= deadline) {
       const decision: PipelineStateDecision = { state: "PipelineTerminated", terminatedAt: inputs.now };
@@ -188,9 +214,9 @@ export function decidePipelineState(
   }
   if (failed.length > 0) return notReady();
   // Former owners that still run it hold partitions of its group: the assignment is not settled yet.
-  const leaving = workers.filter(
-    (w) => !owners.includes(w) && runs(w).some((r) => r.state === "Starting" || r.state === "Ready"),
-  );
+  const leaving = [...(reported?.keys() ?? [])]
+    .filter((w) => !owners.includes(w) && runs(w).some((r) => r.state === "Starting" || r.state === "Ready"))
+    .sort();
   const served = record.readyVersion !== undefined;
   if (unheard.length > 0) {
     // Just elected (or the worker just registered): keep what the store says until the owners report.
