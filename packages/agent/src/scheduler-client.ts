@@ -6,7 +6,7 @@ import type {
   AgentView,
   AssignedModel,
 } from "@tern/core";
-import { readSseStream } from "@tern/core";
+import { readSseStream, sleepUnlessAborted } from "@tern/core";
 import type { Logger } from "pino";
 import { z } from "zod";
 import type { Agent } from "./agent.js";
@@ -231,20 +231,6 @@ export function createSchedulerClient(options: SchedulerClientOptions): Schedule
     return String(err);
   }
 
-  /** Waits `ms`, or less when `signal` aborts first. */
-  function sleep(ms: number, signal: AbortSignal): Promise<void> {
-    return new Promise((resolve) => {
-      if (signal.aborted) return resolve();
-      const done = () => {
-        clearTimeout(timer);
-        signal.removeEventListener("abort", done);
-        resolve();
-      };
-      const timer = setTimeout(done, ms);
-      signal.addEventListener("abort", done, { once: true });
-    });
-  }
-
   // --- registration -------------------------------------------------------------------------------------------------
 
   function registration(): AgentRegistration {
@@ -305,7 +291,7 @@ export function createSchedulerClient(options: SchedulerClientOptions): Schedule
           { scheduler: base, attempt: attempt + 1, retryInMs: delay, reason: lastError },
           status === undefined ? "scheduler unreachable: retrying" : "registration failed: retrying",
         );
-        await sleep(delay, stopController.signal);
+        await sleepUnlessAborted(delay, stopController.signal);
       }
     }
     return undefined;
@@ -316,7 +302,7 @@ export function createSchedulerClient(options: SchedulerClientOptions): Schedule
   async function heartbeatLoop(intervalMs: number, current: AbortController): Promise<void> {
     let failures = 0;
     while (!current.signal.aborted) {
-      await sleep(intervalMs, current.signal);
+      await sleepUnlessAborted(intervalMs, current.signal);
       if (current.signal.aborted) return;
       try {
         const res = await call(
@@ -454,7 +440,7 @@ export function createSchedulerClient(options: SchedulerClientOptions): Schedule
       failedSessions = result.events > 0 ? 0 : failedSessions + 1;
       const delay = failedSessions === 0 ? 0 : registerDelay(failedSessions - 1);
       log.warn({ reason: result.reason, retryInMs: delay }, "assignments stream closed: registering again");
-      await sleep(delay, stopController.signal);
+      await sleepUnlessAborted(delay, stopController.signal);
     }
   }
 
@@ -501,7 +487,7 @@ export function createSchedulerClient(options: SchedulerClientOptions): Schedule
           { event, queued: events.length, retryInMs: delay, reason: lastError },
           "sending a state event failed: retrying",
         );
-        await sleep(delay, stopController.signal);
+        await sleepUnlessAborted(delay, stopController.signal);
       }
     }
   }
@@ -522,7 +508,7 @@ export function createSchedulerClient(options: SchedulerClientOptions): Schedule
         if (signal.aborted) return false;
         lastError = describe(err);
         log[attempt === 0 ? "warn" : "debug"]({ reason: lastError }, "drain request failed: retrying");
-        await sleep(backoff(attempt), signal);
+        await sleepUnlessAborted(backoff(attempt), signal);
       }
     }
     return false;
@@ -597,7 +583,7 @@ export function createSchedulerClient(options: SchedulerClientOptions): Schedule
           if (deadline.aborted) break;
           lastError = describe(err);
         }
-        await sleep(drainPollMs, deadline);
+        await sleepUnlessAborted(drainPollMs, deadline);
       }
       return { drained: false, reason: `not drained within ${timeoutMs} ms${lastError ? ` (${lastError})` : ""}` };
     },

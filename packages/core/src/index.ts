@@ -1,3 +1,4 @@
+export * from "./abortable.js";
 export * from "./agent-protocol.js";
 export * from "./config.js";
 export * from "./errors.js";
@@ -18,4 +19,5 @@ export * from "./sse.js";
 export * from "./state-store.js";
 export * from "./status.js";
 export * from "./topics.js";
+export * from "./worker-client.js";
 export * from "./worker-protocol.js";

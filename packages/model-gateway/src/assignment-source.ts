@@ -1,8 +1,9 @@
-import type { BucketAssignment } from "@tern/core";
+import type { BucketAssignment, WorkerClient } from "@tern/core";
 
 /**
- * Where a model-gateway replica learns which buckets it holds. The process follows the scheduler
- * (`scheduler-assignments.ts`); tests can hand assignments over directly with {@link createMemoryAssignmentSource}.
+ * Where a model-gateway replica learns which buckets it holds. The process follows the scheduler through core's
+ * worker client ({@link bucketAssignmentSource}); tests can hand assignments over directly with
+ * {@link createMemoryAssignmentSource}.
  */
 export interface AssignmentSource {
   /** Starts following; `onChange` gets every new assignment (the first as soon as it is known). */
@@ -30,5 +31,13 @@ export function createMemoryAssignmentSource(initial: BucketAssignment[] = []): 
     async close() {
       listener = undefined;
     },
+  };
+}
+
+/** The buckets of the scheduler's assignments to this replica, as core's worker client follows them. */
+export function bucketAssignmentSource(client: WorkerClient): AssignmentSource {
+  return {
+    start: (onChange) => client.start((assignments) => onChange(assignments.buckets)),
+    close: () => client.close(),
   };
 }

@@ -4,4 +4,3 @@ export * from "./config.js";
 export * from "./errors.js";
 export * from "./model-gateway.js";
 export * from "./record-processor.js";
-export * from "./scheduler-assignments.js";

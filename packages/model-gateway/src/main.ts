@@ -1,10 +1,10 @@
-import { createTopicNames, hasCode } from "@tern/core";
+import { createTopicNames, createWorkerClient, hasCode } from "@tern/core";
 import { createSchedulerWatchSource } from "@tern/gateway";
 import { createKafkaBus } from "@tern/kafka";
 import { pino } from "pino";
+import { bucketAssignmentSource } from "./assignment-source.js";
 import { loadModelGatewayConfig } from "./config.js";
 import { createModelGateway } from "./model-gateway.js";
-import { createSchedulerAssignments } from "./scheduler-assignments.js";
 
 /**
  * The model-gateway process: `node --import tsx packages/model-gateway/src/main.ts`. Registers with the scheduler as
@@ -36,13 +36,15 @@ async function main(): Promise<number> {
       logger: logger.child({ part: "routes" }),
       ...token,
     }),
-    assignments: createSchedulerAssignments({
-      url: config.TERN_SCHEDULER_URL,
-      kind: "modelgateway",
-      id: config.TERN_MODELGATEWAY_ID,
-      logger: logger.child({ part: "scheduler" }),
-      ...token,
-    }),
+    assignments: bucketAssignmentSource(
+      createWorkerClient({
+        url: config.TERN_SCHEDULER_URL,
+        kind: "modelgateway",
+        id: config.TERN_MODELGATEWAY_ID,
+        logger: logger.child({ part: "scheduler" }),
+        ...token,
+      }),
+    ),
     topics: createTopicNames({ prefix: config.TERN_TOPIC_PREFIX, namespace: config.TERN_NAMESPACE }),
     logger,
     concurrency: config.TERN_MODELGATEWAY_CONCURRENCY,

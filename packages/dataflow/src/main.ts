@@ -1,0 +1,93 @@
+import { createTopicNames, createWorkerClient, hasCode } from "@tern/core";
+import { createKafkaBus } from "@tern/kafka";
+import { pino } from "pino";
+import { heartbeatIntervalFor, loadDataflowConfig } from "./config.js";
+import { createSchedulerSpecs } from "./scheduler-specs.js";
+import { createDataflowWorker } from "./worker.js";
+
+/**
+ * The dataflow worker process: `node --import tsx packages/dataflow/src/main.ts`. Registers with the scheduler as
+ * worker TERN_DATAFLOW_ID (kind `dataflow`), runs the pipelines it is assigned, reports what it runs with every
+ * heartbeat. SIGTERM/SIGINT: every pipeline drains, stops and leaves its group, the worker leaves the scheduler, and
+ * the process exits 0 — all within TERN_DATAFLOW_DRAIN_MS.
+ */
+async function main(): Promise<number> {
+  let config: ReturnType<typeof loadDataflowConfig>;
+  try {
+    config = loadDataflowConfig();
+  } catch (err) {
+    process.stderr.write(`tern dataflow: ${(err as Error).message}\n`);
+    return hasCode(err, "config.invalid") ? 2 : 1;
+  }
+  if (!config.KAFKA_BROKERS || config.KAFKA_BROKERS.length === 0) {
+    process.stderr.write("tern dataflow: invalid configuration:\n  KAFKA_BROKERS: required (host:port,...)\n");
+    return 2;
+  }
+  const id = config.TERN_DATAFLOW_ID;
+  const logger = pino({ level: config.LOG_LEVEL, base: { component: "dataflow", id } });
+  const token = config.TERN_SCHEDULER_TOKEN ? { token: config.TERN_SCHEDULER_TOKEN } : {};
+  const session = config.TERN_DATAFLOW_SESSION_TIMEOUT_MS;
+  const worker = createDataflowWorker({
+    id,
+    // The session timeout bounds failover: a crashed worker's partitions go to the pipeline's other owners this long
+    // after its last heartbeat, plus one rebalance (docs/dataflow.md, "Failure bounds").
+    bus: createKafkaBus({
+      brokers: config.KAFKA_BROKERS,
+      settings: {
+        clientId: id,
+        consumer: { sessionTimeoutMs: session, heartbeatIntervalMs: heartbeatIntervalFor(session) },
+      },
+      logger: logger.child({ part: "kafka" }),
+    }),
+    client: createWorkerClient({
+      url: config.TERN_SCHEDULER_URL,
+      kind: "dataflow",
+      id,
+      logger: logger.child({ part: "scheduler" }),
+      ...token,
+    }),
+    specs: createSchedulerSpecs({ url: config.TERN_SCHEDULER_URL, ...token }),
+    topics: createTopicNames({ prefix: config.TERN_TOPIC_PREFIX, namespace: config.TERN_NAMESPACE }),
+    logger,
+    drainMs: config.TERN_DATAFLOW_DRAIN_MS,
+    startTimeoutMs: config.TERN_DATAFLOW_START_TIMEOUT_MS,
+    specTimeoutMs: config.TERN_DATAFLOW_SPEC_TIMEOUT_MS,
+    maxOpen: config.TERN_DATAFLOW_MAX_OPEN,
+    ...(config.TERN_DATAFLOW_REQUEST_TIMEOUT_MS === undefined
+      ? {}
+      : { requestTimeoutMs: config.TERN_DATAFLOW_REQUEST_TIMEOUT_MS }),
+  });
+  await worker.start();
+  // One line on stdout that process supervisors and tests wait for.
+  process.stdout.write(`tern dataflow ${id} running\n`);
+
+  await new Promise<void>((resolve) => {
+    const onSignal = (signal: NodeJS.Signals) => {
+      logger.info({ signal }, "draining");
+      resolve();
+    };
+    process.once("SIGTERM", onSignal);
+    process.once("SIGINT", onSignal);
+  });
+  const drainMs = config.TERN_DATAFLOW_DRAIN_MS;
+  const grace = setTimeout(() => {
+    logger.error({ drainMs }, "drain grace period over: exiting anyway");
+    process.exit(1);
+  }, drainMs);
+  grace.unref();
+  // Two thirds of the grace for the requests in flight; the rest to stop the consumers, leave the groups and the
+  // scheduler.
+  await worker.stop(Math.floor((drainMs * 2) / 3));
+  logger.info("stopped");
+  return 0;
+}
+
+main().then(
+  (code) => {
+    process.exitCode = code;
+  },
+  (err: unknown) => {
+    process.stderr.write(`tern dataflow: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
+    process.exitCode = 1;
+  },
+);
