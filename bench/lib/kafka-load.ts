@@ -7,6 +7,7 @@
 import { readFile } from "node:fs/promises";
 import { performance } from "node:perf_hooks";
 import type { BusMessage, MessageBus } from "@tern/core";
+import { waitFor } from "@tern/devstack";
 import { processCpuUs } from "./processes.js";
 import { percentile, round2, round3 } from "./stats.js";
 
@@ -170,4 +171,27 @@ export async function processMemoryMiB(pid: number): Promise<{ rss: number; peak
     return Number(m[1]);
   };
   return { rss: round2(kib("VmRSS") / 1024), peak: round2(kib("VmHWM") / 1024) };
+}
+
+/**
+ * Resolves once a consumer group can be joined on the broker. A fresh broker creates its offsets topic for the first
+ * group; on a busy machine that can outlast kafkajs's coordinator look-up, and a model-gateway bucket consumer that
+ * fails to start that way is not retried. So a benchmark starts its data-plane processes after this.
+ */
+export async function waitGroupCoordinator(bus: MessageBus, name: string): Promise<void> {
+  const topic = `${name}.warm`;
+  await bus.admin().ensureTopics([topic], 1);
+  await waitFor(
+    async () => {
+      const consumer = bus.consumer({ groupId: `${topic}.group`, topics: [topic], onBatch: async () => {} });
+      try {
+        await consumer.start({ timeoutMs: 20_000 });
+        return true;
+      } finally {
+        await consumer.stop();
+      }
+    },
+    { timeoutMs: 90_000, intervalMs: 500, description: "a consumer group joined on the broker" },
+  );
+  await bus.admin().deleteTopics([topic]);
 }

@@ -41,7 +41,14 @@ import {
 import { createDevStack, findFreePort, loadDevStackConfig, waitFor } from "@tern/devstack";
 import { createKafkaBus, resolveKafkaSettings } from "@tern/kafka";
 import { commandLine, envNumber } from "../lib/config.js";
-import { type Call, closedLoop, createKafkaCaller, type LoadWindow, processMemoryMiB } from "../lib/kafka-load.js";
+import {
+  type Call,
+  closedLoop,
+  createKafkaCaller,
+  type LoadWindow,
+  processMemoryMiB,
+  waitGroupCoordinator,
+} from "../lib/kafka-load.js";
 import { createServerGroup, REPO_ROOT, runMain } from "../lib/processes.js";
 import { type MachineInfo, machineLines, notesLines, rerenderIfAsked, startRun, writeResults } from "../lib/report.js";
 import { median, round2, round3 } from "../lib/stats.js";
@@ -62,6 +69,13 @@ const NAMESPACE = `plbench${Date.now().toString(36)}`;
 const RUN_DEADLINE_MS = 25 * 60_000;
 /** Bound on one request; a request that takes longer fails the run (a lost record is a bug, not a slow sample). */
 const REQUEST_DEADLINE_MS = 30_000;
+/** The share of the BENCH_PIPELINES pipelines ready at which the time is recorded. */
+const MILESTONES: Array<[number, string]> = [
+  [1 / 100, "first"],
+  [0.5, "50%"],
+  [0.9, "90%"],
+  [1, "all"],
+];
 /** Bound on the BENCH_PIPELINES pipelines becoming ready (the target is 30 s; past this the run records a miss). */
 const MANY_READY_DEADLINE_MS = 180_000;
 
@@ -122,6 +136,8 @@ interface ManyPipelines {
   readyMs: number | null;
   /** How many were ready at the end (all of them unless the deadline passed). */
   ready: number;
+  /** ms from the apply until the first one, 50 %, 90 % and all of them were ready. */
+  readyAt: Record<string, number>;
   /** The worker's memory in MiB with the bench's two pipelines, and once all the others are ready. */
   workerBefore: { rss: number; peak: number };
   workerAfter: { rss: number; peak: number };
@@ -143,7 +159,7 @@ interface Result {
     inFlight: number[];
     pipelines: number;
     replication: number;
-    /** `resolveKafkaSettings()`: what every process and this bench's client ran with (none sets any). */
+    /** `resolveKafkaSettings()`: what the model gateway and this bench's client ran with (the worker: the same values). */
     kafka: ReturnType<typeof resolveKafkaSettings>;
     client: string;
     broker: string;
@@ -162,6 +178,8 @@ function pathLabel(path: PathName): string {
   if (path === "one") return "1-step pipeline (add10)";
   return "3-step chain (add10 → add10-b → add10-c)";
 }
+
+const signed = (n: number): string => (n >= 0 ? `+${n}` : `${n}`);
 
 const CPU_KEYS = ["worker", "gateway", "agent", "broker", "scheduler", "client"];
 
@@ -184,12 +202,12 @@ function render(r: Result): string {
       const added = round3(p.median.p50 - model.median.p50);
       side.push(
         `| ${inFlight} | ${path} | ${model.median.rps} | ${p.median.rps} | ${round3(p.median.rps / model.median.rps)} | ` +
-          `${model.median.p50} | ${p.median.p50} | +${added} | ${model.median.p99} | ${p.median.p99} |`,
+          `${model.median.p50} | ${p.median.p50} | ${signed(added)} | ${model.median.p99} | ${p.median.p99} |`,
       );
       if (inFlight === 1 && path === "one") {
         verdicts.push(
           `- A 1-step pipeline adds ≤ ${TARGET_ADDED_P50_MS} ms p50 at 1 in flight over the model-topic path: ` +
-            `+${added} ms (${p.median.p50} against ${model.median.p50}) — **${added <= TARGET_ADDED_P50_MS ? "met" : "missed"}**.`,
+            `${signed(added)} ms (${p.median.p50} against ${model.median.p50}) — **${added <= TARGET_ADDED_P50_MS ? "met" : "missed"}**.`,
         );
       }
     }
@@ -261,7 +279,10 @@ function render(r: Result): string {
           "",
           `Applied in one request (each a 1-step add10 pipeline, on top of the bench's two), after the load scenarios. ` +
             `Every one \`PipelineReady\` (the scheduler's state: topics exist, add10 available, the worker's consumer ` +
-            `holds its assignment) after ${r.many.readyMs === null ? "— (deadline passed)" : `${r.many.readyMs} ms`}; ` +
+            `holds its assignment) after ${r.many.readyMs === null ? "— (deadline passed)" : `${r.many.readyMs} ms`} ` +
+            `(ms after the apply: ${Object.entries(r.many.readyAt)
+              .map(([k, v]) => `${k} ${v}`)
+              .join(", ")}); ` +
             `${r.many.ready} of ${r.many.count} ready at the end. Worker memory: ${r.many.workerBefore.rss} MiB resident ` +
             `before (peak so far ${r.many.workerBefore.peak}), ${r.many.workerAfter.rss} MiB after (peak ` +
             `${r.many.workerAfter.peak}). A request to the last one ${r.many.lastAnswered ? "was answered correctly" : "was NOT answered"}.`,
@@ -270,8 +291,9 @@ function render(r: Result): string {
       : []),
     "## Settings",
     "",
-    "No process sets any Kafka setting: the model gateway, the dataflow worker and this bench's client all run " +
-      "`resolveKafkaSettings()` (packages/kafka/src/settings.ts), i.e.:",
+    "The model gateway and this bench's client run `resolveKafkaSettings()` (packages/kafka/src/settings.ts) as they " +
+      "are; the dataflow worker sets only its `clientId` and its session timeout from TERN_DATAFLOW_SESSION_TIMEOUT_MS " +
+      "(default 10 000, the same as the bus's) with a heartbeat of a third of it capped at 3 000, i.e. the same values:",
     "",
     "```json",
     JSON.stringify(k, null, 2),
@@ -456,6 +478,9 @@ async function main(): Promise<void> {
     },
     ready: /agent mlserver\/0 serving \S+ grpc (\S+)/,
   });
+  // 3. Clients: a second @tern/kafka bus with the same (default) settings; first, the broker must coordinate groups.
+  bus = createKafkaBus({ brokers });
+  await waitGroupCoordinator(bus, `plbench.${NAMESPACE}`);
   const gateway = await group.start({
     key: "gateway",
     label: "model gateway",
@@ -486,8 +511,6 @@ async function main(): Promise<void> {
     );
   }
 
-  // 3. Clients: a second @tern/kafka bus with the same (default) settings.
-  bus = createKafkaBus({ brokers });
   const names = createTopicNames({ namespace: NAMESPACE });
   const callers: Record<PathName, { call: Call; close(): Promise<void> }> = {
     model: await createKafkaCaller(bus, {
@@ -641,12 +664,25 @@ async function manyPipelines(
   await apply(schedulerUrl, pipelineNames.map(onePipeline).join("---\n"));
   let readyMs: number | null = null;
   let ready = 0;
+  let nextPrint = 10_000;
+  const readyAt: Record<string, number> = {};
   const wanted = new Set(pipelineNames);
   try {
     await waitFor(
       async () => {
-        const all = (await getJson<PipelineView[]>(`${schedulerUrl}/v1/pipelines`)) ?? [];
-        ready = all.filter((p) => wanted.has(p.name) && p.state === "PipelineReady").length;
+        const all = (await getJson<{ items: PipelineView[] }>(`${schedulerUrl}/v1/pipelines`))?.items ?? [];
+        const now = all.filter((p) => wanted.has(p.name) && p.state === "PipelineReady").length;
+        const ms = Math.round(performance.now() - t0);
+        if (now !== ready) {
+          for (const [fraction, label] of MILESTONES) {
+            if (readyAt[label] === undefined && now >= Math.ceil(fraction * MANY)) readyAt[label] = ms;
+          }
+        }
+        ready = now;
+        if (ms >= nextPrint) {
+          nextPrint += 10_000;
+          console.log(`${MANY} pipelines: ${ready} ready after ${ms} ms`);
+        }
         return ready === MANY;
       },
       { timeoutMs: MANY_READY_DEADLINE_MS, intervalMs: 200, description: `${MANY} pipelines PipelineReady` },
@@ -679,7 +715,7 @@ async function manyPipelines(
     console.error(`${last}: ${(err as Error).message}`);
   }
   await caller.close();
-  return { count: MANY, readyMs, ready, workerBefore, workerAfter, lastAnswered };
+  return { count: MANY, readyMs, ready, readyAt, workerBefore, workerAfter, lastAnswered };
 }
 
 function withTimeout<T>(p: Promise<T>, ms: number): Promise<T> {
