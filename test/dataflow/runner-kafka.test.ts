@@ -177,7 +177,11 @@ describe("dataflow runner on Kafka", () => {
       // Every hop in between: the model topics, on partition k, keyed <k>.<model>.<id>.
       for (const model of ["add10", "mul10"]) {
         for (const topic of [s.topics.modelInputs(model), s.topics.modelOutputs(model)]) {
-          const hops = s.seen.filter((m) => m.topic === topic && parseRecordKey(m.key)?.requestId === r.id);
+          // The outside reader fetches each topic on its own: the answer may be read before an earlier hop.
+          const hops = await waitFor(() => {
+            const found = s.seen.filter((m) => m.topic === topic && parseRecordKey(m.key)?.requestId === r.id);
+            return found.length > 0 ? found : undefined;
+          }, `${r.id} on ${topic}`);
           expect(hops.map((m) => [m.partition, m.key])).toEqual([[r.partition, `${r.partition}.${model}.${r.id}`]]);
           expect(hops[0]!.headers).toMatchObject({ pipeline: "add-then-mul", "x-team": "ml" });
         }

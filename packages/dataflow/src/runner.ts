@@ -58,6 +58,9 @@ export const ERROR_STATUS_HEADER = "tern-error-status";
  */
 export const BATCH_HEADER = "tern-batch";
 
+/** Sends (one per handled batch or timer tick) in flight at once before a batch handler waits for the oldest. */
+export const MAX_OUTSTANDING_SENDS = 16;
+
 /** Extra time after the longest window before an unfinished request fails: the model gateway's own deadline (60 s). */
 export const REQUEST_TIMEOUT_MARGIN_MS = 60_000;
 
@@ -101,7 +104,7 @@ export interface PipelineRunner {
    * them); resolves when every open request finished or after `timeoutMs`.
    */
   drain(timeoutMs: number): Promise<{ unfinished: number }>;
-  /** Timers off; no more sends. */
+  /** Timers off; no more sends; resolves once the sends in flight ended (acked or given up). */
   close(): Promise<void>;
 }
 
@@ -200,6 +203,8 @@ export function createPipelineRunner(options: PipelineRunnerOptions): PipelineRu
   let drainWaiters: Array<() => void> = [];
   let timer: NodeJS.Timeout | undefined;
   let timerAt = Number.POSITIVE_INFINITY;
+  /** Sends not acknowledged yet (each with the requests it finishes); see `onBatch`. */
+  const outstanding = new Set<Promise<void>>();
 
   function routeOf(topic: string, header: string): Route | null {
     const cacheKey = `${topic}\u0000${header}`;
@@ -313,10 +318,12 @@ export function createPipelineRunner(options: PipelineRunnerOptions): PipelineRu
     return req;
   }
 
-  /** Ends a request in every stage; it finishes (its records become done) once what it produced is acked. */
+  /**
+   * Ends a request in every stage; it finishes (its records become done) once what it produced is acked. Until then it
+   * stays in its partition's requests, so that a record of it read meanwhile (a replay after a rebalance) is held too.
+   */
   function close(req: Req, round: Round, at: number): void {
     req.state = "closing";
-    req.part.requests.delete(req.id);
     remember(req.part, req.id, at);
     for (const join of req.part.joins.values()) join.drop(req.id, at);
     open--;
@@ -504,6 +511,12 @@ export function createPipelineRunner(options: PipelineRunnerOptions): PipelineRu
     at: number,
   ): void {
     let req = part.requests.get(id);
+    if (req !== undefined && req.state !== "open") {
+      // Its answer is on its way: the record is done when that is acknowledged.
+      req.records.push(record);
+      record.holds++;
+      return;
+    }
     if (req === undefined) {
       // Only a request's first record starts it; others of a request not open here (late, duplicated, or of a
       // request this worker no longer knows) are done at once — a replay re-runs the request from its inputs.
@@ -641,6 +654,14 @@ export function createPipelineRunner(options: PipelineRunnerOptions): PipelineRu
     }
   }
 
+  /** Sends a round's records in the background; the requests it ends finish, and commit, once they are acked. */
+  function flushLater(round: Round, context: BusBatchContext | undefined): Promise<void> {
+    const sending = flush(round, context).catch((err: unknown) => logger.error({ err }, "dataflow flush failed"));
+    outstanding.add(sending);
+    void sending.then(() => outstanding.delete(sending));
+    return sending;
+  }
+
   async function flush(round: Round, context: BusBatchContext | undefined): Promise<void> {
     if (round.out.length > 0 && !(await deliver(round.out, context))) return;
     const touched = new Set<OffsetLog>();
@@ -648,6 +669,7 @@ export function createPipelineRunner(options: PipelineRunnerOptions): PipelineRu
       if (req.state !== "closing") continue;
       req.state = "done";
       live.delete(req);
+      if (req.part.requests.get(req.id) === req) req.part.requests.delete(req.id);
       for (const record of req.records) {
         record.holds--;
         if (record.holds === 0) touched.add(record.log);
@@ -716,7 +738,7 @@ export function createPipelineRunner(options: PipelineRunnerOptions): PipelineRu
       );
     }
     schedule();
-    void flush(round, undefined).catch((err: unknown) => logger.error({ err }, "dataflow flush failed"));
+    if (round.out.length > 0 || round.closing.length > 0) void flushLater(round, undefined);
   }
 
   return {
@@ -738,7 +760,12 @@ export function createPipelineRunner(options: PipelineRunnerOptions): PipelineRu
       }
       log.commit();
       schedule();
-      await flush(round, context);
+      // The handler returns before the broker acknowledged what it produced, so the consumer fetches on meanwhile:
+      // nothing depends on the handler's return (commits are marks made once the records are acked). At most
+      // MAX_OUTSTANDING_SENDS are in flight; then the handler waits for the oldest.
+      if (round.out.length === 0 && round.closing.length === 0) return;
+      void flushLater(round, context);
+      if (outstanding.size >= MAX_OUTSTANDING_SENDS) await Promise.race(outstanding);
     },
 
     onAssignment(assignment) {
@@ -783,6 +810,8 @@ export function createPipelineRunner(options: PipelineRunnerOptions): PipelineRu
       closed = true;
       if (timer !== undefined) clearTimeout(timer);
       timer = undefined;
+      // Sends in flight end (acked, or failed and not retried): their marks reach the consumer before it stops.
+      await Promise.all(outstanding);
       for (const wake of drainWaiters.splice(0)) wake();
     },
   };

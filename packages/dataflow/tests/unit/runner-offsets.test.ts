@@ -1,12 +1,23 @@
-import { PIPELINE_HEADER, parseRecordKey } from "@tern/core";
+import {
+  type BusBatchContext,
+  type BusMessage,
+  encodeModelInferRequest,
+  encodeModelInferResponse,
+  type OutgoingMessage,
+  PIPELINE_HEADER,
+  parseRecordKey,
+  tensorsFromOip,
+} from "@tern/core";
 import fc from "fast-check";
 import { afterEach, describe, expect, it } from "vitest";
+import { createPipelineRunner } from "../../src/runner.js";
 import {
   compile,
   elementwise,
   fp32,
   type Harness,
   type Model,
+  silent,
   startHarness,
   topics,
   values,
@@ -275,5 +286,67 @@ describe("pipeline runner: drain", () => {
     await h.send("stuck", 0, [fp32("x", [1])]);
     await waitFor(() => h.host.inFlight() === 1 || undefined, "the request open");
     expect(await h.host.drain(50)).toEqual({ unfinished: 1 });
+  });
+});
+
+describe("pipeline runner: a request whose answer is not acked yet", () => {
+  it("holds its records read again after a rebalance until the answer is acked", async () => {
+    const plan = compile("chain", { steps: [{ name: "add10" }] });
+    const gates: Array<() => void> = [];
+    const sent: OutgoingMessage[][] = [];
+    const producer = {
+      send: (messages: OutgoingMessage[]) =>
+        new Promise<void>((resolve) => {
+          sent.push(messages);
+          gates.push(resolve);
+        }),
+      close: async () => undefined,
+    };
+    const runner = createPipelineRunner({
+      plan,
+      producer,
+      partitions: 1,
+      errorsTopic: topics.errors(),
+      logger: silent,
+    });
+    const commits: string[] = [];
+    const context: BusBatchContext = {
+      commit: (topic, partition, offset) => commits.push(`${topic}#${partition}@${offset}`),
+      isRunning: () => true,
+    };
+    const { tensors, raw } = tensorsFromOip([fp32("x", [1])], true);
+    const input: BusMessage = {
+      topic: plan.inputsTopic,
+      partition: 0,
+      offset: "0",
+      key: "0.chain.r",
+      value: encodeModelInferRequest({ model_name: "chain", inputs: tensors, raw_input_contents: raw! }),
+      headers: { pipeline: "chain" },
+    };
+    const assignment = { [plan.inputsTopic]: [0], [topics.modelOutputs("add10")]: [0] };
+    runner.onAssignment(assignment);
+    await runner.onBatch([input], context);
+    gates.shift()!(); // the model request is acked
+    const y = tensorsFromOip([fp32("y", [11])], true);
+    const answer: BusMessage = {
+      topic: topics.modelOutputs("add10"),
+      partition: 0,
+      offset: "0",
+      key: "0.add10.r",
+      value: encodeModelInferResponse({ model_name: "add10", outputs: y.tensors, raw_output_contents: y.raw! }),
+      headers: { pipeline: "chain" },
+    };
+    await runner.onBatch([answer], context);
+    expect(sent.at(-1)!.map((m) => m.topic)).toEqual([plan.outputsTopic]);
+    // A rebalance while the answer is in flight: the consumer reads the request's input again.
+    runner.onAssignment(assignment);
+    await runner.onBatch([input], context);
+    expect(commits).toEqual([]);
+    gates.shift()!(); // the answer is acked
+    await waitFor(() => commits.length > 0 || undefined, "a commit once the answer is acked");
+    // (The answer's record was read before the rebalance: only what was read again since is this consumer's to commit.)
+    expect(commits).toEqual([`${plan.inputsTopic}#0@0`]);
+    expect(runner.inFlight()).toBe(0);
+    await runner.close();
   });
 });
