@@ -30,6 +30,12 @@ export interface BucketConsumersOptions {
   concurrency?: number;
   /** Deadline for a bucket's consumer to join its group. @default 30000 */
   startTimeoutMs?: number;
+  /**
+   * A bucket whose consumer failed to start (no group coordinator yet on a fresh broker, a topic not created yet) is
+   * started again after a backoff doubling from `initialMs` to `maxMs`, for as long as this replica holds the bucket.
+   * @default { initialMs: 1000, maxMs: 30000 }
+   */
+  retry?: { initialMs?: number; maxMs?: number };
 }
 
 /**
@@ -54,6 +60,8 @@ interface Running {
 export function createBucketConsumers(options: BucketConsumersOptions): BucketConsumers {
   const concurrency = options.concurrency ?? 64;
   const startTimeoutMs = options.startTimeoutMs ?? 30_000;
+  const retryInitialMs = options.retry?.initialMs ?? 1_000;
+  const retryMaxMs = options.retry?.maxMs ?? 30_000;
   const { bus, producer, processor, logger } = options;
   const running = new Map<number, Running>();
   let queue: Promise<void> = Promise.resolve();
@@ -72,7 +80,7 @@ export function createBucketConsumers(options: BucketConsumersOptions): BucketCo
     if (out.length > 0) await producer.send(out);
   }
 
-  function start(assignment: BucketAssignment): Running {
+  function start(assignment: BucketAssignment, attempt = 0): Running {
     const status: BucketConsumerStatus = {
       bucket: assignment.bucket,
       groupId: assignment.groupId,
@@ -102,7 +110,18 @@ export function createBucketConsumers(options: BucketConsumersOptions): BucketCo
       (err: unknown) => {
         status.state = "failed";
         status.reason = (err as Error).message;
-        logger.warn({ err, bucket: assignment.bucket }, "bucket consumer did not join its group");
+        const delayMs = Math.min(retryMaxMs, retryInitialMs * 2 ** attempt);
+        logger.warn({ err, bucket: assignment.bucket, retryInMs: delayMs }, "bucket consumer did not join its group");
+        // Without a retry the bucket's models would go unanswered until its assignment changed.
+        const timer = setTimeout(() => {
+          const result = queue.then(async () => {
+            if (stopped || running.get(assignment.bucket) !== entry) return;
+            await consumer.stop().catch(() => undefined);
+            running.set(assignment.bucket, start(assignment, attempt + 1));
+          });
+          queue = result.catch((retryErr: unknown) => logger.error({ err: retryErr }, "restarting a bucket failed"));
+        }, delayMs);
+        timer.unref?.();
       },
     );
     return entry;

@@ -181,7 +181,13 @@ export function createWorkerRegistry(options: WorkerRegistryOptions): WorkerRegi
       const previous = reports.get(id);
       if (previous !== undefined && JSON.stringify(previous) === JSON.stringify(normalized)) return true;
       reports.set(id, normalized);
-      await options.change(() => undefined);
+      try {
+        await options.change(() => undefined);
+      } catch (err) {
+        // Not applied: forget it, so the worker's next heartbeat (the same report) runs the change again.
+        if (reports.get(id) === normalized) reports.delete(id);
+        throw err;
+      }
       return true;
     },
 

@@ -1,7 +1,8 @@
-import { createMemoryTopicAdmin, type MemoryTopicAdmin, type PipelineRunReport } from "@tern/core";
+import { createMemoryTopicAdmin, type MemoryTopicAdmin, type PipelineRunReport, type StateStore } from "@tern/core";
 import { afterEach, describe, expect, it } from "vitest";
 import type { DataPlaneOptions } from "../../src/data-plane.js";
 import type { WatchEvent } from "../../src/scheduler.js";
+import { createMemoryStore } from "../../src/store/memory-store.js";
 import type { PipelineStatus } from "../../src/views.js";
 import { createHarness, type Harness, model, server } from "./helpers.js";
 
@@ -25,8 +26,9 @@ ${steps.map((s, i) => `    - name: ${s}${i === 0 ? "" : `\n      inputs: [${step
 ${extra}`;
 }
 
-async function setup(admin: MemoryTopicAdmin, options: DataPlaneOptions = {}): Promise<void> {
+async function setup(admin: MemoryTopicAdmin, options: DataPlaneOptions = {}, store?: StateStore): Promise<void> {
   h = await createHarness({
+    ...(store === undefined ? {} : { store }),
     dataPlane: {
       partitions: 4,
       replication: 2,
@@ -220,6 +222,29 @@ describe("pipeline lifecycle in the scheduler", () => {
       { kind: "Pipeline", name: "chain", action: "created" },
     ]);
     expect(status("chain")).toMatchObject({ state: "PipelineCreating", version: 3 });
+  });
+
+  it("applies a report again on the next heartbeat when the write that would have applied it failed", async () => {
+    const base = createMemoryStore();
+    let failWrites = false;
+    const store: StateStore = {
+      ...base,
+      write: (ops, options) => (failWrites ? Promise.reject(new Error("store unreachable")) : base.write(ops, options)),
+    };
+    await setup(createMemoryTopicAdmin(), {}, store);
+    await h.apply(pipelineYaml("chain", ["a"]));
+    await settleTopics();
+    await h.scheduler.workers.register({ kind: "dataflow", id: "dataflow-0" });
+    await reportAll(["dataflow-0"]);
+    expect(status("chain")!.state).toBe("PipelineReady");
+    const starting = { pipelines: [{ pipeline: "chain", version: 1, state: "Starting" as const }] };
+    failWrites = true;
+    await expect(h.scheduler.workers.report("dataflow", "dataflow-0", starting)).rejects.toThrow("store unreachable");
+    failWrites = false;
+    expect(status("chain")!.state).toBe("PipelineReady");
+    // The worker heartbeats again with the same report: this time it takes.
+    await h.scheduler.workers.report("dataflow", "dataflow-0", starting);
+    expect(status("chain")!.state).toBe("PipelineRebalancing");
   });
 
   it("a standby taking over keeps Ready until the owners report, then decides from their reports", async () => {
