@@ -175,8 +175,8 @@ export async function processMemoryMiB(pid: number): Promise<{ rss: number; peak
 
 /**
  * Resolves once a consumer group can be joined on the broker. A fresh broker creates its offsets topic for the first
- * group; on a busy machine that can outlast kafkajs's coordinator look-up, and a model-gateway bucket consumer that
- * fails to start that way is not retried. So a benchmark starts its data-plane processes after this.
+ * group; on a busy machine that can outlast kafkajs's coordinator look-up, and the data-plane processes then start
+ * their consumers again with backoff: a benchmark starts them after this, so that their start-up is not in its figures.
  */
 export async function waitGroupCoordinator(bus: MessageBus, name: string): Promise<void> {
   const topic = `${name}.warm`;

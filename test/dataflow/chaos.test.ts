@@ -7,7 +7,6 @@ import {
   responseOutputsToOip,
 } from "@tern/core";
 import { waitFor } from "@tern/devstack";
-import { createKafkaBus } from "@tern/kafka";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type E2eStack, serverManifest, startE2eStack } from "../e2e/harness.js";
 import { type DataflowProcess, startDataflowProcess } from "../helpers/dataflow-process.js";
@@ -31,8 +30,9 @@ import { type ModelGatewayProcess, startModelGatewayProcess } from "../model-gat
  * are measured and printed, never asserted (benchmarks measure speed).
  *
  * Settings in play: the workers' Kafka session timeout is 10 s (TERN_DATAFLOW_SESSION_TIMEOUT_MS, set here to its
- * default so the figure printed is the one that ran), so the failover bound the issue sets is 10 s + 5 s; the scheduler drops a silent worker after 3 s
- * (TERN_AGENT_HEARTBEAT_TIMEOUT_MS in the e2e harness); TERN_DATAFLOW_REPLICATION 2, 4 partitions.
+ * default so the figure printed is the one that ran), so the failover bound the issue sets is 10 s + 5 s; the
+ * scheduler drops a silent worker after 3 s (TERN_AGENT_HEARTBEAT_TIMEOUT_MS in the e2e harness);
+ * TERN_DATAFLOW_REPLICATION 2, 4 partitions.
  */
 
 const SESSION_TIMEOUT_MS = 10_000;
@@ -300,36 +300,6 @@ async function whereTheyStopped(sent: Sent[]): Promise<string> {
   return `records of these requests per topic: ${counts.join(", ")}\n${tails.join("\n")}`;
 }
 
-/**
- * Waits until a consumer group can be joined on the broker. A fresh broker creates its offsets topic (50 partitions)
- * for the first group; on a busy machine that outlasts kafkajs's coordinator look-up, and a model-gateway bucket
- * consumer that fails to start that way is not retried (seen here: "bucket consumer did not join its group",
- * GroupCoordinatorNotFound, and then no add10 answer ever). Reported to the lead; this test is about the dataflow
- * workers, so it starts them once the broker can coordinate groups.
- */
-async function brokerCoordinatesGroups(): Promise<void> {
-  const bus = createKafkaBus({ brokers: kafkaBrokers() });
-  const topic = `tern-it.chaos-warm.${namespace}`;
-  try {
-    await bus.admin().ensureTopics([topic], 1);
-    await waitFor(
-      async () => {
-        const consumer = bus.consumer({ groupId: `${topic}.group`, topics: [topic], onBatch: async () => {} });
-        try {
-          await consumer.start({ timeoutMs: 20_000 });
-          return true;
-        } finally {
-          await consumer.stop();
-        }
-      },
-      { timeoutMs: 90_000, intervalMs: 500, description: "a consumer group joined on the broker" },
-    );
-    await bus.admin().deleteTopics([topic]);
-  } finally {
-    await bus.close();
-  }
-}
-
 beforeAll(async () => {
   stack = await startE2eStack({
     name: "chaos",
@@ -344,7 +314,6 @@ beforeAll(async () => {
   await stack.apply(serverManifest("mlserver", 1));
   await stack.apply(MODELS.map(modelManifest).join("---\n"));
   await Promise.all(MODELS.map((m) => stack.waitModel(m, (s) => s.state === "ModelAvailable", `${m} available`)));
-  await brokerCoordinatesGroups();
   const [gateway] = await Promise.all([
     startModelGatewayProcess({
       id: "modelgateway-0",
