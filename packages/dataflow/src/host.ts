@@ -1,4 +1,4 @@
-import type { BusAssignment, MessageBus } from "@tern/core";
+import type { BusAssignment, BusProducer, MessageBus } from "@tern/core";
 import type { Logger } from "pino";
 import type { PipelinePlan } from "./compile.js";
 import { createPipelineRunner } from "./runner.js";
@@ -17,6 +17,11 @@ export interface PipelineHostOptions {
   /** See `PipelineRunnerOptions.maxOpen`. */
   maxOpen?: number;
   /**
+   * A producer shared with other hosts (a worker's one producer: each kafkajs producer holds its own broker
+   * connections and buffers). The host then leaves it open on stop. @default a producer of its own
+   */
+  producer?: BusProducer;
+  /**
    * The consumer stopped for good after `start()` resolved (see `BusConsumerOptions.onFailure`): nothing is read until
    * the owner stops this host and starts another.
    */
@@ -31,7 +36,7 @@ export interface PipelineHost {
   inFlight(): number;
   /** See `PipelineRunner.drain`. */
   drain(timeoutMs: number): Promise<{ unfinished: number }>;
-  /** Commits what is done, leaves the group, closes the producer. Idempotent. */
+  /** Commits what is done, leaves the group, closes its own producer (not a shared one). Idempotent. */
   stop(): Promise<void>;
 }
 
@@ -42,7 +47,8 @@ export interface PipelineHost {
  * each topic, so a request written before the first commit is replayed after a failover rather than skipped.
  */
 export function createPipelineHost(options: PipelineHostOptions): PipelineHost {
-  const producer = options.bus.producer();
+  const ownProducer = options.producer === undefined;
+  const producer = options.producer ?? options.bus.producer();
   const runner = createPipelineRunner({
     plan: options.plan,
     producer,
@@ -75,7 +81,7 @@ export function createPipelineHost(options: PipelineHostOptions): PipelineHost {
         // made so far and leaves the group.
         await runner.close();
         await consumer.stop();
-        await producer.close();
+        if (ownProducer) await producer.close();
       })();
       return stopped;
     },

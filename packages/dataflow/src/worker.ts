@@ -1,5 +1,6 @@
 import {
   type BusAssignment,
+  type BusProducer,
   hasCode,
   type MessageBus,
   type PipelineAssignment,
@@ -91,6 +92,12 @@ export function createDataflowWorker(options: DataflowWorkerOptions): DataflowWo
   let stopping: Promise<void> | undefined;
   let installation = { partitions: 0, errorsTopic: topics.errors() };
   let reportTimer: ReturnType<typeof setInterval> | undefined;
+  // One producer for every pipeline this worker runs (created on first use; the bus closes it on stop).
+  let producer: BusProducer | undefined;
+  const sharedProducer = (): BusProducer => {
+    producer ??= bus.producer();
+    return producer;
+  };
 
   const changes = createLatestWins<PipelineAssignment>({
     same: (a, b) => a?.version === b?.version && a?.groupId === b?.groupId,
@@ -190,6 +197,7 @@ export function createDataflowWorker(options: DataflowWorkerOptions): DataflowWo
         workerId: id,
         ...(options.requestTimeoutMs === undefined ? {} : { requestTimeoutMs: options.requestTimeoutMs }),
         ...(options.maxOpen === undefined ? {} : { maxOpen: options.maxOpen }),
+        producer: sharedProducer(),
         onFailure: (err) => {
           const run = runs.get(pipeline);
           if (run === undefined || run.host !== host || state === "draining" || state === "stopped") return;
@@ -275,6 +283,9 @@ export function createDataflowWorker(options: DataflowWorkerOptions): DataflowWo
         for (const pipeline of changes.targets().keys()) changes.set(pipeline, undefined);
         await changes.idle();
         await client.close();
+        await producer
+          ?.close()
+          .catch((err: unknown) => logger.warn({ err: errorMessage(err) }, "producer close failed"));
         await bus.close();
         state = "stopped";
       })();
