@@ -249,6 +249,29 @@ export function validateResource(obj: unknown, origin: ResourceOrigin = {}): Res
   return { ok: false, problems };
 }
 
+/**
+ * Fields of a valid resource that Tern accepts for Seldon compatibility but does not act on, as problems to print as
+ * warnings (`tern validate` shows them and still exits 0). Empty when nothing is ignored.
+ */
+export function manifestWarnings(resource: Resource, origin: ResourceOrigin = {}): ManifestProblem[] {
+  const base = {
+    ...(origin.source === undefined ? {} : { source: origin.source }),
+    index: origin.index ?? 1,
+    kind: resource.kind,
+    name: resource.metadata.name,
+  };
+  const warnings: ManifestProblem[] = [];
+  if (resource.kind === "Server" && resource.spec.deploymentStrategy !== undefined) {
+    warnings.push({
+      ...base,
+      path: "spec.deploymentStrategy",
+      message:
+        "accepted and ignored: Tern replaces a Server's replicas only by scaling (the local controller starts and stops agents by index), never by a rollout",
+    });
+  }
+  return warnings;
+}
+
 function apiVersionProblem(apiVersion: unknown): { path: string; message: string } {
   return {
     path: "apiVersion",

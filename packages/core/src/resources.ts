@@ -62,10 +62,22 @@ export interface ServerSpec extends ScalingSpec {
   /** Adds to the server type's capability list. */
   extraCapabilities?: string[];
   disableAutoUpdate?: boolean;
+  /**
+   * How Kubernetes replaces the Server's pods (a Deployment strategy, as Seldon accepts it). Validated, then ignored:
+   * Tern changes a Server's replicas only by scaling, never by a rollout (`tern validate` prints a warning).
+   */
+  deploymentStrategy?: DeploymentStrategy;
   /** Kubernetes-only fields: accepted for compatibility, ignored by Tern. */
   imageOverrides?: Record<string, unknown>;
   podSpec?: Record<string, unknown>;
   statefulSetPersistentVolumeClaimRetentionPolicy?: Record<string, unknown>;
+}
+
+/** A Kubernetes Deployment strategy. Bounds are a replica count or a percentage string such as `25%`. */
+export interface DeploymentStrategy {
+  /** @default "RollingUpdate" */
+  type?: "RollingUpdate" | "Recreate";
+  rollingUpdate?: { maxUnavailable?: number | string; maxSurge?: number | string };
 }
 
 export type JoinType = "inner" | "outer" | "any";

@@ -182,12 +182,57 @@ export const modelSpecSchema = z
   })
   .superRefine(checkScaling);
 
+/** A Kubernetes IntOrString bound: a non-negative integer or `N%`. */
+function intOrPercent(maxPercent?: number) {
+  return z.union([z.number(), z.string()]).superRefine((value, ctx) => {
+    const shown = JSON.stringify(value);
+    const match = typeof value === "string" ? /^(\d+)%$/.exec(value) : null;
+    const ok = typeof value === "number" ? Number.isInteger(value) && value >= 0 : match !== null;
+    if (!ok) {
+      ctx.addIssue({
+        code: "custom",
+        message: `must be a non-negative integer or a percentage such as 25% (got ${shown})`,
+      });
+    } else if (match && maxPercent !== undefined && Number(match[1]) > maxPercent) {
+      ctx.addIssue({ code: "custom", message: `must be at most ${maxPercent}% (got ${shown})` });
+    }
+  });
+}
+
+/** Zero in either form (`0`, `"0%"`). */
+function isZeroBound(value: number | string | undefined): boolean {
+  return value === 0 || (typeof value === "string" && /^0+%$/.test(value));
+}
+
+/** Kubernetes' own Deployment strategy rules, so a manifest Tern accepts is one Kubernetes would accept. */
+const deploymentStrategySchema = z
+  .strictObject({
+    type: z.enum(["RollingUpdate", "Recreate"]).optional(),
+    rollingUpdate: z
+      .strictObject({ maxUnavailable: intOrPercent(100).optional(), maxSurge: intOrPercent().optional() })
+      .optional(),
+  })
+  .superRefine((strategy, ctx) => {
+    const rolling = strategy.rollingUpdate;
+    if (rolling === undefined) return;
+    if (strategy.type === "Recreate") {
+      ctx.addIssue({ code: "custom", path: ["rollingUpdate"], message: "must not be set when type is Recreate" });
+    } else if (isZeroBound(rolling.maxUnavailable) && isZeroBound(rolling.maxSurge)) {
+      ctx.addIssue({
+        code: "custom",
+        path: ["rollingUpdate", "maxUnavailable"],
+        message: "must not be 0 when maxSurge is 0 (no replica could ever be replaced)",
+      });
+    }
+  });
+
 export const serverSpecSchema = z
   .strictObject({
     serverConfig: nonEmptyString,
     capabilities: stringList.optional(),
     extraCapabilities: stringList.optional(),
     disableAutoUpdate: z.boolean().optional(),
+    deploymentStrategy: deploymentStrategySchema.optional(),
     imageOverrides: z.record(z.string(), z.unknown()).optional(),
     podSpec: z.record(z.string(), z.unknown()).optional(),
     statefulSetPersistentVolumeClaimRetentionPolicy: z.record(z.string(), z.unknown()).optional(),

@@ -5,6 +5,7 @@ import {
   formatProblem,
   type ManifestDocument,
   type ManifestProblem,
+  manifestWarnings,
   parseManifestDocuments,
 } from "@tern/core";
 import { type CliIo, type Command, EXIT_FAILED, EXIT_OK, EXIT_USAGE, parseCommandArgs } from "../io.js";
@@ -27,6 +28,9 @@ Options:
 
 Output:
   valid     one line on stdout: ok: N resources in M files (Kind name, ...)
+  warnings  on stderr, one line per field accepted for Seldon compatibility but ignored by Tern:
+              warning: FILE: document N (Kind name): FIELD: accepted and ignored: WHY
+            (e.g. Server.spec.deploymentStrategy); they do not change the exit status
   invalid   one line per problem on stdout, and nothing else there, so it can be grepped:
               FILE: document N (Kind name): FIELD: WHAT IS WRONG
             e.g. bad.yaml: document 2 (Model iris): spec.replicas: must be at least spec.minReplicas (3 < 4)
@@ -132,6 +136,9 @@ async function run(args: string[], io: CliIo): Promise<number> {
   const lines = problems.map(formatProblem);
 
   for (const error of errors) io.stderr.write(`tern validate: ${error}\n`);
+  for (const doc of documents) {
+    for (const warning of manifestWarnings(doc.resource, doc)) io.stderr.write(`warning: ${formatProblem(warning)}\n`);
+  }
   if (lines.length > 0) {
     io.stdout.write(`${lines.join("\n")}\n`);
     const files = new Set(problems.map((p) => p.source)).size;

@@ -111,6 +111,26 @@ describe("tern validate", () => {
     expect(negative.stdout).toContain("spec.maxStepRevisits");
   });
 
+  it("warns on stderr that Server.spec.deploymentStrategy is accepted and ignored, and still exits 0", async () => {
+    const text = `${server("mlserver")}  deploymentStrategy:\n    type: Recreate\n`;
+    const result = await tern(["validate", "-f", "-"], { stdin: text });
+    expect(result).toEqual({
+      code: 0,
+      stdout: "ok: 1 resource in 1 file (Server mlserver)\n",
+      stderr:
+        "warning: <stdin>: document 1 (Server mlserver): spec.deploymentStrategy: accepted and ignored: Tern replaces a Server's replicas only by scaling (the local controller starts and stops agents by index), never by a rollout\n",
+    });
+  });
+
+  it("names the field of a bad deploymentStrategy", async () => {
+    const text = `${server("mlserver")}  deploymentStrategy:\n    rollingUpdate: {maxSurge: -2}\n`;
+    const result = await tern(["validate", "-f", "-"], { stdin: text });
+    expect(result.code).toBe(1);
+    expect(result.stdout).toBe(
+      "<stdin>: document 1 (Server mlserver): spec.deploymentStrategy.rollingUpdate.maxSurge: must be a non-negative integer or a percentage such as 25% (got -2)\n",
+    );
+  });
+
   it("reads standard input for -f -", async () => {
     const ok = await tern(["validate", "-f", "-"], { stdin: model("iris") });
     expect(ok).toEqual({ code: 0, stdout: "ok: 1 resource in 1 file (Model iris)\n", stderr: "" });

@@ -5,6 +5,7 @@ import {
   formatFieldPath,
   formatProblem,
   ManifestInvalidError,
+  manifestWarnings,
   parseManifestDocuments,
   parseManifests,
   parseManifestsOrThrow,
@@ -289,6 +290,49 @@ const invalid: [string, object | string, string[]][] = [
     ['spec.input.externalInputs[0]: "p.outputs": external inputs must come from another pipeline, not from "p" itself'],
   ],
   [
+    "a deploymentStrategy type Kubernetes does not have",
+    server({ serverConfig: "mlserver", deploymentStrategy: { type: "RollingUpdates" } }),
+    [
+      'spec.deploymentStrategy.type: must be one of RollingUpdate, Recreate (got "RollingUpdates"; did you mean "RollingUpdate"?)',
+    ],
+  ],
+  [
+    "a negative maxUnavailable",
+    server({ serverConfig: "mlserver", deploymentStrategy: { rollingUpdate: { maxUnavailable: -1 } } }),
+    [
+      "spec.deploymentStrategy.rollingUpdate.maxUnavailable: must be a non-negative integer or a percentage such as 25% (got -1)",
+    ],
+  ],
+  [
+    "a maxSurge that is neither a number nor a percentage",
+    server({ serverConfig: "mlserver", deploymentStrategy: { rollingUpdate: { maxSurge: "two" } } }),
+    [
+      'spec.deploymentStrategy.rollingUpdate.maxSurge: must be a non-negative integer or a percentage such as 25% (got "two")',
+    ],
+  ],
+  [
+    "a maxUnavailable above 100%",
+    server({ serverConfig: "mlserver", deploymentStrategy: { rollingUpdate: { maxUnavailable: "150%" } } }),
+    ['spec.deploymentStrategy.rollingUpdate.maxUnavailable: must be at most 100% (got "150%")'],
+  ],
+  [
+    "maxUnavailable and maxSurge both 0",
+    server({ serverConfig: "mlserver", deploymentStrategy: { rollingUpdate: { maxUnavailable: "0%", maxSurge: 0 } } }),
+    [
+      "spec.deploymentStrategy.rollingUpdate.maxUnavailable: must not be 0 when maxSurge is 0 (no replica could ever be replaced)",
+    ],
+  ],
+  [
+    "rollingUpdate with the Recreate type",
+    server({ serverConfig: "mlserver", deploymentStrategy: { type: "Recreate", rollingUpdate: { maxSurge: 1 } } }),
+    ["spec.deploymentStrategy.rollingUpdate: must not be set when type is Recreate"],
+  ],
+  [
+    "a typo inside rollingUpdate",
+    server({ serverConfig: "mlserver", deploymentStrategy: { rollingUpdate: { maxUnavaliable: 1 } } }),
+    ['spec.deploymentStrategy.rollingUpdate.maxUnavaliable: unknown field (did you mean "maxUnavailable"?)'],
+  ],
+  [
     "an experiment without candidates",
     experiment({ candidates: [] }),
     ["spec.candidates: an experiment needs at least one candidate"],
@@ -497,6 +541,32 @@ describe("validateResource", () => {
         },
       ],
     });
+  });
+});
+
+describe("Seldon compatibility", () => {
+  const strategies: [string, object][] = [
+    ["Recreate", { type: "Recreate" }],
+    ["RollingUpdate with no bounds", { type: "RollingUpdate" }],
+    ["RollingUpdate with integer bounds", { type: "RollingUpdate", rollingUpdate: { maxUnavailable: 0, maxSurge: 1 } }],
+    ["percentage bounds without a type", { rollingUpdate: { maxUnavailable: "25%", maxSurge: "100%" } }],
+    ["a maxSurge above 100%", { rollingUpdate: { maxSurge: "200%" } }],
+  ];
+
+  it.each(strategies)("accepts Server.spec.deploymentStrategy: %s", (_what, deploymentStrategy) => {
+    const result = validateResource(server({ serverConfig: "mlserver", deploymentStrategy }));
+    expect(result).toEqual({ ok: true, resource: server({ serverConfig: "mlserver", deploymentStrategy }) });
+  });
+
+  it("warns that deploymentStrategy is accepted and ignored, naming the field", () => {
+    const resource = parseResourceOrThrow(
+      server({ serverConfig: "mlserver", deploymentStrategy: { type: "Recreate" } }),
+      { source: "s.yaml", index: 2 },
+    );
+    expect(manifestWarnings(resource, { source: "s.yaml", index: 2 }).map(formatProblem)).toEqual([
+      "s.yaml: document 2 (Server mlserver): spec.deploymentStrategy: accepted and ignored: Tern replaces a Server's replicas only by scaling (the local controller starts and stops agents by index), never by a rollout",
+    ]);
+    expect(manifestWarnings(parseResourceOrThrow(server({ serverConfig: "mlserver" })))).toEqual([]);
   });
 });
 
