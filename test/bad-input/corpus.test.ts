@@ -452,7 +452,7 @@ const MANIFESTS: Record<string, { text: string; problem: string }> = {
   },
   "experiment-no-candidates.yaml": {
     text: `${M}kind: Experiment\nmetadata: {name: e}\nspec: {default: iris, candidates: []}\n`,
-    problem: "document 1 (Experiment e): spec.candidates: an experiment needs at least one candidate",
+    problem: "document 1 (Experiment e): spec.candidates: an experiment needs at least one candidate, or a mirror",
   },
   "duplicate.yaml": {
     text: `${M}kind: Model\nmetadata: {name: iris}\nspec: {storageUri: s3://m/iris}\n---\n${M}kind: Model\nmetadata: {name: iris}\nspec: {storageUri: s3://m/iris}\n`,

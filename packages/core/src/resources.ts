@@ -137,7 +137,11 @@ export interface ExperimentCandidate {
 export interface ExperimentSpec {
   /** The model or pipeline whose endpoint this experiment takes over. */
   default?: string;
-  candidates: ExperimentCandidate[];
+  /**
+   * Required unless there is a `mirror`. A mirror-only experiment (no candidates) serves its `default` with all the
+   * traffic and copies it to the mirror: see `experimentCandidates` in schemas.ts.
+   */
+  candidates?: ExperimentCandidate[];
   mirror?: { name: string; percent?: number };
   /** @default "model" */
   resourceType?: "model" | "pipeline";

@@ -3,7 +3,9 @@ import { RESOURCE_NAME_RE, validatePipelineGraph } from "./pipeline-refs.js";
 import { safeParseQuantity } from "./quantity.js";
 import {
   API_VERSION,
+  type ExperimentCandidate,
   type ExperimentResource,
+  type ExperimentSpec,
   type ModelResource,
   type PipelineResource,
   type Resource,
@@ -42,6 +44,15 @@ export function checkResourceName(name: string): string | undefined {
  */
 export function effectiveReplicas(spec: ScalingSpec): number {
   return spec.replicas ?? spec.minReplicas ?? 1;
+}
+
+/**
+ * The candidates traffic is split over. A mirror-only experiment (Seldon accepts one) has none: its `default` takes
+ * all the traffic, so the scheduler (readiness, route table) and the gateway treat it as the one candidate.
+ */
+export function experimentCandidates(spec: ExperimentSpec): ExperimentCandidate[] {
+  if (spec.candidates !== undefined && spec.candidates.length > 0) return spec.candidates;
+  return spec.default === undefined ? [] : [{ name: spec.default, weight: 100 }];
 }
 
 const nameSchema = z.string().superRefine((value, ctx) => {
@@ -287,16 +298,34 @@ export const pipelineSpecSchema = z.strictObject({
 export const experimentSpecSchema = z
   .strictObject({
     default: nameSchema.optional(),
-    candidates: z.array(z.strictObject({ name: nameSchema, weight: nonNegativeInt }), {
-      error: (issue) => (issue.input === undefined ? "an experiment needs at least one candidate" : undefined),
-    }),
+    candidates: z.array(z.strictObject({ name: nameSchema, weight: nonNegativeInt })).optional(),
     mirror: z.strictObject({ name: nameSchema, percent: percent.optional() }).optional(),
     resourceType: z.enum(["model", "pipeline"]).optional(),
   })
   .superRefine((spec, ctx) => {
-    const { candidates } = spec;
+    const candidates = spec.candidates ?? [];
     if (candidates.length === 0) {
-      ctx.addIssue({ code: "custom", path: ["candidates"], message: "an experiment needs at least one candidate" });
+      // Mirror-only, as Seldon allows: the default serves everything and the mirror gets a copy.
+      if (spec.mirror === undefined) {
+        ctx.addIssue({
+          code: "custom",
+          path: ["candidates"],
+          message: "an experiment needs at least one candidate, or a mirror",
+        });
+      } else if (spec.default === undefined) {
+        ctx.addIssue({
+          code: "custom",
+          path: ["default"],
+          message:
+            "required when the experiment has a mirror and no candidates (the model whose traffic is served and mirrored)",
+        });
+      } else if (spec.mirror.name === spec.default) {
+        ctx.addIssue({
+          code: "custom",
+          path: ["mirror", "name"],
+          message: `must not be spec.default (got ${JSON.stringify(spec.mirror.name)})`,
+        });
+      }
       return;
     }
     const seen = new Map<string, number>();

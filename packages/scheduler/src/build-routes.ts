@@ -1,4 +1,5 @@
 import {
+  experimentCandidates,
   type ModelRoute,
   type PackedRouteTable,
   packRouteTable,
@@ -54,7 +55,7 @@ export function buildRouteTable(state: ClusterState, revision: number): RouteTab
     table.experiments[name] = {
       name,
       resourceType: spec.resourceType ?? "model",
-      candidates: spec.candidates,
+      candidates: experimentCandidates(spec),
       active: e.active,
       ...(spec.default === undefined ? {} : { default: spec.default }),
       ...(spec.mirror === undefined ? {} : { mirror: { name: spec.mirror.name, percent: spec.mirror.percent ?? 100 } }),

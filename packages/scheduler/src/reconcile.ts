@@ -1,4 +1,4 @@
-import { effectiveReplicas } from "@tern/core";
+import { effectiveReplicas, experimentCandidates } from "@tern/core";
 import { type BucketPlacementOptions, placeBuckets } from "./bucket-placement.js";
 import { wantedReplicas } from "./model-spec.js";
 import { type PipelinePlacementOptions, placePipelines } from "./pipeline-placement.js";
@@ -479,7 +479,8 @@ function deriveExperiments(state: ClusterState): void {
       experiment.reason = "pipeline experiments wait for the dataflow engine, which is not available yet";
       continue;
     }
-    const names = [...spec.candidates.map((c) => c.name), ...(spec.mirror ? [spec.mirror.name] : [])];
+    // A mirror-only experiment waits for its default (its one candidate) and its mirror.
+    const names = [...experimentCandidates(spec).map((c) => c.name), ...(spec.mirror ? [spec.mirror.name] : [])];
     const missing = names.filter((n) => {
       const model = state.models.get(n);
       return model === undefined || model.deleting || servingVersion(model) === undefined;

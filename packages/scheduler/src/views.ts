@@ -1,5 +1,6 @@
 import {
   type AgentView,
+  experimentCandidates,
   type ModelStatus,
   type PipelineResource,
   type PipelineState,
@@ -220,7 +221,7 @@ export function experimentStatus(e: ExperimentRecord): ExperimentStatus {
     state: e.active ? "ExperimentReady" : "ExperimentNotReady",
     active: e.active,
     resourceType: spec.resourceType ?? "model",
-    candidates: spec.candidates,
+    candidates: experimentCandidates(spec),
   };
   if (spec.default !== undefined) status.default = spec.default;
   if (e.reason !== undefined) status.reason = e.reason;

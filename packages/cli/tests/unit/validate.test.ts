@@ -229,7 +229,7 @@ describe("tern", () => {
       timeout: 30_000,
     });
     expect(ok.status).toBe(0);
-    expect(ok.stdout).toMatch(/^ok: 9 resources in 7 files \(/);
+    expect(ok.stdout).toMatch(/^ok: 10 resources in 8 files \(/);
     const bad = spawnSync(process.execPath, [bin, "validate", "-f", "-"], {
       cwd: repoRoot,
       encoding: "utf8",

@@ -13,6 +13,7 @@ import {
   validateResource,
 } from "../../src/manifest.js";
 import { API_VERSION } from "../../src/resources.js";
+import { experimentCandidates } from "../../src/schemas.js";
 
 const iris = { storageUri: "s3://models/iris" };
 const model = (spec: object, metadata: object = { name: "iris" }) => ({
@@ -335,12 +336,24 @@ const invalid: [string, object | string, string[]][] = [
   [
     "an experiment without candidates",
     experiment({ candidates: [] }),
-    ["spec.candidates: an experiment needs at least one candidate"],
+    ["spec.candidates: an experiment needs at least one candidate, or a mirror"],
   ],
   [
     "an experiment with no candidates field",
     experiment({}),
-    ["spec.candidates: an experiment needs at least one candidate"],
+    ["spec.candidates: an experiment needs at least one candidate, or a mirror"],
+  ],
+  [
+    "a mirror-only experiment without a default",
+    experiment({ mirror: { name: "shadow" } }),
+    [
+      "spec.default: required when the experiment has a mirror and no candidates (the model whose traffic is served and mirrored)",
+    ],
+  ],
+  [
+    "a mirror-only experiment mirroring its own default",
+    experiment({ default: "iris", mirror: { name: "iris" } }),
+    ['spec.mirror.name: must not be spec.default (got "iris")'],
   ],
   [
     "duplicate candidates",
@@ -558,6 +571,11 @@ describe("Seldon compatibility", () => {
     expect(result).toEqual({ ok: true, resource: server({ serverConfig: "mlserver", deploymentStrategy }) });
   });
 
+  it("accepts an experiment with only a mirror and a default, keeping the spec as written", () => {
+    const spec = { default: "iris", mirror: { name: "iris-shadow", percent: 50 } };
+    expect(validateResource(experiment(spec))).toEqual({ ok: true, resource: experiment(spec) });
+  });
+
   it("warns that deploymentStrategy is accepted and ignored, naming the field", () => {
     const resource = parseResourceOrThrow(
       server({ serverConfig: "mlserver", deploymentStrategy: { type: "Recreate" } }),
@@ -567,6 +585,21 @@ describe("Seldon compatibility", () => {
       "s.yaml: document 2 (Server mlserver): spec.deploymentStrategy: accepted and ignored: Tern replaces a Server's replicas only by scaling (the local controller starts and stops agents by index), never by a rollout",
     ]);
     expect(manifestWarnings(parseResourceOrThrow(server({ serverConfig: "mlserver" })))).toEqual([]);
+  });
+});
+
+describe("experimentCandidates", () => {
+  it("is the candidates when there are some", () => {
+    expect(experimentCandidates({ default: "a", candidates: ab, mirror: { name: "m" } })).toEqual(ab);
+  });
+
+  it("is the default alone, with all the traffic, for a mirror-only experiment", () => {
+    expect(experimentCandidates({ default: "iris", mirror: { name: "shadow" } })).toEqual([
+      { name: "iris", weight: 100 },
+    ]);
+    expect(experimentCandidates({ default: "iris", candidates: [], mirror: { name: "shadow" } })).toEqual([
+      { name: "iris", weight: 100 },
+    ]);
   });
 });
 

@@ -1,4 +1,4 @@
-import type { ExperimentRoute, ModelRoute, RouteTable } from "@tern/core";
+import { type ExperimentRoute, experimentCandidates, type ModelRoute, type RouteTable } from "@tern/core";
 import pino from "pino";
 import { afterEach, describe, expect, it } from "vitest";
 import { createApiKeyCheck, hashApiKey } from "../../src/api-keys.js";
@@ -509,6 +509,30 @@ describe("experiments", () => {
     expect(shadow.seen[0]!.path).toBe("/v2/models/shadow/infer");
     expect(shadow.seen[0]!.body.toString()).toBe(inferBody);
     shadow.release();
+  });
+
+  it("serves a mirror-only experiment's default and copies each request to the mirror", async () => {
+    const base = await agent("base");
+    const shadow = await agent("shadow");
+    // The route exactly as the scheduler publishes a Seldon mirror-only experiment (default + mirror, no candidates).
+    const spec = { default: "iris", mirror: { name: "shadow", percent: 100 } };
+    const exp = experiment({
+      name: "shadowed",
+      default: spec.default,
+      candidates: experimentCandidates(spec),
+      mirror: { name: "shadow", percent: 100 },
+    });
+    const { app } = makeApp(table([model("iris", [base]), model("shadow", [shadow])], [exp]), { random: () => 0.5 });
+    const byHeader: Record<string, string>[] = [{}, { "seldon-model": "shadowed.experiment" }];
+    for (const headers of byHeader) {
+      const res = await infer(app, "/v2/models/iris/infer", headers);
+      expect(res.status).toBe(200);
+      expect(await res.json()).toMatchObject({ agent: "base" });
+      expect(res.headers.get("x-seldon-route")).toBe(":iris:");
+    }
+    await waitFor(() => shadow.seen.length === 2, 5000, "two mirror copies");
+    expect(shadow.seen.map((r) => r.path)).toEqual(["/v2/models/shadow/infer", "/v2/models/shadow/infer"]);
+    expect(base.seen).toHaveLength(2);
   });
 
   it("drops mirror copies beyond the in-flight bound instead of queueing them", async () => {

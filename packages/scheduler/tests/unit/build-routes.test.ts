@@ -1,5 +1,6 @@
 import {
   type ExperimentResource,
+  experimentCandidates,
   type ModelResource,
   type ModelRoute,
   type ReplicaState,
@@ -47,7 +48,7 @@ function referenceRouteTable(state: ClusterState, revision: number): RouteTable 
     table.experiments[name] = {
       name,
       resourceType: spec.resourceType ?? "model",
-      candidates: spec.candidates,
+      candidates: experimentCandidates(spec),
       active: e.active,
       ...(spec.default === undefined ? {} : { default: spec.default }),
       ...(spec.mirror === undefined ? {} : { mirror: { name: spec.mirror.name, percent: spec.mirror.percent ?? 100 } }),

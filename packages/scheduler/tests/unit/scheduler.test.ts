@@ -74,6 +74,34 @@ describe("scheduler reconciliation", () => {
     expect(placedOn("iris")).toEqual([0, 1, 2]);
   });
 
+  it("makes a mirror-only experiment active once its default and its mirror serve, routing all traffic to the default", async () => {
+    h = await createHarness();
+    await h.apply(server("onnx", 1));
+    const a0 = await h.agent("onnx", 0, { auto: false });
+    await h.apply(
+      [
+        model("iris"),
+        model("iris-shadow"),
+        "apiVersion: mlops.seldon.io/v1alpha1\nkind: Experiment\nmetadata: {name: shadowed}\nspec:\n  default: iris\n  mirror: {name: iris-shadow, percent: 50}\n",
+      ].join("---\n"),
+    );
+    expect(h.scheduler.get("Experiment", "shadowed")).toMatchObject({
+      active: false,
+      reason: "not serving yet: iris, iris-shadow",
+      candidates: [{ name: "iris", weight: 100 }],
+    });
+    await a0.complete();
+    expect(h.scheduler.get("Experiment", "shadowed")).toMatchObject({ state: "ExperimentReady", active: true });
+    expect(h.scheduler.routes().experiments.shadowed).toEqual({
+      name: "shadowed",
+      resourceType: "model",
+      candidates: [{ name: "iris", weight: 100 }],
+      active: true,
+      default: "iris",
+      mirror: { name: "iris-shadow", percent: 50 },
+    });
+  });
+
   it("makes a new version on a spec change and unloads the old one only after the new one is available", async () => {
     h = await createHarness();
     await h.apply(server("onnx", 1));
