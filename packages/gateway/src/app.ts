@@ -137,7 +137,13 @@ export function createApp(deps: AppDeps): Hono {
     ["/infer", "infer"],
   ] as const) {
     const method = op === "infer" ? "post" : "get";
-    app[method](`/v2/models/:model${suffix}`, (c) => forward(c, modelTarget(c, c.req.param("model")), op));
+    app[method](`/v2/models/:model${suffix}`, (c) => {
+      const target = modelTarget(c, c.req.param("model"));
+      if (op === "infer" && target.kind === "pipeline" && deps.pipelines) {
+        return pipelineInfer(c, target.name, deps.pipelines);
+      }
+      return forward(c, target, op);
+    });
     app[method](`/v2/models/:model/versions/:version${suffix}`, (c) => {
       const version = Number(c.req.param("version"));
       if (!Number.isSafeInteger(version) || version < 1) {

@@ -151,6 +151,16 @@ describe("pipeline requests over the bus", () => {
     expect(((await again.json()) as { outputs: Array<{ data: number[] }> }).outputs[0]!.data).toEqual([0]);
   });
 
+  it("the seldon-model: p.pipeline header routes a model path's infer to the pipeline", async () => {
+    const res = await app().request("/v2/models/anything/infer", {
+      method: "POST",
+      headers: { "content-type": "application/json", "seldon-model": "p1.pipeline" },
+      body: body("x", [5]),
+    });
+    expect(res.status).toBe(200);
+    expect(((await res.json()) as { outputs: Array<{ data: number[] }> }).outputs[0]!.data).toEqual([150]);
+  });
+
   it("many concurrent requests each get their own answer", async () => {
     const xs = Array.from({ length: 50 }, (_, i) => i);
     const answers = await Promise.all(
