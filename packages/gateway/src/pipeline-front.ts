@@ -45,6 +45,8 @@ export interface PipelineFront {
   infer(pipeline: string, inputs: OipTensor[], options: PipelineInferOptions): Promise<PipelineReply>;
   /** Requests waiting for an answer now. */
   pending(): number;
+  /** The reply readers started so far, for status and tests: group, pipelines read, starts so far. */
+  readers(): Array<{ bucket: number; groupId: string; pipelines: string[]; starts: number }>;
   /** Stops the reply reader (leaves its group), closes the producer, fails what is still waiting. Idempotent. */
   close(): Promise<void>;
 }
@@ -55,12 +57,28 @@ export interface PipelineFrontOptions {
   /** The installation's partition count (KAFKA_PARTITIONS). */
   partitions: number;
   logger: Logger;
-  /** The reply reader's group; one per process, so it reads every partition. @default `tern.gateway.<uuid>` */
+  /**
+   * Prefix of the reply readers' groups (`<prefix>.b<bucket>`); unique per process, so each reader is its group's only
+   * member and reads every partition. @default `tern.gateway.<uuid>`
+   */
   groupId?: string;
+  /** Pipelines are hashed into this many buckets, one reply reader each. @default 4 */
+  buckets?: number;
   /** How long starting the reply reader may take. @default 15000 */
   readerStartTimeoutMs?: number;
   /** @default crypto.randomUUID */
   newRequestId?: () => string;
+}
+
+interface Reader {
+  bucket: number;
+  groupId: string;
+  /** Pipelines whose outputs this reader should read; `reading` what its running consumer reads. */
+  wanted: Set<string>;
+  reading: Set<string>;
+  consumer: BusConsumer | undefined;
+  chain: Promise<void>;
+  starts: number;
 }
 
 interface Waiter {
@@ -69,30 +87,24 @@ interface Waiter {
 }
 
 /**
- * Creates the pipeline front. The reply reader is one consumer of a group of this process's own (`round-robin`, it is
- * the group's only member, so it holds every partition), subscribed to the outputs topics of the pipelines this
- * gateway has been asked for. A pipeline not yet among them restarts the reader with its topic added, and its first
- * request is produced only once that start resolved (the reader then knows where it reads the new topic from, so the
- * answer cannot be missed). Answers of pipelines already read wait out the restart: the group commits what it read,
- * so the restarted reader resumes where the last one stopped. Records whose id nobody waits for (other gateways'
- * answers, duplicates of an answered request) are dropped.
- *
- * One reader for all pipelines is this part's simplification of DESIGN §3's buckets: a new pipeline pauses every
- * pipeline's answers for the restart (a rebalance of a one-member group), not only its bucket's.
+ * Creates the pipeline front. Pipelines are hashed into buckets; each bucket has one reply reader, a consumer of a
+ * group of this process's own (`round-robin`; it is the group's only member, so it holds every partition), subscribed
+ * to the outputs topics of its bucket's pipelines that this gateway has been asked for. A pipeline not yet among them
+ * restarts its bucket's reader with its topic added, and its first request is produced only once that start resolved
+ * (the reader then knows where it reads the new topic from, so the answer cannot be missed). The other buckets' readers
+ * go on reading; answers of the restarted bucket's pipelines wait out the restart: the group commits what it read, so
+ * the restarted reader resumes where the last one stopped. Records whose id nobody waits for (other gateways' answers,
+ * duplicates of an answered request) are dropped.
  */
 export function createPipelineFront(options: PipelineFrontOptions): PipelineFront {
   const { bus, topics, partitions, logger } = options;
-  const groupId = options.groupId ?? `tern.gateway.${randomUUID()}`;
+  const groupPrefix = options.groupId ?? `tern.gateway.${randomUUID()}`;
   const startTimeoutMs = options.readerStartTimeoutMs ?? 15_000;
   const newRequestId = options.newRequestId ?? randomUUID;
+  const buckets = options.buckets ?? 4;
   const waiting = new Map<string, Waiter>();
-  /** Pipelines whose outputs the reader should read; `reading` what the running consumer reads. */
-  const wanted = new Set<string>();
-  let reading = new Set<string>();
-  let consumer: BusConsumer | undefined;
+  const readers = new Map<number, Reader>();
   let producer: BusProducer | undefined;
-  /** Reader restarts run one at a time, in order. */
-  let chain: Promise<void> = Promise.resolve();
   let closed = false;
 
   const onBatch = async (messages: BusMessage[]) => {
@@ -129,55 +141,79 @@ export function createPipelineFront(options: PipelineFrontOptions): PipelineFron
     }
   };
 
-  /** Starts a consumer over `wanted`; when that fails, `wanted` is emptied (each pipeline's next request asks again). */
-  async function restart(): Promise<void> {
+  /**
+   * The reply reader of one bucket. Its restarts run one at a time, in order; a failed start empties `wanted` (which
+   * topic failed is not known), so each of its pipelines is asked for again by its next request.
+   */
+  function createReader(bucket: number): Reader {
+    const reader: Reader = {
+      bucket,
+      groupId: `${groupPrefix}.b${bucket}`,
+      wanted: new Set(),
+      reading: new Set(),
+      consumer: undefined,
+      chain: Promise.resolve(),
+      starts: 0,
+    };
+    return reader;
+  }
+
+  async function restart(reader: Reader): Promise<void> {
     if (closed) return;
-    if ([...wanted].every((p) => reading.has(p)) && consumer) return;
-    const previous = consumer;
-    consumer = undefined;
-    reading = new Set();
+    if (reader.consumer && [...reader.wanted].every((p) => reader.reading.has(p))) return;
+    const previous = reader.consumer;
+    reader.consumer = undefined;
+    reader.reading = new Set();
     await previous?.stop();
-    if (wanted.size > 0 && !closed) {
-      const names = [...wanted].sort();
-      const next = bus.consumer({
-        groupId,
-        topics: names.map((p) => topics.pipelineOutputs(p)),
-        assignment: "round-robin",
-        fromBeginning: false,
-        commit: "after-handler",
-        onBatch,
-        onFailure: (err) => {
-          if (consumer !== next || closed) return;
-          logger.warn({ err }, "pipeline reply reader stopped: starting it again");
-          consumer = undefined;
-          reading = new Set();
-          chain = chain.then(restart).catch((e: unknown) => logger.error({ err: e }, "reply reader restart failed"));
-        },
-      });
-      try {
-        await next.start({ timeoutMs: startTimeoutMs });
-        consumer = next;
-        reading = new Set(names);
-        logger.debug({ pipelines: names, groupId }, "pipeline reply reader reading");
-        return;
-      } catch (err) {
-        await next.stop().catch(() => {});
-        // Which topic failed is not known: the pipelines are asked for again by their next request.
-        logger.warn({ err, pipelines: names }, "pipeline reply reader could not start");
-        wanted.clear();
-        throw err;
-      }
+    if (reader.wanted.size === 0 || closed) return;
+    const names = [...reader.wanted].sort();
+    const next = bus.consumer({
+      groupId: reader.groupId,
+      topics: names.map((p) => topics.pipelineOutputs(p)),
+      assignment: "round-robin",
+      fromBeginning: false,
+      commit: "after-handler",
+      onBatch,
+      onFailure: (err) => {
+        if (reader.consumer !== next || closed) return;
+        logger.warn({ err, groupId: reader.groupId }, "pipeline reply reader stopped: starting it again");
+        reader.consumer = undefined;
+        reader.reading = new Set();
+        reader.chain = reader.chain
+          .then(() => restart(reader))
+          .catch((e: unknown) => logger.error({ err: e }, "reply reader restart failed"));
+      },
+    });
+    reader.starts++;
+    try {
+      await next.start({ timeoutMs: startTimeoutMs });
+      reader.consumer = next;
+      reader.reading = new Set(names);
+      logger.debug({ pipelines: names, groupId: reader.groupId }, "pipeline reply reader reading");
+    } catch (err) {
+      await next.stop().catch(() => {});
+      logger.warn({ err, pipelines: names, groupId: reader.groupId }, "pipeline reply reader could not start");
+      reader.wanted.clear();
+      throw err;
     }
   }
 
-  /** Resolves once the reader reads the pipeline's outputs topic. */
+  /** Resolves once the pipeline's bucket reader reads its outputs topic; only that bucket's reader restarts. */
   async function ensureReading(pipeline: string): Promise<void> {
-    if (reading.has(pipeline) && consumer) return;
-    wanted.add(pipeline);
-    const run = chain.then(restart);
-    chain = run.catch(() => {});
+    // partitionForRequest is a stable hash of a name into [0, n): the same pipeline always lands in the same bucket.
+    const bucket = partitionForRequest(pipeline, buckets);
+    let reader = readers.get(bucket);
+    if (!reader) {
+      reader = createReader(bucket);
+      readers.set(bucket, reader);
+    }
+    if (reader.consumer && reader.reading.has(pipeline)) return;
+    reader.wanted.add(pipeline);
+    const r = reader;
+    const run = r.chain.then(() => restart(r));
+    r.chain = run.catch(() => {});
     await run.catch(() => {});
-    if (!reading.has(pipeline)) {
+    if (!r.reading.has(pipeline)) {
       throw new GatewayError("unavailable", `pipeline ${pipeline}: the gateway could not read its outputs topic`, {
         retriable: true,
       });
@@ -238,6 +274,10 @@ export function createPipelineFront(options: PipelineFrontOptions): PipelineFron
       }
     },
     pending: () => waiting.size,
+    readers: () =>
+      [...readers.values()]
+        .map((r) => ({ bucket: r.bucket, groupId: r.groupId, pipelines: [...r.reading].sort(), starts: r.starts }))
+        .sort((a, b) => a.bucket - b.bucket),
     async close() {
       if (closed) return;
       closed = true;
@@ -245,9 +285,10 @@ export function createPipelineFront(options: PipelineFrontOptions): PipelineFron
         w.resolve({ ok: false, requestId: id, message: "the gateway is shutting down", status: "UNAVAILABLE" });
       }
       waiting.clear();
-      await chain.catch(() => {});
-      await Promise.all([consumer?.stop(), producer?.close()]);
-      consumer = undefined;
+      const all = [...readers.values()];
+      await Promise.all(all.map((r) => r.chain.catch(() => {})));
+      await Promise.all([...all.map((r) => r.consumer?.stop()), producer?.close()]);
+      for (const r of all) r.consumer = undefined;
     },
   };
 }

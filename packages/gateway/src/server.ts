@@ -29,6 +29,7 @@ const gateway = await startGateway({
           partitions: config.KAFKA_PARTITIONS,
           prefix: config.TERN_TOPIC_PREFIX,
           namespace: config.TERN_NAMESPACE,
+          readerBuckets: config.TERN_GATEWAY_PIPELINE_READER_BUCKETS,
         },
       }
     : {}),

@@ -50,6 +50,8 @@ export interface StartGatewayOptions {
     prefix?: string;
     /** @default "default" */
     namespace?: string;
+    /** Reply reader buckets. @default 4 */
+    readerBuckets?: number;
     bus?: MessageBus;
   };
 }
@@ -105,6 +107,7 @@ export async function startGateway(options: StartGatewayOptions = {}): Promise<R
         ...(k.namespace ? { namespace: k.namespace } : {}),
       }),
       partitions: k.partitions,
+      ...(k.readerBuckets ? { buckets: k.readerBuckets } : {}),
       logger: logger.child({ part: "pipelines" }),
     });
   }

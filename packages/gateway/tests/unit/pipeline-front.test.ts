@@ -161,6 +161,31 @@ describe("pipeline requests over the bus", () => {
     expect(((await res.json()) as { outputs: Array<{ data: number[] }> }).outputs[0]!.data).toEqual([150]);
   });
 
+  it.each([
+    // p1 and p2 hash into different buckets of 3 (checked below, so the test says so if the hash ever changes).
+    [
+      3,
+      [
+        { pipelines: ["p2"], starts: 1 },
+        { pipelines: ["p1"], starts: 1 },
+      ],
+    ],
+    [1, [{ pipelines: ["p1", "p2"], starts: 2 }]],
+  ] as const)("with %i bucket(s), a new pipeline restarts only its own bucket's reader", async (buckets, expected) => {
+    if (buckets === 3) expect(partitionForRequest("p1", 3)).not.toBe(partitionForRequest("p2", 3));
+    const own = createPipelineFront({ bus, topics, partitions: PARTITIONS, logger, buckets });
+    try {
+      const served = createApp({ routes, upstream: createHttpUpstream(), logger, pipelines: own });
+      for (const p of ["p1", "p2"]) {
+        const res = await served.request(`/v2/pipelines/${p}/infer`, { method: "POST", body: body("x", [1]) });
+        expect(res.status).toBe(200);
+      }
+      expect(own.readers().map(({ pipelines, starts }) => ({ pipelines, starts }))).toEqual(expected);
+    } finally {
+      await own.close();
+    }
+  });
+
   it("many concurrent requests each get their own answer", async () => {
     const xs = Array.from({ length: 50 }, (_, i) => i);
     const answers = await Promise.all(
