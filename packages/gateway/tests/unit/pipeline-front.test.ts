@@ -186,6 +186,15 @@ describe("pipeline requests over the bus", () => {
     }
   });
 
+  it("a reply reader that stops for good is started again, so its pipelines keep answering", async () => {
+    expect((await infer("p1", body("x", [1]))).status).toBe(200);
+    const [reader] = front.readers();
+    expect(await bus.crash(reader!.groupId)).toBe(1);
+    const res = await infer("p1", body("x", [2]), {}, 3000);
+    expect(res.status, JSON.stringify(await res.clone().json())).toBe(200);
+    expect(front.readers()).toEqual([expect.objectContaining({ pipelines: ["p1"], starts: 2 })]);
+  });
+
   it("many concurrent requests each get their own answer", async () => {
     const xs = Array.from({ length: 50 }, (_, i) => i);
     const answers = await Promise.all(
