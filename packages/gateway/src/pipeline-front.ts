@@ -249,8 +249,8 @@ export function createPipelineFront(options: PipelineFrontOptions): PipelineFron
         const partition = partitionForRequest(requestId, partitions);
         const wire = tensorsFromOip(inputs, false);
         producer ??= bus.producer();
-        await Promise.race([
-          producer.send([
+        const produced = producer
+          .send([
             {
               topic: topics.pipelineInputs(pipeline),
               partition,
@@ -262,9 +262,16 @@ export function createPipelineFront(options: PipelineFrontOptions): PipelineFron
                 [PIPELINE_HEADER]: pipeline,
               },
             },
-          ]),
-          answer,
-        ]);
+          ])
+          .catch((err: unknown) => {
+            // The cause (broker addresses, client internals) goes to the log, not to the caller.
+            logger.warn({ err, pipeline, requestId }, "pipeline request could not be produced");
+            throw new GatewayError("unavailable", `pipeline ${pipeline}: request id ${requestId} could not be sent`, {
+              cause: err,
+              retriable: true,
+            });
+          });
+        await Promise.race([produced, answer]);
         return await answer;
       } catch (err) {
         waiting.delete(requestId);

@@ -195,6 +195,18 @@ describe("pipeline requests over the bus", () => {
     expect(front.readers()).toEqual([expect.objectContaining({ pipelines: ["p1"], starts: 2 })]);
   });
 
+  it("a request that cannot be produced gets 503 naming its id, not a 500", async () => {
+    // Its outputs topic exists (the reader starts), its inputs topic does not: the produce fails.
+    await bus.admin().ensureTopics([topics.pipelineOutputs("half")], PARTITIONS);
+    routes.set(table({ half: "PipelineReady" }));
+    const res = await infer("half", body("x", [1]));
+    expect(res.status).toBe(503);
+    expect(((await res.json()) as { error: string }).error).toMatch(
+      /^pipeline half: request id [0-9a-f-]{36} could not be sent$/,
+    );
+    expect(front.pending()).toBe(0);
+  });
+
   it("many concurrent requests each get their own answer", async () => {
     const xs = Array.from({ length: 50 }, (_, i) => i);
     const answers = await Promise.all(
