@@ -45,6 +45,11 @@ export interface DataflowStackOptions {
   replication: number;
   /** @default 4 */
   partitions?: number;
+  /**
+   * Give the Node gateway the installation's Kafka (KAFKA_BROKERS, KAFKA_PARTITIONS, TERN_NAMESPACE) so it serves
+   * pipelines, plus these variables. Absent: the gateway has no Kafka.
+   */
+  gatewayEnv?: Record<string, string>;
 }
 
 /** The broker's floor: a SIGKILLed worker's partitions move after at most this (plus one rebalance). */
@@ -79,6 +84,7 @@ export async function startDataflowStack(options: DataflowStackOptions): Promise
   const e2e = await startE2eStack({
     name: options.name,
     agents: 1,
+    ...(options.gatewayEnv ? { gatewayEnv: { ...kafkaEnv, ...options.gatewayEnv } } : {}),
     schedulerEnv: { ...kafkaEnv, TERN_DATAFLOW_REPLICATION: String(options.replication) },
   });
   const workers = new Map<string, DataflowProcess>();

@@ -1,3 +1,4 @@
+import { randomUUID } from "node:crypto";
 import {
   REPLICA_MISS_HEADER,
   REQUEST_ID_HEADER,
@@ -11,6 +12,8 @@ import type { ApiKeyCheck } from "./api-keys.js";
 import { type Balancer, createBalancer } from "./balancer.js";
 import { codeOf, GatewayError, httpStatusOf, UpstreamError } from "./errors.js";
 import { type GatewayMetrics, noopMetrics } from "./metrics.js";
+import type { PipelineFront } from "./pipeline-front.js";
+import { httpStatusForErrorRecord, pipelineInputsFromJson, pipelineResponseJson } from "./pipeline-json.js";
 import type { RouteSource } from "./route-source.js";
 import { parseSeldonModelHeader, type RouteDecision, resolveRoute, type Target } from "./routing.js";
 import type { Upstream, UpstreamRequest, UpstreamResponse } from "./upstream.js";
@@ -27,6 +30,8 @@ export interface AppConfig {
   maxMirrorsInFlight?: number;
   /** Name reported by `GET /v2`. @default "tern-gateway" */
   serverName?: string;
+  /** A pipeline request ends by then: 504 naming its request id. @default deadlineMs */
+  pipelineDeadlineMs?: number;
 }
 
 export interface AppDeps {
@@ -44,7 +49,15 @@ export interface AppDeps {
   /** Node entry only: serves `GET /metrics` (Prometheus text). */
   metricsText?: () => Promise<{ contentType: string; body: string }>;
   balancer?: Balancer;
+  /**
+   * Node entry with Kafka only: serves `POST /v2/pipelines/{p}/infer` (REST JSON) over the pipeline's topics. Without
+   * it pipelines answer 503.
+   */
+  pipelines?: PipelineFront;
 }
+
+/** Pipeline states in which requests are served (Rebalancing: owners are changing, the pipeline still answers). */
+const SERVED_PIPELINE_STATES = new Set(["PipelineReady", "PipelineRebalancing"]);
 
 /** Request headers passed to agents; `authorization` never is (keys are the gateway's, not the agent's). */
 const FORWARD_REQUEST_HEADERS = [
@@ -59,6 +72,9 @@ const FORWARD_RESPONSE_HEADERS = ["content-type", "inference-header-content-leng
 
 type Op = "infer" | "ready" | "metadata";
 
+/** Response header with the gateway's own id of a pipeline request (the key on Kafka), next to the caller's x-request-id. */
+export const PIPELINE_REQUEST_ID_HEADER = "x-tern-request-id";
+
 /**
  * The gateway as one Hono app: OIP REST in, agents' OIP REST out. Entries (`server.ts`, `lambda.ts`) only build its
  * dependencies; nothing here reads the environment.
@@ -70,6 +86,7 @@ export function createApp(deps: AppDeps): Hono {
   const validateJson = config.validateJson ?? false;
   const maxMirrors = config.maxMirrorsInFlight ?? 64;
   const serverName = config.serverName ?? "tern-gateway";
+  const pipelineDeadlineMs = config.pipelineDeadlineMs ?? deadlineMs;
   const metrics = deps.metrics ?? noopMetrics;
   const random = deps.random ?? Math.random;
   const now = deps.now ?? (() => performance.now());
@@ -120,7 +137,13 @@ export function createApp(deps: AppDeps): Hono {
     ["/infer", "infer"],
   ] as const) {
     const method = op === "infer" ? "post" : "get";
-    app[method](`/v2/models/:model${suffix}`, (c) => forward(c, modelTarget(c, c.req.param("model")), op));
+    app[method](`/v2/models/:model${suffix}`, (c) => {
+      const target = modelTarget(c, c.req.param("model"));
+      if (op === "infer" && target.kind === "pipeline" && deps.pipelines) {
+        return pipelineInfer(c, target.name, deps.pipelines);
+      }
+      return forward(c, target, op);
+    });
     app[method](`/v2/models/:model/versions/:version${suffix}`, (c) => {
       const version = Number(c.req.param("version"));
       if (!Number.isSafeInteger(version) || version < 1) {
@@ -131,9 +154,13 @@ export function createApp(deps: AppDeps): Hono {
       }
       return forward(c, modelTarget(c, c.req.param("model"), version), op);
     });
-    app[method](`/v2/pipelines/:pipeline${suffix}`, (c) =>
-      forward(c, headerTarget(c) ?? { kind: "pipeline", name: c.req.param("pipeline") }, op),
-    );
+    app[method](`/v2/pipelines/:pipeline${suffix}`, (c) => {
+      const target = headerTarget(c) ?? { kind: "pipeline", name: c.req.param("pipeline") };
+      if (op === "infer" && target.kind === "pipeline" && deps.pipelines) {
+        return pipelineInfer(c, target.name, deps.pipelines);
+      }
+      return forward(c, target, op);
+    });
   }
 
   return app;
@@ -154,6 +181,49 @@ export function createApp(deps: AppDeps): Hono {
     } catch (err) {
       logger.warn({ err }, "route source failed");
       return undefined;
+    }
+  }
+
+  /**
+   * A pipeline request over Kafka: the gateway makes the request id (the caller's `x-request-id` travels as a header
+   * and comes back, never as the key), produces the request and waits for the answer until the pipeline deadline.
+   */
+  async function pipelineInfer(c: Context, pipeline: string, front: PipelineFront): Promise<Response> {
+    const started = now();
+    const deadline = Date.now() + pipelineDeadlineMs;
+    let status = 500;
+    try {
+      const body = await readBody(c.req.raw);
+      const pending = routes.table();
+      const table = pending instanceof Promise ? await beforeDeadline(pending, deadline) : pending;
+      if (!table) throw new GatewayError("unavailable", "gateway has no route table yet", { retriable: true });
+      const route = table.pipelines[pipeline];
+      if (!route) throw new GatewayError("not_found", `pipeline ${pipeline} not found`);
+      if (!SERVED_PIPELINE_STATES.has(route.state)) {
+        throw new GatewayError("unavailable", `pipeline ${pipeline} is not ready (state ${route.state})`, {
+          retriable: true,
+        });
+      }
+      const inputs = pipelineInputsFromJson(c.req.raw.headers, body);
+      const requestId = randomUUID();
+      const callerId = c.req.header(REQUEST_ID_HEADER);
+      const reply = await front.infer(pipeline, inputs, {
+        requestId,
+        deadline,
+        ...(callerId ? { headers: { [REQUEST_ID_HEADER]: callerId } } : {}),
+      });
+      const headers = { [REQUEST_ID_HEADER]: callerId ?? requestId, [PIPELINE_REQUEST_ID_HEADER]: requestId };
+      if (!reply.ok) {
+        status = httpStatusForErrorRecord(reply.status);
+        return c.json({ error: reply.message }, status as 400, headers);
+      }
+      status = 200;
+      return c.json(pipelineResponseJson(pipeline, requestId, reply.outputs), 200, headers);
+    } catch (err) {
+      status = httpStatusOf(err);
+      throw err;
+    } finally {
+      metrics.request(`${pipeline}.pipeline`, "infer", status, (now() - started) / 1000);
     }
   }
 

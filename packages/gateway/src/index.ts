@@ -8,6 +8,8 @@ export * from "./grpc-proxy.js";
 export * from "./grpc-upstream.js";
 export * from "./lambda-app.js";
 export * from "./metrics.js";
+export * from "./pipeline-front.js";
+export * from "./pipeline-json.js";
 export * from "./protobuf-fields.js";
 export * from "./route-source.js";
 export * from "./route-table.js";

@@ -17,7 +17,22 @@ const gateway = await startGateway({
     bodyLimitBytes: config.TERN_GATEWAY_BODY_LIMIT_BYTES,
     validateJson: config.TERN_GATEWAY_VALIDATE_JSON,
     maxMirrorsInFlight: config.TERN_GATEWAY_MAX_MIRRORS,
+    ...(config.TERN_GATEWAY_PIPELINE_TIMEOUT_MS === undefined
+      ? {}
+      : { pipelineDeadlineMs: config.TERN_GATEWAY_PIPELINE_TIMEOUT_MS }),
   },
+  // With brokers, pipelines are served over Kafka; without, they answer 503.
+  ...(config.KAFKA_BROKERS && config.KAFKA_BROKERS.length > 0
+    ? {
+        kafka: {
+          brokers: config.KAFKA_BROKERS,
+          partitions: config.KAFKA_PARTITIONS,
+          prefix: config.TERN_TOPIC_PREFIX,
+          namespace: config.TERN_NAMESPACE,
+          readerBuckets: config.TERN_GATEWAY_PIPELINE_READER_BUCKETS,
+        },
+      }
+    : {}),
   logger,
 });
 for (const signal of ["SIGTERM", "SIGINT"] as const) {

@@ -1,5 +1,7 @@
 import type { AddressInfo } from "node:net";
 import { serve } from "@hono/node-server";
+import { createTopicNames, type MessageBus } from "@tern/core";
+import { createKafkaBus } from "@tern/kafka";
 import type { Hono } from "hono";
 import pino, { type Logger } from "pino";
 import { Registry } from "prom-client";
@@ -8,6 +10,7 @@ import { type AppConfig, createApp } from "./app.js";
 import { createBalancer } from "./balancer.js";
 import { createGrpcProxy, type GrpcProxy } from "./grpc-proxy.js";
 import { createPromMetrics } from "./metrics.js";
+import { createPipelineFront, type PipelineFront } from "./pipeline-front.js";
 import type { RouteSource } from "./route-source.js";
 import { createSchedulerWatchSource } from "./scheduler-watch-source.js";
 import { createHttpUpstream } from "./upstream.js";
@@ -36,6 +39,21 @@ export interface StartGatewayOptions {
    * @default 3000
    */
   firstTableWaitMs?: number;
+  /**
+   * Serve pipelines over Kafka (REST JSON `POST /v2/pipelines/{p}/infer`). Absent: pipelines answer 503.
+   * `bus` replaces the kafkajs bus built from `brokers` (tests).
+   */
+  kafka?: {
+    brokers: string[];
+    partitions: number;
+    /** @default "seldon" */
+    prefix?: string;
+    /** @default "default" */
+    namespace?: string;
+    /** Reply reader buckets. @default 4 */
+    readerBuckets?: number;
+    bus?: MessageBus;
+  };
 }
 
 export interface RunningGateway {
@@ -77,6 +95,27 @@ export async function startGateway(options: StartGatewayOptions = {}): Promise<R
   const apiKeys = createApiKeyCheck(options.apiKeyHashes ?? []);
   const balancer = createBalancer();
   const config = options.config ?? {};
+  let bus: MessageBus | undefined;
+  let pipelines: PipelineFront | undefined;
+  if (options.kafka) {
+    const k = options.kafka;
+    bus = k.bus ?? createKafkaBus({ brokers: k.brokers, logger: logger.child({ part: "kafka" }) });
+    pipelines = createPipelineFront({
+      bus,
+      topics: createTopicNames({
+        ...(k.prefix ? { prefix: k.prefix } : {}),
+        ...(k.namespace ? { namespace: k.namespace } : {}),
+      }),
+      partitions: k.partitions,
+      ...(k.readerBuckets ? { buckets: k.readerBuckets } : {}),
+      logger: logger.child({ part: "pipelines" }),
+    });
+  }
+  // The reply reader's consumer leaves its group before the bus closes.
+  const closePipelines = async () => {
+    await pipelines?.close();
+    if (!options.kafka?.bus) await bus?.close();
+  };
   const app = createApp({
     routes,
     upstream,
@@ -87,6 +126,7 @@ export async function startGateway(options: StartGatewayOptions = {}): Promise<R
     metricsText: async () => ({ contentType: registry.contentType, body: await registry.metrics() }),
     ...(apiKeys ? { apiKeys } : {}),
     ...(options.random ? { random: options.random } : {}),
+    ...(pipelines ? { pipelines } : {}),
   });
 
   let grpcProxy: GrpcProxy | undefined;
@@ -108,7 +148,7 @@ export async function startGateway(options: StartGatewayOptions = {}): Promise<R
       grpcAddress = `${host}:${port}`;
     }
   } catch (err) {
-    await Promise.all([grpcProxy?.close(), routes.close(), upstream.close()]);
+    await Promise.all([grpcProxy?.close(), routes.close(), upstream.close(), closePipelines()]);
     throw err;
   }
 
@@ -116,7 +156,7 @@ export async function startGateway(options: StartGatewayOptions = {}): Promise<R
     const s = serve({ fetch: app.fetch, hostname: host, port: options.port ?? 9000 }, () => resolve(s));
     s.once("error", reject);
   }).catch(async (err: unknown) => {
-    await Promise.all([grpcProxy?.close(), routes.close(), upstream.close()]);
+    await Promise.all([grpcProxy?.close(), routes.close(), upstream.close(), closePipelines()]);
     throw err;
   });
   const { port } = server.address() as AddressInfo;
@@ -139,7 +179,7 @@ export async function startGateway(options: StartGatewayOptions = {}): Promise<R
           }),
           grpcProxy?.close(),
         ]);
-        await Promise.all([routes.close(), upstream.close()]);
+        await Promise.all([routes.close(), upstream.close(), closePipelines()]);
       })();
       return closing;
     },

@@ -1,0 +1,172 @@
+import { waitFor } from "@tern/devstack";
+import { httpStatusForErrorRecord, type RunningGateway, startGateway } from "@tern/gateway";
+import pino from "pino";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { type DataflowStack, sampleManifest, startDataflowStack } from "../dataflow/dataflow-stack.js";
+import { kafkaBrokers } from "../helpers/services.js";
+
+// The Node gateway's pipeline front (issue 11, first part) on the real broker: the gateway process as users run it,
+// with KAFKA_BROKERS, in front of one dataflow worker, one model gateway and one agent serving the sample models, with
+// samples/manifests/pipelines.yaml applied. Requests go in over HTTP only; every expectation is computed here from the
+// request (in float32 like the models), never recorded.
+
+const f = Math.fround;
+const REQUEST_MS = 30_000;
+
+let stack: DataflowStack;
+
+interface InferJson {
+  id: string;
+  model_name: string;
+  outputs: Array<{ name: string; datatype: string; shape: number[]; data: number[] }>;
+}
+
+async function infer(
+  pipeline: string,
+  inputs: Array<{ name: string; rows: number[][] }>,
+  options: { base?: string; headers?: Record<string, string> } = {},
+): Promise<{ status: number; headers: Headers; json: unknown }> {
+  const res = await fetch(`${options.base ?? stack.e2e.gateway.url}/v2/pipelines/${pipeline}/infer`, {
+    method: "POST",
+    headers: { "content-type": "application/json", ...options.headers },
+    body: JSON.stringify({
+      inputs: inputs.map(({ name, rows }) => ({
+        name,
+        datatype: "FP32",
+        shape: [rows.length, rows[0]!.length],
+        data: rows.flat(),
+      })),
+    }),
+    signal: AbortSignal.timeout(REQUEST_MS + 5_000),
+  });
+  return { status: res.status, headers: res.headers, json: await res.json() };
+}
+
+function rows(json: unknown, name: string): number[][] {
+  const out = (json as InferJson).outputs?.find((o) => o.name === name);
+  if (!out) throw new Error(`no output ${name} in ${JSON.stringify(json)}`);
+  const columns = out.shape[out.shape.length - 1]!;
+  const result: number[][] = [];
+  for (let i = 0; i < out.data.length; i += columns) result.push(out.data.slice(i, i + columns));
+  return result;
+}
+
+const map = (r: number[][], fn: (v: number) => number) => r.map((row) => row.map((v) => f(fn(v))));
+
+beforeAll(async () => {
+  stack = await startDataflowStack({
+    name: "pfront",
+    workers: 1,
+    replication: 1,
+    gatewayEnv: { TERN_GATEWAY_PIPELINE_TIMEOUT_MS: String(REQUEST_MS) },
+  });
+  await stack.applyPipelines(sampleManifest("pipelines.yaml"));
+}, 180_000);
+
+afterAll(async () => {
+  await stack?.close();
+});
+
+describe("POST /v2/pipelines/{p}/infer through the Node gateway over Kafka", () => {
+  it("add-then-mul answers (x + 10) * 10; the caller's x-request-id comes back, the gateway's own id is the answer's id", async () => {
+    const x = [
+      [1.5, -2, 0],
+      [3, 4, -12.5],
+    ];
+    const res = await infer("add-then-mul", [{ name: "x", rows: x }], { headers: { "x-request-id": "caller-7" } });
+    expect(res.status, JSON.stringify(res.json)).toBe(200);
+    expect(rows(res.json, "y")).toEqual(map(x, (v) => f(v + 10) * 10));
+    expect(res.headers.get("x-request-id")).toBe("caller-7");
+    const id = (res.json as InferJson).id;
+    expect(id).toMatch(/^[0-9a-f-]{36}$/);
+    expect(res.headers.get("x-tern-request-id")).toBe(id);
+    expect((res.json as InferJson).model_name).toBe("add-then-mul");
+  });
+
+  it.each([
+    ["positive", "add10", [[2, -1, 0.5]]],
+    ["negative", "mul10", [[-2, 1, -0.5]]],
+  ] as const)("choose-route: a %s sum takes the %s branch", async (_sign, taken, x) => {
+    const input = x.map((r) => [...r]);
+    const res = await infer("choose-route", [{ name: "x", rows: input }]);
+    expect(res.status, JSON.stringify(res.json)).toBe(200);
+    expect(rows(res.json, "y")).toEqual(map(input, (v) => (taken === "add10" ? v + 10 : v * 10)));
+  });
+
+  it("a step's error comes back with the step's status and message (sum-diff without b)", async () => {
+    const res = await infer("sum-diff-pipeline", [{ name: "a", rows: [[1, 2]] }]);
+    const { error } = res.json as { error: string };
+    expect(error).toContain("pipeline sum-diff-pipeline: step sum-diff failed");
+    // The status is the error record's own, as the worker wrote it: read that record off the outputs topic.
+    const id = res.headers.get("x-tern-request-id");
+    expect(id, JSON.stringify(res.json)).toBeTruthy();
+    const record = await (await stack.client.outputs("sum-diff-pipeline")).answer(id!, 15_000);
+    expect(record.ok).toBe(false);
+    if (record.ok) return;
+    expect(res.status).toBe(httpStatusForErrorRecord(record.status));
+    expect(res.status).toBeGreaterThanOrEqual(400);
+    expect(error).toBe(record.message);
+  });
+
+  it("404 for an unknown pipeline; 503 naming the state of a pipeline that is not ready", async () => {
+    const missing = await infer("no-such-pipeline", [{ name: "x", rows: [[1]] }]);
+    expect(missing.status).toBe(404);
+    expect(missing.json).toEqual({ error: "pipeline no-such-pipeline not found" });
+
+    // Its model does not exist, so the pipeline never becomes ready.
+    await stack.e2e.apply(
+      "apiVersion: mlops.seldon.io/v1alpha1\nkind: Pipeline\nmetadata:\n  name: waits-for-model\nspec:\n  steps:\n    - name: no-such-model\n",
+    );
+    const notReady = await waitFor(
+      async () => {
+        const res = await infer("waits-for-model", [{ name: "x", rows: [[1]] }]);
+        return res.status === 404 ? undefined : res;
+      },
+      { timeoutMs: 15_000, intervalMs: 100, description: "the gateway knowing pipeline waits-for-model" },
+    );
+    expect(notReady.status).toBe(503);
+    expect((notReady.json as { error: string }).error).toMatch(
+      /^pipeline waits-for-model is not ready \(state Pipeline\w+\)$/,
+    );
+  });
+
+  it("200 concurrent requests with distinct inputs each get their own answer", async () => {
+    const xs = Array.from({ length: 200 }, (_, i) => [i, -i / 4]);
+    const answers = await Promise.all(xs.map((x) => infer("add-then-mul", [{ name: "x", rows: [x] }])));
+    const statuses = answers.map((a) => a.status);
+    expect(
+      statuses.filter((s) => s !== 200),
+      JSON.stringify(answers.find((a) => a.status !== 200)?.json),
+    ).toEqual([]);
+    expect(answers.map((a) => rows(a.json, "y"))).toEqual(xs.map((x) => map([x], (v) => f(v + 10) * 10)));
+    expect(new Set(answers.map((a) => (a.json as InferJson).id)).size).toBe(200);
+  });
+
+  it("a request on a stalled pipeline gets 504 naming its request id by its deadline", async () => {
+    // A second gateway in this process, with a short pipeline deadline; the pipeline's only worker is stopped.
+    let gateway: RunningGateway | undefined;
+    const worker = [...stack.workers.values()][0]!;
+    try {
+      gateway = await startGateway({
+        port: 0,
+        grpcPort: false,
+        schedulerUrl: stack.e2e.scheduler.url,
+        logger: pino({ level: "silent" }),
+        config: { pipelineDeadlineMs: 2_000 },
+        kafka: { brokers: kafkaBrokers(), partitions: stack.partitions, namespace: stack.namespace },
+      });
+      // Served first, so the reader already reads the topic and the stall is the only reason for no answer.
+      const served = await infer("add-then-mul", [{ name: "x", rows: [[1]] }], { base: gateway.url });
+      expect(served.status, JSON.stringify(served.json)).toBe(200);
+      worker.kill("SIGSTOP");
+      const res = await infer("add-then-mul", [{ name: "x", rows: [[2]] }], { base: gateway.url });
+      expect(res.status).toBe(504);
+      expect((res.json as { error: string }).error).toMatch(
+        /^pipeline add-then-mul did not answer request id [0-9a-f-]{36} within \d+ ms$/,
+      );
+    } finally {
+      worker.kill("SIGCONT");
+      await gateway?.close();
+    }
+  });
+});
