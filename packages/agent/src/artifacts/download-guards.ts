@@ -125,3 +125,30 @@ export function createByteBudget(storageUri: string, maxBytes: number): ByteBudg
     },
   };
 }
+
+/**
+ * Splits an object-store URI (`s3://bucket/key`, `gs://bucket/path`) into its bucket and its path without trailing
+ * slashes, and checks that the model's secret, if any, is for this store.
+ * @throws TernError `bad_request` naming the URI (no bucket) or the secret (another store's type).
+ */
+export function bucketUri<C extends { name: string; type: string }, S extends "s3" | "gs">(
+  storageUri: string,
+  scheme: S,
+  credentials: C | undefined,
+): { bucket: string; path: string; credentials: Extract<C, { type: S extends "gs" ? "gcs" : "s3" }> | undefined } {
+  const m = new RegExp(`^${scheme}://([^/]+)/?(.*)$`, "i").exec(storageUri);
+  if (!m?.[1])
+    throw new TernError("bad_request", `storageUri ${storageUri} names no bucket (expected ${scheme}://bucket/path)`);
+  const type = scheme === "gs" ? "gcs" : "s3";
+  if (credentials !== undefined && credentials.type !== type)
+    throw new TernError(
+      "bad_request",
+      `cannot download ${storageUri}: secret "${credentials.name}" is of type ${credentials.type}, not ${type}`,
+    );
+  return {
+    bucket: m[1],
+    path: (m[2] ?? "").replace(/\/+$/, ""),
+    // Checked just above: the secret, if any, is this store's.
+    credentials: credentials as Extract<C, { type: S extends "gs" ? "gcs" : "s3" }> | undefined,
+  };
+}

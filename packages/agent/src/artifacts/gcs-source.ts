@@ -5,7 +5,7 @@ import { Readable } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import { hasCode, TernError } from "@tern/core";
 import type { ArtifactSource, DownloadLimits, StorageCredentials } from "./artifact-fetcher.js";
-import { type ByteBudget, cacheTarget, createByteBudget, declaredTooLarge } from "./download-guards.js";
+import { type ByteBudget, bucketUri, cacheTarget, createByteBudget, declaredTooLarge } from "./download-guards.js";
 
 // gs:// over Google Cloud Storage's JSON API with plain fetch: list the objects under a prefix (page by page), then
 // download each with `alt=media`. Public objects need no credentials; a secret of type gcs adds a bearer token.
@@ -49,16 +49,7 @@ export function createGcsSource(options: GcsSourceOptions = {}): ArtifactSource 
       limits: DownloadLimits,
       credentials?: StorageCredentials,
     ): Promise<string> {
-      const m = /^gs:\/\/([^/]+)\/?(.*)$/i.exec(storageUri);
-      if (!m?.[1])
-        throw new TernError("bad_request", `storageUri ${storageUri} names no bucket (expected gs://bucket/path)`);
-      if (credentials !== undefined && credentials.type !== "gcs")
-        throw new TernError(
-          "bad_request",
-          `cannot download ${storageUri}: secret "${credentials.name}" is of type ${credentials.type}, not gcs`,
-        );
-      const bucket = m[1];
-      const path = (m[2] ?? "").replace(/\/+$/, "");
+      const { bucket, path } = bucketUri(storageUri, "gs", credentials);
       const prefix = path === "" ? "" : `${path}/`;
       const signal = AbortSignal.timeout(timeoutMs);
       const headers: Record<string, string> =

@@ -6,7 +6,7 @@ import { pipeline } from "node:stream/promises";
 import type { S3Client } from "@aws-sdk/client-s3";
 import { TernError } from "@tern/core";
 import type { ArtifactSource, DownloadLimits, StorageCredentials } from "./artifact-fetcher.js";
-import { type ByteBudget, cacheTarget, createByteBudget, declaredTooLarge } from "./download-guards.js";
+import { type ByteBudget, bucketUri, cacheTarget, createByteBudget, declaredTooLarge } from "./download-guards.js";
 
 // The only file that imports @aws-sdk/client-s3. It is loaded on first use: most agents never see an s3:// URI,
 // and the SDK costs startup time (and prints a Node-version notice on Node 20).
@@ -79,18 +79,9 @@ export function createS3Source(options: S3SourceOptions = {}): ArtifactSource {
       limits: DownloadLimits,
       credentials?: StorageCredentials,
     ): Promise<string> {
-      const m = /^s3:\/\/([^/]+)\/?(.*)$/i.exec(storageUri);
-      if (!m?.[1])
-        throw new TernError("bad_request", `storageUri ${storageUri} names no bucket (expected s3://bucket/key)`);
-      if (credentials !== undefined && credentials.type !== "s3")
-        throw new TernError(
-          "bad_request",
-          `cannot download ${storageUri}: secret "${credentials.name}" is of type ${credentials.type}, not s3`,
-        );
-      const bucket = m[1];
-      const key = (m[2] ?? "").replace(/\/+$/, "");
+      const { bucket, path: key, credentials: secret } = bucketUri(storageUri, "s3", credentials);
       const signal = AbortSignal.timeout(timeoutMs);
-      const own = credentials === undefined ? undefined : await clientFor(credentials);
+      const own = secret === undefined ? undefined : await clientFor(secret);
       try {
         const prefix = key === "" ? "" : `${key}/`;
         const keys: string[] = [];

@@ -5,6 +5,7 @@ import { Readable } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import { afterAll, describe, expect, it } from "vitest";
 import {
+  bucketUri,
   cacheTarget,
   createByteBudget,
   isWithin,
@@ -131,5 +132,32 @@ describe("createByteBudget", () => {
     const b = budget.stream();
     Readable.from([Buffer.alloc(2000)]).pipe(b);
     await expect(drain(b)).rejects.toMatchObject({ code: "too_large" });
+  });
+});
+
+describe("bucketUri", () => {
+  it("splits an object-store URI into its bucket and its path without trailing slashes", () => {
+    expect(bucketUri("s3://models/iris/", "s3", undefined)).toEqual({
+      bucket: "models",
+      path: "iris",
+      credentials: undefined,
+    });
+    expect(bucketUri("gs://seldon-models/scv2/samples//", "gs", undefined)).toMatchObject({
+      bucket: "seldon-models",
+      path: "scv2/samples",
+    });
+    expect(bucketUri("s3://models", "s3", undefined)).toMatchObject({ bucket: "models", path: "" });
+  });
+
+  it("refuses a URI without a bucket, and a secret of the other store, naming them", () => {
+    expect(() => bucketUri("s3:///iris", "s3", undefined)).toThrow("storageUri s3:///iris names no bucket");
+    expect(() => bucketUri("gs://b/m", "gs", { name: "keys", type: "s3" })).toThrow(
+      'cannot download gs://b/m: secret "keys" is of type s3, not gcs',
+    );
+    expect(() => bucketUri("s3://b/m", "s3", { name: "token", type: "gcs" })).toThrow(
+      'cannot download s3://b/m: secret "token" is of type gcs, not s3',
+    );
+    const secret = { name: "keys", type: "s3" as const };
+    expect(bucketUri("s3://b/m", "s3", secret).credentials).toBe(secret);
   });
 });
