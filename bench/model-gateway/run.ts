@@ -27,10 +27,8 @@
 import { mkdtempSync, rmSync } from "node:fs";
 import { loadavg, tmpdir } from "node:os";
 import { join } from "node:path";
-import { performance } from "node:perf_hooks";
 import * as grpc from "@grpc/grpc-js";
 import {
-  type BusMessage,
   createTopicNames,
   decodeModelInferResponse,
   encodeModelInferRequest,
@@ -40,9 +38,10 @@ import {
 import { createDevStack, findFreePort, loadDevStackConfig, waitFor } from "@tern/devstack";
 import { createKafkaBus, resolveKafkaSettings } from "@tern/kafka";
 import { commandLine, envNumber } from "../lib/config.js";
-import { createServerGroup, processCpuUs, REPO_ROOT, runMain, type Server } from "../lib/processes.js";
+import { type Call, closedLoop, createKafkaCaller, type LoadWindow } from "../lib/kafka-load.js";
+import { createServerGroup, REPO_ROOT, runMain, type Server } from "../lib/processes.js";
 import { type MachineInfo, machineLines, notesLines, rerenderIfAsked, startRun, writeResults } from "../lib/report.js";
-import { median, percentile, round2, round3 } from "../lib/stats.js";
+import { median, round2, round3 } from "../lib/stats.js";
 
 const OUT = process.env.BENCH_OUT ?? "model-gateway";
 const ROUNDS = envNumber("BENCH_ROUNDS", 5, 1);
@@ -105,15 +104,7 @@ const VARIANTS = parseVariants(process.env.BENCH_GATEWAY_VARIANTS);
 const GATEWAY_NODE_ARGS = (process.env.BENCH_GATEWAY_NODE_ARGS ?? "").split(" ").filter((a) => a !== "");
 
 /** Figures of one closed-loop window. Latencies in ms. */
-interface Window {
-  rps: number;
-  p50: number;
-  p90: number;
-  p99: number;
-  requests: number;
-  /** CPU µs per request, per process (gateway only on the Kafka path; the bench process is `client`). */
-  cpuUsPerRequest: Record<string, number>;
-}
+type Window = LoadWindow;
 
 /** A scenario: `direct` or `kafka/<variant>`, at some requests in flight. */
 interface ScenarioResult {
@@ -159,53 +150,10 @@ function labelOf(bytes: Uint8Array): bigint {
   return v;
 }
 
-/** Sends request `i` (row i % 3) and resolves with the answer's bytes. */
-type Call = (i: number) => Promise<Uint8Array>;
-
-/**
- * A closed loop: `inFlight` workers, each sending its next request once the previous was answered, for `seconds`.
- * The CPU time of `pids` and of this process is read around the window.
- */
-async function closedLoop(
-  call: Call,
-  inFlight: number,
-  seconds: number,
-  pids: Record<string, number>,
-  checkLabels = true,
-): Promise<Window> {
-  const latencies: number[] = [];
-  let next = 0;
-  const before = Object.fromEntries(Object.entries(pids).map(([k, pid]) => [k, processCpuUs(pid)]));
-  const clientBefore = process.cpuUsage();
-  const t0 = performance.now();
-  const end = t0 + seconds * 1000;
-  const worker = async () => {
-    while (performance.now() < end) {
-      const i = next++;
-      const started = performance.now();
-      const answer = await call(i);
-      latencies.push(performance.now() - started);
-      if (!checkLabels) continue;
-      const label = labelOf(answer);
-      if (label !== ROWS[i % 3]!.label) throw new Error(`request ${i}: label ${label}, expected ${ROWS[i % 3]!.label}`);
-    }
-  };
-  await Promise.all(Array.from({ length: inFlight }, worker));
-  const elapsed = (performance.now() - t0) / 1000;
-  const requests = latencies.length;
-  const cpuUsPerRequest: Record<string, number> = {};
-  for (const [k, pid] of Object.entries(pids)) cpuUsPerRequest[k] = round2((processCpuUs(pid) - before[k]!) / requests);
-  const c = process.cpuUsage(clientBefore);
-  cpuUsPerRequest.client = round2((c.user + c.system) / requests);
-  const sorted = Float64Array.from(latencies).sort();
-  return {
-    rps: round2(requests / elapsed),
-    p50: round3(percentile(sorted, 50)),
-    p90: round3(percentile(sorted, 90)),
-    p99: round3(percentile(sorted, 99)),
-    requests,
-    cpuUsPerRequest,
-  };
+/** Throws unless answer `i` carries the label of its row. */
+function checkLabel(i: number, answer: Uint8Array): void {
+  const label = labelOf(answer);
+  if (label !== ROWS[i % 3]!.label) throw new Error(`request ${i}: label ${label}, expected ${ROWS[i % 3]!.label}`);
 }
 
 /** Direct path: OIP gRPC ModelInfer to the agent, raw bytes both ways (one HTTP/2 channel, as the model gateway uses). */
@@ -225,72 +173,6 @@ function directCaller(grpcAddress: string): { call: Call; close(): void } {
       );
     });
   return { call, close: () => client.close() };
-}
-
-/**
- * Kafka path: produce on `inputs` (iris's inputs topic), read `outputs` (its outputs topic) in a group of our own,
- * match by key. Sends made in the same tick go out as one produce request (the client would otherwise send one request
- * per record). With `inputs` = `outputs` (a scratch topic) it is one bare broker hop: the record itself comes back.
- */
-async function kafkaCaller(
-  bus: MessageBus,
-  { inputs, outputs, groupId }: { inputs: string; outputs: string; groupId: string },
-): Promise<{ call: Call; close(): Promise<void> }> {
-  const runId = groupId;
-  const waiting = new Map<string, { resolve(v: Uint8Array): void; reject(e: Error): void; timer: NodeJS.Timeout }>();
-  const consumer = bus.consumer({
-    groupId,
-    topics: [outputs],
-    assignment: "round-robin",
-    async onBatch(messages: BusMessage[]) {
-      for (const m of messages) {
-        const w = waiting.get(m.key);
-        if (!w) continue;
-        waiting.delete(m.key);
-        clearTimeout(w.timer);
-        if (m.headers["seldon-pipeline-errors"] !== undefined) {
-          w.reject(new Error(`error record for ${m.key}: ${m.headers["tern-error"] ?? "?"}`));
-        } else {
-          w.resolve(m.value);
-        }
-      }
-    },
-  });
-  await consumer.start({ timeoutMs: 60_000 });
-  const producer = bus.producer();
-  let queued: Array<{ topic: string; partition: number; key: string; value: Uint8Array }> = [];
-  let failure: Error | undefined;
-  const flush = () => {
-    const batch = queued;
-    queued = [];
-    producer.send(batch).catch((err: unknown) => {
-      failure = err as Error;
-      for (const m of batch) waiting.get(m.key)?.reject(err as Error);
-    });
-  };
-  let sequence = 0;
-  const call: Call = (i) => {
-    if (failure) return Promise.reject(failure);
-    const n = sequence++;
-    const partition = n % PARTITIONS;
-    const key = `${partition}.iris.${runId}-${n}`;
-    return new Promise((resolve, reject) => {
-      const timer = setTimeout(() => {
-        waiting.delete(key);
-        reject(new Error(`no answer for ${key} within ${REQUEST_DEADLINE_MS} ms`));
-      }, REQUEST_DEADLINE_MS).unref();
-      waiting.set(key, { resolve, reject, timer });
-      if (queued.length === 0) setImmediate(flush);
-      queued.push({ topic: inputs, partition, key, value: REQUESTS[i % 3]! });
-    });
-  };
-  return {
-    call,
-    async close() {
-      await consumer.stop();
-      await producer.close();
-    },
-  };
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -591,14 +473,22 @@ async function main(): Promise<void> {
       Object.keys(await admin.describeTopics([names.modelInputs("iris"), names.modelOutputs("iris")])).length === 2,
     { timeoutMs: 60_000, intervalMs: 200, description: "iris's topics created by the scheduler" },
   );
-  const kafka = await kafkaCaller(bus, {
-    inputs: names.modelInputs("iris"),
-    outputs: names.modelOutputs("iris"),
-    groupId: `mgbench-client-${NAMESPACE}`,
-  });
+  // Requests are the three iris rows in turn; keys `<k>.iris.<group>-<n>`, answers matched by key.
+  const caller = (inputs: string, outputs: string, groupId: string) =>
+    createKafkaCaller(bus!, {
+      inputs,
+      outputs,
+      groupId,
+      resource: "iris",
+      partitions: PARTITIONS,
+      request: (i) => REQUESTS[i % 3]!,
+      deadlineMs: REQUEST_DEADLINE_MS,
+    });
+  const kafka = await caller(names.modelInputs("iris"), names.modelOutputs("iris"), `mgbench-client-${NAMESPACE}`);
   const hopTopic = `mgbench.hop.${NAMESPACE}`;
   await admin.ensureTopics([hopTopic], PARTITIONS);
-  const hop = await kafkaCaller(bus, { inputs: hopTopic, outputs: hopTopic, groupId: `mgbench-hop-${NAMESPACE}` });
+  // With inputs = outputs it is one bare broker hop: the record itself comes back.
+  const hop = await caller(hopTopic, hopTopic, `mgbench-hop-${NAMESPACE}`);
   async function kafkaReady(): Promise<void> {
     // The gateway's bucket consumer joins its group after the "running" line: the first answer proves the path.
     await waitFor(
@@ -630,11 +520,17 @@ async function main(): Promise<void> {
     let window: Window;
     if (o.variant) {
       const gw = await gatewayOf(o.variant);
-      window = await closedLoop(kafka.call, o.inFlight, seconds, pids(gw));
+      window = await closedLoop({ call: kafka.call, inFlight: o.inFlight, seconds, pids: pids(gw), check: checkLabel });
     } else if (o.path === "hop") {
-      window = await closedLoop(hop.call, o.inFlight, seconds, pids(current?.server), false);
+      window = await closedLoop({
+        call: hop.call,
+        inFlight: o.inFlight,
+        seconds,
+        pids: pids(current?.server),
+        check: () => undefined,
+      });
     } else {
-      window = await closedLoop(direct.call, o.inFlight, seconds, pids());
+      window = await closedLoop({ call: direct.call, inFlight: o.inFlight, seconds, pids: pids(), check: checkLabel });
     }
     if (record) scenarios.find((s) => s.path === o.path && s.inFlight === o.inFlight)!.rounds.push(window);
     console.log(
