@@ -182,6 +182,7 @@ describe("POST /v2/pipelines/{p}/infer through the Lambda handler (DynamoDB rend
     expect(rows(res.json, "y")).toEqual(map(x, (v) => f(v + 10) * 10));
     expect(res.headers["x-request-id"]).toBe("caller-9");
     expect((res.json as InferJson).id).toBe(res.id);
+    expect(await groups()).toEqual(groupsBefore);
 
     const item = await replyItem(res.id);
     expect(item?.pipeline?.S).toBe("add-then-mul");
@@ -190,8 +191,6 @@ describe("POST /v2/pipelines/{p}/infer through the Lambda handler (DynamoDB rend
     const expiresAt = Number(item?.expiresAt?.N);
     expect(expiresAt).toBeGreaterThanOrEqual(before + 600);
     expect(expiresAt).toBeLessThanOrEqual(Math.ceil(Date.now() / 1000) + 600);
-
-    expect(await groups()).toEqual(groupsBefore);
   });
 
   it("after-add-then-mul reads add-then-mul's answers with the same id, but the reply item stays add-then-mul's", async () => {
