@@ -4,6 +4,7 @@ export * from "./balancer.js";
 export * from "./config.js";
 export * from "./dynamodb-route-source.js";
 export * from "./errors.js";
+export * from "./grpc-pipeline.js";
 export * from "./grpc-proxy.js";
 export * from "./grpc-upstream.js";
 export * from "./lambda-app.js";
