@@ -83,6 +83,33 @@ describe("POST /v2/pipelines/{p}/infer through the Node gateway over Kafka", () 
     expect((res.json as InferJson).model_name).toBe("add-then-mul");
   });
 
+  it("add-then-mul over REST binary tensors: FP32 bytes in, bytes out (binary_data_output, as tritonclient asks)", async () => {
+    const x = Float32Array.from([0.5, -7, 1e3, 2.25]);
+    const head = Buffer.from(
+      JSON.stringify({
+        inputs: [{ name: "x", datatype: "FP32", shape: [2, 2], parameters: { binary_data_size: x.byteLength } }],
+        parameters: { binary_data_output: true },
+      }),
+    );
+    const res = await fetch(`${stack.e2e.gateway.url}/v2/pipelines/add-then-mul/infer`, {
+      method: "POST",
+      headers: { "content-type": "application/octet-stream", "inference-header-content-length": String(head.length) },
+      body: Buffer.concat([head, Buffer.from(x.buffer)]),
+      signal: AbortSignal.timeout(REQUEST_MS + 5_000),
+    });
+    const body = new Uint8Array(await res.arrayBuffer());
+    expect(res.status, Buffer.from(body).toString()).toBe(200);
+    const n = Number(res.headers.get("inference-header-content-length"));
+    const json = JSON.parse(Buffer.from(body.subarray(0, n)).toString()) as InferJson & {
+      outputs: Array<{ parameters?: { binary_data_size?: number } }>;
+    };
+    expect(json.outputs).toEqual([
+      { name: "y", datatype: "FP32", shape: [2, 2], parameters: { binary_data_size: x.byteLength } },
+    ]);
+    const y = new Float32Array(body.slice(n).buffer);
+    expect(Array.from(y)).toEqual(Array.from(x, (v) => f(f(v + 10) * 10)));
+  });
+
   it.each([
     ["positive", "add10", [[2, -1, 0.5]]],
     ["negative", "mul10", [[-2, 1, -0.5]]],

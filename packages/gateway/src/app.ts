@@ -1,5 +1,6 @@
 import { randomUUID } from "node:crypto";
 import {
+  INFERENCE_HEADER_CONTENT_LENGTH,
   REPLICA_MISS_HEADER,
   REQUEST_ID_HEADER,
   type ReplicaEndpoint,
@@ -13,7 +14,7 @@ import { type Balancer, createBalancer } from "./balancer.js";
 import { codeOf, GatewayError, httpStatusOf, UpstreamError } from "./errors.js";
 import { type GatewayMetrics, noopMetrics } from "./metrics.js";
 import type { PipelineFront } from "./pipeline-front.js";
-import { httpStatusForErrorRecord, pipelineInputsFromJson, pipelineResponseJson } from "./pipeline-json.js";
+import { httpStatusForErrorRecord, pipelineRequestFromRest, pipelineResponseRest } from "./pipeline-json.js";
 import type { RouteSource } from "./route-source.js";
 import { parseSeldonModelHeader, type RouteDecision, resolveRoute, type Target } from "./routing.js";
 import type { Upstream, UpstreamRequest, UpstreamResponse } from "./upstream.js";
@@ -50,7 +51,7 @@ export interface AppDeps {
   metricsText?: () => Promise<{ contentType: string; body: string }>;
   balancer?: Balancer;
   /**
-   * Node entry with Kafka only: serves `POST /v2/pipelines/{p}/infer` (REST JSON) over the pipeline's topics. Without
+   * Node entry with Kafka only: serves `POST /v2/pipelines/{p}/infer` (REST JSON or binary tensors) over the pipeline's topics. Without
    * it pipelines answer 503.
    */
   pipelines?: PipelineFront;
@@ -204,10 +205,10 @@ export function createApp(deps: AppDeps): Hono {
           retriable: true,
         });
       }
-      const inputs = pipelineInputsFromJson(c.req.raw.headers, body);
+      const request = pipelineRequestFromRest(c.req.raw.headers, body);
       const requestId = randomUUID();
       const callerId = c.req.header(REQUEST_ID_HEADER);
-      const reply = await front.infer(pipeline, inputs, {
+      const reply = await front.infer(pipeline, request.inputs, {
         requestId,
         deadline,
         ...(callerId ? { headers: { [REQUEST_ID_HEADER]: callerId } } : {}),
@@ -218,7 +219,13 @@ export function createApp(deps: AppDeps): Hono {
         return c.json({ error: reply.message }, status as 400, headers);
       }
       status = 200;
-      return c.json(pipelineResponseJson(pipeline, requestId, reply.outputs), 200, headers);
+      const answer = pipelineResponseRest(pipeline, requestId, reply.outputs, request);
+      if (answer.kind === "json") return c.json(answer.json, 200, headers);
+      return c.body(answer.body as Uint8Array<ArrayBuffer>, 200, {
+        ...headers,
+        "content-type": "application/octet-stream",
+        [INFERENCE_HEADER_CONTENT_LENGTH]: String(answer.jsonLength),
+      });
     } catch (err) {
       status = httpStatusOf(err);
       throw err;
