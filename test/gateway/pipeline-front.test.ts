@@ -68,12 +68,14 @@ afterAll(async () => {
 });
 
 describe("POST /v2/pipelines/{p}/infer through the Node gateway over Kafka", () => {
-  it("add-then-mul answers (x + 10) * 10; the caller's x-request-id comes back, the gateway's own id is the answer's id", async () => {
+  it("add-then-mul answers (x + 10) * 10; the caller's x-request-id comes back and its x-* headers ride the records, the gateway's own id is the answer's id", async () => {
     const x = [
       [1.5, -2, 0],
       [3, 4, -12.5],
     ];
-    const res = await infer("add-then-mul", [{ name: "x", rows: x }], { headers: { "x-request-id": "caller-7" } });
+    const res = await infer("add-then-mul", [{ name: "x", rows: x }], {
+      headers: { "x-request-id": "caller-7", "x-tenant": "blue" },
+    });
     expect(res.status, JSON.stringify(res.json)).toBe(200);
     expect(rows(res.json, "y")).toEqual(map(x, (v) => f(v + 10) * 10));
     expect(res.headers.get("x-request-id")).toBe("caller-7");
@@ -81,6 +83,9 @@ describe("POST /v2/pipelines/{p}/infer through the Node gateway over Kafka", () 
     expect(id).toMatch(/^[0-9a-f-]{36}$/);
     expect(res.headers.get("x-tern-request-id")).toBe(id);
     expect((res.json as InferJson).model_name).toBe("add-then-mul");
+    // The caller's x-* headers went onto the request's record and the dataflow carried them to the answer's.
+    const answer = await (await stack.client.outputs("add-then-mul")).answer(id, 15_000);
+    expect(answer.record.headers).toMatchObject({ "x-request-id": "caller-7", "x-tenant": "blue" });
   });
 
   it("add-then-mul over REST binary tensors: FP32 bytes in, bytes out (binary_data_output, as tritonclient asks)", async () => {

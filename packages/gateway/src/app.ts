@@ -211,7 +211,7 @@ export function createApp(deps: AppDeps): Hono {
       const reply = await front.infer(pipeline, request.inputs, {
         requestId,
         deadline,
-        ...(callerId ? { headers: { [REQUEST_ID_HEADER]: callerId } } : {}),
+        headers: recordHeaders(c.req.raw.headers),
       });
       const headers = { [REQUEST_ID_HEADER]: callerId ?? requestId, [PIPELINE_REQUEST_ID_HEADER]: requestId };
       if (!reply.ok) {
@@ -423,6 +423,19 @@ export function createApp(deps: AppDeps): Hono {
   function tooLarge(): GatewayError {
     return new GatewayError("too_large", `request body is larger than the limit of ${bodyLimit} bytes`);
   }
+}
+
+/**
+ * The caller's headers a pipeline request carries on its Kafka record (DESIGN §3): every `x-*` header (its
+ * `x-request-id` among them), except the gateway's own `x-tern-*`. The dataflow carries them to every record the
+ * request causes, so a step's model and the answer see them too.
+ */
+export function recordHeaders(incoming: Headers): Record<string, string> {
+  const out: Record<string, string> = {};
+  incoming.forEach((value, name) => {
+    if (name.startsWith("x-") && !name.startsWith("x-tern-")) out[name] = value;
+  });
+  return out;
 }
 
 function upstreamPath(decision: RouteDecision, op: Op): string {

@@ -180,6 +180,27 @@ describe("pipeline requests over the bus", () => {
     expect(front.pending()).toBe(0);
   });
 
+  it("the caller's x-* headers travel on the record; its own x-tern-* and non-x headers do not", async () => {
+    const res = await infer("p1", body("x", [1]), {
+      "x-request-id": "caller-2",
+      "x-tenant": "blue",
+      "X-Trace-Flags": "01",
+      "x-tern-request-id": "spoofed",
+      authorization: "Bearer secret",
+    });
+    expect(res.status).toBe(200);
+    const id = res.headers.get("x-tern-request-id")!;
+    expect(id).not.toBe("spoofed");
+    const [sent] = bus.records(topics.pipelineInputs("p1"), partitionForRequest(id, PARTITIONS));
+    expect(sent?.headers).toEqual({
+      pipeline: "p1",
+      "x-request-id": "caller-2",
+      "x-tenant": "blue",
+      "x-trace-flags": "01",
+    });
+    expect(res.headers.get("x-request-id")).toBe("caller-2");
+  });
+
   it("serves a PipelineRebalancing pipeline, and a second pipeline after the first (the reader restarts with its topic)", async () => {
     expect((await infer("p1", body("x", [0]))).status).toBe(200);
     const res = await infer("p2", body("x", [3]));
