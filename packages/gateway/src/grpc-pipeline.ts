@@ -67,8 +67,11 @@ export interface GrpcPipelineInferOptions {
   deadline: number;
   /** The gateway's id of this request (the record key). */
   requestId: string;
-  /** The caller's `x-request-id` metadata, carried on the record as a header and answered back. */
-  callerRequestId?: string;
+  /**
+   * The caller's metadata the record carries (its `x-*` keys but the gateway's own `x-tern-*`, as REST's `x-*`
+   * headers); its `x-request-id` is also answered back.
+   */
+  headers: Record<string, string>;
   /** Receives the response metadata (`x-request-id`, `x-tern-request-id`) once the request id is known. */
   sendMetadata(metadata: grpc.Metadata): void;
 }
@@ -93,15 +96,16 @@ export async function inferPipelineGrpc(
   const inputs = requestInputsToOip(request);
   const raw = (request.raw_input_contents?.length ?? 0) > 0;
 
+  const callerRequestId = options.headers[REQUEST_ID_HEADER];
   const metadata = new grpc.Metadata();
-  metadata.set(REQUEST_ID_HEADER, options.callerRequestId ?? options.requestId);
+  metadata.set(REQUEST_ID_HEADER, callerRequestId ?? options.requestId);
   metadata.set(GATEWAY_REQUEST_ID_KEY, options.requestId);
   options.sendMetadata(metadata);
 
   const reply = await front.infer(pipeline, inputs, {
     requestId: options.requestId,
     deadline: options.deadline,
-    ...(options.callerRequestId ? { headers: { [REQUEST_ID_HEADER]: options.callerRequestId } } : {}),
+    headers: options.headers,
   });
   if (!reply.ok) {
     const error: PipelineStatusError = {

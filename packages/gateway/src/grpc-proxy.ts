@@ -1,14 +1,9 @@
 import { randomUUID } from "node:crypto";
 import * as grpc from "@grpc/grpc-js";
-import {
-  REQUEST_ID_HEADER,
-  type ReplicaEndpoint,
-  type RouteTable,
-  SELDON_MODEL_HEADER,
-  SELDON_ROUTE_HEADER,
-} from "@tern/core";
+import { type ReplicaEndpoint, type RouteTable, SELDON_MODEL_HEADER, SELDON_ROUTE_HEADER } from "@tern/core";
 import type { Logger } from "pino";
 import type { ApiKeyCheck } from "./api-keys.js";
+import { recordHeaders } from "./app.js";
 import { type Balancer, createBalancer } from "./balancer.js";
 import { codeOf, GatewayError } from "./errors.js";
 import { inferPipelineGrpc, pipelineReady, servedPipeline } from "./grpc-pipeline.js";
@@ -159,11 +154,12 @@ export function createGrpcProxy(options: GrpcProxyOptions): GrpcProxy {
       throw new GatewayError("unsupported", `pipeline ${pipeline}: metadata is not served over gRPC yet`);
     }
     servedPipeline(table, pipeline);
-    const callerId = firstString(call.metadata, REQUEST_ID_HEADER);
+    // The same rule as REST's x-* headers; binary (`-bin`) metadata is not carried.
+    const text = Object.entries(call.metadata.getMap()).filter((e): e is [string, string] => typeof e[1] === "string");
     return inferPipelineGrpc(front, pipeline, call.request, {
       deadline: Math.min(Date.now() + pipelineDeadlineMs, callerDeadline(call)),
       requestId: newRequestId(),
-      ...(callerId ? { callerRequestId: callerId } : {}),
+      headers: recordHeaders(new Headers(text)),
       sendMetadata: (metadata) => call.sendMetadata(metadata),
     });
   }

@@ -152,7 +152,7 @@ describe("gRPC ModelInfer to a pipeline", () => {
         inputs: [{ name: "x", datatype: "FP32", shape: [2, 2] }],
         raw_input_contents: [fp32(x)],
       },
-      { ...pipelineHeader("double"), "x-request-id": "caller-9" },
+      { ...pipelineHeader("double"), "x-request-id": "caller-9", "x-tenant": "t1", "x-tern-request-id": "forged" },
     );
     expect(res.error).toBeUndefined();
     const out = res.value!;
@@ -166,7 +166,9 @@ describe("gRPC ModelInfer to a pipeline", () => {
     const k = partitionForRequest(out.id, PARTITIONS);
     const [sent] = bus.records(topics.pipelineInputs("double"), k);
     expect(sent?.key).toBe(`${k}.double.${out.id}`);
-    expect(sent?.headers).toMatchObject({ pipeline: "double", "x-request-id": "caller-9" });
+    // The caller's x-* metadata travels on the record (as REST's x-* headers do), but never the gateway's own x-tern-*.
+    expect(sent?.headers).toMatchObject({ pipeline: "double", "x-request-id": "caller-9", "x-tenant": "t1" });
+    expect(sent?.headers["x-tern-request-id"]).toBeUndefined();
   });
 
   it("typed contents in, typed contents out", async () => {
