@@ -113,6 +113,7 @@ describe("gRPC ModelInfer to pipelines through the gateway's gRPC port and Kafka
       {
         ...pipeline("add-then-mul"),
         "x-request-id": "grpc-caller-1",
+        "x-tenant": "green",
       },
     );
     expect(res.error, stack.logs().slice(-4000)).toBeUndefined();
@@ -123,6 +124,9 @@ describe("gRPC ModelInfer to pipelines through the gateway's gRPC port and Kafka
     expect(res.headers?.get("x-request-id")).toEqual(["grpc-caller-1"]);
     expect(out.id).toMatch(/^[0-9a-f-]{36}$/);
     expect(res.headers?.get("x-tern-request-id")).toEqual([out.id]);
+    // The caller's x-* metadata went onto the request's record and the dataflow carried it to the answer's.
+    const answer = await (await stack.client.outputs("add-then-mul")).answer(out.id, 15_000);
+    expect(answer.record.headers).toMatchObject({ "x-request-id": "grpc-caller-1", "x-tenant": "green" });
   });
 
   it("sum-diff-pipeline: two typed inputs in, sum and diff out as typed contents", async () => {
@@ -216,45 +220,55 @@ interface TritonAnswer {
   model_name?: string;
   id?: string;
   outputs?: Record<string, { datatype: string; shape: number[]; data: number[] }>;
+  binary_outputs?: string[];
 }
 
 async function tritonclient(
   pipelineName: string,
   inputs: Array<{ name: string; shape: number[]; data: number[] }>,
   outputs: string[],
-): Promise<{ rest: TritonAnswer; grpc: TritonAnswer }> {
+): Promise<{ rest: TritonAnswer; rest_json: TritonAnswer; grpc: TritonAnswer }> {
   const [, httpPort] = /:(\d+)$/.exec(stack.e2e.gateway.url)!;
   const request = {
     http: `127.0.0.1:${httpPort}`,
     grpc: stack.e2e.gateway.grpcAddress,
     pipeline: pipelineName,
-    // REST JSON: the pipeline REST path takes binary tensors only once they land there (docs/gateway.md).
-    binary: false,
     request_id: `triton-${pipelineName}`,
     inputs: inputs.map((t) => ({ ...t, datatype: "FP32" })),
     outputs,
   };
   const out = await runPython(python, [SCRIPT], JSON.stringify(request), REQUEST_MS * 3);
-  return JSON.parse(out) as { rest: TritonAnswer; grpc: TritonAnswer };
+  return JSON.parse(out) as { rest: TritonAnswer; rest_json: TritonAnswer; grpc: TritonAnswer };
 }
 
-describe("NVIDIA tritonclient (HTTP and gRPC) calling pipelines through the gateway", () => {
-  it("add-then-mul: both clients get y = (x + 10) * 10 with x's shape", async () => {
+describe("NVIDIA tritonclient (HTTP with binary tensors and with JSON, gRPC) calling pipelines through the gateway", () => {
+  it("add-then-mul: every client gets y = (x + 10) * 10 with x's shape", async () => {
     const x = [0.5, -1, 2, 30, -40, 7.25];
-    const { rest, grpc: overGrpc } = await tritonclient("add-then-mul", [{ name: "x", shape: [3, 2], data: x }], ["y"]);
+    const {
+      rest,
+      rest_json: restJson,
+      grpc: overGrpc,
+    } = await tritonclient("add-then-mul", [{ name: "x", shape: [3, 2], data: x }], ["y"]);
     const expected = { datatype: "float32", shape: [3, 2], data: x.map((v) => f(f(v + 10) * 10)) };
-    for (const answer of [rest, overGrpc]) {
+    for (const answer of [rest, restJson, overGrpc]) {
       expect(answer.error, JSON.stringify(answer)).toBeUndefined();
       expect(answer.outputs).toEqual({ y: expected });
       expect(answer.model_name).toBe("add-then-mul");
       expect(answer.id).toMatch(/^[0-9a-f-]{36}$/);
     }
+    // tritonclient's HTTP client as it comes asks for binary outputs; with binary_data=False it gets JSON.
+    expect(rest.binary_outputs).toEqual(["y"]);
+    expect(restJson.binary_outputs).toEqual([]);
   });
 
-  it("sum-diff-pipeline: both clients get sum and diff of two inputs", async () => {
+  it("sum-diff-pipeline: every client gets sum and diff of two inputs", async () => {
     const a = [1, -2.5, 3];
     const b = [10, 0.25, -3];
-    const { rest, grpc: overGrpc } = await tritonclient(
+    const {
+      rest,
+      rest_json: restJson,
+      grpc: overGrpc,
+    } = await tritonclient(
       "sum-diff-pipeline",
       [
         { name: "a", shape: [1, 3], data: a },
@@ -262,22 +276,26 @@ describe("NVIDIA tritonclient (HTTP and gRPC) calling pipelines through the gate
       ],
       ["sum", "diff"],
     );
-    for (const answer of [rest, overGrpc]) {
+    for (const answer of [rest, restJson, overGrpc]) {
       expect(answer.error, JSON.stringify(answer)).toBeUndefined();
       expect(answer.outputs).toEqual({
         sum: { datatype: "float32", shape: [1, 3], data: a.map((v, i) => f(v + b[i]!)) },
         diff: { datatype: "float32", shape: [1, 3], data: a.map((v, i) => f(v - b[i]!)) },
       });
     }
+    expect(rest.binary_outputs).toEqual(["diff", "sum"]);
+    expect(restJson.binary_outputs).toEqual([]);
   });
 
-  it("an unknown pipeline is an error for both clients (HTTP 404, gRPC NOT_FOUND)", async () => {
-    const { rest, grpc: overGrpc } = await tritonclient(
-      "no-such-pipeline",
-      [{ name: "x", shape: [1], data: [1] }],
-      ["y"],
-    );
-    expect(rest.error).toEqual({ status: "404", message: "pipeline no-such-pipeline not found" });
+  it("an unknown pipeline is an error for every client (HTTP 404, gRPC NOT_FOUND)", async () => {
+    const {
+      rest,
+      rest_json: restJson,
+      grpc: overGrpc,
+    } = await tritonclient("no-such-pipeline", [{ name: "x", shape: [1], data: [1] }], ["y"]);
+    for (const answer of [rest, restJson]) {
+      expect(answer.error).toEqual({ status: "404", message: "pipeline no-such-pipeline not found" });
+    }
     expect(overGrpc.error).toEqual({ status: "StatusCode.NOT_FOUND", message: "pipeline no-such-pipeline not found" });
   });
 });
