@@ -68,12 +68,14 @@ afterAll(async () => {
 });
 
 describe("POST /v2/pipelines/{p}/infer through the Node gateway over Kafka", () => {
-  it("add-then-mul answers (x + 10) * 10; the caller's x-request-id comes back, the gateway's own id is the answer's id", async () => {
+  it("add-then-mul answers (x + 10) * 10; the caller's x-request-id comes back and its x-* headers ride the records, the gateway's own id is the answer's id", async () => {
     const x = [
       [1.5, -2, 0],
       [3, 4, -12.5],
     ];
-    const res = await infer("add-then-mul", [{ name: "x", rows: x }], { headers: { "x-request-id": "caller-7" } });
+    const res = await infer("add-then-mul", [{ name: "x", rows: x }], {
+      headers: { "x-request-id": "caller-7", "x-tenant": "blue" },
+    });
     expect(res.status, JSON.stringify(res.json)).toBe(200);
     expect(rows(res.json, "y")).toEqual(map(x, (v) => f(v + 10) * 10));
     expect(res.headers.get("x-request-id")).toBe("caller-7");
@@ -81,6 +83,36 @@ describe("POST /v2/pipelines/{p}/infer through the Node gateway over Kafka", () 
     expect(id).toMatch(/^[0-9a-f-]{36}$/);
     expect(res.headers.get("x-tern-request-id")).toBe(id);
     expect((res.json as InferJson).model_name).toBe("add-then-mul");
+    // The caller's x-* headers went onto the request's record and the dataflow carried them to the answer's.
+    const answer = await (await stack.client.outputs("add-then-mul")).answer(id, 15_000);
+    expect(answer.record.headers).toMatchObject({ "x-request-id": "caller-7", "x-tenant": "blue" });
+  });
+
+  it("add-then-mul over REST binary tensors: FP32 bytes in, bytes out (binary_data_output, as tritonclient asks)", async () => {
+    const x = Float32Array.from([0.5, -7, 1e3, 2.25]);
+    const head = Buffer.from(
+      JSON.stringify({
+        inputs: [{ name: "x", datatype: "FP32", shape: [2, 2], parameters: { binary_data_size: x.byteLength } }],
+        parameters: { binary_data_output: true },
+      }),
+    );
+    const res = await fetch(`${stack.e2e.gateway.url}/v2/pipelines/add-then-mul/infer`, {
+      method: "POST",
+      headers: { "content-type": "application/octet-stream", "inference-header-content-length": String(head.length) },
+      body: Buffer.concat([head, Buffer.from(x.buffer)]),
+      signal: AbortSignal.timeout(REQUEST_MS + 5_000),
+    });
+    const body = new Uint8Array(await res.arrayBuffer());
+    expect(res.status, Buffer.from(body).toString()).toBe(200);
+    const n = Number(res.headers.get("inference-header-content-length"));
+    const json = JSON.parse(Buffer.from(body.subarray(0, n)).toString()) as InferJson & {
+      outputs: Array<{ parameters?: { binary_data_size?: number } }>;
+    };
+    expect(json.outputs).toEqual([
+      { name: "y", datatype: "FP32", shape: [2, 2], parameters: { binary_data_size: x.byteLength } },
+    ]);
+    const y = new Float32Array(body.slice(n).buffer);
+    expect(Array.from(y)).toEqual(Array.from(x, (v) => f(f(v + 10) * 10)));
   });
 
   it.each([

@@ -1,5 +1,6 @@
 import { randomUUID } from "node:crypto";
 import {
+  INFERENCE_HEADER_CONTENT_LENGTH,
   REPLICA_MISS_HEADER,
   REQUEST_ID_HEADER,
   type ReplicaEndpoint,
@@ -13,7 +14,7 @@ import { type Balancer, createBalancer } from "./balancer.js";
 import { codeOf, GatewayError, httpStatusOf, UpstreamError } from "./errors.js";
 import { type GatewayMetrics, noopMetrics } from "./metrics.js";
 import type { PipelineFront } from "./pipeline-front.js";
-import { httpStatusForErrorRecord, pipelineInputsFromJson, pipelineResponseJson } from "./pipeline-json.js";
+import { httpStatusForErrorRecord, pipelineRequestFromRest, pipelineResponseRest } from "./pipeline-json.js";
 import type { RouteSource } from "./route-source.js";
 import { parseSeldonModelHeader, type RouteDecision, resolveRoute, type Target } from "./routing.js";
 import type { Upstream, UpstreamRequest, UpstreamResponse } from "./upstream.js";
@@ -50,7 +51,7 @@ export interface AppDeps {
   metricsText?: () => Promise<{ contentType: string; body: string }>;
   balancer?: Balancer;
   /**
-   * Node entry with Kafka only: serves `POST /v2/pipelines/{p}/infer` (REST JSON) over the pipeline's topics. Without
+   * Node entry with Kafka only: serves `POST /v2/pipelines/{p}/infer` (REST JSON or binary tensors) over the pipeline's topics. Without
    * it pipelines answer 503.
    */
   pipelines?: PipelineFront;
@@ -204,13 +205,13 @@ export function createApp(deps: AppDeps): Hono {
           retriable: true,
         });
       }
-      const inputs = pipelineInputsFromJson(c.req.raw.headers, body);
+      const request = pipelineRequestFromRest(c.req.raw.headers, body);
       const requestId = randomUUID();
       const callerId = c.req.header(REQUEST_ID_HEADER);
-      const reply = await front.infer(pipeline, inputs, {
+      const reply = await front.infer(pipeline, request.inputs, {
         requestId,
         deadline,
-        ...(callerId ? { headers: { [REQUEST_ID_HEADER]: callerId } } : {}),
+        headers: recordHeaders(c.req.raw.headers),
       });
       const headers = { [REQUEST_ID_HEADER]: callerId ?? requestId, [PIPELINE_REQUEST_ID_HEADER]: requestId };
       if (!reply.ok) {
@@ -218,7 +219,13 @@ export function createApp(deps: AppDeps): Hono {
         return c.json({ error: reply.message }, status as 400, headers);
       }
       status = 200;
-      return c.json(pipelineResponseJson(pipeline, requestId, reply.outputs), 200, headers);
+      const answer = pipelineResponseRest(pipeline, requestId, reply.outputs, request);
+      if (answer.kind === "json") return c.json(answer.json, 200, headers);
+      return c.body(answer.body as Uint8Array<ArrayBuffer>, 200, {
+        ...headers,
+        "content-type": "application/octet-stream",
+        [INFERENCE_HEADER_CONTENT_LENGTH]: String(answer.jsonLength),
+      });
     } catch (err) {
       status = httpStatusOf(err);
       throw err;
@@ -416,6 +423,19 @@ export function createApp(deps: AppDeps): Hono {
   function tooLarge(): GatewayError {
     return new GatewayError("too_large", `request body is larger than the limit of ${bodyLimit} bytes`);
   }
+}
+
+/**
+ * The caller's headers a pipeline request carries on its Kafka record (DESIGN §3): every `x-*` header (its
+ * `x-request-id` among them), except the gateway's own `x-tern-*`. The dataflow carries them to every record the
+ * request causes, so a step's model and the answer see them too.
+ */
+export function recordHeaders(incoming: Headers): Record<string, string> {
+  const out: Record<string, string> = {};
+  incoming.forEach((value, name) => {
+    if (name.startsWith("x-") && !name.startsWith("x-tern-")) out[name] = value;
+  });
+  return out;
 }
 
 function upstreamPath(decision: RouteDecision, op: Op): string {

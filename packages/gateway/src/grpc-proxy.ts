@@ -1,11 +1,15 @@
+import { randomUUID } from "node:crypto";
 import * as grpc from "@grpc/grpc-js";
-import { type ReplicaEndpoint, SELDON_MODEL_HEADER, SELDON_ROUTE_HEADER } from "@tern/core";
+import { type ReplicaEndpoint, type RouteTable, SELDON_MODEL_HEADER, SELDON_ROUTE_HEADER } from "@tern/core";
 import type { Logger } from "pino";
 import type { ApiKeyCheck } from "./api-keys.js";
+import { recordHeaders } from "./app.js";
 import { type Balancer, createBalancer } from "./balancer.js";
 import { codeOf, GatewayError } from "./errors.js";
+import { inferPipelineGrpc, pipelineReady, servedPipeline } from "./grpc-pipeline.js";
 import { createGrpcUpstream } from "./grpc-upstream.js";
 import { type GatewayMetrics, noopMetrics } from "./metrics.js";
+import type { PipelineFront } from "./pipeline-front.js";
 import { encodeFields, readNameAndVersion, withNameAndVersion } from "./protobuf-fields.js";
 import type { RouteSource } from "./route-source.js";
 import { parseSeldonModelHeader, resolveRoute, type Target } from "./routing.js";
@@ -25,6 +29,15 @@ export interface GrpcProxyOptions {
   /** @default 64 */
   maxMirrorsInFlight?: number;
   balancer?: Balancer;
+  /**
+   * Node entry with Kafka only: serves ModelInfer and ModelReady with `seldon-model: <p>.pipeline` over the pipeline's
+   * topics. Without it such calls answer UNAVAILABLE, as before pipelines were served.
+   */
+  pipelines?: PipelineFront;
+  /** A pipeline request ends by then: DEADLINE_EXCEEDED naming its request id. @default deadlineMs */
+  pipelineDeadlineMs?: number;
+  /** Makes the gateway's id of a pipeline request. @default crypto.randomUUID */
+  newRequestId?: () => string;
 }
 
 export interface GrpcProxy {
@@ -41,7 +54,8 @@ const identity = (b: Buffer) => b;
 /**
  * The OIP gRPC service as a proxy: model-level calls are routed like REST (model_name, or the `seldon-model` metadata
  * key) and forwarded as raw bytes to the agent's gRPC endpoint; only the name and version fields are ever rewritten
- * (experiments). Server-level calls are answered here. Errors map to gRPC codes like REST maps them to statuses.
+ * (experiments). Calls naming a pipeline (`seldon-model: <p>.pipeline`) go over Kafka instead (grpc-pipeline.ts).
+ * Server-level calls are answered here. Errors map to gRPC codes like REST maps them to statuses.
  */
 export function createGrpcProxy(options: GrpcProxyOptions): GrpcProxy {
   const deadlineMs = options.deadlineMs ?? 60_000;
@@ -50,6 +64,8 @@ export function createGrpcProxy(options: GrpcProxyOptions): GrpcProxy {
   const random = options.random ?? Math.random;
   const maxMirrors = options.maxMirrorsInFlight ?? 64;
   const balancer = options.balancer ?? createBalancer();
+  const pipelineDeadlineMs = options.pipelineDeadlineMs ?? deadlineMs;
+  const newRequestId = options.newRequestId ?? randomUUID;
   const { logger, routes } = options;
   let mirrorsInFlight = 0;
   const channelOptions = { "grpc.max_receive_message_length": maxBytes, "grpc.max_send_message_length": maxBytes };
@@ -71,6 +87,10 @@ export function createGrpcProxy(options: GrpcProxyOptions): GrpcProxy {
       const target = targetOf(call.metadata, fields);
       const table = await routes.table();
       if (!table) throw new GatewayError("unavailable", "gateway has no route table yet", { retriable: true });
+      if (target.kind === "pipeline" && options.pipelines) {
+        model = `${target.name}.pipeline`;
+        return await handlePipeline(op, target.name, table, call, options.pipelines);
+      }
       const decision = resolveRoute(table, target, {
         op,
         stickyRoute: firstString(call.metadata, SELDON_ROUTE_HEADER),
@@ -86,15 +106,7 @@ export function createGrpcProxy(options: GrpcProxyOptions): GrpcProxy {
         fields.name === model && fields.version === version
           ? call.request
           : withNameAndVersion(call.request, model, version);
-      const callerDeadline = call.getDeadline();
-      const deadline = Math.min(
-        Date.now() + deadlineMs,
-        callerDeadline instanceof Date
-          ? callerDeadline.getTime()
-          : Number.isFinite(callerDeadline)
-            ? callerDeadline
-            : Infinity,
-      );
+      const deadline = Math.min(Date.now() + deadlineMs, callerDeadline(call));
       if (decision.mirror && op === "infer") mirror(decision.mirror.model, decision.mirror.endpoints, body, deadline);
 
       const route = new grpc.Metadata();
@@ -124,6 +136,32 @@ export function createGrpcProxy(options: GrpcProxyOptions): GrpcProxy {
     } finally {
       metrics.request(model, `grpc_${op}`, code, (performance.now() - started) / 1000);
     }
+  }
+
+  /**
+   * A model-level call naming a pipeline. ModelReady answers from the route table (ready while the pipeline is served);
+   * ModelInfer goes over Kafka through the pipeline front; ModelMetadata is not served for pipelines yet.
+   */
+  async function handlePipeline(
+    op: Op,
+    pipeline: string,
+    table: RouteTable,
+    call: grpc.ServerUnaryCall<Buffer, Buffer>,
+    front: PipelineFront,
+  ): Promise<Buffer> {
+    if (op === "ready") return encodeFields([[1, pipelineReady(table, pipeline)]]);
+    if (op === "metadata") {
+      throw new GatewayError("unsupported", `pipeline ${pipeline}: metadata is not served over gRPC yet`);
+    }
+    servedPipeline(table, pipeline);
+    // The same rule as REST's x-* headers; binary (`-bin`) metadata is not carried.
+    const text = Object.entries(call.metadata.getMap()).filter((e): e is [string, string] => typeof e[1] === "string");
+    return inferPipelineGrpc(front, pipeline, call.request, {
+      deadline: Math.min(Date.now() + pipelineDeadlineMs, callerDeadline(call)),
+      requestId: newRequestId(),
+      headers: recordHeaders(new Headers(text)),
+      sendMetadata: (metadata) => call.sendMetadata(metadata),
+    });
   }
 
   function mirror(model: string, endpoints: readonly ReplicaEndpoint[], request: Buffer, deadline: number): void {
@@ -229,6 +267,13 @@ function targetOf(metadata: grpc.Metadata, fields: { name: string; version: stri
   if (header) return header.kind === "model" && version !== undefined ? { ...header, version } : header;
   if (fields.name === "") throw new GatewayError("bad_request", "model name is empty");
   return version === undefined ? { kind: "model", name: fields.name } : { kind: "model", name: fields.name, version };
+}
+
+/** The caller's own deadline in epoch milliseconds (Infinity when it set none). */
+function callerDeadline(call: grpc.ServerUnaryCall<Buffer, Buffer>): number {
+  const deadline = call.getDeadline();
+  if (deadline instanceof Date) return deadline.getTime();
+  return Number.isFinite(deadline) ? deadline : Infinity;
 }
 
 function firstString(metadata: grpc.Metadata, key: string): string | undefined {

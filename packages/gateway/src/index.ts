@@ -5,6 +5,7 @@ export * from "./config.js";
 export * from "./dynamodb-replies.js";
 export * from "./dynamodb-route-source.js";
 export * from "./errors.js";
+export * from "./grpc-pipeline.js";
 export * from "./grpc-proxy.js";
 export * from "./grpc-upstream.js";
 export * from "./lambda-app.js";

@@ -40,7 +40,8 @@ export interface StartGatewayOptions {
    */
   firstTableWaitMs?: number;
   /**
-   * Serve pipelines over Kafka (REST JSON `POST /v2/pipelines/{p}/infer`). Absent: pipelines answer 503.
+   * Serve pipelines over Kafka (REST JSON `POST /v2/pipelines/{p}/infer`, gRPC ModelInfer with
+   * `seldon-model: <p>.pipeline`). Absent: pipelines answer 503 (gRPC UNAVAILABLE).
    * `bus` replaces the kafkajs bus built from `brokers` (tests).
    */
   kafka?: {
@@ -139,6 +140,8 @@ export async function startGateway(options: StartGatewayOptions = {}): Promise<R
         metrics,
         balancer,
         ...(config.deadlineMs ? { deadlineMs: config.deadlineMs } : {}),
+        ...(config.pipelineDeadlineMs ? { pipelineDeadlineMs: config.pipelineDeadlineMs } : {}),
+        ...(pipelines ? { pipelines } : {}),
         ...(config.bodyLimitBytes ? { maxMessageBytes: config.bodyLimitBytes } : {}),
         ...(config.maxMirrorsInFlight !== undefined ? { maxMirrorsInFlight: config.maxMirrorsInFlight } : {}),
         ...(apiKeys ? { apiKeys } : {}),

@@ -119,6 +119,44 @@ async function infer(pipeline: string, payload: string, headers: Record<string, 
   });
 }
 
+interface BinaryInput {
+  name: string;
+  datatype: string;
+  shape: number[];
+  bytes: ArrayBufferView;
+}
+
+/** A binary-extension request: the JSON part names each input's byte count, the raw bytes follow in input order. */
+async function inferBinary(pipeline: string, inputs: BinaryInput[], extra: Record<string, unknown> = {}) {
+  const head = Buffer.from(
+    JSON.stringify({
+      inputs: inputs.map(({ name, datatype, shape, bytes }) => ({
+        name,
+        datatype,
+        shape,
+        parameters: { binary_data_size: bytes.byteLength },
+      })),
+      ...extra,
+    }),
+  );
+  const tails = inputs.map(({ bytes }) => Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength));
+  return app().request(`/v2/pipelines/${pipeline}/infer`, {
+    method: "POST",
+    headers: { "content-type": "application/octet-stream", "inference-header-content-length": String(head.byteLength) },
+    body: Buffer.concat([head, ...tails]),
+  });
+}
+
+function splitBinary(body: Uint8Array, headers: Headers) {
+  const n = Number(headers.get("inference-header-content-length"));
+  expect(n).toBeGreaterThan(0);
+  const json = JSON.parse(Buffer.from(body.subarray(0, n)).toString("utf8")) as {
+    id: string;
+    outputs: Array<{ name: string; parameters?: Record<string, unknown> }>;
+  };
+  return { json, tail: body.subarray(n) };
+}
+
 describe("pipeline requests over the bus", () => {
   it("answers with the pipeline's outputs; the key and partition carry the gateway's id, the caller's x-request-id travels as a header", async () => {
     const res = await infer("p1", body("x", [1, 2.5]), { "x-request-id": "caller-1" });
@@ -140,6 +178,27 @@ describe("pipeline requests over the bus", () => {
     expect(parseRecordKey(sent!.key)?.requestId).toBe(id);
     expect(sent?.headers).toMatchObject({ pipeline: "p1", "x-request-id": "caller-1" });
     expect(front.pending()).toBe(0);
+  });
+
+  it("the caller's x-* headers travel on the record; its own x-tern-* and non-x headers do not", async () => {
+    const res = await infer("p1", body("x", [1]), {
+      "x-request-id": "caller-2",
+      "x-tenant": "blue",
+      "X-Trace-Flags": "01",
+      "x-tern-request-id": "spoofed",
+      authorization: "Bearer secret",
+    });
+    expect(res.status).toBe(200);
+    const id = res.headers.get("x-tern-request-id")!;
+    expect(id).not.toBe("spoofed");
+    const [sent] = bus.records(topics.pipelineInputs("p1"), partitionForRequest(id, PARTITIONS));
+    expect(sent?.headers).toEqual({
+      pipeline: "p1",
+      "x-request-id": "caller-2",
+      "x-tenant": "blue",
+      "x-trace-flags": "01",
+    });
+    expect(res.headers.get("x-request-id")).toBe("caller-2");
   });
 
   it("serves a PipelineRebalancing pipeline, and a second pipeline after the first (the reader restarts with its topic)", async () => {
@@ -241,15 +300,98 @@ describe("pipeline requests over the bus", () => {
     expect(front.pending()).toBe(0);
   });
 
-  it("400 naming the input for a malformed tensor, 501 for binary tensors", async () => {
+  it("400 naming the input for a malformed tensor", async () => {
     const short = await infer(
       "p1",
       JSON.stringify({ inputs: [{ name: "x", datatype: "FP32", shape: [1, 3], data: [1] }] }),
     );
     expect(short.status).toBe(400);
     expect(((await short.json()) as { error: string }).error).toContain('input "x"');
-    const binary = await infer("p1", body("x", [1]), { "inference-header-content-length": "10" });
-    expect(binary.status).toBe(501);
+  });
+
+  it("binary tensors in and out (the OIP binary extension, as tritonclient sends it by default)", async () => {
+    const x = Float32Array.from([1.25, -3, 7]);
+    const res = await inferBinary("p1", [{ name: "x", datatype: "FP32", shape: [1, 3], bytes: x }], {
+      parameters: { binary_data_output: true },
+    });
+    expect(res.status).toBe(200);
+    expect(res.headers.get("content-type")).toBe("application/octet-stream");
+    const { json, tail } = splitBinary(new Uint8Array(await res.arrayBuffer()), res.headers);
+    expect(json.outputs).toEqual([
+      { name: "y", datatype: "FP32", shape: [1, 3], parameters: { binary_data_size: 12 } },
+    ]);
+    expect(Array.from(new Float32Array(tail.slice().buffer))).toEqual(Array.from(x, (v) => Math.fround((v + 10) * 10)));
+    expect(json.id).toBe(res.headers.get("x-tern-request-id"));
+  });
+
+  it("a binary request whose output is asked for as JSON answers JSON; JSON in, one output binary out", async () => {
+    const asJson = await inferBinary(
+      "p1",
+      [{ name: "x", datatype: "FP32", shape: [2], bytes: Float32Array.from([0, 1]) }],
+      {
+        parameters: { binary_data_output: true },
+        outputs: [{ name: "y", parameters: { binary_data: false } }],
+      },
+    );
+    expect(asJson.status).toBe(200);
+    expect(asJson.headers.get("inference-header-content-length")).toBeNull();
+    expect(((await asJson.json()) as { outputs: Array<{ data: number[] }> }).outputs[0]!.data).toEqual([100, 110]);
+
+    const res = await infer(
+      "p1",
+      JSON.stringify({
+        inputs: [{ name: "x", datatype: "FP32", shape: [1], data: [2] }],
+        outputs: [{ name: "y", parameters: { binary_data: true } }],
+      }),
+    );
+    expect(res.status).toBe(200);
+    const { json, tail } = splitBinary(new Uint8Array(await res.arrayBuffer()), res.headers);
+    expect(json.outputs[0]!.parameters).toEqual({ binary_data_size: 4 });
+    expect(Array.from(new Float32Array(tail.slice().buffer))).toEqual([120]);
+  });
+
+  it.each([
+    [
+      "a length past the body",
+      { "inference-header-content-length": "9999" },
+      /Inference-Header-Content-Length is 9999 but the body has only \d+ bytes/,
+    ],
+    ["a length that is not a number", { "inference-header-content-length": "ten" }, /must be a byte count, got "ten"/],
+    ["bytes no input claims", { extra: 3 }, /the binary part has 3 bytes that no input claims/],
+    [
+      "a size past the binary part",
+      { size: 16 },
+      /binary_data_size 16 runs past the end of the binary part \(12 bytes left\)/,
+    ],
+    [
+      "a size that does not fit the shape",
+      { size: 8, extra: -4 },
+      /input "x": binary data is 8 bytes, shape and datatype FP32 need 12/,
+    ],
+  ] as const)("400 for a binary request with %s", async (_what, fault, message) => {
+    const x = new Uint8Array(Float32Array.from([1, 2, 3]).buffer);
+    const declared = "size" in fault ? fault.size : x.byteLength;
+    const head = Buffer.from(
+      JSON.stringify({
+        inputs: [{ name: "x", datatype: "FP32", shape: [3], parameters: { binary_data_size: declared } }],
+      }),
+    );
+    const extra = "extra" in fault ? fault.extra : 0;
+    const tail = extra >= 0 ? Buffer.concat([x, Buffer.alloc(extra)]) : x.subarray(0, x.byteLength + extra);
+    const res = await app().request("/v2/pipelines/p1/infer", {
+      method: "POST",
+      headers: {
+        "content-type": "application/octet-stream",
+        "inference-header-content-length":
+          "inference-header-content-length" in fault
+            ? fault["inference-header-content-length"]
+            : String(head.byteLength),
+      },
+      body: Buffer.concat([head, tail]),
+    });
+    expect(res.status).toBe(400);
+    expect(((await res.json()) as { error: string }).error).toMatch(message);
+    expect(front.pending()).toBe(0);
   });
 
   it("after close new requests get 503", async () => {
