@@ -233,8 +233,8 @@ async function main(): Promise<number> {
   console.log(`\nEvery topic gets ${config.KAFKA_PARTITIONS} partitions (KAFKA_PARTITIONS).`);
 
   /** Waits until a sample iris is available and answers label 0 through the gateway. */
-  async function sampleReady(sample: IrisSample): Promise<void> {
-    await waitForModelAvailable(client, sample.model, config.TERN_DEV_SAMPLES_TIMEOUT_MS, started.signal);
+  async function sampleReady(sample: IrisSample, timeoutMs: number): Promise<void> {
+    await waitForModelAvailable(client, sample.model, timeoutMs, started.signal);
     await inferIris(config.TERN_GATEWAY_PORT, sample, config.TERN_DEV_SAMPLES_TIMEOUT_MS, started.signal);
   }
 
@@ -244,7 +244,8 @@ async function main(): Promise<number> {
     if (python === undefined || started.signal.aborted) return;
     const sample = IRIS_SAMPLES.mlserver;
     try {
-      await sampleReady(sample);
+      // Its agents start MLServer first (each within TERN_MLSERVER_START_TIMEOUT_MS), then load it.
+      await sampleReady(sample, config.TERN_DEV_SAMPLES_TIMEOUT_MS + config.TERN_MLSERVER_START_TIMEOUT_MS);
       console.log(`\ntern: ${sample.title} is ready, ${elapsed()} s after the start (label 0, setosa):\n`);
       console.log(`  ${irisCurl(config.TERN_GATEWAY_PORT, sample.model)}\n`);
     } catch (err) {
@@ -264,7 +265,7 @@ async function main(): Promise<number> {
       console.log(`tern: applied ${shortPath(config.TERN_SAMPLES_DIR, process.cwd())}: ${applied.summary}`);
       // The ONNX iris first: it answers in seconds. The sklearn iris follows once MLServer is there (below).
       if (models.includes(IRIS_SAMPLES.onnx.model)) {
-        await sampleReady(IRIS_SAMPLES.onnx);
+        await sampleReady(IRIS_SAMPLES.onnx, config.TERN_DEV_SAMPLES_TIMEOUT_MS);
         console.log(
           `\ntern: ready in ${elapsed()} s. Try ${IRIS_SAMPLES.onnx.title} through the gateway (label 0, setosa):\n`,
         );

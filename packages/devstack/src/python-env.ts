@@ -52,6 +52,7 @@ export function countRequirements(text: string): number {
 export function formatPipProgress(progress: PipProgress, pinned: number, elapsedMs: number): string {
   const seconds = Math.round(elapsedMs / 1000);
   const time = seconds >= 60 ? `${Math.floor(seconds / 60)} min ${seconds % 60} s` : `${seconds} s`;
+  if (progress.collected === 0) return `creating the venv and starting pip, ${time} so far`;
   const what = progress.unpacking
     ? `all ${progress.collected} packages fetched, installing them`
     : `${progress.collected} of ~${pinned} packages fetched`;

@@ -45,5 +45,8 @@ describe("reading scripts/python-env.sh's output", () => {
     expect(formatPipProgress({ ...progress, unpacking: true }, 76, 5_000)).toBe(
       "all 1 packages fetched, installing them (13 MB downloaded), 5 s so far",
     );
+    expect(formatPipProgress(read(["python-env: creating /repo/.tern/python/mlserver"]), 76, 20_000)).toBe(
+      "creating the venv and starting pip, 20 s so far",
+    );
   });
 });
