@@ -21,6 +21,8 @@ export interface AgentProcessOptions {
   server: string;
   replica: number;
   env?: Record<string, string>;
+  /** Deadline for its ready line. @default 30000 */
+  timeoutMs?: number;
 }
 
 /** Starts an agent on free ports and waits for its ready line (it prints it once registered with the scheduler). */
@@ -41,6 +43,7 @@ export async function startAgentProcess(options: AgentProcessOptions): Promise<A
       ...options.env,
     },
     ready: (stdout) => readyLine.exec(stdout)?.[1],
+    ...(options.timeoutMs === undefined ? {} : { timeoutMs: options.timeoutMs }),
   });
   const { ready: http, ...rest } = started;
   return { name, http, ...rest };

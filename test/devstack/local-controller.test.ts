@@ -46,6 +46,12 @@ spec:
 
 let scheduler: SchedulerProcess;
 let controller: LocalController;
+/** The MLServer runtime's preparation as the controller sees it: called once, settled by the test. */
+let prepareCalls = 0;
+let finishPrepare: (env: Record<string, string>) => void = () => undefined;
+const prepared = new Promise<Record<string, string>>((resolve) => {
+  finishPrepare = resolve;
+});
 let logDir: string;
 const messages: string[] = [];
 const pidsSeen = new Set<number>();
@@ -101,6 +107,12 @@ beforeAll(async () => {
     },
     restartDelayMs: 200,
     stopGraceMs: 15_000,
+    prepareRuntime: {
+      mlserver: () => {
+        prepareCalls++;
+        return prepared;
+      },
+    },
     logger: { info: (m) => messages.push(m), warn: (m) => messages.push(m) },
   });
   controller.start();
@@ -165,5 +177,40 @@ describe("the local controller against a scheduler process", () => {
         controller.agents().length === 0 && (await registered()) === undefined && !isProcessAlive(three.get(0)!),
       { timeoutMs: 30_000, intervalMs: 100, description: "no agents after the delete" },
     );
+  });
+
+  it("holds a serverConfig mlserver Server's agents until MLServer is prepared, then starts them with the MLServer runtime", async () => {
+    const ml = `lc-ml-${suffix}`;
+    await apply(`apiVersion: mlops.seldon.io/v1alpha1
+kind: Server
+metadata: {name: ${ml}}
+spec: {serverConfig: mlserver, replicas: 1}
+`);
+    await waitFor(() => prepareCalls === 1, {
+      timeoutMs: 20_000,
+      intervalMs: 50,
+      description: "MLServer being prepared",
+    });
+    // While it is prepared nothing runs for that Server.
+    expect(controller.agents().filter((a) => a.server === ml)).toEqual([]);
+
+    // Prepared with a python that does not exist: the agent is started as an MLServer agent, with that python, and
+    // fails at once saying so (a tern-onnx agent would register and serve).
+    const python = join(logDir, "no-such-venv", "bin", "python");
+    finishPrepare({ TERN_MLSERVER_PYTHON: python });
+    await waitFor(() => messages.some((m) => m.startsWith(`agent ${ml}/0 stopped unexpectedly`)), {
+      timeoutMs: 30_000,
+      intervalMs: 100,
+      description: `agent ${ml}/0 started and failed`,
+    });
+    const log = readFileSync(join(logDir, `agent-${ml}-0.log`), "utf8");
+    expect(log).toContain(`MLServer is not installed: ${python} does not exist`);
+    expect(prepareCalls).toBe(1);
+    await fetch(`${scheduler.url}/v1/servers/${ml}`, { method: "DELETE" });
+    await waitFor(() => controller.agents().every((a) => a.server !== ml), {
+      timeoutMs: 30_000,
+      intervalMs: 100,
+      description: `no agents of ${ml} after its delete`,
+    });
   });
 });

@@ -254,6 +254,60 @@ function startTraffic(
   };
 }
 
+/** samples/manifests/servers.yaml with one replica each. */
+const SAMPLE_SERVERS = `apiVersion: mlops.seldon.io/v1alpha1
+kind: Server
+metadata:
+  name: mlserver
+  namespace: seldon
+spec:
+  serverConfig: mlserver
+  replicas: 1
+---
+apiVersion: mlops.seldon.io/v1alpha1
+kind: Server
+metadata:
+  name: tern-onnx
+spec:
+  serverConfig: tern-onnx
+  replicas: 1
+`;
+
+/** samples/manifests/iris.yaml and iris-onnx.yaml with one replica each. */
+const SAMPLE_MODELS = `apiVersion: mlops.seldon.io/v1alpha1
+kind: Model
+metadata:
+  name: iris
+spec:
+  storageUri: "file://./samples/models/iris-sklearn"
+  requirements:
+    - sklearn
+  memory: 100Ki
+  replicas: 1
+---
+apiVersion: mlops.seldon.io/v1alpha1
+kind: Model
+metadata:
+  name: iris-onnx
+spec:
+  storageUri: "file://./samples/models/iris"
+  requirements:
+    - onnx
+  memory: 100Ki
+  replicas: 1
+`;
+
+/** The curl printed after the given line, taken apart. */
+function curlAfter(out: string, marker: string): PrintedCurl | undefined {
+  const at = out.indexOf(marker);
+  if (at < 0) return undefined;
+  const line = out
+    .slice(at)
+    .split("\n")
+    .find((l) => l.trim().startsWith("curl "));
+  return line === undefined ? undefined : parseCurl(line);
+}
+
 let devDir: string;
 let samplesDir: string;
 let pidFile: string;
@@ -273,33 +327,9 @@ beforeAll(async () => {
   devDir = mkdtempSync(join(tmpdir(), "tern-npm-start-"));
   samplesDir = mkdtempSync(join(tmpdir(), "tern-npm-start-samples-"));
   pidFile = join(devDir, "devstack.pid");
-  // The shape of samples/manifests, lighter: one agent, one iris replica.
-  writeFileSync(
-    join(samplesDir, "servers.yaml"),
-    `apiVersion: mlops.seldon.io/v1alpha1
-kind: Server
-metadata:
-  name: mlserver
-  namespace: seldon
-spec:
-  serverConfig: tern-onnx
-  replicas: 1
-`,
-  );
-  writeFileSync(
-    join(samplesDir, "iris.yaml"),
-    `apiVersion: mlops.seldon.io/v1alpha1
-kind: Model
-metadata:
-  name: iris
-spec:
-  storageUri: "file://./samples/models/iris"
-  requirements:
-    - onnx
-  memory: 100Ki
-  replicas: 1
-`,
-  );
+  // The shape of samples/manifests, lighter: one agent per Server, one replica per iris.
+  writeFileSync(join(samplesDir, "servers.yaml"), SAMPLE_SERVERS);
+  writeFileSync(join(samplesDir, "iris.yaml"), SAMPLE_MODELS);
 
   const free = new Set<number>();
   while (free.size < 3) free.add(await findFreePort());
@@ -377,8 +407,8 @@ afterAll(async () => {
 }, 30_000);
 
 describe("npm start (packages/devstack/src/main.ts)", () => {
-  it("prints a curl that answers label 0 (setosa) through the gateway", async () => {
-    expect(curl.url).toBe(`http://localhost:${ports.gateway}/v2/models/iris/infer`);
+  it("prints a curl for the ONNX iris that answers label 0 (setosa) through the gateway", async () => {
+    expect(curl.url).toBe(`http://localhost:${ports.gateway}/v2/models/iris-onnx/infer`);
     const { status, json } = await send(curl);
     expect(status, JSON.stringify(json)).toBe(200);
     expect(parseIrisAnswer(json).labels).toEqual([0]);
@@ -394,17 +424,17 @@ describe("npm start (packages/devstack/src/main.ts)", () => {
     }
   });
 
-  it("answers iris over Kafka too: the model gateway it runs serves seldon.<ns>.model.iris.inputs", async () => {
+  it("answers iris-onnx over Kafka too: the model gateway it runs serves seldon.<ns>.model.iris-onnx.inputs", async () => {
     const definition = protoLoader.loadSync(OIP_PROTO_PATH, OIP_LOADER_OPTIONS);
     const infer = (definition["inference.GRPCInferenceService"] as protoLoader.ServiceDefinition).ModelInfer!;
     const row = knownIrisRows().find((r) => r.label === 2)!;
-    const topics = `seldon.npm-start-${suffix}.model.iris`;
+    const topics = `seldon.npm-start-${suffix}.model.iris-onnx`;
     const outside = await createOutsideKafka(kafkaBrokers(), `npm-start-${suffix}`);
     try {
       const seen = await outside.read([`${topics}.outputs`]);
-      const key = `1.iris.npm-start-${suffix}`;
+      const key = `1.iris-onnx.npm-start-${suffix}`;
       const request = infer.requestSerialize({
-        model_name: "iris",
+        model_name: "iris-onnx",
         inputs: [{ name: "predict", datatype: "FP32", shape: [1, 4], contents: { fp32_contents: row.features } }],
       });
       await outside.send(`${topics}.inputs`, 1, key, request);
@@ -442,10 +472,37 @@ describe("npm start (packages/devstack/src/main.ts)", () => {
     expect(ready).toEqual(["dataflow-0", "dataflow-1"]);
   });
 
+  it("starts the mlserver Server's agent once MLServer is installed and prints the sklearn iris's curl, which answers label 0 via MLServer", async () => {
+    // The ONNX curl above came without waiting for this. A first run installs MLServer here (minutes, in the
+    // background of npm start); when the venv is current (another test installed it) the agent starts at once.
+    const sklearn = await waitWhileRunning(
+      first!,
+      () => {
+        const out = first!.output();
+        if (out.includes("is not ready")) throw new Error("the sklearn iris is not ready");
+        return curlAfter(out, "(sklearn on MLServer, Server mlserver) is ready");
+      },
+      900_000,
+      "the sklearn iris's curl",
+    );
+    expect(sklearn.url).toBe(`http://localhost:${ports.gateway}/v2/models/iris/infer`);
+    const { status, json } = await send(sklearn);
+    expect(status, JSON.stringify(json)).toBe(200);
+    // MLServer's sklearn runtime answers predict() as the output `predict`: not the ONNX graph's `label`.
+    const outputs = (json as { outputs: Array<{ name: string; data: number[] }> }).outputs;
+    expect(outputs.map((o) => [o.name, o.data])).toEqual([["predict", [0]]]);
+    const row = knownIrisRows().find((r) => r.label === 2)!;
+    const other = await send(sklearn, irisRequest(row));
+    expect((other.json as { outputs: Array<{ data: number[] }> }).outputs[0]!.data).toEqual([2]);
+    expect(first!.output()).toMatch(/agent mlserver\/0 started/);
+    expect(readFileSync(join(devDir, "logs", "agent-mlserver-0.log"), "utf8")).toContain('"msg":"mlserver running"');
+    recordFromPidFile();
+  }, 960_000);
+
   it("records its pid and its children in the pid file", () => {
     const info = readLockInfo(pidFile);
     expect(info?.pid).toBe(first!.pid);
-    // The scheduler, the gateway and the one agent of the 1-replica Server.
+    // The scheduler, the gateway and the agents of the two 1-replica Servers.
     expect(info?.children?.length).toBeGreaterThanOrEqual(3);
     for (const pid of info!.children!) expect(isProcessAlive(pid), `child ${pid}`).toBe(true);
   });
@@ -473,7 +530,7 @@ describe("npm start (packages/devstack/src/main.ts)", () => {
     const scheduler = `http://127.0.0.1:${ports.scheduler}`;
     const before = childRunning(SCHEDULER_ENTRY);
     expect(before, "the scheduler's pid in the pid file").toBeDefined();
-    const modelBefore = await getJson(`${scheduler}/v1/models/iris`);
+    const modelBefore = await getJson(`${scheduler}/v1/models/iris-onnx`);
     expect(modelBefore.json.state, JSON.stringify(modelBefore.json)).toBe("ModelAvailable");
     const statusBefore = await getJson(`${scheduler}/v1/status`);
 
@@ -516,7 +573,7 @@ describe("npm start (packages/devstack/src/main.ts)", () => {
       expect(pidGone(before!), "the killed scheduler").toBe(true);
 
       // Its state came back from DynamoDB: the same model, placed the same way, at the same or a later revision.
-      const modelAfter = await getJson(`${scheduler}/v1/models/iris`);
+      const modelAfter = await getJson(`${scheduler}/v1/models/iris-onnx`);
       expect(modelAfter.json, JSON.stringify(modelAfter.json)).toMatchObject({
         state: "ModelAvailable",
         version: modelBefore.json.version,
@@ -593,6 +650,71 @@ describe("npm start (packages/devstack/src/main.ts)", () => {
       expect(await isPortOpen(port), `port ${port} still open`).toBe(false);
     }
   });
+});
+
+describe("npm start without a usable python3", () => {
+  it("says in one line why the mlserver Server gets no agents, and the ONNX samples serve as usual", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "tern-npm-start-nopython-"));
+    const free = new Set<number>();
+    while (free.size < 3) free.add(await findFreePort());
+    const [scheduler, gateway, grpc] = [...free];
+    const proc = runStart({
+      ...env,
+      TERN_DEV_DIR: dir,
+      TERN_TABLE: `tern-npm-start-nopython-${suffix}`,
+      TERN_NAMESPACE: `npm-start-nopython-${suffix}`,
+      TERN_SCHEDULER_PORT: String(scheduler),
+      TERN_GATEWAY_PORT: String(gateway),
+      TERN_GATEWAY_GRPC_PORT: String(grpc),
+      TERN_DATAFLOW_WORKERS: "0",
+      // What scripts/python-env.sh runs; a missing interpreter fails even when the venv exists.
+      TERN_PYTHON: join(dir, "no-such-python3"),
+    });
+    const children: number[] = [];
+    try {
+      const onnx = await waitWhileRunning(
+        proc,
+        () => curlAfter(proc.output(), "tern: ready in"),
+        90_000,
+        "the ONNX curl",
+      );
+      const { status, json } = await send(onnx);
+      expect(status, JSON.stringify(json)).toBe(200);
+      expect(parseIrisAnswer(json).labels).toEqual([0]);
+      const line = await waitWhileRunning(
+        proc,
+        () =>
+          proc
+            .output()
+            .split("\n")
+            .find((l) => l.includes("server mlserver: not starting")),
+        30_000,
+        "the line about MLServer",
+      );
+      expect(line).toBe(
+        `tern: server mlserver: not starting its 1 agent(s): MLServer is not available: ${join(dir, "no-such-python3")} not found: the mlserver environment needs Python 3.10+ (install python3, or set TERN_PYTHON) (log ${join(dir, "logs", "mlserver-install.log")}); the other Servers keep serving`,
+      );
+      expect(proc.output().match(/MLServer is not available/g)).toHaveLength(1);
+      expect(proc.output()).not.toMatch(/agent mlserver\/0 started/);
+      children.push(...(readLockInfo(join(dir, "devstack.pid"))?.children ?? []));
+      proc.child.kill("SIGINT");
+      const exit = await Promise.race([
+        proc.exited,
+        new Promise<never>((_, reject) => setTimeout(() => reject(new Error(`no exit:\n${proc.output()}`)), 30_000)),
+      ]);
+      expect(exit, proc.output()).toEqual({ code: EXIT_STOPPED, signal: null });
+    } finally {
+      if (!proc.hasExited()) proc.child.kill("SIGKILL");
+      for (const pid of children) {
+        try {
+          process.kill(-pid, "SIGKILL");
+        } catch {
+          // Already gone.
+        }
+      }
+      rmSync(dir, { recursive: true, force: true });
+    }
+  }, 150_000);
 });
 
 describe("npm start when a component keeps crashing", () => {

@@ -56,6 +56,10 @@ export interface E2eStackOptions {
   /** Agents started at once, replicas 0..agents-1. */
   agents: number;
   gatewayEnv?: Record<string, string>;
+  /** Added to every agent's environment (e.g. TERN_AGENT_SERVER_TYPE=mlserver and its python). */
+  agentEnv?: Record<string, string>;
+  /** Deadline for each agent's ready line (an MLServer-backed agent starts MLServer first). @default 30000 */
+  agentStartTimeoutMs?: number;
   /** Added to the scheduler's environment (e.g. KAFKA_BROKERS for the Kafka path). */
   schedulerEnv?: Record<string, string>;
 }
@@ -102,7 +106,13 @@ export async function startE2eStack(options: E2eStackOptions): Promise<E2eStack>
   const startAgent = async (replica: number) => {
     if (!scheduler) throw new Error("no scheduler");
     if (agents.has(replica)) throw new Error(`agent ${server}/${replica} is already running`);
-    const agent = await startAgentProcess({ schedulerUrl: scheduler.url, server, replica, env: AGENT_ENV });
+    const agent = await startAgentProcess({
+      schedulerUrl: scheduler.url,
+      server,
+      replica,
+      env: { ...AGENT_ENV, ...options.agentEnv },
+      ...(options.agentStartTimeoutMs === undefined ? {} : { timeoutMs: options.agentStartTimeoutMs }),
+    });
     agents.set(replica, agent);
     return agent;
   };

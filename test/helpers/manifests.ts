@@ -9,7 +9,7 @@ spec: {serverConfig: tern-onnx, replicas: ${replicas}}
 `;
 }
 
-/** The iris Model of samples/manifests/iris.yaml with a chosen replica count. */
+/** The ONNX iris of samples/manifests/iris-onnx.yaml, named `iris` here, with a chosen replica count. */
 export function irisManifest(replicas: number): string {
   return `apiVersion: mlops.seldon.io/v1alpha1
 kind: Model

@@ -30,11 +30,15 @@ export interface RunningAgent {
   state: AgentSlotState;
 }
 
-/** An agent to start: its slot and what it must offer. */
+/** The agent runtimes Tern has (the agent's `TERN_AGENT_SERVER_TYPE`). */
+export type AgentRuntime = "tern-onnx" | "mlserver";
+
+/** An agent to start: its slot, the runtime it runs and what it must offer. */
 export interface AgentLaunch {
   server: string;
   replica: number;
   serverConfig: string;
+  runtime: AgentRuntime;
   capabilities: string[];
 }
 
@@ -46,10 +50,21 @@ export interface AgentPlan {
    * `running` gets SIGTERM; one without a process (`backoff`, `failed`, `exited`) is just forgotten.
    */
   stop: Array<{ server: string; replica: number }>;
+  /**
+   * Agents that would be started but whose runtime is not ready yet (MLServer still installing, or unavailable): they
+   * start on a later plan, once `runtimeReady` says yes. Same order as `start`.
+   */
+  waiting: AgentLaunch[];
 }
 
-/** The server type every local agent runs: the only runtime Tern has built in. */
-export const LOCAL_SERVER_TYPE = "tern-onnx";
+/**
+ * The runtime a Server's agents run: `mlserver` for `serverConfig: mlserver` (an MLServer process per agent), the
+ * built-in ONNX Runtime for everything else — `tern-onnx`, and a custom `serverConfig` whose `spec.capabilities` the
+ * scheduler accepted (Tern has no other runtime to give it).
+ */
+export function agentRuntime(serverConfig: string): AgentRuntime {
+  return serverConfig === "mlserver" ? "mlserver" : "tern-onnx";
+}
 
 /**
  * Plans the agent processes: for every desired Server, indexes 0..replicas-1 must each have a live process; anything
@@ -61,8 +76,14 @@ export const LOCAL_SERVER_TYPE = "tern-onnx";
  * - An index at or above `replicas`, or any slot of a Server no longer listed (deleted), is stopped unless it already is.
  * - A Server with no capabilities (an unknown `serverConfig` the scheduler reports as failed) gets no agents: nothing
  *   could be placed on them.
+ * - An agent whose runtime is not ready (`runtimeReady` false: MLServer not installed yet) goes to `waiting`, not
+ *   `start`; stopping is never held back.
  */
-export function planAgents(desired: readonly DesiredServer[], running: readonly RunningAgent[]): AgentPlan {
+export function planAgents(
+  desired: readonly DesiredServer[],
+  running: readonly RunningAgent[],
+  runtimeReady: (runtime: AgentRuntime) => boolean = () => true,
+): AgentPlan {
   const wanted = new Map<string, DesiredServer>();
   for (const server of desired) {
     if (server.capabilities.length === 0) continue;
@@ -72,14 +93,17 @@ export function planAgents(desired: readonly DesiredServer[], running: readonly 
   for (const agent of running) slots.set(slotKey(agent.server, agent.replica), agent);
 
   const start: AgentLaunch[] = [];
+  const waiting: AgentLaunch[] = [];
   for (const server of [...wanted.values()].sort((a, b) => compare(a.server, b.server))) {
     for (let replica = 0; replica < server.replicas; replica++) {
       const slot = slots.get(slotKey(server.server, replica));
       if (slot !== undefined && slot.state !== "exited") continue;
-      start.push({
+      const runtime = agentRuntime(server.serverConfig);
+      (runtimeReady(runtime) ? start : waiting).push({
         server: server.server,
         replica,
         serverConfig: server.serverConfig,
+        runtime,
         capabilities: [...server.capabilities],
       });
     }
@@ -94,7 +118,7 @@ export function planAgents(desired: readonly DesiredServer[], running: readonly 
     .sort((a, b) => compare(a.server, b.server) || b.replica - a.replica)
     .map(({ server, replica }) => ({ server, replica }));
 
-  return { start, stop };
+  return { start, stop, waiting };
 }
 
 export function slotKey(server: string, replica: number): string {

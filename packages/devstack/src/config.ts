@@ -47,6 +47,11 @@ export const devStackEnvSchema = sharedEnvSchema
     TERN_SAMPLES_DIR: z.string().min(1).default("samples/manifests"),
     /** How long `npm start` waits for the sample model iris to be ModelAvailable and answer through the gateway. */
     TERN_DEV_SAMPLES_TIMEOUT_MS: envVar.int(90_000, 1_000),
+    /**
+     * The agents' deadline for their MLServer to answer after a start (the agent's own variable). The stack adds it to
+     * TERN_DEV_SAMPLES_TIMEOUT_MS when it waits for the sklearn iris, whose agents start MLServer first.
+     */
+    TERN_MLSERVER_START_TIMEOUT_MS: envVar.int(120_000, 1000),
     /** Scale-down/delete: how long a SIGTERMed agent may drain before it is killed (above TERN_AGENT_DRAIN_TIMEOUT_MS + 3.5 s). */
     TERN_DEV_AGENT_STOP_GRACE_MS: envVar.int(20_000, 0),
     /**

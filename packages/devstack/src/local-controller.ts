@@ -1,6 +1,6 @@
 import { isAbsolute, join, relative } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
-import { type AgentLaunch, type DesiredServer, LOCAL_SERVER_TYPE, planAgents, slotKey } from "./agent-plan.js";
+import { type AgentLaunch, type AgentRuntime, type DesiredServer, planAgents, slotKey } from "./agent-plan.js";
 import type { ControlClient } from "./control-client.js";
 import type { DevStackLogger } from "./dev-stack.js";
 import { createRestartPolicy, type RestartPolicy } from "./restart-policy.js";
@@ -18,10 +18,12 @@ export { type AgentPlan, type DesiredServer, planAgents, type RunningAgent } fro
  * cannot be opened (scheduler down, or a standby answering 503) the controller keeps listing on its reconnect backoff,
  * so it degrades to polling rather than going blind.
  *
- * Every agent runs the built-in `tern-onnx` runtime (the only one Tern has) but advertises the Server's effective
- * capabilities, the same list the scheduler places against: a model that needs another runtime (e.g. `sklearn` on
- * `mlserver`) is placed and fails to load with the agent's reason, visible in `tern status`. A Server the scheduler reports without capabilities (an unknown
- * `serverConfig`) gets no agents, with one log line saying why.
+ * Each agent runs the runtime of its Server's `serverConfig` (`agentRuntime`: MLServer for `mlserver`, the built-in
+ * ONNX Runtime otherwise) and advertises the Server's effective capabilities, the same list the scheduler places
+ * against. A runtime that needs preparing first (MLServer's venv, `prepareRuntime`) is prepared once, when its first
+ * agent is wanted; its agents wait meanwhile while the others start, and if it cannot be prepared they are not started,
+ * with one log line naming the reason. A Server the scheduler reports without capabilities (an unknown `serverConfig`)
+ * gets no agents, with one log line saying why.
  */
 
 export interface LocalControllerOptions {
@@ -64,6 +66,12 @@ export interface LocalControllerOptions {
   /** A watch stream silent this long is reopened (the scheduler sends a heartbeat every 15 s). @default 45000 */
   watchIdleTimeoutMs?: number;
   logger: DevStackLogger;
+  /**
+   * Runtimes that must be prepared before their agents start (the dev stack: MLServer's venv). Called at most once per
+   * runtime, when its first agent is wanted; resolves with variables its agents need (e.g. `TERN_MLSERVER_PYTHON`), or
+   * rejects with a one-line reason: that runtime's agents are then not started. A runtime not listed starts at once.
+   */
+  prepareRuntime?: Partial<Record<AgentRuntime, () => Promise<Record<string, string>>>>;
   /** Called with the pids of the live agents whenever they change (the dev stack records them in its pid file). */
   onChildrenChanged?: (pids: number[]) => void;
 }
@@ -116,6 +124,11 @@ export function createLocalController(options: LocalControllerOptions): LocalCon
   const args = options.args ?? ["--import", "tsx", "packages/agent/src/main.ts"];
 
   const slots = new Map<string, Slot>();
+  /** Runtimes being prepared, prepared (with their agents' variables) or failed (with the reason). */
+  const runtimes = new Map<
+    AgentRuntime,
+    { state: "preparing" } | { state: "ready"; env: Record<string, string> } | { state: "failed"; reason: string }
+  >();
   const lifetime = new AbortController();
   let desired: DesiredServer[] | undefined;
   let stopped = false;
@@ -196,12 +209,13 @@ export function createLocalController(options: LocalControllerOptions): LocalCon
     };
     const shownLog = shortPath(slot.logFile, options.cwd);
     slots.set(key, slot);
-    if (launch.serverConfig !== LOCAL_SERVER_TYPE) {
+    if (launch.serverConfig !== launch.runtime) {
       sayOnce(
         `type:${launch.server}:${launch.serverConfig}`,
-        `server ${launch.server} has serverConfig ${launch.serverConfig}: locally its agents run the ${LOCAL_SERVER_TYPE} runtime (ONNX models only) and offer ${launch.serverConfig}'s capabilities (${launch.capabilities.join(", ")}); models needing another runtime will fail to load`,
+        `server ${launch.server} has serverConfig ${launch.serverConfig}: its agents run the ${launch.runtime} runtime and offer the Server's capabilities (${launch.capabilities.join(", ")}); models needing another runtime will fail to load`,
       );
     }
+    const prepared = runtimes.get(launch.runtime);
     try {
       slot.proc = await supervisor.spawn({
         name: `agent ${key}`,
@@ -213,7 +227,8 @@ export function createLocalController(options: LocalControllerOptions): LocalCon
           TERN_SCHEDULER_URL: options.schedulerUrl,
           TERN_AGENT_SERVER: launch.server,
           TERN_AGENT_REPLICA: String(launch.replica),
-          TERN_AGENT_SERVER_TYPE: LOCAL_SERVER_TYPE,
+          ...(prepared?.state === "ready" ? prepared.env : {}),
+          TERN_AGENT_SERVER_TYPE: launch.runtime,
           TERN_AGENT_CAPABILITIES: launch.capabilities.join(","),
           TERN_AGENT_HTTP_PORT: "0",
           TERN_AGENT_GRPC_PORT: "0",
@@ -268,12 +283,42 @@ export function createLocalController(options: LocalControllerOptions): LocalCon
       }
     }
     const running = [...slots.values()].map(({ server, replica, state }) => ({ server, replica, state }));
-    const plan = planAgents(desired, running);
+    const plan = planAgents(desired, running, (runtime) => {
+      return options.prepareRuntime?.[runtime] === undefined || runtimes.get(runtime)?.state === "ready";
+    });
     for (const { server, replica } of plan.stop) {
       const slot = slots.get(slotKey(server, replica));
       if (slot !== undefined) void stopAgent(slot);
     }
     for (const launch of plan.start) void startAgent(launch);
+    for (const launch of plan.waiting) {
+      const prepared = runtimes.get(launch.runtime);
+      if (prepared === undefined) prepare(launch.runtime);
+      else if (prepared.state === "failed") {
+        const count = plan.waiting.filter((w) => w.server === launch.server).length;
+        sayOnce(
+          `unprepared:${launch.server}:${launch.runtime}`,
+          `server ${launch.server}: not starting its ${count} agent(s): ${prepared.reason}`,
+        );
+      }
+    }
+  }
+
+  /** Prepares a runtime once; its waiting agents start on the reconcile that follows. */
+  function prepare(runtime: AgentRuntime): void {
+    const preparer = options.prepareRuntime?.[runtime];
+    if (preparer === undefined) return;
+    runtimes.set(runtime, { state: "preparing" });
+    preparer().then(
+      (env) => {
+        runtimes.set(runtime, { state: "ready", env });
+        reconcile();
+      },
+      (err: unknown) => {
+        runtimes.set(runtime, { state: "failed", reason: errorText(err) });
+        reconcile();
+      },
+    );
   }
 
   let syncing = false;

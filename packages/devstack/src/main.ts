@@ -8,7 +8,15 @@ import { loadDevStackConfig, repoRoot } from "./config.js";
 import { createControlClient } from "./control-client.js";
 import { createDevStack } from "./dev-stack.js";
 import { createLocalController } from "./local-controller.js";
-import { applyManifests, inferIris, irisCurl, waitForModelAvailable } from "./samples.js";
+import { type PythonEnvRun, runPythonEnv } from "./python-env.js";
+import {
+  applyManifests,
+  IRIS_SAMPLES,
+  type IrisSample,
+  inferIris,
+  irisCurl,
+  waitForModelAvailable,
+} from "./samples.js";
 import { errorText } from "./wait-for.js";
 
 // `npm start`: the local stack in the foreground. Exit codes: 0 stopped on request, 1 failed, 2 bad configuration,
@@ -92,12 +100,66 @@ async function main(): Promise<number> {
     url: schedulerUrl,
     ...(config.TERN_SCHEDULER_TOKEN === undefined ? {} : { token: config.TERN_SCHEDULER_TOKEN }),
   });
+  // MLServer-backed agents wait for two things: the venv (installed in the background on the first start) and the
+  // ONNX samples' first answer, so that four MLServer starts do not slow down the first curl on two cores.
+  let onnxSamplesSettled: () => void = () => undefined;
+  const onnxSettled = new Promise<void>((resolve) => {
+    onnxSamplesSettled = resolve;
+  });
+  let mlserverInstall: PythonEnvRun | undefined;
+  let mlserverReady: (python: string | undefined) => void = () => undefined;
+  /** The venv's python once the mlserver agents may start; undefined when MLServer is unavailable. */
+  const mlserverPrepared = new Promise<string | undefined>((resolve) => {
+    mlserverReady = resolve;
+  });
+  const logDir = join(config.TERN_DEV_DIR, "logs");
+  const installLog = join(logDir, "mlserver-install.log");
+  async function prepareMlserver(): Promise<Record<string, string>> {
+    const began = performance.now();
+    const install = runPythonEnv({
+      root: repoRoot,
+      name: "mlserver",
+      logFile: installLog,
+      env: { ...process.env, ...stack.ownerEnv },
+      onInstalling: () =>
+        console.log(
+          `tern: installing MLServer 1.7.1 into .tern/python/mlserver in the background (first start only: a few minutes, ~1.3 GB; log ${shortPath(installLog, process.cwd())}); the mlserver Server's agents start once it is ready`,
+        ),
+      onProgress: (line) => console.log(`tern: MLServer install: ${line}`),
+    });
+    mlserverInstall = install;
+    if (install.pid !== undefined) stack.recordChildren("mlserver-install", [install.pid]);
+    let python: string;
+    try {
+      python = await install.python;
+    } catch (err) {
+      mlserverReady(undefined);
+      throw new Error(
+        `MLServer is not available: ${errorText(err)} (log ${shortPath(installLog, process.cwd())}); the other Servers keep serving`,
+      );
+    } finally {
+      stack.recordChildren("mlserver-install", []);
+    }
+    if (install.installed()) {
+      console.log(`tern: MLServer installed in ${((performance.now() - began) / 1000).toFixed(0)} s`);
+    }
+    await onnxSettled;
+    mlserverReady(python);
+    return { TERN_MLSERVER_PYTHON: python };
+  }
+
   const controller = createLocalController({
     client,
     schedulerUrl,
     cwd: repoRoot,
-    logDir: join(config.TERN_DEV_DIR, "logs"),
-    env: { ...process.env, ...stack.ownerEnv },
+    logDir,
+    // Each stack its own MLServer folders (TERN_AGENT_CACHE_DIR/mlserver/<server>-<replica>) and download cache.
+    env: {
+      ...process.env,
+      ...stack.ownerEnv,
+      TERN_AGENT_CACHE_DIR: process.env.TERN_AGENT_CACHE_DIR || join(config.TERN_DEV_DIR, "agent-cache"),
+    },
+    prepareRuntime: { mlserver: prepareMlserver },
     stopGraceMs: config.TERN_DEV_AGENT_STOP_GRACE_MS,
     maxRestartsPerMinute: config.TERN_DEV_AGENT_MAX_RESTARTS,
     logger: { info: (m) => console.log(`tern: ${m}`), warn: (m) => console.error(`tern: ${m}`) },
@@ -113,7 +175,7 @@ async function main(): Promise<number> {
     shuttingDown ??= (async () => {
       started.abort(new Error("stopping"));
       try {
-        await controller.stop();
+        await Promise.all([controller.stop(), mlserverInstall?.stop()]);
       } finally {
         await stack.stop();
       }
@@ -159,6 +221,7 @@ async function main(): Promise<number> {
     // A signal during start already stops the stack; report that rather than the aborted wait.
     if (signals > 0) return finished;
     await controller.stop().catch(() => undefined);
+    await mlserverInstall?.stop();
     return fail(err);
   }
   controller.start();
@@ -169,17 +232,55 @@ async function main(): Promise<number> {
   );
   console.log(`\nEvery topic gets ${config.KAFKA_PARTITIONS} partitions (KAFKA_PARTITIONS).`);
 
+  /** Waits until a sample iris is available and answers label 0 through the gateway. */
+  async function sampleReady(sample: IrisSample, timeoutMs: number): Promise<void> {
+    await waitForModelAvailable(client, sample.model, timeoutMs, started.signal);
+    await inferIris(config.TERN_GATEWAY_PORT, sample, config.TERN_DEV_SAMPLES_TIMEOUT_MS, started.signal);
+  }
+
+  /** In the background: once the mlserver agents may start, waits for the sklearn iris and prints its curl. */
+  async function mlserverSampleReady(): Promise<void> {
+    const python = await mlserverPrepared;
+    if (python === undefined || started.signal.aborted) return;
+    const sample = IRIS_SAMPLES.mlserver;
+    try {
+      // Its agents start MLServer first (each within TERN_MLSERVER_START_TIMEOUT_MS), then load it.
+      await sampleReady(sample, config.TERN_DEV_SAMPLES_TIMEOUT_MS + config.TERN_MLSERVER_START_TIMEOUT_MS);
+      console.log(`\ntern: ${sample.title} is ready, ${elapsed()} s after the start (label 0, setosa):\n`);
+      console.log(`  ${irisCurl(config.TERN_GATEWAY_PORT, sample.model)}\n`);
+    } catch (err) {
+      if (started.signal.aborted) return;
+      console.error(
+        `tern: ${sample.title} is not ready: ${(err as Error).message ?? errorText(err)}\n` +
+          `tern: see \`npx tern status model ${sample.model}\` and the agent logs in ${logDir}`,
+      );
+    }
+  }
+
   if (config.TERN_SAMPLES) {
+    let models: string[] = [];
     try {
       const applied = await applyManifests(client, config.TERN_SAMPLES_DIR);
-      console.log(`tern: applied ${shortPath(config.TERN_SAMPLES_DIR, process.cwd())}: ${applied}`);
-      await waitForModelAvailable(client, "iris", config.TERN_DEV_SAMPLES_TIMEOUT_MS, started.signal);
-      await inferIris(config.TERN_GATEWAY_PORT, config.TERN_DEV_SAMPLES_TIMEOUT_MS, started.signal);
-      console.log(`\ntern: ready in ${elapsed()} s. Try iris through the gateway (answers label 0, setosa):\n`);
-      console.log(`  ${irisCurl(config.TERN_GATEWAY_PORT)}\n`);
-      console.log("  npx tern status model iris        # its state and replicas");
+      models = applied.models;
+      console.log(`tern: applied ${shortPath(config.TERN_SAMPLES_DIR, process.cwd())}: ${applied.summary}`);
+      // The ONNX iris first: it answers in seconds. The sklearn iris follows once MLServer is there (below).
+      if (models.includes(IRIS_SAMPLES.onnx.model)) {
+        await sampleReady(IRIS_SAMPLES.onnx, config.TERN_DEV_SAMPLES_TIMEOUT_MS);
+        console.log(
+          `\ntern: ready in ${elapsed()} s. Try ${IRIS_SAMPLES.onnx.title} through the gateway (label 0, setosa):\n`,
+        );
+        console.log(`  ${irisCurl(config.TERN_GATEWAY_PORT, IRIS_SAMPLES.onnx.model)}\n`);
+      } else {
+        console.log(`\ntern: ready in ${elapsed()} s.\n`);
+      }
+      if (models.includes(IRIS_SAMPLES.mlserver.model)) {
+        console.log(
+          `tern: ${IRIS_SAMPLES.mlserver.title} answers once MLServer is installed and its agents are up; its curl follows then.\n`,
+        );
+      }
+      console.log(`  npx tern status model ${IRIS_SAMPLES.onnx.model}   # its state and replicas`);
       console.log(
-        `  npx tern list servers             # the sample Server and its agents${config.TERN_DATAFLOW_WORKERS > 0 ? "" : "\n"}`,
+        `  npx tern list servers             # the sample Servers and their agents${config.TERN_DATAFLOW_WORKERS > 0 ? "" : "\n"}`,
       );
       if (config.TERN_DATAFLOW_WORKERS > 0) {
         console.log("  npx tern list dataflow            # the dataflow workers and each pipeline's owners\n");
@@ -188,10 +289,13 @@ async function main(): Promise<number> {
       if (signals > 0 || started.signal.aborted) return finished;
       console.error(
         `tern: the samples are not ready: ${(err as Error).message ?? errorText(err)}\n` +
-          `tern: the platform keeps running; see \`npx tern status model iris\` and the agent logs in ${join(config.TERN_DEV_DIR, "logs")}`,
+          `tern: the platform keeps running; see \`npx tern status model ${IRIS_SAMPLES.onnx.model}\` and the agent logs in ${logDir}`,
       );
     }
+    onnxSamplesSettled();
+    if (models.includes(IRIS_SAMPLES.mlserver.model)) void mlserverSampleReady();
   } else {
+    onnxSamplesSettled();
     console.log(`\ntern: ready in ${elapsed()} s (TERN_SAMPLES=false: nothing applied).`);
   }
   console.log("Press Ctrl-C to stop.");

@@ -7,6 +7,28 @@ import { waitFor } from "./wait-for.js";
 /** The iris row `npm start` sends (Fisher's first row, a setosa) and the class the model must answer. */
 export const IRIS_SAMPLE = { row: [5.1, 3.5, 1.4, 0.2], label: 0, species: "setosa" } as const;
 
+/** A sample iris model `npm start` waits for and prints a curl for, and the output that carries its class. */
+export interface IrisSample {
+  model: string;
+  /** `label` for the ONNX graph; `predict` is what MLServer's sklearn runtime calls `predict()`'s answer. */
+  labelOutput: string;
+  /** How the ready line names it. */
+  title: string;
+}
+
+/**
+ * The two iris models of `samples/manifests`: the ONNX one on the built-in runtime (ready in seconds) and the
+ * specification's sklearn one on MLServer (ready once MLServer is installed).
+ */
+export const IRIS_SAMPLES = {
+  onnx: { model: "iris-onnx", labelOutput: "label", title: "the ONNX iris (Server tern-onnx)" },
+  mlserver: {
+    model: "iris",
+    labelOutput: "predict",
+    title: "the specification's iris (sklearn on MLServer, Server mlserver)",
+  },
+} as const satisfies Record<string, IrisSample>;
+
 /**
  * Every manifest file under `path` (a file, or a folder searched recursively for .yaml/.yml/.json), in name order,
  * as one multi-document YAML text (JSON is YAML). Throws a `not_found` TernError when there is none.
@@ -29,13 +51,22 @@ export function readManifests(path: string): string {
   return files.map((f) => readFileSync(f, "utf8")).join("\n---\n");
 }
 
-/** Applies the manifests under `path` through the scheduler (like `tern apply -f`) and summarises what changed. */
-export async function applyManifests(client: ControlClient, path: string): Promise<string> {
+/**
+ * Applies the manifests under `path` through the scheduler (like `tern apply -f`): a summary of what changed, and the
+ * names of the Models applied.
+ */
+export async function applyManifests(
+  client: ControlClient,
+  path: string,
+): Promise<{ summary: string; models: string[] }> {
   const results = await client.apply(readManifests(path));
   const counts = new Map<string, number>();
   for (const r of results) counts.set(r.action, (counts.get(r.action) ?? 0) + 1);
   const summary = [...counts.entries()].map(([action, n]) => `${n} ${action}`).join(", ");
-  return `${results.length} resources (${summary})`;
+  return {
+    summary: `${results.length} resources (${summary})`,
+    models: results.filter((r) => r.kind === "Model").map((r) => r.name),
+  };
 }
 
 /** Waits until a model is `ModelAvailable`; the timeout error quotes its last state and reason. */
@@ -69,20 +100,26 @@ export function irisRequestBody(): string {
   return JSON.stringify({ inputs: [{ name: "predict", shape: [1, 4], datatype: "FP32", data: [IRIS_SAMPLE.row] }] });
 }
 
-/** A ready-to-paste curl for iris through the gateway. */
-export function irisCurl(gatewayPort: number): string {
-  return `curl -s localhost:${gatewayPort}/v2/models/iris/infer -H 'content-type: application/json' -d '${irisRequestBody()}'`;
+/** A ready-to-paste curl for an iris model through the gateway. */
+export function irisCurl(gatewayPort: number, model: string): string {
+  return `curl -s localhost:${gatewayPort}/v2/models/${model}/infer -H 'content-type: application/json' -d '${irisRequestBody()}'`;
 }
 
 /**
- * Sends the iris sample through the gateway until it answers 200 (the gateway learns the route from the watch stream a
- * moment after the model is available) and returns the predicted label. Throws when the label is not the expected one.
+ * Sends the iris row through the gateway to `sample.model` until it answers 200 (the gateway learns the route from the
+ * watch stream a moment after the model is available) and returns the predicted label, read from
+ * `sample.labelOutput`. Throws when the label is not the expected one.
  */
-export async function inferIris(gatewayPort: number, timeoutMs: number, signal?: AbortSignal): Promise<number> {
+export async function inferIris(
+  gatewayPort: number,
+  sample: IrisSample,
+  timeoutMs: number,
+  signal?: AbortSignal,
+): Promise<number> {
   let lastAnswer = "";
   const label = await waitFor(
     async () => {
-      const res = await fetch(`http://127.0.0.1:${gatewayPort}/v2/models/iris/infer`, {
+      const res = await fetch(`http://127.0.0.1:${gatewayPort}/v2/models/${sample.model}/infer`, {
         method: "POST",
         headers: { "content-type": "application/json" },
         body: irisRequestBody(),
@@ -91,7 +128,7 @@ export async function inferIris(gatewayPort: number, timeoutMs: number, signal?:
       lastAnswer = `${res.status} ${await res.text()}`;
       if (res.status !== 200) throw new Error(lastAnswer);
       const body = JSON.parse(lastAnswer.slice(4)) as { outputs?: Array<{ name: string; data: unknown[] }> };
-      const output = body.outputs?.find((o) => o.name === "label");
+      const output = body.outputs?.find((o) => o.name === sample.labelOutput);
       const value = Array.isArray(output?.data) ? Number(output.data.flat()[0]) : Number.NaN;
       if (!Number.isInteger(value)) throw new Error(`no label in ${lastAnswer}`);
       return { value };
@@ -99,14 +136,14 @@ export async function inferIris(gatewayPort: number, timeoutMs: number, signal?:
     {
       timeoutMs,
       intervalMs: 200,
-      description: `iris through the gateway on port ${gatewayPort}`,
+      description: `${sample.model} through the gateway on port ${gatewayPort}`,
       ...(signal ? { signal } : {}),
     },
   );
   if (label.value !== IRIS_SAMPLE.label) {
     throw new TernError(
       "internal",
-      `iris answered label ${label.value} for a ${IRIS_SAMPLE.species} row (expected ${IRIS_SAMPLE.label}): ${lastAnswer}`,
+      `${sample.model} answered label ${label.value} for a ${IRIS_SAMPLE.species} row (expected ${IRIS_SAMPLE.label}): ${lastAnswer}`,
     );
   }
   return label.value;

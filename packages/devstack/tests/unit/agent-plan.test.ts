@@ -21,6 +21,7 @@ describe("planAgents", () => {
         server: "mlserver",
         replica,
         serverConfig: "tern-onnx",
+        runtime: "tern-onnx",
         capabilities: ["onnx", "gpu"],
       })),
     );
@@ -62,12 +63,12 @@ describe("planAgents", () => {
     const dead: RunningAgent[] = [...up("s", 0, 2), { server: "s", replica: 1, state: "exited" }];
     expect(planAgents([server("s", 3)], dead).start.map((a) => a.replica)).toEqual([1]);
     const waiting: RunningAgent[] = [...up("s", 0, 2), { server: "s", replica: 1, state: "backoff" }];
-    expect(planAgents([server("s", 3)], waiting)).toEqual({ start: [], stop: [] });
+    expect(planAgents([server("s", 3)], waiting)).toEqual({ start: [], stop: [], waiting: [] });
   });
 
   it("does not restart an agent that failed too often", () => {
     const failed: RunningAgent[] = [...up("s", 0), { server: "s", replica: 1, state: "failed" }];
-    expect(planAgents([server("s", 2)], failed)).toEqual({ start: [], stop: [] });
+    expect(planAgents([server("s", 2)], failed)).toEqual({ start: [], stop: [], waiting: [] });
   });
 
   it("forgets a dead or failed agent whose index is no longer wanted", () => {
@@ -84,9 +85,9 @@ describe("planAgents", () => {
 
   it("waits for a draining agent to exit before starting its index again", () => {
     const slots: RunningAgent[] = [...up("s", 0), { server: "s", replica: 1, state: "stopping" }];
-    expect(planAgents([server("s", 2)], slots)).toEqual({ start: [], stop: [] });
+    expect(planAgents([server("s", 2)], slots)).toEqual({ start: [], stop: [], waiting: [] });
     // ...and does not stop it twice when it is still unwanted.
-    expect(planAgents([server("s", 1)], slots)).toEqual({ start: [], stop: [] });
+    expect(planAgents([server("s", 1)], slots)).toEqual({ start: [], stop: [], waiting: [] });
   });
 
   it("starts no agents for a Server without capabilities (unknown serverConfig)", () => {
@@ -95,16 +96,44 @@ describe("planAgents", () => {
     expect(plan.stop).toEqual([{ server: "custom", replica: 0 }]);
   });
 
-  it("passes a non-local server type through with its capability list", () => {
-    const caps = ["triton", "onnx"];
-    const plan = planAgents([server("t", 1, { serverConfig: "triton", capabilities: caps })], []);
-    expect(plan.start).toEqual([{ server: "t", replica: 0, serverConfig: "triton", capabilities: caps }]);
+  it("runs a custom serverConfig's agents on the built-in runtime with the Server's capability list", () => {
+    const caps = ["onnx", "gpu"];
+    const plan = planAgents([server("t", 1, { serverConfig: "my-onnx", capabilities: caps })], []);
+    expect(plan.start).toEqual([
+      { server: "t", replica: 0, serverConfig: "my-onnx", runtime: "tern-onnx", capabilities: caps },
+    ]);
+  });
+
+  it("runs a serverConfig mlserver Server's agents on the MLServer runtime", () => {
+    const caps = ["mlserver", "sklearn", "xgboost", "lightgbm"];
+    const plan = planAgents([server("mlserver", 2, { serverConfig: "mlserver", capabilities: caps })], []);
+    expect(plan.start.map((l) => [l.replica, l.runtime, l.capabilities])).toEqual([
+      [0, "mlserver", caps],
+      [1, "mlserver", caps],
+    ]);
+  });
+
+  it("holds back the agents of a runtime that is not ready while the others start, and still stops unwanted ones", () => {
+    const mlserver = server("mlserver", 2, { serverConfig: "mlserver", capabilities: ["mlserver", "sklearn"] });
+    const notMlserver = (runtime: string) => runtime !== "mlserver";
+    const plan = planAgents([mlserver, server("onnx", 1)], [...up("onnx", 0, 1)], notMlserver);
+    expect(plan.start).toEqual([]);
+    expect(plan.waiting.map((l) => `${l.server}/${l.replica}:${l.runtime}`)).toEqual([
+      "mlserver/0:mlserver",
+      "mlserver/1:mlserver",
+    ]);
+    expect(plan.stop).toEqual([{ server: "onnx", replica: 1 }]);
+    // Once the runtime is ready the same agents start.
+    const ready = planAgents([mlserver, server("onnx", 1)], up("onnx", 0), () => true);
+    expect(ready.waiting).toEqual([]);
+    expect(ready.start.map((l) => `${l.server}/${l.replica}`)).toEqual(["mlserver/0", "mlserver/1"]);
   });
 
   it("is a no-op when every Server has exactly its replicas", () => {
     expect(planAgents([server("a", 2), server("b", 1)], [...up("a", 0, 1), ...up("b", 0)])).toEqual({
       start: [],
       stop: [],
+      waiting: [],
     });
   });
 
