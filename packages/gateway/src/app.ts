@@ -4,6 +4,7 @@ import {
   REPLICA_MISS_HEADER,
   REQUEST_ID_HEADER,
   type ReplicaEndpoint,
+  type RouteTable,
   SELDON_MODEL_HEADER,
   SELDON_ROUTE_HEADER,
 } from "@tern/core";
@@ -15,8 +16,15 @@ import { codeOf, GatewayError, httpStatusOf, UpstreamError } from "./errors.js";
 import { type GatewayMetrics, noopMetrics } from "./metrics.js";
 import type { PipelineFront } from "./pipeline-front.js";
 import { httpStatusForErrorRecord, pipelineRequestFromRest, pipelineResponseRest } from "./pipeline-json.js";
+import { type ModelTensorLists, metadataModels, pipelineMetadata } from "./pipeline-metadata.js";
 import type { RouteSource } from "./route-source.js";
-import { parseSeldonModelHeader, type RouteDecision, resolveRoute, type Target } from "./routing.js";
+import {
+  parseSeldonModelHeader,
+  type RouteDecision,
+  resolveModelDirect,
+  resolveRoute,
+  type Target,
+} from "./routing.js";
 import type { Upstream, UpstreamRequest, UpstreamResponse } from "./upstream.js";
 
 /** Behaviour switches of the app; parsed from the environment by `config.ts` at the entry. */
@@ -140,10 +148,7 @@ export function createApp(deps: AppDeps): Hono {
     const method = op === "infer" ? "post" : "get";
     app[method](`/v2/models/:model${suffix}`, (c) => {
       const target = modelTarget(c, c.req.param("model"));
-      if (op === "infer" && target.kind === "pipeline" && deps.pipelines) {
-        return pipelineInfer(c, target.name, deps.pipelines);
-      }
-      return forward(c, target, op);
+      return target.kind === "pipeline" ? pipelineOp(c, target.name, op) : forward(c, target, op);
     });
     app[method](`/v2/models/:model/versions/:version${suffix}`, (c) => {
       const version = Number(c.req.param("version"));
@@ -157,10 +162,7 @@ export function createApp(deps: AppDeps): Hono {
     });
     app[method](`/v2/pipelines/:pipeline${suffix}`, (c) => {
       const target = headerTarget(c) ?? { kind: "pipeline", name: c.req.param("pipeline") };
-      if (op === "infer" && target.kind === "pipeline" && deps.pipelines) {
-        return pipelineInfer(c, target.name, deps.pipelines);
-      }
-      return forward(c, target, op);
+      return target.kind === "pipeline" ? pipelineOp(c, target.name, op) : forward(c, target, op);
     });
   }
 
@@ -185,6 +187,127 @@ export function createApp(deps: AppDeps): Hono {
     }
   }
 
+  function pipelineOp(c: Context, pipeline: string, op: Op): Promise<Response> {
+    if (op === "ready") return pipelineReady(c, pipeline);
+    if (op === "metadata") return pipelineMeta(c, pipeline);
+    if (deps.pipelines) return pipelineInfer(c, pipeline, deps.pipelines);
+    return forward(c, { kind: "pipeline", name: pipeline }, op);
+  }
+
+  async function pipelineTable(pipeline: string, deadline: number) {
+    const pending = routes.table();
+    const table = pending instanceof Promise ? await beforeDeadline(pending, deadline) : pending;
+    if (!table) throw new GatewayError("unavailable", "gateway has no route table yet", { retriable: true });
+    const route = table.pipelines[pipeline];
+    if (!route) throw new GatewayError("not_found", `pipeline ${pipeline} not found`);
+    return { table, route };
+  }
+
+  /**
+   * `GET …/ready` of a pipeline: 200 while this gateway can serve it (it has a pipeline front, the pipeline is
+   * PipelineReady or PipelineRebalancing); otherwise 424, as Seldon's pipeline gateway answers (the OIP says a 4xx).
+   */
+  async function pipelineReady(c: Context, pipeline: string): Promise<Response> {
+    const started = now();
+    let status = 500;
+    try {
+      const { route } = await pipelineTable(pipeline, Date.now() + deadlineMs);
+      let reason: string | undefined;
+      if (!deps.pipelines) reason = `pipeline ${pipeline} is not served by this gateway (it has no pipeline front)`;
+      else if (!SERVED_PIPELINE_STATES.has(route.state)) {
+        reason = `pipeline ${pipeline} is not ready (state ${route.state})`;
+      }
+      status = reason === undefined ? 200 : 424;
+      return reason === undefined
+        ? c.json({ name: pipeline, ready: true })
+        : c.json({ name: pipeline, ready: false, error: reason }, 424);
+    } catch (err) {
+      status = httpStatusOf(err);
+      throw err;
+    } finally {
+      metrics.request(`${pipeline}.pipeline`, "ready", status, (now() - started) / 1000);
+    }
+  }
+
+  /**
+   * `GET /v2/pipelines/{p}`: the pipeline's inputs and outputs, from its spec (the route's `io`) and its step models'
+   * own metadata, read from a replica of each (in parallel, within the deadline). Answered in any pipeline state.
+   */
+  async function pipelineMeta(c: Context, pipeline: string): Promise<Response> {
+    const started = now();
+    const deadline = Date.now() + deadlineMs;
+    let status = 500;
+    try {
+      const { table, route } = await pipelineTable(pipeline, deadline);
+      if (!route.io) {
+        throw new GatewayError(
+          "unavailable",
+          `pipeline ${pipeline}: the route table does not describe its inputs and outputs (the scheduler predates it)`,
+          { retriable: true },
+        );
+      }
+      const models = new Map<string, ModelTensorLists>();
+      await Promise.all(
+        metadataModels(route.io).map(async (model) => {
+          models.set(model, await modelMetadata(table, pipeline, model, deadline));
+        }),
+      );
+      status = 200;
+      return c.json(pipelineMetadata(pipeline, route.io, models));
+    } catch (err) {
+      status = httpStatusOf(err);
+      throw err;
+    } finally {
+      metrics.request(`${pipeline}.pipeline`, "metadata", status, (now() - started) / 1000);
+    }
+  }
+
+  /** A step model's OIP metadata for a pipeline's; any failure is the pipeline's 503 naming the model. */
+  async function modelMetadata(
+    table: RouteTable,
+    pipeline: string,
+    model: string,
+    deadline: number,
+  ): Promise<ModelTensorLists> {
+    const fail = (why: string, cause?: unknown) =>
+      new GatewayError(
+        "unavailable",
+        `pipeline ${pipeline}: the metadata of its model ${model} is unavailable: ${why}`,
+        {
+          retriable: true,
+          ...(cause === undefined ? {} : { cause }),
+        },
+      );
+    let res: UpstreamResponse;
+    try {
+      const decision = resolveModelDirect(table, model);
+      res = await callWithRetry(
+        decision,
+        upstreamPath(decision, "metadata"),
+        { accept: "application/json" },
+        undefined,
+        "GET",
+        deadline,
+      );
+    } catch (err) {
+      if (codeOf(err) === "timeout") throw err;
+      throw fail(
+        err instanceof GatewayError && err.code === "not_found" ? "it is not deployed" : "no replica answered",
+        err,
+      );
+    }
+    if (res.status !== 200) throw fail(`its replica answered ${res.status}`);
+    try {
+      const parsed = JSON.parse(Buffer.from(res.body).toString("utf8")) as ModelTensorLists;
+      return {
+        inputs: Array.isArray(parsed.inputs) ? parsed.inputs : [],
+        outputs: Array.isArray(parsed.outputs) ? parsed.outputs : [],
+      };
+    } catch (err) {
+      throw fail("its replica's answer is not JSON", err);
+    }
+  }
+
   /**
    * A pipeline request over Kafka: the gateway makes the request id (the caller's `x-request-id` travels as a header
    * and comes back, never as the key), produces the request and waits for the answer until the pipeline deadline.
@@ -195,11 +318,7 @@ export function createApp(deps: AppDeps): Hono {
     let status = 500;
     try {
       const body = await readBody(c.req.raw);
-      const pending = routes.table();
-      const table = pending instanceof Promise ? await beforeDeadline(pending, deadline) : pending;
-      if (!table) throw new GatewayError("unavailable", "gateway has no route table yet", { retriable: true });
-      const route = table.pipelines[pipeline];
-      if (!route) throw new GatewayError("not_found", `pipeline ${pipeline} not found`);
+      const { route } = await pipelineTable(pipeline, deadline);
       if (!SERVED_PIPELINE_STATES.has(route.state)) {
         throw new GatewayError("unavailable", `pipeline ${pipeline} is not ready (state ${route.state})`, {
           retriable: true,

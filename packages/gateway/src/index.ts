@@ -10,6 +10,7 @@ export * from "./lambda-app.js";
 export * from "./metrics.js";
 export * from "./pipeline-front.js";
 export * from "./pipeline-json.js";
+export * from "./pipeline-metadata.js";
 export * from "./protobuf-fields.js";
 export * from "./route-source.js";
 export * from "./route-table.js";
