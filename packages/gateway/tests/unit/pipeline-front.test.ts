@@ -15,9 +15,10 @@ import {
 import pino from "pino";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { createApp } from "../../src/app.js";
-import { createPipelineFront, type PipelineFront } from "../../src/pipeline-front.js";
+import { createPipelineFront, deletedPipelines, type PipelineFront } from "../../src/pipeline-front.js";
 import { createMemoryRouteSource, type MemoryRouteSource } from "../../src/route-source.js";
 import { createHttpUpstream } from "../../src/upstream.js";
+import { waitFor } from "./fake-agent.js";
 
 // The pipeline front on the in-memory bus: a stand-in dataflow worker below reads pipeline inputs and answers
 // y = (x + 10) * 10 on the same partition and key, or an error record, as docs/dataflow.md describes the workers.
@@ -243,6 +244,60 @@ describe("pipeline requests over the bus", () => {
     } finally {
       await own.close();
     }
+  });
+
+  it("prune: a pipeline gone from the table leaves its bucket's reader, which restarts without it; its waiting requests get 404", async () => {
+    const own = createPipelineFront({ bus, topics, partitions: PARTITIONS, logger, buckets: 1 });
+    try {
+      const served = createApp({
+        routes,
+        upstream: createHttpUpstream(),
+        logger,
+        pipelines: own,
+        config: { pipelineDeadlineMs: 5000 },
+      });
+      for (const p of ["p1", "p2"]) {
+        expect(
+          (await served.request(`/v2/pipelines/${p}/infer`, { method: "POST", body: body("x", [1]) })).status,
+        ).toBe(200);
+      }
+      // A request on `stalled` waits (nobody answers it) while its pipeline is deleted.
+      const waiting = served.request("/v2/pipelines/stalled/infer", { method: "POST", body: body("x", [1]) });
+      await waitFor(
+        () => own.pending() === 1 && own.readers()[0]!.pipelines.includes("stalled"),
+        5000,
+        "the waiting request",
+      );
+      const next = table({ p1: "PipelineReady", creating: "PipelineCreating" });
+      expect(await own.prune!(next)).toEqual(["p2", "stalled"]);
+      const res = await waiting;
+      expect(res.status).toBe(404);
+      expect(await res.json()).toEqual({ error: "pipeline stalled was deleted" });
+      expect(own.readers().map(({ pipelines, starts }) => ({ pipelines, starts }))).toEqual([
+        { pipelines: ["p1"], starts: 4 },
+      ]);
+      // p1 still answers on the restarted reader; pruning again changes nothing.
+      expect((await served.request("/v2/pipelines/p1/infer", { method: "POST", body: body("x", [2]) })).status).toBe(
+        200,
+      );
+      expect(await own.prune!(next)).toEqual([]);
+      expect(own.readers()[0]!.starts).toBe(4);
+    } finally {
+      await own.close();
+    }
+  });
+
+  it("prune keeps a terminating pipeline while a request of it waits, and drops it once none does", async () => {
+    const reading = ["a", "b", "c", "d"];
+    const t = table({
+      a: "PipelineReady",
+      b: "PipelineTerminating",
+      c: "PipelineTerminating",
+      d: "PipelineTerminated",
+    });
+    expect(deletedPipelines(reading, t, (p) => (p === "b" ? 1 : 0))).toEqual(["c", "d"]);
+    expect(deletedPipelines(reading, t, () => 0)).toEqual(["b", "c", "d"]);
+    expect(deletedPipelines(reading, table({}), () => 3)).toEqual(["a", "b", "c", "d"]);
   });
 
   it("a reply reader that stops for good is started again, so its pipelines keep answering", async () => {
