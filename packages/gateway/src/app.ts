@@ -1,6 +1,7 @@
 import { randomUUID } from "node:crypto";
 import {
   INFERENCE_HEADER_CONTENT_LENGTH,
+  type OipTensor,
   REPLICA_MISS_HEADER,
   REQUEST_ID_HEADER,
   type ReplicaEndpoint,
@@ -19,9 +20,11 @@ import { httpStatusForErrorRecord, pipelineRequestFromRest, pipelineResponseRest
 import { type ModelTensorLists, metadataModels, pipelineMetadata } from "./pipeline-metadata.js";
 import type { RouteSource } from "./route-source.js";
 import {
+  isPipelineExperiment,
   parseSeldonModelHeader,
   type RouteDecision,
   resolveModelDirect,
+  resolvePipelineRoute,
   resolveRoute,
   type Target,
 } from "./routing.js";
@@ -80,6 +83,7 @@ const FORWARD_REQUEST_HEADERS = [
 const FORWARD_RESPONSE_HEADERS = ["content-type", "inference-header-content-length", REQUEST_ID_HEADER];
 
 type Op = "infer" | "ready" | "metadata";
+type PipelineTarget = Extract<Target, { kind: "pipeline" | "experiment" }>;
 
 /** Response header with the gateway's own id of a pipeline request (the key on Kafka), next to the caller's x-request-id. */
 export const PIPELINE_REQUEST_ID_HEADER = "x-tern-request-id";
@@ -148,7 +152,7 @@ export function createApp(deps: AppDeps): Hono {
     const method = op === "infer" ? "post" : "get";
     app[method](`/v2/models/:model${suffix}`, (c) => {
       const target = modelTarget(c, c.req.param("model"));
-      return target.kind === "pipeline" ? pipelineOp(c, target.name, op) : forward(c, target, op);
+      return dispatch(c, target, op);
     });
     app[method](`/v2/models/:model/versions/:version${suffix}`, (c) => {
       const version = Number(c.req.param("version"));
@@ -162,7 +166,7 @@ export function createApp(deps: AppDeps): Hono {
     });
     app[method](`/v2/pipelines/:pipeline${suffix}`, (c) => {
       const target = headerTarget(c) ?? { kind: "pipeline", name: c.req.param("pipeline") };
-      return target.kind === "pipeline" ? pipelineOp(c, target.name, op) : forward(c, target, op);
+      return dispatch(c, target, op);
     });
   }
 
@@ -187,31 +191,55 @@ export function createApp(deps: AppDeps): Hono {
     }
   }
 
-  function pipelineOp(c: Context, pipeline: string, op: Op): Promise<Response> {
-    if (op === "ready") return pipelineReady(c, pipeline);
-    if (op === "metadata") return pipelineMeta(c, pipeline);
-    if (deps.pipelines) return pipelineInfer(c, pipeline, deps.pipelines);
-    return forward(c, { kind: "pipeline", name: pipeline }, op);
+  /** Pipelines, and experiments of pipelines, go to the pipeline routes; everything else to a model's replica. */
+  async function dispatch(c: Context, target: Target, op: Op): Promise<Response> {
+    if (target.kind === "pipeline") return pipelineOp(c, target, op);
+    if (target.kind === "experiment") {
+      // Which kind of experiment it is is in the table; a failing source is forward's to report.
+      const pending = routes.table();
+      const table = pending instanceof Promise ? await pending.catch(() => undefined) : pending;
+      if (table && isPipelineExperiment(table, target)) return pipelineOp(c, target, op);
+    }
+    return forward(c, target, op);
   }
 
-  async function pipelineTable(pipeline: string, deadline: number) {
+  function pipelineOp(c: Context, target: PipelineTarget, op: Op): Promise<Response> {
+    if (op === "ready") return pipelineReady(c, target);
+    if (op === "metadata") return pipelineMeta(c, target);
+    if (deps.pipelines) return pipelineInfer(c, target, deps.pipelines);
+    return forward(c, target, op);
+  }
+
+  /** The table, the pipeline that serves the request (an experiment may choose it) and its route. */
+  async function pipelineRoute(c: Context, target: PipelineTarget, op: Op, deadline: number) {
     const pending = routes.table();
     const table = pending instanceof Promise ? await beforeDeadline(pending, deadline) : pending;
     if (!table) throw new GatewayError("unavailable", "gateway has no route table yet", { retriable: true });
-    const route = table.pipelines[pipeline];
-    if (!route) throw new GatewayError("not_found", `pipeline ${pipeline} not found`);
-    return { table, route };
+    const decision = resolvePipelineRoute(table, target, {
+      op,
+      stickyRoute: c.req.header(SELDON_ROUTE_HEADER),
+      random,
+    });
+    const route = table.pipelines[decision.pipeline];
+    if (!route) {
+      const via = decision.experiment ? ` (experiment ${decision.experiment})` : "";
+      throw new GatewayError("not_found", `pipeline ${decision.pipeline} not found${via}`);
+    }
+    return { table, decision, route };
   }
 
   /**
    * `GET …/ready` of a pipeline: 200 while this gateway can serve it (it has a pipeline front, the pipeline is
    * PipelineReady or PipelineRebalancing); otherwise 424, as Seldon's pipeline gateway answers (the OIP says a 4xx).
    */
-  async function pipelineReady(c: Context, pipeline: string): Promise<Response> {
+  async function pipelineReady(c: Context, target: PipelineTarget): Promise<Response> {
     const started = now();
     let status = 500;
+    let label = "";
     try {
-      const { route } = await pipelineTable(pipeline, Date.now() + deadlineMs);
+      const { route } = await pipelineRoute(c, target, "ready", Date.now() + deadlineMs);
+      const pipeline = route.name;
+      label = `${pipeline}.pipeline`;
       let reason: string | undefined;
       if (!deps.pipelines) reason = `pipeline ${pipeline} is not served by this gateway (it has no pipeline front)`;
       else if (!SERVED_PIPELINE_STATES.has(route.state)) {
@@ -225,7 +253,7 @@ export function createApp(deps: AppDeps): Hono {
       status = httpStatusOf(err);
       throw err;
     } finally {
-      metrics.request(`${pipeline}.pipeline`, "ready", status, (now() - started) / 1000);
+      metrics.request(label, "ready", status, (now() - started) / 1000);
     }
   }
 
@@ -233,12 +261,15 @@ export function createApp(deps: AppDeps): Hono {
    * `GET /v2/pipelines/{p}`: the pipeline's inputs and outputs, from its spec (the route's `io`) and its step models'
    * own metadata, read from a replica of each (in parallel, within the deadline). Answered in any pipeline state.
    */
-  async function pipelineMeta(c: Context, pipeline: string): Promise<Response> {
+  async function pipelineMeta(c: Context, target: PipelineTarget): Promise<Response> {
     const started = now();
     const deadline = Date.now() + deadlineMs;
     let status = 500;
+    let label = "";
     try {
-      const { table, route } = await pipelineTable(pipeline, deadline);
+      const { table, route } = await pipelineRoute(c, target, "metadata", deadline);
+      const pipeline = route.name;
+      label = `${pipeline}.pipeline`;
       if (!route.io) {
         throw new GatewayError(
           "unavailable",
@@ -258,7 +289,7 @@ export function createApp(deps: AppDeps): Hono {
       status = httpStatusOf(err);
       throw err;
     } finally {
-      metrics.request(`${pipeline}.pipeline`, "metadata", status, (now() - started) / 1000);
+      metrics.request(label, "metadata", status, (now() - started) / 1000);
     }
   }
 
@@ -312,13 +343,16 @@ export function createApp(deps: AppDeps): Hono {
    * A pipeline request over Kafka: the gateway makes the request id (the caller's `x-request-id` travels as a header
    * and comes back, never as the key), produces the request and waits for the answer until the pipeline deadline.
    */
-  async function pipelineInfer(c: Context, pipeline: string, front: PipelineFront): Promise<Response> {
+  async function pipelineInfer(c: Context, target: PipelineTarget, front: PipelineFront): Promise<Response> {
     const started = now();
     const deadline = Date.now() + pipelineDeadlineMs;
     let status = 500;
+    let label = "";
     try {
       const body = await readBody(c.req.raw);
-      const { route } = await pipelineTable(pipeline, deadline);
+      const { table, decision, route } = await pipelineRoute(c, target, "infer", deadline);
+      const pipeline = route.name;
+      label = `${pipeline}.pipeline`;
       if (!SERVED_PIPELINE_STATES.has(route.state)) {
         throw new GatewayError("unavailable", `pipeline ${pipeline} is not ready (state ${route.state})`, {
           retriable: true,
@@ -327,12 +361,14 @@ export function createApp(deps: AppDeps): Hono {
       const request = pipelineRequestFromRest(c.req.raw.headers, body);
       const requestId = randomUUID();
       const callerId = c.req.header(REQUEST_ID_HEADER);
-      const reply = await front.infer(pipeline, request.inputs, {
-        requestId,
-        deadline,
-        headers: recordHeaders(c.req.raw.headers),
-      });
-      const headers = { [REQUEST_ID_HEADER]: callerId ?? requestId, [PIPELINE_REQUEST_ID_HEADER]: requestId };
+      const carried = recordHeaders(c.req.raw.headers);
+      if (decision.mirror) mirrorPipeline(table, decision.mirror, request.inputs, carried, front);
+      const reply = await front.infer(pipeline, request.inputs, { requestId, deadline, headers: carried });
+      const headers = {
+        [REQUEST_ID_HEADER]: callerId ?? requestId,
+        [PIPELINE_REQUEST_ID_HEADER]: requestId,
+        [SELDON_ROUTE_HEADER]: decision.route,
+      };
       if (!reply.ok) {
         status = httpStatusForErrorRecord(reply.status);
         return c.json({ error: reply.message }, status as 400, headers);
@@ -349,8 +385,38 @@ export function createApp(deps: AppDeps): Hono {
       status = httpStatusOf(err);
       throw err;
     } finally {
-      metrics.request(`${pipeline}.pipeline`, "infer", status, (now() - started) / 1000);
+      metrics.request(label, "infer", status, (now() - started) / 1000);
     }
+  }
+
+  /** A pipeline experiment's mirror: the same tensors to another served pipeline, bounded, never awaited. */
+  function mirrorPipeline(
+    table: RouteTable,
+    pipeline: string,
+    inputs: OipTensor[],
+    headers: Record<string, string>,
+    front: PipelineFront,
+  ): void {
+    const route = table.pipelines[pipeline];
+    if (!route || !SERVED_PIPELINE_STATES.has(route.state)) return;
+    if (mirrorsInFlight >= maxMirrors) {
+      metrics.mirror("dropped");
+      return;
+    }
+    mirrorsInFlight++;
+    metrics.mirror("sent");
+    front
+      .infer(pipeline, inputs, { deadline: Date.now() + pipelineDeadlineMs, headers })
+      .then((reply) => {
+        if (!reply.ok) metrics.mirror("failed");
+      })
+      .catch((err: unknown) => {
+        metrics.mirror("failed");
+        logger.debug({ err, pipeline }, "pipeline mirror request failed");
+      })
+      .finally(() => {
+        mirrorsInFlight--;
+      });
   }
 
   async function forward(c: Context, target: Target, op: Op): Promise<Response> {

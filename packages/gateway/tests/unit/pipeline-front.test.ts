@@ -211,6 +211,67 @@ describe("pipeline requests over the bus", () => {
     expect(((await again.json()) as { outputs: Array<{ data: number[] }> }).outputs[0]!.data).toEqual([0]);
   });
 
+  it("an experiment of pipelines: takes over its default's path, splits by weight, pins by x-seldon-route, mirrors to a third", async () => {
+    const t = table({ p1: "PipelineReady", p2: "PipelineRebalancing", stalled: "PipelineReady" });
+    t.experiments.ab = {
+      name: "ab",
+      resourceType: "pipeline",
+      default: "p1",
+      candidates: [
+        { name: "p1", weight: 50 },
+        { name: "p2", weight: 50 },
+      ],
+      mirror: { name: "stalled", percent: 100 },
+      active: true,
+    };
+    routes.set(t);
+    const picks = [0.1, 0.9];
+    const served = createApp({
+      routes,
+      upstream: createHttpUpstream(),
+      logger,
+      pipelines: front,
+      random: () => picks.shift() ?? Number.NaN,
+      config: { pipelineDeadlineMs: 5000 },
+    });
+    const post = (path: string, x: number, headers: Record<string, string> = {}) =>
+      served.request(path, {
+        method: "POST",
+        headers: { "content-type": "application/json", ...headers },
+        body: body("x", [x]),
+      });
+    const answered = async (res: Response) => {
+      expect(res.status).toBe(200);
+      const json = (await res.json()) as { model_name: string; outputs: Array<{ data: number[] }> };
+      return { by: json.model_name, route: res.headers.get("x-seldon-route"), y: json.outputs[0]!.data[0] };
+    };
+    expect(await answered(await post("/v2/pipelines/p1/infer", 1))).toEqual({
+      by: "p1",
+      route: ":p1.pipeline:",
+      y: 110,
+    });
+    expect(await answered(await post("/v2/pipelines/p1/infer", 2))).toEqual({
+      by: "p2",
+      route: ":p2.pipeline:",
+      y: 120,
+    });
+    // The experiment by its header on a model path, pinned to p2 by the route the last answer carried: no draw.
+    const pinned = await post("/v2/models/anything/infer", 3, {
+      "seldon-model": "ab.experiment",
+      "x-seldon-route": ":p2.pipeline:",
+    });
+    expect(await answered(pinned)).toEqual({ by: "p2", route: ":p2.pipeline:", y: 130 });
+    // p2 itself is no experiment's default: never split.
+    expect((await answered(await post("/v2/pipelines/p2/infer", 4))).by).toBe("p2");
+    // Every request through the experiment was copied to the mirror's inputs topic, with its tensors.
+    const copies = () =>
+      Array.from({ length: PARTITIONS }, (_, k) => bus.records(topics.pipelineInputs("stalled"), k)).flat();
+    await waitFor(() => copies().length === 3, 5000, "three mirror copies");
+    const mirrored = copies();
+    const xs = mirrored.map((r) => (requestInputsToOip(decodeModelInferRequest(r.value))[0]!.data as Float32Array)[0]);
+    expect(xs.sort()).toEqual([1, 2, 3]);
+  });
+
   it("the seldon-model: p.pipeline header routes a model path's infer to the pipeline", async () => {
     const res = await app().request("/v2/models/anything/infer", {
       method: "POST",
