@@ -1,3 +1,4 @@
+import type { RouteTable } from "@tern/core";
 import { waitFor } from "@tern/devstack";
 import { httpStatusForErrorRecord, type RunningGateway, startGateway } from "@tern/gateway";
 import pino from "pino";
@@ -162,6 +163,34 @@ describe("POST /v2/pipelines/{p}/infer through the Node gateway over Kafka", () 
     );
   });
 
+  it("GET /v2/pipelines/{p}/ready: 200 for a ready pipeline, 424 for one that is not, 404 for an unknown one", async () => {
+    const base = stack.e2e.gateway.url;
+    const ready = await fetch(`${base}/v2/pipelines/add-then-mul/ready`);
+    expect(ready.status).toBe(200);
+    expect(await ready.json()).toEqual({ name: "add-then-mul", ready: true });
+    // The pipeline of the test above, whose model does not exist.
+    const waiting = await fetch(`${base}/v2/pipelines/waits-for-model/ready`);
+    expect(waiting.status).toBe(424);
+    expect(await waiting.json()).toMatchObject({ name: "waits-for-model", ready: false });
+    expect((await fetch(`${base}/v2/pipelines/no-such-pipeline/ready`)).status).toBe(404);
+  });
+
+  it("GET /v2/pipelines/{p}: add-then-mul takes add10's inputs and answers mul10's outputs, as those models describe them", async () => {
+    const base = stack.e2e.gateway.url;
+    const model = async (name: string) =>
+      (await (await fetch(`${base}/v2/models/${name}`)).json()) as { inputs: unknown[]; outputs: unknown[] };
+    const [add10, mul10] = [await model("add10"), await model("mul10")];
+    expect(add10.inputs.length, JSON.stringify(add10)).toBeGreaterThan(0);
+    const res = await fetch(`${base}/v2/pipelines/add-then-mul`);
+    expect(res.status).toBe(200);
+    expect(await res.json()).toEqual({
+      name: "add-then-mul",
+      platform: "tern-pipeline",
+      inputs: add10.inputs,
+      outputs: mul10.outputs,
+    });
+  });
+
   it("200 concurrent requests with distinct inputs each get their own answer", async () => {
     const xs = Array.from({ length: 200 }, (_, i) => [i, -i / 4]);
     const answers = await Promise.all(xs.map((x) => infer("add-then-mul", [{ name: "x", rows: [x] }])));
@@ -174,6 +203,117 @@ describe("POST /v2/pipelines/{p}/infer through the Node gateway over Kafka", () 
     expect(new Set(answers.map((a) => (a.json as InferJson).id)).size).toBe(200);
   });
 
+  it("an experiment of two sample pipelines: add-then-mul's path split with choose-route, each answer the function of the pipeline its x-seldon-route names", async () => {
+    const exp = `pexp${Date.now().toString(36)}`;
+    await stack.e2e.apply(
+      `apiVersion: mlops.seldon.io/v1alpha1\nkind: Experiment\nmetadata:\n  name: ${exp}\nspec:\n  resourceType: pipeline\n  default: add-then-mul\n  candidates:\n    - name: add-then-mul\n      weight: 50\n    - name: choose-route\n      weight: 50\n`,
+    );
+    try {
+      await splitAddThenMul(exp);
+    } finally {
+      // The other tests want add-then-mul unsplit: gone from the scheduler's table before the next one starts.
+      await fetch(`${stack.e2e.scheduler.url}/v1/experiments/${exp}`, { method: "DELETE" });
+      await waitFor(
+        async () => {
+          const table = (await (await fetch(`${stack.e2e.scheduler.url}/v1/routes`)).json()) as RouteTable;
+          return table.experiments[exp] === undefined;
+        },
+        { timeoutMs: 15_000, intervalMs: 100, description: `experiment ${exp} gone from the route table` },
+      );
+    }
+  });
+
+  async function splitAddThenMul(exp: string): Promise<void> {
+    // add-then-mul: (x + 10) * 10; choose-route with a positive sum: x + 10.
+    const expected = (route: string | null, x: number[]) =>
+      route === ":choose-route.pipeline:" ? map([x], (v) => v + 10) : map([x], (v) => f(v + 10) * 10);
+    // Until the experiment is active its default answers; pinned to choose-route, the answer says when it is.
+    const pinned = await waitFor(
+      async () => {
+        const res = await infer("add-then-mul", [{ name: "x", rows: [[1, 2]] }], {
+          headers: { "x-seldon-route": ":choose-route.pipeline:" },
+        });
+        return res.headers.get("x-seldon-route") === ":choose-route.pipeline:" ? res : undefined;
+      },
+      { timeoutMs: 30_000, intervalMs: 200, description: `experiment ${exp} active in the gateway` },
+    );
+    expect(rows(pinned.json, "y")).toEqual(expected(":choose-route.pipeline:", [1, 2]));
+    expect((pinned.json as InferJson).model_name).toBe("choose-route");
+
+    // The experiment by its header on a model path.
+    const byHeader = await fetch(`${stack.e2e.gateway.url}/v2/models/anything/infer`, {
+      method: "POST",
+      headers: {
+        "content-type": "application/json",
+        "seldon-model": `${exp}.experiment`,
+        "x-seldon-route": ":add-then-mul.pipeline:",
+      },
+      body: JSON.stringify({ inputs: [{ name: "x", datatype: "FP32", shape: [1, 2], data: [3, 4] }] }),
+    });
+    expect(byHeader.status).toBe(200);
+    expect(byHeader.headers.get("x-seldon-route")).toBe(":add-then-mul.pipeline:");
+    expect(rows(await byHeader.json(), "y")).toEqual(expected(":add-then-mul.pipeline:", [3, 4]));
+
+    // Unpinned: drawn 50/50; each answer is its own pipeline's function of its own input.
+    const xs = Array.from({ length: 24 }, (_, i) => [i + 1, 0.5]);
+    const answers = await Promise.all(xs.map((x) => infer("add-then-mul", [{ name: "x", rows: [x] }])));
+    const routesSeen = new Set<string | null>();
+    answers.forEach((a, i) => {
+      expect(a.status, JSON.stringify(a.json)).toBe(200);
+      const route = a.headers.get("x-seldon-route");
+      routesSeen.add(route);
+      expect(rows(a.json, "y")).toEqual(expected(route, xs[i]!));
+    });
+    // Both candidates drew some of 24 requests (all on one side: probability 2^-23).
+    expect([...routesSeen].sort()).toEqual([":add-then-mul.pipeline:", ":choose-route.pipeline:"]);
+  }
+
+  it("a deleted pipeline's outputs topic leaves the gateway's reply reader; the other pipelines keep answering", async () => {
+    // An in-process gateway on the scheduler's watch, with one reader bucket, so both pipelines share one reader.
+    const doomed = `doomed-${Date.now().toString(36)}`;
+    let gateway: RunningGateway | undefined;
+    try {
+      gateway = await startGateway({
+        port: 0,
+        grpcPort: false,
+        schedulerUrl: stack.e2e.scheduler.url,
+        firstTableWaitMs: 15_000,
+        logger: pino({ level: "silent" }),
+        kafka: { brokers: kafkaBrokers(), partitions: stack.partitions, namespace: stack.namespace, readerBuckets: 1 },
+      });
+      await stack.applyPipelines(
+        `apiVersion: mlops.seldon.io/v1alpha1\nkind: Pipeline\nmetadata:\n  name: ${doomed}\nspec:\n  steps:\n    - name: add10\n`,
+      );
+      const base = gateway.url;
+      const served = await waitFor(
+        async () => {
+          const res = await infer(doomed, [{ name: "x", rows: [[1, 2]] }], { base });
+          return res.status === 404 ? undefined : res;
+        },
+        { timeoutMs: 15_000, intervalMs: 100, description: `the gateway knowing pipeline ${doomed}` },
+      );
+      expect(served.status, JSON.stringify(served.json)).toBe(200);
+      expect(rows(served.json, "y")).toEqual([[11, 12]]);
+      expect((await infer("add-then-mul", [{ name: "x", rows: [[1]] }], { base })).status).toBe(200);
+      const front = gateway.pipelines!;
+      expect(front.readers()[0]!.pipelines).toEqual(["add-then-mul", doomed].sort());
+
+      const deleted = await fetch(`${stack.e2e.scheduler.url}/v1/pipelines/${doomed}`, { method: "DELETE" });
+      expect(deleted.status).toBeLessThan(300);
+      // While the reader restarts it reads nothing; then add-then-mul alone.
+      await waitFor(() => (front.readers()[0]!.pipelines.join() === "add-then-mul" ? true : undefined), {
+        timeoutMs: 30_000,
+        intervalMs: 100,
+        description: `the reply reader reading add-then-mul without ${doomed}`,
+      });
+      const after = await infer("add-then-mul", [{ name: "x", rows: [[3]] }], { base });
+      expect(after.status, JSON.stringify(after.json)).toBe(200);
+      expect(rows(after.json, "y")).toEqual([[130]]);
+    } finally {
+      await gateway?.close();
+    }
+  });
+
   it("a request on a stalled pipeline gets 504 naming its request id by its deadline", async () => {
     // A second gateway in this process, with a short pipeline deadline; the pipeline's only worker is stopped.
     let gateway: RunningGateway | undefined;
@@ -183,8 +323,11 @@ describe("POST /v2/pipelines/{p}/infer through the Node gateway over Kafka", () 
         port: 0,
         grpcPort: false,
         schedulerUrl: stack.e2e.scheduler.url,
+        // On a loaded machine the first table can take more than the default 3 s.
+        firstTableWaitMs: 15_000,
         logger: pino({ level: "silent" }),
-        config: { pipelineDeadlineMs: 2_000 },
+        // Long enough for the first request's reader to join its group on a loaded machine.
+        config: { pipelineDeadlineMs: 6_000 },
         kafka: { brokers: kafkaBrokers(), partitions: stack.partitions, namespace: stack.namespace },
       });
       // Served first, so the reader already reads the topic and the stall is the only reason for no answer.

@@ -10,6 +10,7 @@ export * from "./message-bus.js";
 export * from "./oip.js";
 export * from "./oip-protobuf.js";
 export * from "./partition-assignment.js";
+export * from "./pipeline-io.js";
 export * from "./pipeline-refs.js";
 export * from "./pipeline-replies.js";
 export * from "./process-entry.js";

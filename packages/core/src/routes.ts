@@ -1,5 +1,6 @@
 import { brotliCompressSync, brotliDecompressSync, constants } from "node:zlib";
 import { TernError } from "./errors.js";
+import type { PipelineIo } from "./pipeline-io.js";
 import type { ExperimentCandidate } from "./resources.js";
 import type { ModelState, PipelineState } from "./status.js";
 
@@ -38,6 +39,8 @@ export interface ModelRoute {
 export interface PipelineRoute {
   name: string;
   state: PipelineState;
+  /** What the pipeline takes and answers, from its spec (`GET /v2/pipelines/{p}`); absent in tables built before it. */
+  io?: PipelineIo;
 }
 
 export interface ExperimentRoute {

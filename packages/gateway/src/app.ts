@@ -1,9 +1,11 @@
 import { randomUUID } from "node:crypto";
 import {
   INFERENCE_HEADER_CONTENT_LENGTH,
+  type OipTensor,
   REPLICA_MISS_HEADER,
   REQUEST_ID_HEADER,
   type ReplicaEndpoint,
+  type RouteTable,
   SELDON_MODEL_HEADER,
   SELDON_ROUTE_HEADER,
 } from "@tern/core";
@@ -15,8 +17,17 @@ import { codeOf, GatewayError, httpStatusOf, UpstreamError } from "./errors.js";
 import { type GatewayMetrics, noopMetrics } from "./metrics.js";
 import type { PipelineFront } from "./pipeline-front.js";
 import { httpStatusForErrorRecord, pipelineRequestFromRest, pipelineResponseRest } from "./pipeline-json.js";
+import { type ModelTensorLists, metadataModels, pipelineMetadata } from "./pipeline-metadata.js";
 import type { RouteSource } from "./route-source.js";
-import { parseSeldonModelHeader, type RouteDecision, resolveRoute, type Target } from "./routing.js";
+import {
+  isPipelineExperiment,
+  parseSeldonModelHeader,
+  type RouteDecision,
+  resolveModelDirect,
+  resolvePipelineRoute,
+  resolveRoute,
+  type Target,
+} from "./routing.js";
 import type { Upstream, UpstreamRequest, UpstreamResponse } from "./upstream.js";
 
 /** Behaviour switches of the app; parsed from the environment by `config.ts` at the entry. */
@@ -72,6 +83,7 @@ const FORWARD_REQUEST_HEADERS = [
 const FORWARD_RESPONSE_HEADERS = ["content-type", "inference-header-content-length", REQUEST_ID_HEADER];
 
 type Op = "infer" | "ready" | "metadata";
+type PipelineTarget = Extract<Target, { kind: "pipeline" | "experiment" }>;
 
 /** Response header with the gateway's own id of a pipeline request (the key on Kafka), next to the caller's x-request-id. */
 export const PIPELINE_REQUEST_ID_HEADER = "x-tern-request-id";
@@ -140,10 +152,7 @@ export function createApp(deps: AppDeps): Hono {
     const method = op === "infer" ? "post" : "get";
     app[method](`/v2/models/:model${suffix}`, (c) => {
       const target = modelTarget(c, c.req.param("model"));
-      if (op === "infer" && target.kind === "pipeline" && deps.pipelines) {
-        return pipelineInfer(c, target.name, deps.pipelines);
-      }
-      return forward(c, target, op);
+      return dispatch(c, target, op);
     });
     app[method](`/v2/models/:model/versions/:version${suffix}`, (c) => {
       const version = Number(c.req.param("version"));
@@ -157,10 +166,7 @@ export function createApp(deps: AppDeps): Hono {
     });
     app[method](`/v2/pipelines/:pipeline${suffix}`, (c) => {
       const target = headerTarget(c) ?? { kind: "pipeline", name: c.req.param("pipeline") };
-      if (op === "infer" && target.kind === "pipeline" && deps.pipelines) {
-        return pipelineInfer(c, target.name, deps.pipelines);
-      }
-      return forward(c, target, op);
+      return dispatch(c, target, op);
     });
   }
 
@@ -185,21 +191,168 @@ export function createApp(deps: AppDeps): Hono {
     }
   }
 
+  /** Pipelines, and experiments of pipelines, go to the pipeline routes; everything else to a model's replica. */
+  async function dispatch(c: Context, target: Target, op: Op): Promise<Response> {
+    if (target.kind === "pipeline") return pipelineOp(c, target, op);
+    if (target.kind === "experiment") {
+      // Which kind of experiment it is is in the table; a failing source is forward's to report.
+      const pending = routes.table();
+      const table = pending instanceof Promise ? await pending.catch(() => undefined) : pending;
+      if (table && isPipelineExperiment(table, target)) return pipelineOp(c, target, op);
+    }
+    return forward(c, target, op);
+  }
+
+  function pipelineOp(c: Context, target: PipelineTarget, op: Op): Promise<Response> {
+    if (op === "ready") return pipelineReady(c, target);
+    if (op === "metadata") return pipelineMeta(c, target);
+    if (deps.pipelines) return pipelineInfer(c, target, deps.pipelines);
+    return forward(c, target, op);
+  }
+
+  /** The table, the pipeline that serves the request (an experiment may choose it) and its route. */
+  async function pipelineRoute(c: Context, target: PipelineTarget, op: Op, deadline: number) {
+    const pending = routes.table();
+    const table = pending instanceof Promise ? await beforeDeadline(pending, deadline) : pending;
+    if (!table) throw new GatewayError("unavailable", "gateway has no route table yet", { retriable: true });
+    const decision = resolvePipelineRoute(table, target, {
+      op,
+      stickyRoute: c.req.header(SELDON_ROUTE_HEADER),
+      random,
+    });
+    const route = table.pipelines[decision.pipeline];
+    if (!route) {
+      const via = decision.experiment ? ` (experiment ${decision.experiment})` : "";
+      throw new GatewayError("not_found", `pipeline ${decision.pipeline} not found${via}`);
+    }
+    return { table, decision, route };
+  }
+
+  /**
+   * `GET …/ready` of a pipeline: 200 while this gateway can serve it (it has a pipeline front, the pipeline is
+   * PipelineReady or PipelineRebalancing); otherwise 424, as Seldon's pipeline gateway answers (the OIP says a 4xx).
+   */
+  async function pipelineReady(c: Context, target: PipelineTarget): Promise<Response> {
+    const started = now();
+    let status = 500;
+    let label = "";
+    try {
+      const { route } = await pipelineRoute(c, target, "ready", Date.now() + deadlineMs);
+      const pipeline = route.name;
+      label = `${pipeline}.pipeline`;
+      let reason: string | undefined;
+      if (!deps.pipelines) reason = `pipeline ${pipeline} is not served by this gateway (it has no pipeline front)`;
+      else if (!SERVED_PIPELINE_STATES.has(route.state)) {
+        reason = `pipeline ${pipeline} is not ready (state ${route.state})`;
+      }
+      status = reason === undefined ? 200 : 424;
+      return reason === undefined
+        ? c.json({ name: pipeline, ready: true })
+        : c.json({ name: pipeline, ready: false, error: reason }, 424);
+    } catch (err) {
+      status = httpStatusOf(err);
+      throw err;
+    } finally {
+      metrics.request(label, "ready", status, (now() - started) / 1000);
+    }
+  }
+
+  /**
+   * `GET /v2/pipelines/{p}`: the pipeline's inputs and outputs, from its spec (the route's `io`) and its step models'
+   * own metadata, read from a replica of each (in parallel, within the deadline). Answered in any pipeline state.
+   */
+  async function pipelineMeta(c: Context, target: PipelineTarget): Promise<Response> {
+    const started = now();
+    const deadline = Date.now() + deadlineMs;
+    let status = 500;
+    let label = "";
+    try {
+      const { table, route } = await pipelineRoute(c, target, "metadata", deadline);
+      const pipeline = route.name;
+      label = `${pipeline}.pipeline`;
+      if (!route.io) {
+        throw new GatewayError(
+          "unavailable",
+          `pipeline ${pipeline}: the route table does not describe its inputs and outputs (the scheduler predates it)`,
+          { retriable: true },
+        );
+      }
+      const models = new Map<string, ModelTensorLists>();
+      await Promise.all(
+        metadataModels(route.io).map(async (model) => {
+          models.set(model, await modelMetadata(table, pipeline, model, deadline));
+        }),
+      );
+      status = 200;
+      return c.json(pipelineMetadata(pipeline, route.io, models));
+    } catch (err) {
+      status = httpStatusOf(err);
+      throw err;
+    } finally {
+      metrics.request(label, "metadata", status, (now() - started) / 1000);
+    }
+  }
+
+  /** A step model's OIP metadata for a pipeline's; any failure is the pipeline's 503 naming the model. */
+  async function modelMetadata(
+    table: RouteTable,
+    pipeline: string,
+    model: string,
+    deadline: number,
+  ): Promise<ModelTensorLists> {
+    const fail = (why: string, cause?: unknown) =>
+      new GatewayError(
+        "unavailable",
+        `pipeline ${pipeline}: the metadata of its model ${model} is unavailable: ${why}`,
+        {
+          retriable: true,
+          ...(cause === undefined ? {} : { cause }),
+        },
+      );
+    let res: UpstreamResponse;
+    try {
+      const decision = resolveModelDirect(table, model);
+      res = await callWithRetry(
+        decision,
+        upstreamPath(decision, "metadata"),
+        { accept: "application/json" },
+        undefined,
+        "GET",
+        deadline,
+      );
+    } catch (err) {
+      if (codeOf(err) === "timeout") throw err;
+      throw fail(
+        err instanceof GatewayError && err.code === "not_found" ? "it is not deployed" : "no replica answered",
+        err,
+      );
+    }
+    if (res.status !== 200) throw fail(`its replica answered ${res.status}`);
+    try {
+      const parsed = JSON.parse(Buffer.from(res.body).toString("utf8")) as ModelTensorLists;
+      return {
+        inputs: Array.isArray(parsed.inputs) ? parsed.inputs : [],
+        outputs: Array.isArray(parsed.outputs) ? parsed.outputs : [],
+      };
+    } catch (err) {
+      throw fail("its replica's answer is not JSON", err);
+    }
+  }
+
   /**
    * A pipeline request over Kafka: the gateway makes the request id (the caller's `x-request-id` travels as a header
    * and comes back, never as the key), produces the request and waits for the answer until the pipeline deadline.
    */
-  async function pipelineInfer(c: Context, pipeline: string, front: PipelineFront): Promise<Response> {
+  async function pipelineInfer(c: Context, target: PipelineTarget, front: PipelineFront): Promise<Response> {
     const started = now();
     const deadline = Date.now() + pipelineDeadlineMs;
     let status = 500;
+    let label = "";
     try {
       const body = await readBody(c.req.raw);
-      const pending = routes.table();
-      const table = pending instanceof Promise ? await beforeDeadline(pending, deadline) : pending;
-      if (!table) throw new GatewayError("unavailable", "gateway has no route table yet", { retriable: true });
-      const route = table.pipelines[pipeline];
-      if (!route) throw new GatewayError("not_found", `pipeline ${pipeline} not found`);
+      const { table, decision, route } = await pipelineRoute(c, target, "infer", deadline);
+      const pipeline = route.name;
+      label = `${pipeline}.pipeline`;
       if (!SERVED_PIPELINE_STATES.has(route.state)) {
         throw new GatewayError("unavailable", `pipeline ${pipeline} is not ready (state ${route.state})`, {
           retriable: true,
@@ -208,12 +361,14 @@ export function createApp(deps: AppDeps): Hono {
       const request = pipelineRequestFromRest(c.req.raw.headers, body);
       const requestId = randomUUID();
       const callerId = c.req.header(REQUEST_ID_HEADER);
-      const reply = await front.infer(pipeline, request.inputs, {
-        requestId,
-        deadline,
-        headers: recordHeaders(c.req.raw.headers),
-      });
-      const headers = { [REQUEST_ID_HEADER]: callerId ?? requestId, [PIPELINE_REQUEST_ID_HEADER]: requestId };
+      const carried = recordHeaders(c.req.raw.headers);
+      if (decision.mirror) mirrorPipeline(table, decision.mirror, request.inputs, carried, front);
+      const reply = await front.infer(pipeline, request.inputs, { requestId, deadline, headers: carried });
+      const headers = {
+        [REQUEST_ID_HEADER]: callerId ?? requestId,
+        [PIPELINE_REQUEST_ID_HEADER]: requestId,
+        [SELDON_ROUTE_HEADER]: decision.route,
+      };
       if (!reply.ok) {
         status = httpStatusForErrorRecord(reply.status);
         return c.json({ error: reply.message }, status as 400, headers);
@@ -230,8 +385,38 @@ export function createApp(deps: AppDeps): Hono {
       status = httpStatusOf(err);
       throw err;
     } finally {
-      metrics.request(`${pipeline}.pipeline`, "infer", status, (now() - started) / 1000);
+      metrics.request(label, "infer", status, (now() - started) / 1000);
     }
+  }
+
+  /** A pipeline experiment's mirror: the same tensors to another served pipeline, bounded, never awaited. */
+  function mirrorPipeline(
+    table: RouteTable,
+    pipeline: string,
+    inputs: OipTensor[],
+    headers: Record<string, string>,
+    front: PipelineFront,
+  ): void {
+    const route = table.pipelines[pipeline];
+    if (!route || !SERVED_PIPELINE_STATES.has(route.state)) return;
+    if (mirrorsInFlight >= maxMirrors) {
+      metrics.mirror("dropped");
+      return;
+    }
+    mirrorsInFlight++;
+    metrics.mirror("sent");
+    front
+      .infer(pipeline, inputs, { deadline: Date.now() + pipelineDeadlineMs, headers })
+      .then((reply) => {
+        if (!reply.ok) metrics.mirror("failed");
+      })
+      .catch((err: unknown) => {
+        metrics.mirror("failed");
+        logger.debug({ err, pipeline }, "pipeline mirror request failed");
+      })
+      .finally(() => {
+        mirrorsInFlight--;
+      });
   }
 
   async function forward(c: Context, target: Target, op: Op): Promise<Response> {

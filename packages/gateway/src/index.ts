@@ -13,6 +13,7 @@ export * from "./metrics.js";
 export * from "./pipeline-front.js";
 export * from "./pipeline-json.js";
 export * from "./pipeline-rendezvous.js";
+export * from "./pipeline-metadata.js";
 export * from "./protobuf-fields.js";
 export * from "./route-source.js";
 export * from "./route-table.js";

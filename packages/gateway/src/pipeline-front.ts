@@ -12,6 +12,7 @@ import {
   parseRecordKey,
   partitionForRequest,
   REQUEST_ID_HEADER,
+  type RouteTable,
   responseOutputsToOip,
   type TopicNames,
   tensorsFromOip,
@@ -47,8 +48,33 @@ export interface PipelineFront {
   pending(): number;
   /** The reply readers started so far, for status and tests: group, pipelines read, starts so far. */
   readers(): Array<{ bucket: number; groupId: string; pipelines: string[]; starts: number }>;
+  /**
+   * Stops reading the outputs of deleted pipelines: those the table no longer lists, and those `PipelineTerminating`
+   * with no request waiting (one that waits may still be answered while the workers drain). Their buckets' readers
+   * restart without them; requests still waiting on a pipeline the table dropped fail with NOT_FOUND. Resolves with the
+   * pipelines dropped. Optional: a front without long-lived readers has nothing to drop.
+   */
+  prune?(table: RouteTable): Promise<string[]>;
   /** Stops the reply reader (leaves its group), closes the producer, fails what is still waiting. Idempotent. */
   close(): Promise<void>;
+}
+
+/**
+ * The pipelines a reply reader should stop reading, of those it reads (pure): gone from the table, or terminating with
+ * nothing waiting for them.
+ */
+export function deletedPipelines(
+  reading: Iterable<string>,
+  table: RouteTable,
+  waitingFor: (pipeline: string) => number,
+): string[] {
+  const out: string[] = [];
+  for (const p of reading) {
+    const route = table.pipelines[p];
+    if (!route || route.state === "PipelineTerminated") out.push(p);
+    else if (route.state === "PipelineTerminating" && waitingFor(p) === 0) out.push(p);
+  }
+  return out.sort();
 }
 
 export interface PipelineFrontOptions {
@@ -160,7 +186,7 @@ export function createPipelineFront(options: PipelineFrontOptions): PipelineFron
 
   async function restart(reader: Reader): Promise<void> {
     if (closed) return;
-    if (reader.consumer && [...reader.wanted].every((p) => reader.reading.has(p))) return;
+    if (reader.consumer && sameSet(reader.wanted, reader.reading)) return;
     const previous = reader.consumer;
     reader.consumer = undefined;
     reader.reading = new Set();
@@ -281,6 +307,33 @@ export function createPipelineFront(options: PipelineFrontOptions): PipelineFron
       }
     },
     pending: () => waiting.size,
+    async prune(table) {
+      if (closed) return [];
+      const waitingFor = (p: string) => [...waiting.values()].filter((w) => w.pipeline === p).length;
+      const known = new Set<string>();
+      for (const r of readers.values()) for (const p of r.wanted) known.add(p);
+      const dropped = deletedPipelines(known, table, waitingFor);
+      if (dropped.length === 0) return [];
+      for (const [id, w] of waiting) {
+        if (!dropped.includes(w.pipeline)) continue;
+        waiting.delete(id);
+        w.resolve({ ok: false, requestId: id, message: `pipeline ${w.pipeline} was deleted`, status: "NOT_FOUND" });
+      }
+      const touched = new Set<Reader>();
+      for (const p of dropped) {
+        const reader = readers.get(partitionForRequest(p, buckets));
+        if (reader?.wanted.delete(p)) touched.add(reader);
+      }
+      await Promise.all(
+        [...touched].map((r) => {
+          const run = r.chain.then(() => restart(r));
+          r.chain = run.catch(() => {});
+          return run.catch((err: unknown) => logger.warn({ err, groupId: r.groupId }, "reply reader restart failed"));
+        }),
+      );
+      logger.info({ pipelines: dropped }, "stopped reading the outputs of deleted pipelines");
+      return dropped;
+    },
     readers: () =>
       [...readers.values()]
         .map((r) => ({ bucket: r.bucket, groupId: r.groupId, pipelines: [...r.reading].sort(), starts: r.starts }))
@@ -298,4 +351,10 @@ export function createPipelineFront(options: PipelineFrontOptions): PipelineFron
       for (const r of all) r.consumer = undefined;
     },
   };
+}
+
+function sameSet(a: ReadonlySet<string>, b: ReadonlySet<string>): boolean {
+  if (a.size !== b.size) return false;
+  for (const x of a) if (!b.has(x)) return false;
+  return true;
 }

@@ -68,22 +68,87 @@ export function parseRoute(value: string | undefined): string[] {
   return value.split(/[:,\s]+/).filter((s) => s.length > 0);
 }
 
-const defaultIndex = new WeakMap<RouteTable, Map<string, ExperimentRoute>>();
+/** `:p.pipeline:` — the `x-seldon-route` of an answer a pipeline gave (the `seldon-model` header's spelling). */
+export function formatPipelineRoute(pipeline: string): string {
+  return `:${pipeline}.pipeline:`;
+}
 
-/** Active model experiments by the model whose endpoint they take over; cached per table object. */
-function experimentsByDefault(table: RouteTable): Map<string, ExperimentRoute> {
+type DefaultIndex = Record<ExperimentRoute["resourceType"], Map<string, ExperimentRoute>>;
+const defaultIndex = new WeakMap<RouteTable, DefaultIndex>();
+
+/**
+ * Active experiments by the model or pipeline whose endpoint they take over, per resource type (a model and a pipeline
+ * may share a name); cached per table object.
+ */
+function experimentsByDefault(
+  table: RouteTable,
+  kind: ExperimentRoute["resourceType"] = "model",
+): Map<string, ExperimentRoute> {
   let index = defaultIndex.get(table);
   if (!index) {
-    index = new Map();
+    index = { model: new Map(), pipeline: new Map() };
     for (const name of Object.keys(table.experiments).sort()) {
       const exp = table.experiments[name]!;
-      if (exp.active && exp.resourceType === "model" && exp.default && !index.has(exp.default)) {
-        index.set(exp.default, exp);
-      }
+      const byDefault = index[exp.resourceType];
+      if (exp.active && byDefault && exp.default && !byDefault.has(exp.default)) byDefault.set(exp.default, exp);
     }
     defaultIndex.set(table, index);
   }
-  return index;
+  return index[kind];
+}
+
+/** Where a pipeline request goes: pure output of {@link resolvePipelineRoute}. */
+export interface PipelineRouteDecision {
+  /** The pipeline that serves the request (a candidate when an experiment split it). */
+  pipeline: string;
+  /** Value of the `x-seldon-route` response header. */
+  route: string;
+  /** The experiment that chose `pipeline`, if any. */
+  experiment?: string;
+  /** A pipeline to send a fire-and-forget copy to (infer only). */
+  mirror?: string;
+}
+
+/**
+ * Decides which pipeline serves a request naming a pipeline (its path or `p.pipeline`) or a pipeline experiment
+ * (`e.experiment`), with the rules of model experiments: an active experiment whose `default` is the pipeline takes
+ * over its endpoint; candidates are drawn by weight unless `x-seldon-route` pins one; an inactive experiment serves its
+ * default, or none (503); infer requests are mirrored by `mirror.percent`. Pure. Whether the chosen pipeline exists
+ * and is served is the caller's check.
+ * @throws GatewayError `not_found` (unknown experiment), `bad_request` (an experiment of models), `unavailable`.
+ */
+export function resolvePipelineRoute(
+  table: RouteTable,
+  target: Extract<Target, { kind: "pipeline" | "experiment" }>,
+  options: ResolveOptions,
+): PipelineRouteDecision {
+  let exp: ExperimentRoute | undefined;
+  if (target.kind === "experiment") {
+    exp = table.experiments[target.name];
+    if (!exp) throw new GatewayError("not_found", `experiment ${target.name} not found`);
+    if (exp.resourceType !== "pipeline") {
+      throw new GatewayError("bad_request", `experiment ${target.name} is an experiment of models, not of pipelines`);
+    }
+  } else {
+    exp = experimentsByDefault(table, "pipeline").get(target.name);
+    if (!exp) return { pipeline: target.name, route: formatPipelineRoute(target.name) };
+  }
+  if (!exp.active) {
+    if (exp.default) return { pipeline: exp.default, route: formatPipelineRoute(exp.default) };
+    throw new GatewayError("unavailable", `experiment ${exp.name} is not ready`, { retriable: true });
+  }
+  const pipeline = pickCandidate(exp, options);
+  const decision: PipelineRouteDecision = { pipeline, route: formatPipelineRoute(pipeline), experiment: exp.name };
+  if (options.op === "infer" && exp.mirror && exp.mirror.percent > 0) {
+    // As for models: draw only when the percentage is partial.
+    if (exp.mirror.percent >= 100 || options.random() * 100 < exp.mirror.percent) decision.mirror = exp.mirror.name;
+  }
+  return decision;
+}
+
+/** True when the target names an experiment of pipelines in this table (it is then served by the pipeline front). */
+export function isPipelineExperiment(table: RouteTable, target: Target): boolean {
+  return target.kind === "experiment" && table.experiments[target.name]?.resourceType === "pipeline";
 }
 
 /**
@@ -162,7 +227,10 @@ function pickCandidate(exp: ExperimentRoute, options: ResolveOptions): string {
   const candidates = exp.candidates;
   if (candidates.length === 0) throw new GatewayError("unavailable", `experiment ${exp.name} has no candidates`);
   const pinned = parseRoute(options.stickyRoute);
-  for (const name of pinned) {
+  for (const entry of pinned) {
+    // A pipeline's route is `:p.pipeline:`; the candidate is `p`.
+    const name =
+      exp.resourceType === "pipeline" && entry.endsWith(".pipeline") ? entry.slice(0, -".pipeline".length) : entry;
     if (candidates.some((c) => c.name === name)) return name;
   }
   const total = candidates.reduce((sum, c) => sum + Math.max(0, c.weight), 0);

@@ -19,6 +19,8 @@ export interface SchedulerWatchSourceOptions {
   listTimeoutMs?: number;
   /** A watch silent for this long is dropped and re-established (a half-open connection sends nothing). @default 120000 */
   idleTimeoutMs?: number;
+  /** Called with each newer table once it is held (the Node entry prunes its pipeline reply readers with it). */
+  onTable?: (table: RouteTable) => void;
 }
 
 export interface SchedulerWatchSource extends RouteSource {
@@ -56,10 +58,20 @@ export function createSchedulerWatchSource(options: SchedulerWatchSourceOptions)
 
   function apply(table: RouteTable): void {
     if (current && table.revision < current.revision) return;
+    const newer = current === undefined || table.revision > current.revision;
     current = table;
+    if (newer) notify(table);
     const waiters = readyWaiters;
     readyWaiters = [];
     for (const w of waiters) w();
+  }
+
+  function notify(table: RouteTable): void {
+    try {
+      options.onTable?.(table);
+    } catch (err) {
+      logger.warn({ err }, "route table listener failed");
+    }
   }
 
   async function list(): Promise<RouteTable> {

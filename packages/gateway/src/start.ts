@@ -64,6 +64,8 @@ export interface RunningGateway {
   grpcAddress?: string;
   app: Hono;
   routes: RouteSource;
+  /** The pipeline front, when the gateway has Kafka (for status and tests). */
+  pipelines?: PipelineFront;
   /** Stops listening, ends the route watch and closes agent connections. */
   close(): Promise<void>;
 }
@@ -74,6 +76,7 @@ export interface RunningGateway {
  */
 export async function startGateway(options: StartGatewayOptions = {}): Promise<RunningGateway> {
   const host = options.host ?? "127.0.0.1";
+  let pipelines: PipelineFront | undefined;
   const logger = options.logger ?? pino({ name: "gateway" });
   let routes: RouteSource;
   if (options.routes) {
@@ -82,6 +85,10 @@ export async function startGateway(options: StartGatewayOptions = {}): Promise<R
     const watch = createSchedulerWatchSource({
       url: options.schedulerUrl ?? "http://127.0.0.1:9004",
       logger: logger.child({ part: "routes" }),
+      // A deleted pipeline's outputs topic leaves its bucket's reply reader (the front exists once routes do).
+      onTable: (table) => {
+        pipelines?.prune?.(table).catch((err: unknown) => logger.warn({ err }, "pruning pipeline readers failed"));
+      },
       ...(options.schedulerToken ? { token: options.schedulerToken } : {}),
     });
     const waitMs = options.firstTableWaitMs ?? 3000;
@@ -97,7 +104,6 @@ export async function startGateway(options: StartGatewayOptions = {}): Promise<R
   const balancer = createBalancer();
   const config = options.config ?? {};
   let bus: MessageBus | undefined;
-  let pipelines: PipelineFront | undefined;
   if (options.kafka) {
     const k = options.kafka;
     bus = k.bus ?? createKafkaBus({ brokers: k.brokers, logger: logger.child({ part: "kafka" }) });
@@ -172,6 +178,7 @@ export async function startGateway(options: StartGatewayOptions = {}): Promise<R
     ...(grpcAddress ? { grpcAddress } : {}),
     app,
     routes,
+    ...(pipelines ? { pipelines } : {}),
     close() {
       closing ??= (async () => {
         await Promise.all([

@@ -3,6 +3,7 @@ import {
   type ModelRoute,
   type PackedRouteTable,
   packRouteTable,
+  pipelineIo,
   type ReplicaEndpoint,
   type RouteTable,
 } from "@tern/core";
@@ -47,7 +48,7 @@ export function buildRouteTable(state: ClusterState, revision: number): RouteTab
     const p = state.pipelines.get(name)!;
     // A terminated pipeline is kept for `tern status` only: to the data plane it does not exist.
     if (p.state === "PipelineTerminated") continue;
-    table.pipelines[name] = { name, state: p.state };
+    table.pipelines[name] = { name, state: p.state, io: pipelineIo(name, p.resource.spec) };
   }
   for (const name of [...state.experiments.keys()].sort()) {
     const e = state.experiments.get(name)!;

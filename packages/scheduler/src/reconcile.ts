@@ -117,10 +117,11 @@ export function reconcile(input: ClusterState, options: ReconcileOptions = {}): 
   }
 
   removeEmptyDeletedServers(state);
-  deriveExperiments(state);
   state.buckets = placeBuckets(state, options.buckets);
   state.pipelines = placePipelines(state, options.pipelines);
   if (options.pipelineStates !== undefined) state.pipelines = derivePipelineStates(state, options.pipelineStates);
+  // Last: a pipeline experiment follows its pipelines' states, derived just above.
+  deriveExperiments(state);
   return state;
 }
 
@@ -470,17 +471,26 @@ function removeEmptyDeletedServers(state: ClusterState): void {
   }
 }
 
+const SERVED_PIPELINE_STATES: ReadonlySet<string> = new Set(["PipelineReady", "PipelineRebalancing"]);
+
 function deriveExperiments(state: ClusterState): void {
   for (const experiment of state.experiments.values()) {
     const spec = experiment.resource.spec;
     delete experiment.reason;
-    if ((spec.resourceType ?? "model") === "pipeline") {
-      experiment.active = false;
-      experiment.reason = "pipeline experiments wait for the dataflow engine, which is not available yet";
-      continue;
-    }
     // A mirror-only experiment waits for its default (its one candidate) and its mirror.
     const names = [...experimentCandidates(spec).map((c) => c.name), ...(spec.mirror ? [spec.mirror.name] : [])];
+    if ((spec.resourceType ?? "model") === "pipeline") {
+      // Pipelines serve while Ready or Rebalancing (the gateways' rule), so the experiment is active exactly then.
+      const waiting = names.filter((n) => {
+        const pipeline = state.pipelines.get(n);
+        return (
+          pipeline === undefined || pipeline.deletedAt !== undefined || !SERVED_PIPELINE_STATES.has(pipeline.state)
+        );
+      });
+      experiment.active = waiting.length === 0;
+      if (waiting.length > 0) experiment.reason = `pipelines not serving yet: ${waiting.join(", ")}`;
+      continue;
+    }
     const missing = names.filter((n) => {
       const model = state.models.get(n);
       return model === undefined || model.deleting || servingVersion(model) === undefined;

@@ -23,6 +23,8 @@ export interface FakeAgentOptions {
    */
   holds?: string[];
   unmarkedMiss?: boolean;
+  /** Tensor lists of a model's metadata (`GET /v2/models/{m}`), by model; absent: no `inputs`/`outputs` fields. */
+  metadata?: Record<string, { inputs: unknown[]; outputs: unknown[] }>;
 }
 
 /**
@@ -108,7 +110,10 @@ function respond(
     return void json(404, { error: `model ${model} is not loaded on this server replica` }, marker);
   }
   if (op === "/ready") return void json(200, { name: model, ready: true });
-  if (!op) return void json(200, { name: model, versions: [version ?? "1"], platform: "fake", agent: id });
+  if (!op) {
+    const tensors = options.metadata?.[model!] ?? {};
+    return void json(200, { name: model, versions: [version ?? "1"], platform: "fake", agent: id, ...tensors });
+  }
   const binaryLength = req.headers["inference-header-content-length"];
   if (typeof binaryLength === "string") {
     res

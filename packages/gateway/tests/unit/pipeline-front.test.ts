@@ -15,9 +15,10 @@ import {
 import pino from "pino";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { createApp } from "../../src/app.js";
-import { createPipelineFront, type PipelineFront } from "../../src/pipeline-front.js";
+import { createPipelineFront, deletedPipelines, type PipelineFront } from "../../src/pipeline-front.js";
 import { createMemoryRouteSource, type MemoryRouteSource } from "../../src/route-source.js";
 import { createHttpUpstream } from "../../src/upstream.js";
+import { waitFor } from "./fake-agent.js";
 
 // The pipeline front on the in-memory bus: a stand-in dataflow worker below reads pipeline inputs and answers
 // y = (x + 10) * 10 on the same partition and key, or an error record, as docs/dataflow.md describes the workers.
@@ -210,6 +211,67 @@ describe("pipeline requests over the bus", () => {
     expect(((await again.json()) as { outputs: Array<{ data: number[] }> }).outputs[0]!.data).toEqual([0]);
   });
 
+  it("an experiment of pipelines: takes over its default's path, splits by weight, pins by x-seldon-route, mirrors to a third", async () => {
+    const t = table({ p1: "PipelineReady", p2: "PipelineRebalancing", stalled: "PipelineReady" });
+    t.experiments.ab = {
+      name: "ab",
+      resourceType: "pipeline",
+      default: "p1",
+      candidates: [
+        { name: "p1", weight: 50 },
+        { name: "p2", weight: 50 },
+      ],
+      mirror: { name: "stalled", percent: 100 },
+      active: true,
+    };
+    routes.set(t);
+    const picks = [0.1, 0.9];
+    const served = createApp({
+      routes,
+      upstream: createHttpUpstream(),
+      logger,
+      pipelines: front,
+      random: () => picks.shift() ?? Number.NaN,
+      config: { pipelineDeadlineMs: 5000 },
+    });
+    const post = (path: string, x: number, headers: Record<string, string> = {}) =>
+      served.request(path, {
+        method: "POST",
+        headers: { "content-type": "application/json", ...headers },
+        body: body("x", [x]),
+      });
+    const answered = async (res: Response) => {
+      expect(res.status).toBe(200);
+      const json = (await res.json()) as { model_name: string; outputs: Array<{ data: number[] }> };
+      return { by: json.model_name, route: res.headers.get("x-seldon-route"), y: json.outputs[0]!.data[0] };
+    };
+    expect(await answered(await post("/v2/pipelines/p1/infer", 1))).toEqual({
+      by: "p1",
+      route: ":p1.pipeline:",
+      y: 110,
+    });
+    expect(await answered(await post("/v2/pipelines/p1/infer", 2))).toEqual({
+      by: "p2",
+      route: ":p2.pipeline:",
+      y: 120,
+    });
+    // The experiment by its header on a model path, pinned to p2 by the route the last answer carried: no draw.
+    const pinned = await post("/v2/models/anything/infer", 3, {
+      "seldon-model": "ab.experiment",
+      "x-seldon-route": ":p2.pipeline:",
+    });
+    expect(await answered(pinned)).toEqual({ by: "p2", route: ":p2.pipeline:", y: 130 });
+    // p2 itself is no experiment's default: never split.
+    expect((await answered(await post("/v2/pipelines/p2/infer", 4))).by).toBe("p2");
+    // Every request through the experiment was copied to the mirror's inputs topic, with its tensors.
+    const copies = () =>
+      Array.from({ length: PARTITIONS }, (_, k) => bus.records(topics.pipelineInputs("stalled"), k)).flat();
+    await waitFor(() => copies().length === 3, 5000, "three mirror copies");
+    const mirrored = copies();
+    const xs = mirrored.map((r) => (requestInputsToOip(decodeModelInferRequest(r.value))[0]!.data as Float32Array)[0]);
+    expect(xs.sort()).toEqual([1, 2, 3]);
+  });
+
   it("the seldon-model: p.pipeline header routes a model path's infer to the pipeline", async () => {
     const res = await app().request("/v2/models/anything/infer", {
       method: "POST",
@@ -243,6 +305,60 @@ describe("pipeline requests over the bus", () => {
     } finally {
       await own.close();
     }
+  });
+
+  it("prune: a pipeline gone from the table leaves its bucket's reader, which restarts without it; its waiting requests get 404", async () => {
+    const own = createPipelineFront({ bus, topics, partitions: PARTITIONS, logger, buckets: 1 });
+    try {
+      const served = createApp({
+        routes,
+        upstream: createHttpUpstream(),
+        logger,
+        pipelines: own,
+        config: { pipelineDeadlineMs: 5000 },
+      });
+      for (const p of ["p1", "p2"]) {
+        expect(
+          (await served.request(`/v2/pipelines/${p}/infer`, { method: "POST", body: body("x", [1]) })).status,
+        ).toBe(200);
+      }
+      // A request on `stalled` waits (nobody answers it) while its pipeline is deleted.
+      const waiting = served.request("/v2/pipelines/stalled/infer", { method: "POST", body: body("x", [1]) });
+      await waitFor(
+        () => own.pending() === 1 && own.readers()[0]!.pipelines.includes("stalled"),
+        5000,
+        "the waiting request",
+      );
+      const next = table({ p1: "PipelineReady", creating: "PipelineCreating" });
+      expect(await own.prune!(next)).toEqual(["p2", "stalled"]);
+      const res = await waiting;
+      expect(res.status).toBe(404);
+      expect(await res.json()).toEqual({ error: "pipeline stalled was deleted" });
+      expect(own.readers().map(({ pipelines, starts }) => ({ pipelines, starts }))).toEqual([
+        { pipelines: ["p1"], starts: 4 },
+      ]);
+      // p1 still answers on the restarted reader; pruning again changes nothing.
+      expect((await served.request("/v2/pipelines/p1/infer", { method: "POST", body: body("x", [2]) })).status).toBe(
+        200,
+      );
+      expect(await own.prune!(next)).toEqual([]);
+      expect(own.readers()[0]!.starts).toBe(4);
+    } finally {
+      await own.close();
+    }
+  });
+
+  it("prune keeps a terminating pipeline while a request of it waits, and drops it once none does", async () => {
+    const reading = ["a", "b", "c", "d"];
+    const t = table({
+      a: "PipelineReady",
+      b: "PipelineTerminating",
+      c: "PipelineTerminating",
+      d: "PipelineTerminated",
+    });
+    expect(deletedPipelines(reading, t, (p) => (p === "b" ? 1 : 0))).toEqual(["c", "d"]);
+    expect(deletedPipelines(reading, t, () => 0)).toEqual(["b", "c", "d"]);
+    expect(deletedPipelines(reading, table({}), () => 3)).toEqual(["a", "b", "c", "d"]);
   });
 
   it("a reply reader that stops for good is started again, so its pipelines keep answering", async () => {

@@ -72,7 +72,7 @@ afterEach(async () => {
 });
 
 async function setup(
-  options: { token?: string; backoffInitialMs?: number; backoffMaxMs?: number } = {},
+  options: { token?: string; backoffInitialMs?: number; backoffMaxMs?: number; onTable?: (t: RouteTable) => void } = {},
 ): Promise<{ scheduler: FakeScheduler; source: SchedulerWatchSource }> {
   const scheduler = await startFakeScheduler();
   cleanups.push(() => scheduler.close());
@@ -116,6 +116,18 @@ describe("scheduler watch source", () => {
     scheduler.send("routes", { collection: "routes", value: routes(16, "sixteen") }, 16);
     await waitFor(() => source.table()?.revision === 16, 5000, "revision 16");
     expect(scheduler.state.lists).toBe(1);
+  });
+
+  it("calls onTable once with each newer table it holds, never with an older or the same one", async () => {
+    const seen: number[] = [];
+    const { scheduler, source } = await setup({ onTable: (t) => seen.push(t.revision) });
+    await waitFor(() => scheduler.state.streams.length === 1, 5000, "the watch");
+    scheduler.send("routes", routes(4), 4);
+    scheduler.send("routes", routes(2), 2);
+    scheduler.send("routes", routes(4), 4);
+    scheduler.send("routes", routes(6), 6);
+    await waitFor(() => source.table()?.revision === 6, 5000, "revision 6");
+    expect(seen).toEqual([1, 4, 6]);
   });
 
   it("lists again when an event without a table reports a newer revision", async () => {

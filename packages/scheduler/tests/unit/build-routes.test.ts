@@ -3,6 +3,8 @@ import {
   experimentCandidates,
   type ModelResource,
   type ModelRoute,
+  type PipelineResource,
+  pipelineIo,
   type ReplicaState,
   type RouteTable,
   unpackRouteTable,
@@ -219,6 +221,25 @@ describe("buildRouteTable", () => {
       }),
       { seed: SEED, numRuns: 100 },
     );
+  });
+
+  it("lists each pipeline with its state and its inputs and outputs read from its spec; a terminated one not at all", () => {
+    const state = emptyClusterState();
+    const resource = (name: string): PipelineResource => ({
+      apiVersion: "mlops.seldon.io/v1alpha1",
+      kind: "Pipeline",
+      metadata: { name },
+      spec: { steps: [{ name: "add10" }, { name: "mul10", inputs: ["add10"] }], output: { steps: ["mul10"] } },
+    });
+    state.pipelines.set("chain", { name: "chain", resource: resource("chain"), state: "PipelineReady" });
+    state.pipelines.set("gone", { name: "gone", resource: resource("gone"), state: "PipelineTerminated" });
+    expect(buildRouteTable(state, 1).pipelines).toEqual({
+      chain: { name: "chain", state: "PipelineReady", io: pipelineIo("chain", resource("chain").spec) },
+    });
+    expect(buildRouteTable(state, 1).pipelines.chain?.io).toEqual({
+      inputs: [{ model: "add10", side: "inputs" }],
+      outputs: [{ model: "mul10", side: "outputs" }],
+    });
   });
 
   it("treats tables that differ only in revision as the same routes", () => {

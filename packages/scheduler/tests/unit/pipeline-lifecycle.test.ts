@@ -62,6 +62,44 @@ async function settleTopics(): Promise<void> {
   await h.scheduler.topicsIdle();
 }
 
+describe("pipeline experiments in the scheduler", () => {
+  it("an experiment of pipelines is active once every candidate and its mirror is Ready, and inactive again when one goes", async () => {
+    await setup(createMemoryTopicAdmin());
+    await h.scheduler.workers.register({ kind: "dataflow", id: "dataflow-0" });
+    await h.apply(
+      [
+        pipelineYaml("left", ["a"]),
+        pipelineYaml("right", ["b"]),
+        pipelineYaml("shadow", ["a", "b"]),
+        "apiVersion: mlops.seldon.io/v1alpha1\nkind: Experiment\nmetadata: {name: lr}\nspec:\n  resourceType: pipeline\n  default: left\n  candidates: [{name: left, weight: 30}, {name: right, weight: 70}]\n  mirror: {name: shadow, percent: 25}\n",
+      ].join("---\n"),
+    );
+    await settleTopics();
+    expect(h.scheduler.get("Experiment", "lr")).toMatchObject({
+      active: false,
+      reason: "pipelines not serving yet: left, right, shadow",
+    });
+    await reportAll(["dataflow-0"]);
+    expect(h.scheduler.get("Experiment", "lr")).toMatchObject({ active: true });
+    expect(h.scheduler.routes().experiments.lr).toEqual({
+      name: "lr",
+      resourceType: "pipeline",
+      default: "left",
+      candidates: [
+        { name: "left", weight: 30 },
+        { name: "right", weight: 70 },
+      ],
+      mirror: { name: "shadow", percent: 25 },
+      active: true,
+    });
+    await h.scheduler.remove("Pipeline", "shadow");
+    expect(h.scheduler.get("Experiment", "lr")).toMatchObject({
+      active: false,
+      reason: "pipelines not serving yet: shadow",
+    });
+  });
+});
+
 describe("pipeline lifecycle in the scheduler", () => {
   it("creates the pipeline's topics and becomes Ready once its owners report the version Ready", async () => {
     const admin = createMemoryTopicAdmin();
@@ -86,7 +124,7 @@ describe("pipeline lifecycle in the scheduler", () => {
     const seen = events.flatMap((e) => e.changes).filter((c) => c.kind === "pipeline" && c.name === "chain");
     expect(seen.map((c) => (c.status as PipelineStatus).state)).toContain("PipelineCreating");
     expect(seen.at(-1)!.status).toMatchObject({ state: "PipelineReady" });
-    expect(h.scheduler.routes().pipelines.chain).toEqual({ name: "chain", state: "PipelineReady" });
+    expect(h.scheduler.routes().pipelines.chain).toMatchObject({ name: "chain", state: "PipelineReady" });
 
     // The dataflow status shows what each owner reported.
     const placement = h.scheduler.workers.status("dataflow").pipelines!.find((p) => p.pipeline === "chain")!;
