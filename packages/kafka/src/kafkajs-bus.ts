@@ -332,11 +332,28 @@ export function createKafkaBus(options: KafkaBusOptions): MessageBus {
   }
   const topicAdmin = createTopicAdmin(connectAdmin, settings, () => partitionCounts.clear());
 
+  /** Look-ups in flight per topic: a burst of sends to a new topic shares one, instead of one metadata round each. */
+  const describing = new Map<string, Promise<void>>();
+
   async function partitionCountsOf(topics: string[]): Promise<Record<string, number>> {
     const unknown = topics.filter((t) => !partitionCounts.has(t));
     if (unknown.length > 0) {
-      for (const [topic, count] of Object.entries(await topicAdmin.describeTopics(unknown)))
-        partitionCounts.set(topic, count);
+      // Hundreds of concurrent look-ups on the one admin client (a gateway's first burst of requests to a pipeline)
+      // made kafkajs fail some with "Cannot read properties of null (reading 'topicMetadata')" under load.
+      const fresh = unknown.filter((t) => !describing.has(t));
+      if (fresh.length > 0) {
+        const lookup = topicAdmin.describeTopics(fresh).then((found) => {
+          for (const [topic, count] of Object.entries(found)) partitionCounts.set(topic, count);
+        });
+        for (const t of fresh) describing.set(t, lookup);
+        // Once settled, the next send looks again (after a failure) or finds the count cached.
+        void lookup
+          .catch(() => undefined)
+          .finally(() => {
+            for (const t of fresh) if (describing.get(t) === lookup) describing.delete(t);
+          });
+      }
+      await Promise.all(unknown.map((t) => describing.get(t)));
     }
     return Object.fromEntries(topics.flatMap((t) => (partitionCounts.has(t) ? [[t, partitionCounts.get(t)!]] : [])));
   }
