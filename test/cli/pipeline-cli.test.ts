@@ -148,7 +148,12 @@ describe("tern infer pipeline and tern pipeline inspect on the real data plane",
     const input = [3, -4, 0.5];
     const sent = await inferJson("add-then-mul", { x: input });
     expect(sent.status, JSON.stringify(sent.json)).toBe(200);
-    const res = await inspect(["add-then-mul.add10.outputs.y", "--request-id", sent.id!]);
+    // The bin, as a user runs it: the command must also end its process (no Kafka client left open).
+    const res = await tern(["pipeline", "inspect", "add-then-mul.add10.outputs.y", "--request-id", sent.id!], {
+      TERN_SCHEDULER_URL: stack.e2e.scheduler.url,
+      KAFKA_BROKERS: kafkaBrokers().join(","),
+      TERN_NAMESPACE: stack.namespace,
+    });
     expect(res.code, res.stderr).toBe(0);
     const lines = res.stdout.trimEnd().split("\n");
     expect(lines[0]).toMatch(
