@@ -68,4 +68,20 @@ describe("Kafka bus specifics", () => {
       .catch((e: unknown) => e);
     expect(hasCode(err, "unavailable")).toBe(true);
   });
+  it("a fresh producer's first burst of concurrent sends all succeed (one look-up of the topic, not one per send)", async () => {
+    // A gateway's first 1,000 concurrent requests to a pipeline are 1,000 sends of a topic the producer has not seen:
+    // each used to look its partition count up on its own, and kafkajs's concurrent metadata refreshes then failed
+    // some sends with "Cannot read properties of null (reading 'topicMetadata')".
+    const admin = bus();
+    const topic = `tern-it.burst.${randomUUID().slice(0, 8)}`;
+    await admin.admin().ensureTopics([topic], 4);
+    const producer = bus().producer();
+    const results = await Promise.allSettled(
+      Array.from({ length: 1_000 }, (_, i) =>
+        producer.send([{ topic, partition: i % 4, key: `${i % 4}.m.r${i}`, value: new Uint8Array([i % 256]) }]),
+      ),
+    );
+    const failed = results.filter((r): r is PromiseRejectedResult => r.status === "rejected");
+    expect(failed.length, String(failed[0]?.reason)).toBe(0);
+  });
 });

@@ -3,6 +3,7 @@ import { applyCommand } from "./commands/apply.js";
 import { deleteCommand } from "./commands/delete.js";
 import { inferCommand } from "./commands/infer.js";
 import { listCommand } from "./commands/list.js";
+import { pipelineCommand } from "./commands/pipeline.js";
 import { serverCommand } from "./commands/server.js";
 import { statusCommand } from "./commands/status.js";
 import { validateCommand } from "./commands/validate.js";
@@ -20,6 +21,7 @@ export const commands: readonly Command[] = [
   statusCommand,
   serverCommand,
   inferCommand,
+  pipelineCommand,
 ];
 
 function topUsage(): string {

@@ -28,7 +28,12 @@ import kafkajs, {
 } from "kafkajs";
 import { coPartitionedAssigner } from "./co-partitioned-assigner.js";
 import { fromKafkaError, withDeadline } from "./errors.js";
-import { type KafkaBusSettings, type KafkaBusSettingsInput, resolveKafkaSettings } from "./settings.js";
+import {
+  BROKER_MIN_SESSION_TIMEOUT_MS,
+  type KafkaBusSettings,
+  type KafkaBusSettingsInput,
+  resolveKafkaSettings,
+} from "./settings.js";
 
 /** A pino-compatible logger (pino's `Logger` fits); the client's own log lines arrive here. */
 export interface BusLogger {
@@ -327,11 +332,28 @@ export function createKafkaBus(options: KafkaBusOptions): MessageBus {
   }
   const topicAdmin = createTopicAdmin(connectAdmin, settings, () => partitionCounts.clear());
 
+  /** Look-ups in flight per topic: a burst of sends to a new topic shares one, instead of one metadata round each. */
+  const describing = new Map<string, Promise<void>>();
+
   async function partitionCountsOf(topics: string[]): Promise<Record<string, number>> {
     const unknown = topics.filter((t) => !partitionCounts.has(t));
     if (unknown.length > 0) {
-      for (const [topic, count] of Object.entries(await topicAdmin.describeTopics(unknown)))
-        partitionCounts.set(topic, count);
+      // Hundreds of concurrent look-ups on the one admin client (a gateway's first burst of requests to a pipeline)
+      // made kafkajs fail some with "Cannot read properties of null (reading 'topicMetadata')" under load.
+      const fresh = unknown.filter((t) => !describing.has(t));
+      if (fresh.length > 0) {
+        const lookup = topicAdmin.describeTopics(fresh).then((found) => {
+          for (const [topic, count] of Object.entries(found)) partitionCounts.set(topic, count);
+        });
+        for (const t of fresh) describing.set(t, lookup);
+        // Once settled, the next send looks again (after a failure) or finds the count cached.
+        void lookup
+          .catch(() => undefined)
+          .finally(() => {
+            for (const t of fresh) if (describing.get(t) === lookup) describing.delete(t);
+          });
+      }
+      await Promise.all(unknown.map((t) => describing.get(t)));
     }
     return Object.fromEntries(topics.flatMap((t) => (partitionCounts.has(t) ? [[t, partitionCounts.get(t)!]] : [])));
   }
@@ -691,4 +713,189 @@ export function createKafkaBus(options: KafkaBusOptions): MessageBus {
       await admin?.disconnect().catch(() => undefined);
     },
   };
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Reading the tail of topics (`tern pipeline inspect`)
+
+/** One record read by {@link readTopicTails}: a {@link BusMessage} with the broker's timestamp. */
+export interface TailRecord extends BusMessage {
+  /** Milliseconds since the epoch, as the record carries it (a string, like kafkajs gives it). */
+  timestamp: string;
+}
+
+/** Options of {@link readTopicTails}. */
+export interface ReadTopicTailsOptions {
+  /** The topics to read; each must exist. */
+  topics: readonly string[];
+  /** How many of the latest records to read per partition. */
+  last: number;
+  /** Deadline of the whole call: connecting, the offsets, joining the throwaway group, reading. */
+  timeoutMs: number;
+  /** Names the throwaway consumer group: `<groupPrefix>-<random>`. @default "tern-inspect" */
+  groupPrefix?: string;
+  logger?: BusLogger;
+}
+
+/** What {@link readTopicTails} read. */
+export interface TopicTails {
+  /** The records, by topic (in the order asked), partition and offset. */
+  records: TailRecord[];
+  /**
+   * `topic[partition]` of the partitions not read up to their end (as it was when the call began) by the deadline;
+   * empty when everything was read.
+   */
+  unfinished: string[];
+}
+
+/**
+ * Reads the last `last` records of every partition of `topics`, as they were when the call began (records produced
+ * meanwhile are left out), and returns them decoded into topic, partition, offset, key, headers and value bytes.
+ *
+ * kafkajs has no consumer outside a group (no manual assignment), so this uses a throwaway group of its own
+ * (`<groupPrefix>-<random>`): it seeks each partition to its start offset as soon as the group is joined, commits
+ * nothing, and deletes the group when done. The group never shares a name with a group of the platform, so reading
+ * moves nobody's offsets. At the deadline it returns what it has read and names the partitions it did not finish.
+ *
+ * @throws TernError `not_found` naming the topics that do not exist; `bad_request` for `last` < 1; `unavailable`
+ * or `timeout` when the brokers do not answer in time.
+ */
+export async function readTopicTails(brokers: readonly string[], options: ReadTopicTailsOptions): Promise<TopicTails> {
+  const { topics, last, timeoutMs } = options;
+  if (!Number.isSafeInteger(last) || last < 1) {
+    throw new TernError("bad_request", `the number of records per partition must be at least 1 (got ${last})`);
+  }
+  const deadline = Date.now() + timeoutMs;
+  const remaining = () => Math.max(1, deadline - Date.now());
+  const logger = options.logger ?? silent;
+  const settings = resolveKafkaSettings({
+    clientId: "tern-inspect",
+    connectionTimeoutMs: Math.min(3_000, timeoutMs),
+    requestTimeoutMs: Math.min(10_000, timeoutMs),
+    retries: 2,
+    initialRetryTimeMs: 100,
+    maxRetryTimeMs: 1_000,
+    adminTimeoutMs: timeoutMs,
+  });
+  const kafka = createClient(brokers, settings, logger);
+  const admin = kafka.admin();
+  const groupId = `${options.groupPrefix ?? "tern-inspect"}-${Date.now().toString(36)}-${Math.random().toString(36).slice(2, 10)}`;
+  let consumer: Consumer | undefined;
+  try {
+    /** Per `topic#partition`: where reading starts and the end offset (exclusive) at the start of the call. */
+    const ranges = new Map<string, { topic: string; partition: number; start: bigint; end: bigint }>();
+    await withDeadline(
+      (async () => {
+        await admin.connect();
+        const existing = new Set(await admin.listTopics());
+        const missing = topics.filter((t) => !existing.has(t));
+        if (missing.length > 0) throw new TernError("not_found", `no such topic: ${missing.join(", ")}`);
+        for (const topic of new Set(topics)) {
+          for (const p of await admin.fetchTopicOffsets(topic)) {
+            const end = BigInt(p.high);
+            const low = BigInt(p.low);
+            const start = end - BigInt(last) > low ? end - BigInt(last) : low;
+            if (start < end) ranges.set(`${topic}#${p.partition}`, { topic, partition: p.partition, start, end });
+          }
+        }
+      })(),
+      remaining(),
+      `read the offsets of ${topics.join(", ")}`,
+    );
+    const wanted = [...new Set(topics)].filter((t) => [...ranges.values()].some((r) => r.topic === t));
+    const read = new Map<string, TailRecord>();
+    /** Partitions not yet read to their end. */
+    const open = new Set(ranges.keys());
+    if (open.size > 0) {
+      const created = kafka.consumer({
+        groupId,
+        // One member: every partition comes here whatever the assigner.
+        partitionAssigners: [PartitionAssigners.roundRobin],
+        sessionTimeout: BROKER_MIN_SESSION_TIMEOUT_MS,
+        heartbeatInterval: 1_000,
+        rebalanceTimeout: Math.max(1_000, Math.min(30_000, timeoutMs)),
+        maxWaitTimeInMs: 100,
+        allowAutoTopicCreation: false,
+        retry: { retries: 2, initialRetryTime: 100, maxRetryTime: 1_000 },
+      });
+      consumer = created;
+      let finish: () => void = () => undefined;
+      const done = new Promise<void>((resolve) => {
+        finish = resolve;
+      });
+      // Seeks made here, inside the join and before the first fetch, are where the first fetch starts.
+      created.on(created.events.GROUP_JOIN, ({ payload }) => {
+        for (const [topic, partitions] of Object.entries(payload.memberAssignment)) {
+          for (const partition of partitions) {
+            const range = ranges.get(`${topic}#${partition}`);
+            if (range !== undefined) created.seek({ topic, partition, offset: range.start.toString() });
+          }
+        }
+      });
+      await withDeadline(
+        (async () => {
+          await created.connect();
+          await created.subscribe({ topics: wanted, fromBeginning: true });
+          await created.run({
+            autoCommit: false,
+            eachBatch: async ({ batch }) => {
+              const k = `${batch.topic}#${batch.partition}`;
+              const range = ranges.get(k);
+              if (range === undefined) return;
+              for (const m of batch.messages) {
+                const offset = BigInt(m.offset);
+                if (offset < range.start || offset >= range.end) continue;
+                read.set(`${k}#${m.offset}`, {
+                  topic: batch.topic,
+                  partition: batch.partition,
+                  offset: m.offset,
+                  key: m.key?.toString() ?? "",
+                  value: m.value ?? new Uint8Array(),
+                  headers: Object.fromEntries(
+                    Object.entries(m.headers ?? {}).map(([name, value]) => [name, headerText(value)]),
+                  ),
+                  timestamp: m.timestamp,
+                });
+              }
+              // lastOffset() counts records the client filtered out (e.g. transaction markers) too.
+              if (BigInt(batch.lastOffset()) >= range.end - 1n) {
+                open.delete(k);
+                if (open.size === 0) finish();
+              }
+            },
+          });
+        })(),
+        remaining(),
+        `join the throwaway group ${groupId}`,
+      );
+      let timer: NodeJS.Timeout | undefined;
+      await Promise.race([done, new Promise<void>((resolve) => (timer = setTimeout(resolve, remaining())))]);
+      clearTimeout(timer);
+    }
+    const order = new Map(topics.map((t, i) => [t, i]));
+    const records = [...read.values()].sort(
+      (a, b) =>
+        order.get(a.topic)! - order.get(b.topic)! ||
+        a.partition - b.partition ||
+        (BigInt(a.offset) < BigInt(b.offset) ? -1 : 1),
+    );
+    return {
+      records,
+      unfinished: [...open].map((k) => {
+        const r = ranges.get(k)!;
+        return `${r.topic}[${r.partition}]`;
+      }),
+    };
+  } catch (err) {
+    throw fromKafkaError(err, `read ${topics.join(", ")}`);
+  } finally {
+    await consumer?.disconnect().catch(() => undefined);
+    // The group holds no offsets (nothing was committed); deleting it leaves the broker as it was.
+    if (consumer !== undefined) {
+      await withDeadline(admin.deleteGroups([groupId]), 5_000, `delete group ${groupId}`).catch((err: unknown) =>
+        logger.warn({ groupId, err }, "could not delete the throwaway consumer group; it expires on its own"),
+      );
+    }
+    await admin.disconnect().catch(() => undefined);
+  }
 }
