@@ -8,7 +8,8 @@ import {
   type ResourceKind,
   TernError,
 } from "@tern/core";
-import { wantedReplicas } from "./model-spec.js";
+import { scalingBounds } from "./autoscaling.js";
+import { modelWantedReplicas, wantedReplicas } from "./model-spec.js";
 import { desiredServerReplicas, type ReplicaDrainInfo, replicaDrainInfo, servingVersion } from "./reconcile.js";
 import {
   type ClusterState,
@@ -107,11 +108,21 @@ export function modelStatus(model: ModelRecord): ModelStatus {
     version: latest.version,
     state: model.state,
     replicas: wantedReplicas(model.resource.spec),
+    desiredReplicas: modelWantedReplicas(model),
     // Replicas that can take traffic now: those of the version the route table sends traffic to.
     availableReplicas: serving === undefined ? 0 : serving.replicas.filter((r) => SERVING_STATES.has(r.state)).length,
     placement,
   };
   if (model.reason !== undefined) status.reason = model.reason;
+  const bounds = scalingBounds(model.resource.spec);
+  if (bounds !== undefined) {
+    const scaling: NonNullable<ModelStatus["autoscaling"]> = { minReplicas: bounds.min };
+    if (Number.isFinite(bounds.max)) scaling.maxReplicas = bounds.max;
+    const record = model.autoscaling;
+    if (record?.lastDecision !== undefined) scaling.lastDecision = { ...record.lastDecision };
+    if (record?.wantsServerReplicas !== undefined) scaling.wantsServerReplicas = record.wantsServerReplicas;
+    status.autoscaling = scaling;
+  }
   const server = latest.server ?? serving?.server;
   if (server !== undefined) status.server = server;
   return status;
