@@ -166,8 +166,10 @@ export function createAutoscaler(options: AutoscalerOptions): Autoscaler {
           lastChangeAt: t,
           lastDecision: { at: t, from: 0, to, reason: `a request arrived while scaled to zero: 0 → ${to}` },
         };
-        // Samples from before the scale-down say nothing about the replica that is coming.
+        // Reports and samples from before the scale-down say nothing about the replica that is coming (an old
+        // report's idle time would scale it straight down again).
         history.delete(name);
+        reports.delete(name);
         logger.info({ model: name, to }, "model woken from zero by a request");
         return { model: name, desiredReplicas: to, activated: true };
       });

@@ -74,7 +74,7 @@ describe("model autoscaling in the scheduler", () => {
     expect(status("iris").state).toBe("ModelAvailable");
     await run(12_000, () => report("onnx", 1, "iris", 0, 11_000));
     expect(status("iris")).toMatchObject({ state: "ModelScaledDown", desiredReplicas: 0, availableReplicas: 0 });
-    expect(h.scheduler.routes().models.iris).toBeUndefined();
+    expect(h.scheduler.routes().models.iris).toMatchObject({ state: "ModelScaledDown", endpoints: [] });
     const loadsBefore = a0.loads.length;
 
     const results = await Promise.all(Array.from({ length: 20 }, () => h.scheduler.activateModel("iris")));
