@@ -3,9 +3,11 @@ import type { Logger } from "pino";
 import {
   type AutoscalingPolicy,
   decideScaling,
+  decideServerScaling,
   type LagSample,
   type ScalingDecision,
   scalingBounds,
+  serverScalingBounds,
 } from "./autoscaling.js";
 import { modelWantedReplicas } from "./model-spec.js";
 import { desiredServerReplicas } from "./reconcile.js";
@@ -62,6 +64,8 @@ export function createAutoscaler(options: AutoscalerOptions): Autoscaler {
   /** model → lag samples, oldest first. */
   const history = new Map<string, LagSample[]>();
   const keepMs = Math.max(2 * policy.scaleUpWindowMs, 10_000);
+  /** Server replica id → since when it has held no model (in memory, like the reports). */
+  const emptySince = new Map<string, number>();
 
   function sampleOf(model: string, serving: string[], t: number): { sample?: LagSample; idleMs?: number } {
     const byReplica = reports.get(model);
@@ -78,6 +82,51 @@ export function createAutoscaler(options: AutoscalerOptions): Autoscaler {
     }
     if (fresh === 0) return {};
     return { sample: { at: t, lag: lag / fresh }, ...(idleMs === undefined ? {} : { idleMs }) };
+  }
+
+  /** Decisions for every autoscaled Server that change its desired count or the reason it shows. */
+  function decideServers(
+    state: ClusterState,
+    wants: Map<string, { model: string; replicas: number }>,
+    t: number,
+  ): Map<string, ScalingDecision> {
+    const holding = new Set<string>();
+    for (const model of state.models.values()) {
+      for (const version of model.versions)
+        for (const r of version.replicas) holding.add(replicaId(r.server, r.replica));
+    }
+    for (const id of emptySince.keys()) if (!state.replicas.has(id) || holding.has(id)) emptySince.delete(id);
+    for (const id of state.replicas.keys()) if (!holding.has(id) && !emptySince.has(id)) emptySince.set(id, t);
+    const out = new Map<string, ScalingDecision>();
+    for (const server of state.servers.values()) {
+      const bounds = serverScalingBounds(server.resource.spec);
+      if (bounds === undefined || server.deleting) continue;
+      const current = desiredServerReplicas(server);
+      const emptyForMs: number[] = [];
+      for (const agent of state.replicas.values()) {
+        if (agent.server !== server.name || agent.replica >= current) continue;
+        const since = emptySince.get(replicaId(agent.server, agent.replica));
+        if (since !== undefined) emptyForMs.push(t - since);
+      }
+      const wanted = wants.get(server.name);
+      const decision = decideServerScaling(
+        {
+          server: server.name,
+          minReplicas: bounds.min,
+          maxReplicas: bounds.max,
+          current,
+          ...(wanted === undefined ? {} : { wanted }),
+          emptyForMs,
+          ...(server.autoscaling === undefined ? {} : { lastChangeAt: server.autoscaling.lastChangeAt }),
+          now: t,
+        },
+        policy,
+      );
+      const shown = server.autoscaling?.reason;
+      const reasonChanged = decision.change !== "none" || (decision.reason !== "steady" && decision.reason !== shown);
+      if (decision.desired !== current || reasonChanged) out.set(server.name, decision);
+    }
+    return out;
   }
 
   return {
@@ -98,6 +147,8 @@ export function createAutoscaler(options: AutoscalerOptions): Autoscaler {
       const t = now();
       const state = options.state();
       const updates = new Map<string, { from: number; decision: ScalingDecision }>();
+      /** Server → the model wanting the most server replicas, and how many. */
+      const wants = new Map<string, { model: string; replicas: number }>();
       for (const name of reports.keys()) if (!state.models.has(name)) reports.delete(name);
       for (const name of history.keys()) if (!state.models.has(name)) history.delete(name);
       for (const model of state.models.values()) {
@@ -132,9 +183,30 @@ export function createAutoscaler(options: AutoscalerOptions): Autoscaler {
           policy,
         );
         if (needsWrite(model.autoscaling, current, decision)) updates.set(model.name, { from: current, decision });
+        if (decision.wantsServerReplicas !== undefined && latest.server !== undefined) {
+          const w = wants.get(latest.server);
+          if (w === undefined || w.replicas < decision.wantsServerReplicas) {
+            wants.set(latest.server, { model: model.name, replicas: decision.wantsServerReplicas });
+          }
+        }
       }
-      if (updates.size === 0) return;
+      const serverUpdates = decideServers(state, wants, t);
+      if (updates.size === 0 && serverUpdates.size === 0) return;
       await options.change((draft) => {
+        for (const [name, decision] of serverUpdates) {
+          const server = draft.servers.get(name);
+          if (server === undefined || server.deleting) continue;
+          const from = desiredServerReplicas(server);
+          const changed = decision.desired !== from;
+          server.autoscaling = {
+            desiredReplicas: decision.desired,
+            lastChangeAt: changed ? t : (server.autoscaling?.lastChangeAt ?? t),
+            reason: decision.reason,
+          };
+          if (changed) {
+            logger.info({ server: name, from, to: decision.desired, reason: decision.reason }, "server scaled");
+          }
+        }
         for (const [name, { from, decision }] of updates) {
           const model = draft.models.get(name);
           if (model === undefined || model.deleting) continue;

@@ -27,8 +27,10 @@ export interface AutoscalingPolicy {
   scaleUpWindowMs: number;
   /** How long a replica must go without a request before the model scales down by one. */
   idleWindowMs: number;
-  /** Least time between two changes of a model's desired replicas. */
+  /** Least time between two changes of a model's (or a Server's) desired replicas. */
   cooldownMs: number;
+  /** How long a server replica must hold nothing before an autoscaled Server goes down by one. @default idleWindowMs */
+  serverIdleWindowMs?: number;
 }
 
 /** One observation of a model's lag: the mean in flight per serving replica over the last report period. */
@@ -134,4 +136,73 @@ function round(n: number): string {
 
 function seconds(ms: number): string {
   return `${Math.round(ms / 100) / 10} s`;
+}
+
+// --- servers ----------------------------------------------------------------------------------------------------------
+
+/**
+ * Server autoscaling (`minReplicas`/`maxReplicas` on a Server): when a model cannot get the replicas it wants for lack
+ * of server replicas, the Server's desired count rises to what it wants (up to `maxReplicas`) — at once, because the
+ * model's own window already paced the request; a server replica that has held nothing for the idle window lets the
+ * count go down by one (after the cool-down, never below `minReplicas`). The highest index is the one that leaves: it
+ * is drained (its models placed elsewhere and serving) before it may stop.
+ */
+export interface ServerScalingInput {
+  server: string;
+  minReplicas: number;
+  /** `Infinity` when the manifest sets none. */
+  maxReplicas: number;
+  current: number;
+  /** The most server replicas one of its models wants (absent: none wants more than it has). */
+  wanted?: { model: string; replicas: number };
+  /** For each replica below `current` that holds no model: how long it has held nothing (ms). */
+  emptyForMs: readonly number[];
+  lastChangeAt?: number;
+  now: number;
+}
+
+/** The bounds a Server is autoscaled in, or undefined when its manifest sets neither `minReplicas` nor `maxReplicas`. */
+export function serverScalingBounds(spec: {
+  replicas?: number;
+  minReplicas?: number;
+  maxReplicas?: number;
+}): { min: number; max: number } | undefined {
+  if (spec.minReplicas === undefined && spec.maxReplicas === undefined) return undefined;
+  const max = spec.maxReplicas ?? Number.POSITIVE_INFINITY;
+  return { min: Math.min(spec.minReplicas ?? Math.min(1, effectiveReplicas(spec)), max), max };
+}
+
+export function decideServerScaling(
+  input: ServerScalingInput,
+  policy: Pick<AutoscalingPolicy, "cooldownMs" | "idleWindowMs" | "serverIdleWindowMs">,
+): ScalingDecision {
+  const { current, minReplicas: min, maxReplicas: max, now } = input;
+  if (current < min) return { desired: min, change: "clamp", reason: `raised to minReplicas ${min} (was ${current})` };
+  if (current > max) return { desired: max, change: "clamp", reason: `lowered to maxReplicas ${max} (was ${current})` };
+  const wanted = input.wanted;
+  if (wanted !== undefined && wanted.replicas > current) {
+    const target = Math.min(max, wanted.replicas);
+    if (target === current) {
+      return {
+        desired: current,
+        change: "none",
+        reason: `model ${wanted.model} wants ${wanted.replicas} replicas but maxReplicas is ${max}`,
+      };
+    }
+    return {
+      desired: target,
+      change: "up",
+      reason: `model ${wanted.model} wants ${wanted.replicas} replicas: ${current} → ${target}`,
+    };
+  }
+  const idle = Math.max(-1, ...input.emptyForMs);
+  const cooling = input.lastChangeAt !== undefined && now - input.lastChangeAt < policy.cooldownMs;
+  if (current > min && idle >= (policy.serverIdleWindowMs ?? policy.idleWindowMs) && !cooling) {
+    return {
+      desired: current - 1,
+      change: "down",
+      reason: `a replica held nothing for ${seconds(idle)}: ${current} → ${current - 1} (replica ${current - 1} drains and stops)`,
+    };
+  }
+  return { desired: current, change: "none", reason: "steady" };
 }

@@ -56,8 +56,10 @@ export const schedulerEnvSchema = sharedEnvSchema.extend({
   TERN_AUTOSCALE_SCALE_UP_WINDOW_MS: envVar.int(5_000, 0),
   /** How long a replica must go without a request before the model loses one replica (down to minReplicas). */
   TERN_AUTOSCALE_IDLE_WINDOW_MS: envVar.int(60_000, 100),
-  /** Least time between two changes of one model's replica count. */
+  /** Least time between two changes of one model's (or one Server's) replica count. */
   TERN_AUTOSCALE_COOLDOWN_MS: envVar.int(5_000, 0),
+  /** How long a replica of a Server with minReplicas/maxReplicas must hold nothing before the Server loses one replica. */
+  TERN_AUTOSCALE_SERVER_IDLE_WINDOW_MS: envVar.int(60_000, 100),
   /** Extra memory over-commit placement allows on every replica (on top of each agent's own), in percent. */
   TERN_SCHEDULER_OVERCOMMIT_PERCENT: envVar.int(0, 0),
   /** Watch events kept in memory for clients resuming from an older revision. */

@@ -1,4 +1,5 @@
 import { effectiveReplicas, experimentCandidates } from "@tern/core";
+import { serverScalingBounds } from "./autoscaling.js";
 import { type BucketPlacementOptions, placeBuckets } from "./bucket-placement.js";
 import { modelWantedReplicas } from "./model-spec.js";
 import { type PipelinePlacementOptions, placePipelines } from "./pipeline-placement.js";
@@ -202,9 +203,13 @@ function settledCheck(views: readonly ServerView[]): (model: ModelRecord) => boo
   };
 }
 
-/** The replica count a Server asks for. */
+/** The replica count a Server wants now: what server autoscaling decided (within the spec's bounds), else the spec's. */
 export function desiredServerReplicas(server: ServerRecord): number {
-  return effectiveReplicas(server.resource.spec);
+  const spec = server.resource.spec;
+  const decided = server.autoscaling?.desiredReplicas;
+  const bounds = serverScalingBounds(spec);
+  if (decided === undefined || bounds === undefined) return effectiveReplicas(spec);
+  return Math.min(Math.max(decided, bounds.min), bounds.max);
 }
 
 /** Drain facts of every registered replica, keyed by replica id. */

@@ -111,6 +111,11 @@ export interface ServerRecord {
   name: string;
   resource: ServerResource;
   deleting: boolean;
+  /**
+   * What server autoscaling decided (Servers with `minReplicas`/`maxReplicas`, docs/autoscaling.md). Absent: the
+   * manifest's replica count applies. The manifest itself is never rewritten.
+   */
+  autoscaling?: { desiredReplicas: number; lastChangeAt: number; reason: string };
 }
 
 /** A registered agent: one replica of a server. */

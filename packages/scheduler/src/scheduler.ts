@@ -36,6 +36,7 @@ import {
   type ReplicaRecord,
   ROUTES_KEY,
   replicaId,
+  type ServerRecord,
   UNLOAD_STATES,
   WANTED_STATES,
 } from "./records.js";
@@ -756,7 +757,17 @@ export function createScheduler(options: SchedulerOptions): Scheduler {
       case "Server": {
         const existing = draft.servers.get(name);
         const unchanged = existing !== undefined && !existing.deleting && sameJson(existing.resource, resource);
-        draft.servers.set(name, { name, resource, deleting: false });
+        const record: ServerRecord = { name, resource, deleting: false };
+        // What server autoscaling decided survives a re-apply, unless the manifest's replica count changed.
+        const kept = existing?.autoscaling;
+        if (
+          kept !== undefined &&
+          !existing!.deleting &&
+          effectiveReplicas(existing!.resource.spec) === effectiveReplicas(resource.spec)
+        ) {
+          record.autoscaling = kept;
+        }
+        draft.servers.set(name, record);
         return {
           kind: "Server",
           name,

@@ -76,6 +76,7 @@ export async function startSchedulerService(options: SchedulerServiceOptions): P
             scaleUpWindowMs: config.TERN_AUTOSCALE_SCALE_UP_WINDOW_MS,
             idleWindowMs: config.TERN_AUTOSCALE_IDLE_WINDOW_MS,
             cooldownMs: config.TERN_AUTOSCALE_COOLDOWN_MS,
+            serverIdleWindowMs: config.TERN_AUTOSCALE_SERVER_IDLE_WINDOW_MS,
           },
           dataPlane: {
             partitions: config.KAFKA_PARTITIONS,

@@ -1,5 +1,6 @@
 import {
   type AgentView,
+  effectiveReplicas,
   experimentCandidates,
   type ModelStatus,
   type PipelineResource,
@@ -8,7 +9,7 @@ import {
   type ResourceKind,
   TernError,
 } from "@tern/core";
-import { scalingBounds } from "./autoscaling.js";
+import { scalingBounds, serverScalingBounds } from "./autoscaling.js";
 import { modelWantedReplicas, wantedReplicas } from "./model-spec.js";
 import { desiredServerReplicas, type ReplicaDrainInfo, replicaDrainInfo, servingVersion } from "./reconcile.js";
 import {
@@ -36,8 +37,14 @@ export interface ServerStatus {
   /** `ServerReady` (all wanted replicas connected), `ServerProgressing`, `ServerFailed`, `ServerTerminating`. */
   state: "ServerReady" | "ServerProgressing" | "ServerFailed" | "ServerTerminating";
   reason?: string;
-  /** Replicas asked for by the spec. */
+  /**
+   * Replicas wanted now: the spec's, or what server autoscaling decided (what the controllers start agents for).
+   */
   replicas: number;
+  /** Replicas the manifest asks for (the starting point of an autoscaled Server; never rewritten). */
+  specReplicas: number;
+  /** Present for an autoscaled Server (one with `minReplicas` or `maxReplicas`). */
+  autoscaling?: { minReplicas: number; maxReplicas?: number; reason?: string; lastChangeAt?: number };
   /** Connected replicas below the desired count (not leaving). */
   availableReplicas: number;
   /** Model replicas held across its replicas. */
@@ -173,10 +180,21 @@ export function serverStatus(
     capabilities: caps.ok ? caps.capabilities : [],
     state: "ServerProgressing",
     replicas: desired,
+    specReplicas: effectiveReplicas(spec),
     availableReplicas: available,
     loadedModels: [...byReplica.values()].reduce((n, l) => n + l.length, 0),
     replicaStatus,
   };
+  const bounds = serverScalingBounds(spec);
+  if (bounds !== undefined) {
+    const scaling: NonNullable<ServerStatus["autoscaling"]> = { minReplicas: bounds.min };
+    if (Number.isFinite(bounds.max)) scaling.maxReplicas = bounds.max;
+    if (server.autoscaling !== undefined) {
+      scaling.reason = server.autoscaling.reason;
+      scaling.lastChangeAt = server.autoscaling.lastChangeAt;
+    }
+    status.autoscaling = scaling;
+  }
   if (server.deleting) {
     status.state = "ServerTerminating";
   } else if (!caps.ok) {

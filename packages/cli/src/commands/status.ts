@@ -68,9 +68,16 @@ export function formatStatus(kind: ResourceKind, s: Status): string {
     }
   }
   if (kind === "Server") {
+    const spec =
+      s.specReplicas === undefined || s.specReplicas === s.replicas ? "" : ` (manifest ${String(s.specReplicas)})`;
     lines.push(
-      `  replicas: ${String(s.replicas)} requested, ${String(s.availableReplicas)} connected; ${String(s.loadedModels)} model replicas held`,
+      `  replicas: ${String(s.replicas)} desired${spec}, ${String(s.availableReplicas)} connected; ${String(s.loadedModels)} model replicas held`,
     );
+    const scaling = s.autoscaling as { minReplicas: number; maxReplicas?: number; reason?: string } | undefined;
+    if (scaling !== undefined) {
+      const why = scaling.reason === undefined ? "" : `; last: ${scaling.reason}`;
+      lines.push(`  autoscaling: ${scaling.minReplicas}..${scaling.maxReplicas ?? "unbounded"}${why}`);
+    }
   }
   if (s.reason !== undefined) lines.push(`  reason: ${String(s.reason)}`);
   if (kind === "Model" && Array.isArray(s.placement) && s.placement.length > 0) {

@@ -35,4 +35,19 @@ describe("tern status model (text)", () => {
     });
     expect(text).toBe("Model iris version 1: ModelAvailable\n  replicas: 2 requested, 2 available\n");
   });
+
+  it("shows a Server's desired replicas, the manifest's, and why autoscaling moved it", () => {
+    const text = formatStatus("Server", {
+      name: "onnx",
+      state: "ServerReady",
+      replicas: 3,
+      specReplicas: 1,
+      availableReplicas: 3,
+      loadedModels: 3,
+      autoscaling: { minReplicas: 1, maxReplicas: 4, reason: "model iris wants 3 replicas: 2 → 3" },
+      replicaStatus: [],
+    });
+    expect(text).toContain("replicas: 3 desired (manifest 1), 3 connected; 3 model replicas held");
+    expect(text).toContain("autoscaling: 1..4; last: model iris wants 3 replicas: 2 → 3");
+  });
 });

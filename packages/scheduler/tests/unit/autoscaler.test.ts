@@ -1,5 +1,6 @@
 import type { ModelStatus } from "@tern/core";
 import { afterEach, describe, expect, it } from "vitest";
+import type { ServerStatus } from "../../src/views.js";
 import { createHarness, type Harness, model, server } from "./helpers.js";
 
 let h: Harness;
@@ -83,6 +84,48 @@ describe("model autoscaling in the scheduler", () => {
     expect(status("iris")).toMatchObject({ state: "ModelAvailable", desiredReplicas: 1 });
     expect(a0.loads.length - loadsBefore).toBe(1);
     expect(status("iris").autoscaling?.lastDecision?.reason).toContain("a request arrived while scaled to zero");
+  });
+
+  it("raises an autoscaled Server for a model that wants more, then shrinks it highest index first once idle", async () => {
+    h = await createHarness({ autoscaling: { ...POLICY, serverIdleWindowMs: 3_000 } });
+    await h.apply(
+      "apiVersion: mlops.seldon.io/v1alpha1\nkind: Server\nmetadata: {name: onnx}\nspec: {serverConfig: tern-onnx, replicas: 1, minReplicas: 1, maxReplicas: 3}\n",
+    );
+    await h.agent("onnx", 0);
+    await h.apply(model("iris", "  minReplicas: 1\n  maxReplicas: 4\n"));
+    await h.settle();
+    const serverStatus = () => h.scheduler.get("Server", "onnx") as ServerStatus;
+
+    // Lagging on one replica: the model wants 2, the server has 1, so the server goes to 2 (its agent is started by
+    // the controller — here the test) and the model follows.
+    await run(3_000, () => report("onnx", 1, "iris", 8));
+    expect(serverStatus()).toMatchObject({ replicas: 2, specReplicas: 1 });
+    expect(serverStatus().autoscaling?.reason).toBe("model iris wants 2 replicas: 1 → 2");
+    await h.agent("onnx", 1);
+    await run(3_000, () => report("onnx", 2, "iris", 8));
+    expect(status("iris").availableReplicas).toBeGreaterThanOrEqual(2);
+    expect(serverStatus().replicas).toBe(3);
+    expect(serverStatus().autoscaling?.maxReplicas).toBe(3);
+    await h.agent("onnx", 2);
+    await run(3_000, () => report("onnx", 3, "iris", 8));
+    // At the server's max: the model stops at 3 and says so, naming both numbers.
+    expect(status("iris").desiredReplicas).toBe(3);
+    expect(serverStatus().autoscaling?.reason).toBe("model iris wants 4 replicas but maxReplicas is 3");
+    expect(status("iris").autoscaling?.lastDecision?.reason).toContain("wants 4 replicas but server onnx has 3");
+
+    // Idle: the model goes back to 1, the emptied replicas let the server shrink to 1, the highest leaving first.
+    await run(40_000, () => report("onnx", 3, "iris", 0, 20_000));
+    expect(status("iris")).toMatchObject({ desiredReplicas: 1, availableReplicas: 1 });
+    expect(serverStatus()).toMatchObject({ replicas: 1, specReplicas: 1 });
+    const leaving = serverStatus()
+      .replicaStatus.filter((r) => r.leaving)
+      .map((r) => r.replica);
+    expect(leaving).toEqual([1, 2]);
+    expect(
+      serverStatus()
+        .replicaStatus.filter((r) => r.mayStop)
+        .map((r) => r.replica),
+    ).toEqual([1, 2]);
   });
 
   it("refuses to wake a model that asks for 0 replicas without autoscaling", async () => {

@@ -3,6 +3,7 @@ import { describe, expect, it } from "vitest";
 import {
   type AutoscalingPolicy,
   decideScaling,
+  decideServerScaling,
   type LagSample,
   type ScalingInput,
   scalingBounds,
@@ -71,6 +72,35 @@ describe("decideScaling", () => {
   it("clamps a count outside the bounds at once, whatever the cool-down", () => {
     expect(decideScaling(input({ current: 7, lastChangeAt: 99_999 }), POLICY)).toMatchObject({ desired: 4 });
     expect(decideScaling(input({ current: 0, minReplicas: 2 }), POLICY)).toMatchObject({ desired: 2 });
+  });
+});
+
+describe("decideServerScaling", () => {
+  const server = { server: "onnx", minReplicas: 1, maxReplicas: 4, current: 2, emptyForMs: [], now: 100_000 };
+  const policy = { cooldownMs: 2_000, idleWindowMs: 10_000, serverIdleWindowMs: 5_000 };
+
+  it("rises to what a model wants, up to maxReplicas, saying which model and both numbers", () => {
+    expect(decideServerScaling({ ...server, wanted: { model: "iris", replicas: 3 } }, policy)).toMatchObject({
+      desired: 3,
+      change: "up",
+      reason: "model iris wants 3 replicas: 2 → 3",
+    });
+    const capped = decideServerScaling({ ...server, current: 4, wanted: { model: "iris", replicas: 5 } }, policy);
+    expect(capped).toMatchObject({
+      desired: 4,
+      change: "none",
+      reason: "model iris wants 5 replicas but maxReplicas is 4",
+    });
+  });
+
+  it("goes down by one when a replica held nothing for the window, never below minReplicas, not within the cool-down", () => {
+    expect(decideServerScaling({ ...server, emptyForMs: [6_000] }, policy)).toMatchObject({
+      desired: 1,
+      change: "down",
+    });
+    expect(decideServerScaling({ ...server, emptyForMs: [4_000] }, policy).desired).toBe(2);
+    expect(decideServerScaling({ ...server, current: 1, emptyForMs: [60_000] }, policy).desired).toBe(1);
+    expect(decideServerScaling({ ...server, emptyForMs: [6_000], lastChangeAt: 99_000 }, policy).desired).toBe(2);
   });
 });
 
