@@ -51,7 +51,7 @@ export const schedulerEnvSchema = sharedEnvSchema.extend({
    * Autoscaling (docs/autoscaling.md): mean requests in flight per serving replica above which a model with
    * minReplicas/maxReplicas is lagging.
    */
-  TERN_AUTOSCALE_LAG_THRESHOLD: z.coerce.number().positive().default(2),
+  TERN_AUTOSCALE_LAG_THRESHOLD: z.coerce.number().positive().default(0.5),
   /** How long the lag must stay above the threshold before the model gets one more replica. */
   TERN_AUTOSCALE_SCALE_UP_WINDOW_MS: envVar.int(5_000, 0),
   /** How long a replica must go without a request before the model loses one replica (down to minReplicas). */

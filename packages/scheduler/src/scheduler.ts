@@ -77,7 +77,7 @@ export interface SchedulerOptions {
 
 /** The autoscaling knobs when none are given: the TERN_AUTOSCALE_* defaults. */
 export const DEFAULT_AUTOSCALING_POLICY: AutoscalingPolicy = {
-  lagThreshold: 2,
+  lagThreshold: 0.5,
   scaleUpWindowMs: 5_000,
   idleWindowMs: 60_000,
   cooldownMs: 5_000,
