@@ -1,6 +1,6 @@
 import type { AddressInfo } from "node:net";
 import { type ServerType, serve } from "@hono/node-server";
-import type { AgentEndpoints, AgentEvent, AssignedModel, LoadedModelRef } from "@tern/core";
+import type { AgentEndpoints, AgentEvent, AssignedModel, LoadedModelRef, ModelTrafficReport } from "@tern/core";
 import type { Hono } from "hono";
 import type { Logger } from "pino";
 import type { ArtifactFetcher } from "./artifacts/artifact-fetcher.js";
@@ -9,6 +9,7 @@ import { createAgentApp } from "./http/app.js";
 import { createInferenceService } from "./inference/inference-service.js";
 import { type AgentMetrics, createAgentMetrics } from "./metrics.js";
 import { createModelRegistry, type ModelRecord, type ModelRegistry } from "./model-registry.js";
+import { createModelTraffic } from "./model-traffic.js";
 import type { ModelRuntime } from "./runtime/model-runtime.js";
 
 /** Lifecycle of an agent process. Only `running` takes inference traffic. */
@@ -55,6 +56,8 @@ export interface Agent {
   capabilities(): string[];
   /** What the agent holds, for (re-)registration. */
   loaded(): LoadedModelRef[];
+  /** Per-model traffic since the previous call, for the models held (sent with each heartbeat). */
+  traffic(): ModelTrafficReport[];
   start(): Promise<AgentEndpoints>;
   loadModel(
     model: AssignedModel | (Pick<AssignedModel, "model" | "version" | "storageUri"> & Partial<AssignedModel>),
@@ -76,6 +79,7 @@ export function createAgent(options: AgentOptions): Agent {
   let httpServer: ServerType | undefined;
   let grpcServer: AgentGrpcServer | undefined;
   let endpoints: AgentEndpoints | undefined;
+  const traffic = createModelTraffic();
 
   const models = createModelRegistry({
     runtime: options.runtime,
@@ -85,6 +89,8 @@ export function createAgent(options: AgentOptions): Agent {
     ...(log ? { logger: log } : {}),
     onStateChange: (e) => {
       metrics.stateChange(e.model, e.state);
+      if (e.state === "Available") traffic.loaded(e.model);
+      else if (e.state === "Unloaded") traffic.unloaded(e.model);
       options.onStateChange?.(e);
     },
   });
@@ -95,6 +101,7 @@ export function createAgent(options: AgentOptions): Agent {
     serverVersion: options.version ?? "0.1.0",
     platform: options.runtime.platform,
     isReady: () => lifecycle === "running",
+    traffic,
   });
   const app = createAgentApp({
     service,
@@ -119,6 +126,7 @@ export function createAgent(options: AgentOptions): Agent {
         .list()
         .filter((r) => r.state === "Available")
         .map((r) => ({ model: r.model, version: r.version })),
+    traffic: () => traffic.report([...new Set(models.list().map((r) => r.model))]),
 
     async start() {
       try {

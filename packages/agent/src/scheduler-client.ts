@@ -19,7 +19,8 @@ import type { Agent } from "./agent.js";
 export type SchedulerClientAgent = Pick<
   Agent,
   "server" | "replica" | "capabilities" | "endpoints" | "loaded" | "reconcile"
->;
+> &
+  Partial<Pick<Agent, "traffic">>;
 
 export interface SchedulerClientOptions {
   agent: SchedulerClientAgent;
@@ -306,10 +307,12 @@ export function createSchedulerClient(options: SchedulerClientOptions): Schedule
       await sleepUnlessAborted(intervalMs, current.signal);
       if (current.signal.aborted) return;
       try {
+        // The traffic figures ride on the heartbeat (docs/autoscaling.md); an agent that holds nothing sends no body.
+        const models = agent.traffic?.() ?? [];
         const res = await call(
           "POST",
           `${agentPath}/heartbeat`,
-          undefined,
+          models.length === 0 ? undefined : { models },
           current.signal,
           Math.min(requestTimeoutMs, Math.max(intervalMs, 1000)),
         );

@@ -9,7 +9,9 @@ import type { ReplicaState } from "./status.js";
  * scheduler URL (default http://127.0.0.1:9004).
  *
  * - `POST   /v1/agents`                                 AgentRegistration → AgentRegistered
- * - `POST   /v1/agents/{server}/{replica}/heartbeat`    → 204; 404 means "unknown agent: register again"
+ * - `POST   /v1/agents/{server}/{replica}/heartbeat`    AgentHeartbeat (optional) → 204; 404 means "unknown agent:
+ *                                                        register again". The body carries the per-model traffic
+ *                                                        figures autoscaling decides from (batched, not per request).
  * - `GET    /v1/agents/{server}/{replica}/assignments`  server-sent events; every `data:` is an AgentAssignments,
  *                                                        the FULL desired set (level-triggered: load what is missing,
  *                                                        unload what is absent). The first event comes at once.
@@ -65,6 +67,24 @@ export interface AssignedModel {
 export interface AgentAssignments {
   revision: number;
   models: AssignedModel[];
+}
+
+/** Traffic of one model on one replica since the previous heartbeat (docs/autoscaling.md). */
+export interface ModelTrafficReport {
+  model: string;
+  /** Requests in flight (received, not yet answered, queued ones included) right now. */
+  inFlight: number;
+  /** Time-weighted mean of `inFlight` over the period: the model's lag on this replica. */
+  lag: number;
+  /** Requests answered per second over the period. */
+  requestsPerSecond: number;
+  /** Milliseconds since the model last received a request on this replica (since it was loaded, when never). */
+  idleMs: number;
+}
+
+/** The optional body of a heartbeat. */
+export interface AgentHeartbeat {
+  models: ModelTrafficReport[];
 }
 
 export interface AgentEvent {
@@ -164,3 +184,18 @@ export interface AgentView extends AgentRegistration {
   drained: boolean;
   lastHeartbeatAt: number;
 }
+
+/** What a heartbeat body must look like: a typo is an error, not silently dropped. */
+export const agentHeartbeatSchema = z.strictObject({
+  models: z
+    .array(
+      z.strictObject({
+        model: nameOf,
+        inFlight: z.number().int().min(0),
+        lag: z.number().min(0),
+        requestsPerSecond: z.number().min(0),
+        idleMs: z.number().min(0),
+      }),
+    )
+    .max(10_000),
+});

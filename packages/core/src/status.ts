@@ -50,9 +50,24 @@ export interface ModelStatus {
   version: number;
   state: ModelState;
   reason?: string;
-  /** Replicas asked for by the spec. */
+  /** Replicas asked for by the spec (the starting point of an autoscaled model; never rewritten). */
   replicas: number;
+  /** Replicas placement works to now: `replicas`, or what autoscaling decided since. */
+  desiredReplicas: number;
   availableReplicas: number;
   server?: string;
   placement: ReplicaPlacement[];
+  /** Present for an autoscaled model (one with `minReplicas` or `maxReplicas`). */
+  autoscaling?: ModelScalingStatus;
+}
+
+/** Autoscaling facts of one model (docs/autoscaling.md). */
+export interface ModelScalingStatus {
+  minReplicas: number;
+  /** Absent: no maximum but the server's replicas. */
+  maxReplicas?: number;
+  /** The last decision that changed the desired count or was blocked, and why. */
+  lastDecision?: { at: number; from: number; to: number; reason: string };
+  /** Server replicas the model wants beyond what its server has. */
+  wantsServerReplicas?: number;
 }

@@ -15,6 +15,7 @@ import type { ApiKeyCheck } from "./api-keys.js";
 import { type Balancer, createBalancer } from "./balancer.js";
 import { codeOf, GatewayError, httpStatusOf, UpstreamError } from "./errors.js";
 import { type GatewayMetrics, noopMetrics } from "./metrics.js";
+import { isAsleep, type ModelWaker } from "./model-waker.js";
 import type { PipelineFront } from "./pipeline-front.js";
 import { httpStatusForErrorRecord, pipelineRequestFromRest, pipelineResponseRest } from "./pipeline-json.js";
 import { type ModelTensorLists, metadataModels, pipelineMetadata } from "./pipeline-metadata.js";
@@ -66,6 +67,8 @@ export interface AppDeps {
    * it pipelines answer 503.
    */
   pipelines?: PipelineFront;
+  /** Node entry: wakes a model scaled to zero when a request for it arrives. Without it such a request gets 503. */
+  waker?: ModelWaker;
 }
 
 /** Pipeline states in which requests are served (Rebalancing: owners are changing, the pipeline still answers). */
@@ -431,8 +434,12 @@ export function createApp(deps: AppDeps): Hono {
       if (body && validateJson) checkJson(c.req.raw.headers, body);
       const pending = routes.table();
       // Most sources answer synchronously; awaiting a plain value would still cost a turn of the microtask queue.
-      const table = pending instanceof Promise ? await beforeDeadline(pending, deadline) : pending;
+      let table = pending instanceof Promise ? await beforeDeadline(pending, deadline) : pending;
       if (!table) throw new GatewayError("unavailable", "gateway has no route table yet", { retriable: true });
+      // A model scaled to zero is woken and the request waits for it (docs/autoscaling.md).
+      if (deps.waker && target.kind === "model" && isAsleep(table, target.name)) {
+        table = await deps.waker.wake(target.name, routes, deadline);
+      }
       const decision = resolveRoute(table, target, { op, stickyRoute: c.req.header(SELDON_ROUTE_HEADER), random });
       model = decision.model;
       const headers = forwardHeaders(c.req.raw.headers);

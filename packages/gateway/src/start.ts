@@ -10,6 +10,7 @@ import { type AppConfig, createApp } from "./app.js";
 import { createBalancer } from "./balancer.js";
 import { createGrpcProxy, type GrpcProxy } from "./grpc-proxy.js";
 import { createPromMetrics } from "./metrics.js";
+import { createSchedulerWaker } from "./model-waker.js";
 import { createPipelineFront, type PipelineFront } from "./pipeline-front.js";
 import type { RouteSource } from "./route-source.js";
 import { createSchedulerWatchSource } from "./scheduler-watch-source.js";
@@ -134,6 +135,16 @@ export async function startGateway(options: StartGatewayOptions = {}): Promise<R
     ...(apiKeys ? { apiKeys } : {}),
     ...(options.random ? { random: options.random } : {}),
     ...(pipelines ? { pipelines } : {}),
+    // Following the scheduler: it can wake models scaled to zero (an injected route source has no scheduler).
+    ...(options.routes
+      ? {}
+      : {
+          waker: createSchedulerWaker({
+            url: options.schedulerUrl ?? "http://127.0.0.1:9004",
+            logger: logger.child({ part: "waker" }),
+            ...(options.schedulerToken ? { token: options.schedulerToken } : {}),
+          }),
+        }),
   });
 
   let grpcProxy: GrpcProxy | undefined;

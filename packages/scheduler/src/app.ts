@@ -2,7 +2,9 @@ import { createHash, timingSafeEqual } from "node:crypto";
 import {
   type AgentAssignments,
   type AgentEvent,
+  type AgentHeartbeat,
   type AgentRegistration,
+  agentHeartbeatSchema,
   agentRegistrationSchema,
   type LeaseState,
   parseManifestsOrThrow,
@@ -190,8 +192,14 @@ export function createControlApp(deps: ControlAppDeps): Hono {
 
   app.post("/v1/agents/:server/:replica/heartbeat", async (c) => {
     const { server, replica } = agentPath(c);
+    // The body (per-model traffic for autoscaling) is optional: a bare heartbeat says only "alive".
+    const text = await c.req.text();
+    const traffic =
+      text.trim() === ""
+        ? undefined
+        : (parseBody(agentHeartbeatSchema, parseJson(text), "heartbeat") as AgentHeartbeat);
     const scheduler = await writer(c);
-    if (!scheduler.heartbeat(server, replica)) throw unknownAgent(server, replica);
+    if (!scheduler.heartbeat(server, replica, traffic)) throw unknownAgent(server, replica);
     return c.body(null, 204);
   });
 
@@ -243,6 +251,14 @@ export function createControlApp(deps: ControlAppDeps): Hono {
     const active = deps.active();
     const items = active !== undefined ? active.list(kind) : listStatuses((await loadState(deps.store)).state, kind);
     return c.json({ items });
+  });
+
+  // A gateway got a request for a model scaled to zero: it asks for one replica, then waits for the route.
+  // Idempotent: any number of calls while the model wants replicas change nothing (docs/autoscaling.md).
+  app.post("/v1/models/:name/activate", async (c) => {
+    const scheduler = await writer(c);
+    const result = await scheduler.activateModel(c.req.param("name"));
+    return c.json(result, result.activated ? 202 : 200);
   });
 
   // A dataflow worker fetches the spec of a pipeline it owns when its assignment names a new version.
@@ -339,7 +355,10 @@ function sha256(text: string): Buffer {
 }
 
 async function jsonBody(c: Context): Promise<unknown> {
-  const text = await c.req.text();
+  return parseJson(await c.req.text());
+}
+
+function parseJson(text: string): unknown {
   try {
     return JSON.parse(text);
   } catch {

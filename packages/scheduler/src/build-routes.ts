@@ -7,8 +7,9 @@ import {
   type ReplicaEndpoint,
   type RouteTable,
 } from "@tern/core";
+import { scalingBounds } from "./autoscaling.js";
 import { servingVersion } from "./reconcile.js";
-import { type ClusterState, type ModelReplicaRecord, replicaId, SERVING_STATES } from "./records.js";
+import { type ClusterState, type ModelRecord, type ModelReplicaRecord, replicaId, SERVING_STATES } from "./records.js";
 import { MAX_VALUE_BYTES } from "./store/table.js";
 
 /**
@@ -25,7 +26,15 @@ export function buildRouteTable(state: ClusterState, revision: number): RouteTab
     const model = state.models.get(name)!;
     if (model.deleting) continue;
     const version = servingVersion(model);
-    if (version === undefined) continue;
+    if (version === undefined) {
+      // An autoscaled model scaled to zero (or waking up) keeps a route without endpoints, so that a gateway knows a
+      // request for it is to wake it and wait, not to be answered 404 (docs/autoscaling.md).
+      if (isWakeable(model)) {
+        const latest = model.versions[model.versions.length - 1]!;
+        table.models[name] = { name, version: latest.version, state: model.state, endpoints: [] };
+      }
+      continue;
+    }
     const endpoints: ReplicaEndpoint[] = [];
     for (const r of byReplicaIndex(version.replicas)) {
       if (!SERVING_STATES.has(r.state)) continue;
@@ -63,6 +72,17 @@ export function buildRouteTable(state: ClusterState, revision: number): RouteTab
     };
   }
   return table;
+}
+
+/**
+ * Autoscaled down to zero, or on its way back (woken, loading — or not placeable yet, which a server scale-up may
+ * cure): a request may wake it and wait.
+ */
+function isWakeable(model: ModelRecord): boolean {
+  const bounds = scalingBounds(model.resource.spec);
+  if (bounds === undefined || bounds.max < 1) return false;
+  if (model.state === "ModelScaledDown") return true;
+  return (model.state === "ModelProgressing" || model.state === "ScheduleFailed") && model.autoscaling !== undefined;
 }
 
 /**

@@ -47,6 +47,19 @@ export const schedulerEnvSchema = sharedEnvSchema.extend({
   TERN_AGENT_HEARTBEAT_INTERVAL_MS: envVar.int(2_000, 50),
   /** An agent silent this long is removed and its models rescheduled. @default 3 × the interval */
   TERN_AGENT_HEARTBEAT_TIMEOUT_MS: z.coerce.number().int().min(100).optional(),
+  /**
+   * Autoscaling (docs/autoscaling.md): mean requests in flight per serving replica above which a model with
+   * minReplicas/maxReplicas is lagging.
+   */
+  TERN_AUTOSCALE_LAG_THRESHOLD: z.coerce.number().positive().default(0.5),
+  /** How long the lag must stay above the threshold before the model gets one more replica. */
+  TERN_AUTOSCALE_SCALE_UP_WINDOW_MS: envVar.int(5_000, 0),
+  /** How long a replica must go without a request before the model loses one replica (down to minReplicas). */
+  TERN_AUTOSCALE_IDLE_WINDOW_MS: envVar.int(60_000, 100),
+  /** Least time between two changes of one model's (or one Server's) replica count. */
+  TERN_AUTOSCALE_COOLDOWN_MS: envVar.int(5_000, 0),
+  /** How long a replica of a Server with minReplicas/maxReplicas must hold nothing before the Server loses one replica. */
+  TERN_AUTOSCALE_SERVER_IDLE_WINDOW_MS: envVar.int(60_000, 100),
   /** Extra memory over-commit placement allows on every replica (on top of each agent's own), in percent. */
   TERN_SCHEDULER_OVERCOMMIT_PERCENT: envVar.int(0, 0),
   /** Watch events kept in memory for clients resuming from an older revision. */

@@ -1,5 +1,5 @@
 import { effectiveReplicas, type ModelResource, type ModelSpec, parseQuantity } from "@tern/core";
-import type { ModelVersionRecord } from "./records.js";
+import type { ModelRecord, ModelVersionRecord } from "./records.js";
 
 /**
  * Memory assumed for a model whose manifest gives none. Tern's choice (small, so such models still pack densely):
@@ -10,6 +10,19 @@ export const DEFAULT_MODEL_MEMORY_BYTES = 1024 * 1024;
 /** Replicas the spec asks for: `replicas`, else `minReplicas`, else 1 (DESIGN §2). */
 export function wantedReplicas(spec: ModelSpec): number {
   return effectiveReplicas(spec);
+}
+
+/**
+ * Replicas placement works to: the autoscaler's desired count when it decided one (kept within the spec's current
+ * bounds, which a later apply may have moved), else what the spec asks for.
+ */
+export function modelWantedReplicas(model: Pick<ModelRecord, "resource" | "autoscaling">): number {
+  const spec = model.resource.spec;
+  const desired = model.autoscaling?.desiredReplicas;
+  if (desired === undefined) return wantedReplicas(spec);
+  const min = spec.minReplicas ?? 0;
+  const max = spec.maxReplicas ?? Number.POSITIVE_INFINITY;
+  return Math.min(Math.max(desired, min), max);
 }
 
 /**

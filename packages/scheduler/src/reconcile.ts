@@ -1,6 +1,7 @@
 import { effectiveReplicas, experimentCandidates } from "@tern/core";
+import { serverScalingBounds } from "./autoscaling.js";
 import { type BucketPlacementOptions, placeBuckets } from "./bucket-placement.js";
-import { wantedReplicas } from "./model-spec.js";
+import { modelWantedReplicas } from "./model-spec.js";
 import { type PipelinePlacementOptions, placePipelines } from "./pipeline-placement.js";
 import { derivePipelineStates, type PipelineStateInputs } from "./pipeline-states.js";
 import {
@@ -187,7 +188,7 @@ function settledCheck(views: readonly ServerView[]): (model: ModelRecord) => boo
     // A Kafka path that failed must show in the reason, which only a pass writes.
     if (model.topics !== undefined && !model.topics.ready) return false;
     const version = model.versions[0]!;
-    const wanted = wantedReplicas(model.resource.spec);
+    const wanted = modelWantedReplicas(model);
     if (wanted < 1 || model.targetCount !== wanted || version.replicas.length !== wanted) return false;
     const name = version.server;
     if (name === undefined || (version.pinnedServer !== undefined && version.pinnedServer !== name)) return false;
@@ -203,9 +204,13 @@ function settledCheck(views: readonly ServerView[]): (model: ModelRecord) => boo
   };
 }
 
-/** The replica count a Server asks for. */
+/** The replica count a Server wants now: what server autoscaling decided (within the spec's bounds), else the spec's. */
 export function desiredServerReplicas(server: ServerRecord): number {
-  return effectiveReplicas(server.resource.spec);
+  const spec = server.resource.spec;
+  const decided = server.autoscaling?.desiredReplicas;
+  const bounds = serverScalingBounds(spec);
+  if (decided === undefined || bounds === undefined) return effectiveReplicas(spec);
+  return Math.min(Math.max(decided, bounds.min), bounds.max);
 }
 
 /** Drain facts of every registered replica, keyed by replica id. */
@@ -307,7 +312,7 @@ function reconcileLatest(
   leaving: (server: string, replica: number) => boolean,
 ): void {
   const latest = latestOf(model);
-  const wanted = wantedReplicas(model.resource.spec);
+  const wanted = modelWantedReplicas(model);
   const held = latest.replicas.filter((r) => WANTED_STATES.has(r.state));
   const demand: ModelDemand = {
     name: model.name,
@@ -392,14 +397,14 @@ function reconcileOlder(model: ModelRecord, leaving: (server: string, replica: n
 
 /** The spec asks for 0 replicas (and placement did not fail). */
 function isScaledToZero(model: ModelRecord): boolean {
-  return model.scheduleFailure === undefined && (model.targetCount ?? wantedReplicas(model.resource.spec)) === 0;
+  return model.scheduleFailure === undefined && (model.targetCount ?? modelWantedReplicas(model)) === 0;
 }
 
 function isLatestAvailable(model: ModelRecord): boolean {
   if (model.scheduleFailure !== undefined) return false;
   const latest = latestOf(model);
   const serving = latest.replicas.filter((r) => SERVING_STATES.has(r.state)).length;
-  const needed = model.targetCount ?? wantedReplicas(model.resource.spec);
+  const needed = model.targetCount ?? modelWantedReplicas(model);
   return needed > 0 && serving >= needed && latest.replicas.every((r) => r.state !== "LoadFailed");
 }
 
@@ -458,7 +463,7 @@ function deriveServingState(model: ModelRecord): void {
   }
   model.state = "ModelProgressing";
   const serving = latest.replicas.filter((r) => SERVING_STATES.has(r.state)).length;
-  model.reason = `${serving} of ${model.targetCount ?? wantedReplicas(model.resource.spec)} replicas available`;
+  model.reason = `${serving} of ${model.targetCount ?? modelWantedReplicas(model)} replicas available`;
 }
 
 function removeEmptyDeletedServers(state: ClusterState): void {

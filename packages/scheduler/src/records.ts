@@ -88,12 +88,34 @@ export interface ModelRecord {
    * or no Kafka admin configured. Not ready: the model still serves over HTTP and `reason` says what is missing.
    */
   topics?: { ready: boolean; reason?: string };
+  /**
+   * What autoscaling decided (models with `minReplicas`/`maxReplicas`, docs/autoscaling.md). Absent until the first
+   * decision: the manifest's replica count applies. The manifest itself is never rewritten.
+   */
+  autoscaling?: ModelScalingRecord;
+}
+
+/** The autoscaler's outcome for one model, stored so a standby and `tern status` see it. */
+export interface ModelScalingRecord {
+  /** The replica count placement works to (within the spec's bounds). */
+  desiredReplicas: number;
+  /** Epoch ms of the last change of `desiredReplicas` (the cool-down counts from it). */
+  lastChangeAt?: number;
+  /** The last decision that changed something or was blocked, with its reason. */
+  lastDecision?: { at: number; from: number; to: number; reason: string };
+  /** Server replicas the model wants beyond what its server has (server autoscaling acts on it). */
+  wantsServerReplicas?: number;
 }
 
 export interface ServerRecord {
   name: string;
   resource: ServerResource;
   deleting: boolean;
+  /**
+   * What server autoscaling decided (Servers with `minReplicas`/`maxReplicas`, docs/autoscaling.md). Absent: the
+   * manifest's replica count applies. The manifest itself is never rewritten.
+   */
+  autoscaling?: { desiredReplicas: number; lastChangeAt: number; reason: string };
 }
 
 /** A registered agent: one replica of a server. */

@@ -1,9 +1,11 @@
 import {
   type AgentAssignments,
   type AgentEvent,
+  type AgentHeartbeat,
   type AgentRegistered,
   type AgentRegistration,
   type AssignedModel,
+  effectiveReplicas,
   emptyRouteTable,
   type Fence,
   hasCode,
@@ -16,6 +18,8 @@ import {
   type WriteOp,
 } from "@tern/core";
 import type { Logger } from "pino";
+import { type ActivationResult, createAutoscaler } from "./autoscaler.js";
+import type { AutoscalingPolicy } from "./autoscaling.js";
 import { buildRouteTable, routeTableToStore, sameRoutes } from "./build-routes.js";
 import { createDataPlane, type DataPlaneOptions } from "./data-plane.js";
 import { newVersion, versionKey } from "./model-spec.js";
@@ -32,6 +36,7 @@ import {
   type ReplicaRecord,
   ROUTES_KEY,
   replicaId,
+  type ServerRecord,
   UNLOAD_STATES,
   WANTED_STATES,
 } from "./records.js";
@@ -66,7 +71,17 @@ export interface SchedulerOptions {
   onLeaseLost?: (error: unknown) => void;
   /** The Kafka data plane: partitions, topic names, model-gateway buckets, and the topic admin (absent: not configured). */
   dataPlane?: DataPlaneOptions;
+  /** Model autoscaling knobs (docs/autoscaling.md). @default {@link DEFAULT_AUTOSCALING_POLICY} */
+  autoscaling?: AutoscalingPolicy;
 }
+
+/** The autoscaling knobs when none are given: the TERN_AUTOSCALE_* defaults. */
+export const DEFAULT_AUTOSCALING_POLICY: AutoscalingPolicy = {
+  lagThreshold: 0.5,
+  scaleUpWindowMs: 5_000,
+  idleWindowMs: 60_000,
+  cooldownMs: 5_000,
+};
 
 /** One change in a watch event. `status` is what `GET /v1/{kind}/{name}` would return (absent for deletes). */
 export interface WatchChange {
@@ -123,8 +138,12 @@ export interface Scheduler {
   get(kind: ResourceKind, name: string): unknown;
   routes(): RouteTable;
   registerAgent(registration: AgentRegistration): Promise<AgentRegistered>;
-  /** False when the agent is unknown (it must register again). */
-  heartbeat(server: string, replica: number): boolean;
+  /** False when the agent is unknown (it must register again). `traffic` is its per-model report, if any. */
+  heartbeat(server: string, replica: number, traffic?: AgentHeartbeat): boolean;
+  /** A request arrived for a model scaled to zero: want one replica (idempotent; see `autoscaler.ts`). */
+  activateModel(name: string): Promise<ActivationResult>;
+  /** Runs one autoscaling pass now (it also runs on the heartbeat timer). */
+  autoscale(): Promise<void>;
   reportEvent(server: string, replica: number, event: AgentEvent): Promise<void>;
   drainAgent(server: string, replica: number): Promise<void>;
   removeAgent(server: string, replica: number): Promise<void>;
@@ -190,6 +209,14 @@ export function createScheduler(options: SchedulerOptions): Scheduler {
     revision: () => revision,
     change: (mutate) => change(mutate),
     ensureRunning,
+  });
+  const autoscaler = createAutoscaler({
+    policy: options.autoscaling ?? DEFAULT_AUTOSCALING_POLICY,
+    now,
+    logger,
+    state: () => state,
+    change: (mutate) => change(mutate),
+    staleMs: 2 * heartbeatIntervalMs + 500,
   });
   reconcileOptions.buckets = dataPlane.bucketOptions;
   reconcileOptions.pipelines = dataPlane.pipelineOptions;
@@ -472,6 +499,7 @@ export function createScheduler(options: SchedulerOptions): Scheduler {
       timer = setInterval(
         () => {
           scheduler.checkHeartbeats().catch((err: unknown) => logger.error({ err }, "heartbeat check failed"));
+          scheduler.autoscale().catch((err: unknown) => logger.error({ err }, "autoscaling pass failed"));
         },
         Math.max(50, Math.floor(heartbeatIntervalMs / 2)),
       );
@@ -546,12 +574,22 @@ export function createScheduler(options: SchedulerOptions): Scheduler {
       return { heartbeatIntervalMs, heartbeatTimeoutMs };
     },
 
-    heartbeat(server, replica) {
+    heartbeat(server, replica, traffic) {
       ensureRunning();
       const id = replicaId(server, replica);
       if (!state.replicas.has(id)) return false;
       heartbeats.set(id, now());
+      if (traffic !== undefined) autoscaler.report(server, replica, traffic);
       return true;
+    },
+
+    activateModel(name) {
+      return autoscaler.activate(name);
+    },
+
+    async autoscale() {
+      if (stopped || leaseLost) return;
+      await autoscaler.tick();
     },
 
     reportEvent(server, replica, event) {
@@ -719,7 +757,17 @@ export function createScheduler(options: SchedulerOptions): Scheduler {
       case "Server": {
         const existing = draft.servers.get(name);
         const unchanged = existing !== undefined && !existing.deleting && sameJson(existing.resource, resource);
-        draft.servers.set(name, { name, resource, deleting: false });
+        const record: ServerRecord = { name, resource, deleting: false };
+        // What server autoscaling decided survives a re-apply, unless the manifest's replica count changed.
+        const kept = existing?.autoscaling;
+        if (
+          kept !== undefined &&
+          !existing!.deleting &&
+          effectiveReplicas(existing!.resource.spec) === effectiveReplicas(resource.spec)
+        ) {
+          record.autoscaling = kept;
+        }
+        draft.servers.set(name, record);
         return {
           kind: "Server",
           name,
@@ -776,6 +824,10 @@ function applyModelUpdate(existing: ModelRecord, resource: Resource & { kind: "M
   const latest = existing.versions[existing.versions.length - 1]!;
   const wasDeleting = existing.deleting;
   existing.deleting = false;
+  // A new replica count in the manifest is a new starting point: what autoscaling decided before is dropped.
+  if (wasDeleting || effectiveReplicas(resource.spec) !== effectiveReplicas(existing.resource.spec)) {
+    delete existing.autoscaling;
+  }
   if (versionKey(resource.spec) !== latest.specKey || wasDeleting) {
     const version = latest.version + 1;
     existing.versions.push(newVersion(resource, version));

@@ -71,6 +71,13 @@ export async function startSchedulerService(options: SchedulerServiceOptions): P
           heartbeatTimeoutMs: config.TERN_AGENT_HEARTBEAT_TIMEOUT_MS,
           overcommitPercent: config.TERN_SCHEDULER_OVERCOMMIT_PERCENT,
           historyLimit: config.TERN_SCHEDULER_WATCH_HISTORY,
+          autoscaling: {
+            lagThreshold: config.TERN_AUTOSCALE_LAG_THRESHOLD,
+            scaleUpWindowMs: config.TERN_AUTOSCALE_SCALE_UP_WINDOW_MS,
+            idleWindowMs: config.TERN_AUTOSCALE_IDLE_WINDOW_MS,
+            cooldownMs: config.TERN_AUTOSCALE_COOLDOWN_MS,
+            serverIdleWindowMs: config.TERN_AUTOSCALE_SERVER_IDLE_WINDOW_MS,
+          },
           dataPlane: {
             partitions: config.KAFKA_PARTITIONS,
             topicNames: createTopicNames({ prefix: config.TERN_TOPIC_PREFIX, namespace: config.TERN_NAMESPACE }),

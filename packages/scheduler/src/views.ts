@@ -1,5 +1,6 @@
 import {
   type AgentView,
+  effectiveReplicas,
   experimentCandidates,
   type ModelStatus,
   type PipelineResource,
@@ -8,7 +9,8 @@ import {
   type ResourceKind,
   TernError,
 } from "@tern/core";
-import { wantedReplicas } from "./model-spec.js";
+import { scalingBounds, serverScalingBounds } from "./autoscaling.js";
+import { modelWantedReplicas, wantedReplicas } from "./model-spec.js";
 import { desiredServerReplicas, type ReplicaDrainInfo, replicaDrainInfo, servingVersion } from "./reconcile.js";
 import {
   type ClusterState,
@@ -35,8 +37,14 @@ export interface ServerStatus {
   /** `ServerReady` (all wanted replicas connected), `ServerProgressing`, `ServerFailed`, `ServerTerminating`. */
   state: "ServerReady" | "ServerProgressing" | "ServerFailed" | "ServerTerminating";
   reason?: string;
-  /** Replicas asked for by the spec. */
+  /**
+   * Replicas wanted now: the spec's, or what server autoscaling decided (what the controllers start agents for).
+   */
   replicas: number;
+  /** Replicas the manifest asks for (the starting point of an autoscaled Server; never rewritten). */
+  specReplicas: number;
+  /** Present for an autoscaled Server (one with `minReplicas` or `maxReplicas`). */
+  autoscaling?: { minReplicas: number; maxReplicas?: number; reason?: string; lastChangeAt?: number };
   /** Connected replicas below the desired count (not leaving). */
   availableReplicas: number;
   /** Model replicas held across its replicas. */
@@ -107,11 +115,21 @@ export function modelStatus(model: ModelRecord): ModelStatus {
     version: latest.version,
     state: model.state,
     replicas: wantedReplicas(model.resource.spec),
+    desiredReplicas: modelWantedReplicas(model),
     // Replicas that can take traffic now: those of the version the route table sends traffic to.
     availableReplicas: serving === undefined ? 0 : serving.replicas.filter((r) => SERVING_STATES.has(r.state)).length,
     placement,
   };
   if (model.reason !== undefined) status.reason = model.reason;
+  const bounds = scalingBounds(model.resource.spec);
+  if (bounds !== undefined) {
+    const scaling: NonNullable<ModelStatus["autoscaling"]> = { minReplicas: bounds.min };
+    if (Number.isFinite(bounds.max)) scaling.maxReplicas = bounds.max;
+    const record = model.autoscaling;
+    if (record?.lastDecision !== undefined) scaling.lastDecision = { ...record.lastDecision };
+    if (record?.wantsServerReplicas !== undefined) scaling.wantsServerReplicas = record.wantsServerReplicas;
+    status.autoscaling = scaling;
+  }
   const server = latest.server ?? serving?.server;
   if (server !== undefined) status.server = server;
   return status;
@@ -162,10 +180,21 @@ export function serverStatus(
     capabilities: caps.ok ? caps.capabilities : [],
     state: "ServerProgressing",
     replicas: desired,
+    specReplicas: effectiveReplicas(spec),
     availableReplicas: available,
     loadedModels: [...byReplica.values()].reduce((n, l) => n + l.length, 0),
     replicaStatus,
   };
+  const bounds = serverScalingBounds(spec);
+  if (bounds !== undefined) {
+    const scaling: NonNullable<ServerStatus["autoscaling"]> = { minReplicas: bounds.min };
+    if (Number.isFinite(bounds.max)) scaling.maxReplicas = bounds.max;
+    if (server.autoscaling !== undefined) {
+      scaling.reason = server.autoscaling.reason;
+      scaling.lastChangeAt = server.autoscaling.lastChangeAt;
+    }
+    status.autoscaling = scaling;
+  }
   if (server.deleting) {
     status.state = "ServerTerminating";
   } else if (!caps.ok) {

@@ -8,6 +8,7 @@ import {
   TernError,
 } from "@tern/core";
 import type { ModelRegistry } from "../model-registry.js";
+import type { ModelTraffic } from "../model-traffic.js";
 import type { ModelSignature } from "../runtime/model-runtime.js";
 
 /** A decoded inference request, independent of REST or gRPC. */
@@ -50,6 +51,8 @@ export interface InferenceServiceOptions {
   platform: string;
   /** True while the agent takes traffic (lifecycle `running`). */
   isReady: () => boolean;
+  /** Counts requests per model for autoscaling (reported with heartbeats). */
+  traffic?: ModelTraffic;
 }
 
 const shapeText = (shape: readonly number[]) => `[${shape.join(",")}]`;
@@ -153,7 +156,15 @@ export function createInferenceService(options: InferenceServiceOptions): Infere
     async infer(model, version, request) {
       if (!options.isReady())
         throw new TernError("unavailable", "the server is not ready (starting or draining)", { retriable: true });
-      const lease = await models.acquire(model, version);
+      // Counted from before the model is acquired: waiting for it (a load in progress) is lag too.
+      options.traffic?.begin(model);
+      let lease: Awaited<ReturnType<ModelRegistry["acquire"]>>;
+      try {
+        lease = await models.acquire(model, version);
+      } catch (err) {
+        options.traffic?.end(model);
+        throw err;
+      }
       try {
         const signature = lease.model.signature;
         checkInputs(model, signature, request.inputs);
@@ -172,6 +183,7 @@ export function createInferenceService(options: InferenceServiceOptions): Infere
         };
       } finally {
         lease.release();
+        options.traffic?.end(model);
       }
     },
 

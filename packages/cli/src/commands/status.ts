@@ -16,8 +16,9 @@ const GONE_STATES = new Set(["ModelTerminated", "PipelineTerminated", "ServerTer
 
 const usage = `Usage: tern status KIND NAME [-w STATE] [--timeout SECONDS] [--json]
 
-Shows the state of one resource; for models: state, reason, replicas asked for and available, and where each
-replica is (server, replica index, replica state).
+Shows the state of one resource; for models: state, reason, replicas asked for, desired (autoscaling) and
+available, the last autoscaling decision with its reason, and where each replica is (server, replica index,
+replica state).
 
 Arguments:
   KIND                model, server, pipeline or experiment (plural and capitalised forms work too)
@@ -28,7 +29,8 @@ Options:
                        it is gone), polling the scheduler
   --timeout SECONDS    give up waiting after this long (default 60)
   --json               print the status as JSON (for models: name, version, state, reason, replicas,
-                       availableReplicas, server, placement [{server, replica, state}]); only JSON goes to
+                       desiredReplicas, availableReplicas, server, placement [{server, replica, state}],
+                       autoscaling {minReplicas, maxReplicas, lastDecision, wantsServerReplicas}); only JSON goes to
                        stdout, messages go to stderr ({kind, name, state} once a waited-for deletion is done)
   -h, --help           show this help
 
@@ -44,12 +46,38 @@ export function formatStatus(kind: ResourceKind, s: Status): string {
   lines.push(head);
   if (kind === "Model") {
     const server = s.server === undefined ? "" : `, server ${String(s.server)}`;
-    lines.push(`  replicas: ${String(s.replicas)} requested, ${String(s.availableReplicas)} available${server}`);
+    const desired =
+      s.desiredReplicas === undefined || s.desiredReplicas === s.replicas
+        ? ""
+        : `, ${String(s.desiredReplicas)} desired`;
+    lines.push(
+      `  replicas: ${String(s.replicas)} requested${desired}, ${String(s.availableReplicas)} available${server}`,
+    );
+    const scaling = s.autoscaling as
+      | { minReplicas: number; maxReplicas?: number; lastDecision?: { at: number; reason: string } }
+      | undefined;
+    if (scaling !== undefined) {
+      lines.push(
+        `  autoscaling: ${scaling.minReplicas}..${scaling.maxReplicas ?? "server replicas"}, ${String(s.desiredReplicas)} desired now`,
+      );
+      if (scaling.lastDecision !== undefined) {
+        lines.push(
+          `  last decision (${new Date(scaling.lastDecision.at).toISOString()}): ${scaling.lastDecision.reason}`,
+        );
+      }
+    }
   }
   if (kind === "Server") {
+    const spec =
+      s.specReplicas === undefined || s.specReplicas === s.replicas ? "" : ` (manifest ${String(s.specReplicas)})`;
     lines.push(
-      `  replicas: ${String(s.replicas)} requested, ${String(s.availableReplicas)} connected; ${String(s.loadedModels)} model replicas held`,
+      `  replicas: ${String(s.replicas)} desired${spec}, ${String(s.availableReplicas)} connected; ${String(s.loadedModels)} model replicas held`,
     );
+    const scaling = s.autoscaling as { minReplicas: number; maxReplicas?: number; reason?: string } | undefined;
+    if (scaling !== undefined) {
+      const why = scaling.reason === undefined ? "" : `; last: ${scaling.reason}`;
+      lines.push(`  autoscaling: ${scaling.minReplicas}..${scaling.maxReplicas ?? "unbounded"}${why}`);
+    }
   }
   if (s.reason !== undefined) lines.push(`  reason: ${String(s.reason)}`);
   if (kind === "Model" && Array.isArray(s.placement) && s.placement.length > 0) {

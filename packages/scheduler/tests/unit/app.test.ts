@@ -288,6 +288,32 @@ describe("control API", () => {
     expect((await app.request("/v1/agents/onnx/0")).status).toBe(404);
   });
 
+  it("takes a heartbeat's traffic body, names a bad field, and wakes a model scaled to zero once", async () => {
+    const app = await setup();
+    await app.request("/v1/apply", {
+      method: "POST",
+      headers: YAML,
+      body: `${server("onnx", 1)}---\n${model("iris", "  minReplicas: 0\n  maxReplicas: 2\n", 0)}`,
+    });
+    await h.agent("onnx", 0);
+    const beat = (body: unknown) =>
+      app.request("/v1/agents/onnx/0/heartbeat", { method: "POST", headers: JSON_TYPE, body: JSON.stringify(body) });
+    const traffic = { model: "iris", inFlight: 1, lag: 0.5, requestsPerSecond: 10, idleMs: 0 };
+    expect((await beat({ models: [traffic] })).status).toBe(204);
+    const bad = await beat({ models: [{ ...traffic, lagg: 1 }] });
+    expect(bad.status).toBe(400);
+    expect(((await bad.json()) as { error: string }).error).toMatch(/invalid heartbeat: models\.0: .*lagg/);
+
+    expect(await (await app.request("/v1/models/iris")).json()).toMatchObject({ state: "ModelScaledDown" });
+    const first = await app.request("/v1/models/iris/activate", { method: "POST" });
+    expect(first.status).toBe(202);
+    expect(await first.json()).toEqual({ model: "iris", desiredReplicas: 1, activated: true });
+    const again = await app.request("/v1/models/iris/activate", { method: "POST" });
+    expect(again.status).toBe(200);
+    expect(await again.json()).toEqual({ model: "iris", desiredReplicas: 1, activated: false });
+    expect((await app.request("/v1/models/ghost/activate", { method: "POST" })).status).toBe(404);
+  });
+
   it("deletes resources and answers 404 for unknown ones", async () => {
     const app = await setup();
     await app.request("/v1/apply", { method: "POST", headers: YAML, body: server("onnx", 1) });

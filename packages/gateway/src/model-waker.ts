@@ -1,0 +1,111 @@
+import type { RouteTable } from "@tern/core";
+import type { Logger } from "pino";
+import { GatewayError } from "./errors.js";
+import type { RouteSource } from "./route-source.js";
+
+/**
+ * Scale from zero (docs/autoscaling.md): a request for an autoscaled model that has no replica (the route table lists
+ * it without endpoints, `ModelScaledDown` or on its way back) asks the scheduler for one and waits, within the
+ * request's deadline, until the route has endpoints — the request is answered, not refused.
+ */
+export interface ModelWaker {
+  /**
+   * Wakes `model` and resolves with the first route table in which it has endpoints. Concurrent calls for one model
+   * share one scheduler call (and the scheduler's side is idempotent), so a burst of first requests makes one load.
+   * @throws GatewayError `timeout` when the deadline passes first; `unavailable` when the scheduler refuses.
+   */
+  wake(model: string, routes: RouteSource, deadline: number): Promise<RouteTable>;
+}
+
+export interface SchedulerWakerOptions {
+  /** Base URL of the scheduler's control API. */
+  url: string;
+  token?: string;
+  logger: Logger;
+  /** How often the route table is looked at while waiting. @default 25 */
+  pollMs?: number;
+  /** @default globalThis.fetch */
+  fetch?: typeof fetch;
+}
+
+/**
+ * True when `model` is listed but has no endpoint because it is scaled to zero or coming back (the scheduler lists
+ * only such models without endpoints; a woken model that cannot be placed yet is `ScheduleFailed` until a server
+ * replica comes).
+ */
+export function isAsleep(table: RouteTable, model: string): boolean {
+  const route = table.models[model];
+  return (
+    route !== undefined &&
+    route.endpoints.length === 0 &&
+    (route.state === "ModelScaledDown" || route.state === "ModelProgressing" || route.state === "ScheduleFailed")
+  );
+}
+
+/** A waker that calls the scheduler's `POST /v1/models/{name}/activate`. */
+export function createSchedulerWaker(options: SchedulerWakerOptions): ModelWaker {
+  const doFetch = options.fetch ?? globalThis.fetch;
+  const pollMs = options.pollMs ?? 25;
+  const base = options.url.replace(/\/+$/, "");
+  /** One activation call in flight per model. */
+  const activating = new Map<string, Promise<void>>();
+
+  function activate(model: string, deadline: number): Promise<void> {
+    let pending = activating.get(model);
+    if (pending === undefined) {
+      pending = (async () => {
+        const res = await doFetch(`${base}/v1/models/${encodeURIComponent(model)}/activate`, {
+          method: "POST",
+          headers: options.token === undefined ? {} : { authorization: `Bearer ${options.token}` },
+          signal: AbortSignal.timeout(Math.max(1, deadline - Date.now())),
+        });
+        const text = await res.text();
+        if (res.ok) {
+          options.logger.info({ model, status: res.status }, "asked the scheduler to wake a model scaled to zero");
+          return;
+        }
+        let message = text.slice(0, 200);
+        try {
+          message = (JSON.parse(text) as { error?: string }).error ?? message;
+        } catch {}
+        throw new GatewayError("unavailable", `model ${model} is scaled to zero and could not be woken: ${message}`, {
+          retriable: res.status >= 500,
+        });
+      })().finally(() => activating.delete(model));
+      activating.set(model, pending);
+    }
+    return pending;
+  }
+
+  return {
+    async wake(model, routes, deadline) {
+      try {
+        await activate(model, deadline);
+      } catch (err) {
+        if (err instanceof GatewayError) throw err;
+        if (Date.now() >= deadline) throw timeout(model);
+        options.logger.warn({ model, err }, "could not reach the scheduler to wake a model");
+        throw new GatewayError("unavailable", `model ${model} is scaled to zero and the scheduler is unreachable`, {
+          retriable: true,
+          cause: err,
+        });
+      }
+      for (;;) {
+        const table = await routes.table();
+        // Serving now — or no longer asleep for another reason (deleted, failed): routing says what that means.
+        if (table !== undefined && !isAsleep(table, model)) return table;
+        const left = deadline - Date.now();
+        if (left <= 0) throw timeout(model, table?.models[model]?.state);
+        await new Promise((r) => setTimeout(r, Math.min(pollMs, left)));
+      }
+    },
+  };
+}
+
+function timeout(model: string, state?: string): GatewayError {
+  const now = state === undefined ? "" : ` (it is ${state})`;
+  return new GatewayError(
+    "timeout",
+    `model ${model} was scaled to zero and no replica came up within the request's deadline${now}`,
+  );
+}
