@@ -10,6 +10,7 @@ import { createInferenceService } from "./inference/inference-service.js";
 import { type AgentMetrics, createAgentMetrics } from "./metrics.js";
 import { createModelRegistry, type ModelRecord, type ModelRegistry } from "./model-registry.js";
 import type { ModelRuntime } from "./runtime/model-runtime.js";
+import { processOverheadBytes } from "./runtime/process-memory.js";
 
 /** Lifecycle of an agent process. Only `running` takes inference traffic. */
 export type AgentLifecycle = "starting" | "running" | "draining" | "stopped" | "failed";
@@ -55,6 +56,11 @@ export interface Agent {
   capabilities(): string[];
   /** What the agent holds, for (re-)registration. */
   loaded(): LoadedModelRef[];
+  /**
+   * Memory its runtime process (MLServer) holds beyond its models' declared memory, bytes, as of the runtime's last
+   * health check; undefined for the in-process ONNX runtime. Reported to the scheduler, which takes it off the capacity.
+   */
+  processBytes(): number | undefined;
   start(): Promise<AgentEndpoints>;
   loadModel(
     model: AssignedModel | (Pick<AssignedModel, "model" | "version" | "storageUri"> & Partial<AssignedModel>),
@@ -119,6 +125,11 @@ export function createAgent(options: AgentOptions): Agent {
         .list()
         .filter((r) => r.state === "Available")
         .map((r) => ({ model: r.model, version: r.version })),
+
+    processBytes() {
+      const usage = models.usage();
+      return processOverheadBytes(usage.processBytes, usage.residentBytes);
+    },
 
     async start() {
       try {

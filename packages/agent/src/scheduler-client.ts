@@ -1,6 +1,7 @@
 import type {
   AgentAssignments,
   AgentEvent,
+  AgentHeartbeat,
   AgentRegistered,
   AgentRegistration,
   AgentView,
@@ -19,7 +20,8 @@ import type { Agent } from "./agent.js";
 export type SchedulerClientAgent = Pick<
   Agent,
   "server" | "replica" | "capabilities" | "endpoints" | "loaded" | "reconcile"
->;
+> &
+  Partial<Pick<Agent, "processBytes">>;
 
 export interface SchedulerClientOptions {
   agent: SchedulerClientAgent;
@@ -241,9 +243,16 @@ export function createSchedulerClient(options: SchedulerClientOptions): Schedule
       capabilities: agent.capabilities(),
       memoryBytes: options.memoryBytes,
       overcommitPercent: options.overcommitPercent ?? 0,
+      ...processReport(),
       endpoints: agent.endpoints(),
       loaded: agent.loaded(),
     };
+  }
+
+  /** The part of registrations and heartbeats that says what the runtime process holds (nothing for ONNX). */
+  function processReport(): AgentHeartbeat {
+    const bytes = agent.processBytes?.();
+    return bytes === undefined ? {} : { processBytes: Math.round(bytes) };
   }
 
   /** Registers, retrying until it works or the client stops. Returns undefined when stopped. */
@@ -306,10 +315,13 @@ export function createSchedulerClient(options: SchedulerClientOptions): Schedule
       await sleepUnlessAborted(intervalMs, current.signal);
       if (current.signal.aborted) return;
       try {
+        // MLServer's memory moves as models load and requests run: each heartbeat carries it (the scheduler stores
+        // it when it moved enough to matter).
+        const report = processReport();
         const res = await call(
           "POST",
           `${agentPath}/heartbeat`,
-          undefined,
+          report.processBytes === undefined ? undefined : report,
           current.signal,
           Math.min(requestTimeoutMs, Math.max(intervalMs, 1000)),
         );

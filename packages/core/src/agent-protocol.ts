@@ -9,7 +9,8 @@ import type { ReplicaState } from "./status.js";
  * scheduler URL (default http://127.0.0.1:9004).
  *
  * - `POST   /v1/agents`                                 AgentRegistration → AgentRegistered
- * - `POST   /v1/agents/{server}/{replica}/heartbeat`    → 204; 404 means "unknown agent: register again"
+ * - `POST   /v1/agents/{server}/{replica}/heartbeat`    AgentHeartbeat (optional) → 204; 404 means "unknown agent:
+ *                                                        register again"
  * - `GET    /v1/agents/{server}/{replica}/assignments`  server-sent events; every `data:` is an AgentAssignments,
  *                                                        the FULL desired set (level-triggered: load what is missing,
  *                                                        unload what is absent). The first event comes at once.
@@ -39,9 +40,21 @@ export interface AgentRegistration {
   memoryBytes: number;
   /** Percentage by which memory may be over-committed (0 = none). */
   overcommitPercent?: number;
+  /**
+   * Memory the replica's runtime process holds beyond what its models declare (MLServer: its resident memory, with
+   * its children's, less the `memory` of the models it holds), bytes. The scheduler takes it off the capacity before
+   * placing; the agent refreshes it with every heartbeat. Absent or 0 for the in-process ONNX runtime.
+   */
+  processBytes?: number;
   endpoints: AgentEndpoints;
   /** What the agent already holds (after a scheduler restart: nothing is reloaded). */
   loaded: LoadedModelRef[];
+}
+
+/** The optional body of a heartbeat: what changed since the registration. */
+export interface AgentHeartbeat {
+  /** See {@link AgentRegistration.processBytes}. */
+  processBytes?: number;
 }
 
 export interface AgentRegistered {
@@ -151,11 +164,17 @@ export const agentRegistrationSchema = z.strictObject({
   capabilities: z.array(z.string().min(1).max(253)).max(256),
   memoryBytes: z.number().int().min(0),
   overcommitPercent: z.number().min(0).optional(),
+  processBytes: z.number().int().min(0).optional(),
   endpoints: z.strictObject({
     http: z.string().superRefine(refineWith(checkAgentHttpEndpoint)),
     grpc: z.string().superRefine(refineWith(checkHostPort)).optional(),
   }),
   loaded: z.array(z.strictObject({ model: nameOf, version: z.number().int().min(1) })).default([]),
+});
+
+/** What `POST /v1/agents/{server}/{replica}/heartbeat` accepts as its (optional) body. */
+export const agentHeartbeatSchema = z.strictObject({
+  processBytes: z.number().int().min(0).optional(),
 });
 
 export interface AgentView extends AgentRegistration {

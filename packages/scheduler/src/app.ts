@@ -3,6 +3,7 @@ import {
   type AgentAssignments,
   type AgentEvent,
   type AgentRegistration,
+  agentHeartbeatSchema,
   agentRegistrationSchema,
   type LeaseState,
   parseManifestsOrThrow,
@@ -190,8 +191,12 @@ export function createControlApp(deps: ControlAppDeps): Hono {
 
   app.post("/v1/agents/:server/:replica/heartbeat", async (c) => {
     const { server, replica } = agentPath(c);
+    // Empty (an agent without a runtime process of its own) or an AgentHeartbeat.
+    const text = await c.req.text();
+    const report = text.trim() === "" ? {} : parseBody(agentHeartbeatSchema, jsonOf(text), "agent heartbeat");
     const scheduler = await writer(c);
     if (!scheduler.heartbeat(server, replica)) throw unknownAgent(server, replica);
+    if (report.processBytes !== undefined) await scheduler.reportProcessMemory(server, replica, report.processBytes);
     return c.body(null, 204);
   });
 
@@ -339,7 +344,10 @@ function sha256(text: string): Buffer {
 }
 
 async function jsonBody(c: Context): Promise<unknown> {
-  const text = await c.req.text();
+  return jsonOf(await c.req.text());
+}
+
+function jsonOf(text: string): unknown {
   try {
     return JSON.parse(text);
   } catch {

@@ -35,6 +35,7 @@ import {
   UNLOAD_STATES,
   WANTED_STATES,
 } from "./records.js";
+import { processBytesChanged } from "./replica-memory.js";
 import {
   type AgentViewWithStop,
   agentView,
@@ -125,6 +126,11 @@ export interface Scheduler {
   registerAgent(registration: AgentRegistration): Promise<AgentRegistered>;
   /** False when the agent is unknown (it must register again). */
   heartbeat(server: string, replica: number): boolean;
+  /**
+   * A heartbeat's `processBytes` (memory the agent's runtime process holds beyond its models): stored, and placement
+   * run again, when it moved by PROCESS_BYTES_STEP or more since the stored value. No-op for an unknown agent.
+   */
+  reportProcessMemory(server: string, replica: number, processBytes: number): Promise<void>;
   reportEvent(server: string, replica: number, event: AgentEvent): Promise<void>;
   drainAgent(server: string, replica: number): Promise<void>;
   removeAgent(server: string, replica: number): Promise<void>;
@@ -533,6 +539,7 @@ export function createScheduler(options: SchedulerOptions): Scheduler {
           replica: reg.replica,
           capabilities: [...reg.capabilities],
           memoryBytes: reg.memoryBytes,
+          ...(reg.processBytes ? { processBytes: reg.processBytes } : {}),
           endpoints: reg.endpoints,
           loaded: [],
           draining: false,
@@ -552,6 +559,17 @@ export function createScheduler(options: SchedulerOptions): Scheduler {
       if (!state.replicas.has(id)) return false;
       heartbeats.set(id, now());
       return true;
+    },
+
+    async reportProcessMemory(server, replica, processBytes) {
+      const stored = state.replicas.get(replicaId(server, replica));
+      if (stored === undefined || !processBytesChanged(stored.processBytes, processBytes)) return;
+      await change((draft) => {
+        const record = draft.replicas.get(replicaId(server, replica));
+        if (record === undefined) return;
+        if (processBytes > 0) record.processBytes = processBytes;
+        else delete record.processBytes;
+      });
     },
 
     reportEvent(server, replica, event) {

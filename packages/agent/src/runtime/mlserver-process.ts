@@ -1,9 +1,10 @@
 import { type ChildProcess, spawn } from "node:child_process";
-import { access, mkdir, readFile, rm, writeFile } from "node:fs/promises";
+import { access, mkdir, rm, writeFile } from "node:fs/promises";
 import { createServer } from "node:net";
 import { join } from "node:path";
 import { TernError } from "@tern/core";
 import type { Logger } from "pino";
+import { treeRssBytes } from "./process-memory.js";
 
 /**
  * Runs MLServer from its Python module with the Python of the venv, and makes the MLServer process end when its agent
@@ -61,7 +62,7 @@ export interface MlserverProcess {
   readonly repositoryDir: string;
   /** The operating-system pid, while a process runs. */
   pid(): number | undefined;
-  /** Resident memory of the MLServer process (Linux `/proc`), bytes; undefined where unknown. */
+  /** Resident memory of the MLServer process and its children (Linux `/proc`), bytes; undefined where unknown. */
   rssBytes(): Promise<number | undefined>;
   /** The resident memory read by the last health check (every `healthIntervalMs`). */
   lastRssBytes(): number | undefined;
@@ -228,13 +229,8 @@ export function createMlserverProcess(options: MlserverProcessOptions): Mlserver
   async function readRss(): Promise<number | undefined> {
     const pid = child?.pid;
     if (pid === undefined) return undefined;
-    try {
-      const status = await readFile(`/proc/${pid}/status`, "utf8");
-      const m = /^VmRSS:\s+(\d+)\s+kB/m.exec(status);
-      return m ? Number(m[1]) * 1024 : undefined;
-    } catch {
-      return undefined;
-    }
+    // With its children: parallel_workers is 0 today, but a model-settings.json may still make MLServer fork.
+    return treeRssBytes(pid);
   }
 
   async function healthCheck(): Promise<void> {
