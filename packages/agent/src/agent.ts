@@ -100,6 +100,7 @@ export function createAgent(options: AgentOptions): Agent {
     serverName: options.server,
     serverVersion: options.version ?? "0.1.0",
     platform: options.runtime.platform,
+    forwardsJson: options.runtime.forwardsJson ?? false,
     isReady: () => lifecycle === "running",
   });
   const app = createAgentApp({

@@ -70,6 +70,8 @@ export interface MlserverProcess {
   ready(): Promise<void>;
   /** Calls MLServer's REST API with the control deadline. */
   request(method: "GET" | "POST", path: string, body?: unknown, timeoutMs?: number): Promise<Response>;
+  /** POSTs a JSON body that is already bytes (a caller's inference request, forwarded as it is). */
+  forward(path: string, body: Uint8Array, timeoutMs?: number): Promise<Response>;
 }
 
 /** A port free right now (the OS picks it); MLServer binds it a moment later. */
@@ -249,6 +251,30 @@ export function createMlserverProcess(options: MlserverProcessOptions): Mlserver
     child.kill("SIGKILL");
   }
 
+  async function call(
+    method: "GET" | "POST",
+    path: string,
+    body: string | Uint8Array | undefined,
+    timeoutMs: number,
+  ): Promise<Response> {
+    try {
+      return await fetch(`${restUrl}${path}`, {
+        method,
+        ...(body === undefined ? {} : { body, headers: { "content-type": "application/json" } }),
+        signal: AbortSignal.timeout(timeoutMs),
+      });
+    } catch (err) {
+      const timedOut = err instanceof Error && err.name === "TimeoutError";
+      throw new TernError(
+        timedOut ? "timeout" : "unavailable",
+        timedOut
+          ? `MLServer did not answer ${method} ${path} within ${timeoutMs} ms`
+          : `MLServer is unreachable (${method} ${path}): ${err instanceof Error ? (err.cause instanceof Error ? err.cause.message : err.message) : String(err)}`,
+        { cause: err, retriable: true },
+      );
+    }
+  }
+
   return {
     get restUrl() {
       return restUrl;
@@ -294,25 +320,10 @@ export function createMlserverProcess(options: MlserverProcessOptions): Mlserver
 
     ready: () => up,
 
-    async request(method, path, body, timeoutMs = requestTimeoutMs) {
-      try {
-        return await fetch(`${restUrl}${path}`, {
-          method,
-          ...(body === undefined
-            ? {}
-            : { body: JSON.stringify(body), headers: { "content-type": "application/json" } }),
-          signal: AbortSignal.timeout(timeoutMs),
-        });
-      } catch (err) {
-        const timedOut = err instanceof Error && err.name === "TimeoutError";
-        throw new TernError(
-          timedOut ? "timeout" : "unavailable",
-          timedOut
-            ? `MLServer did not answer ${method} ${path} within ${timeoutMs} ms`
-            : `MLServer is unreachable (${method} ${path}): ${err instanceof Error ? (err.cause instanceof Error ? err.cause.message : err.message) : String(err)}`,
-          { cause: err, retriable: true },
-        );
-      }
+    request(method, path, body, timeoutMs = requestTimeoutMs) {
+      return call(method, path, body === undefined ? undefined : JSON.stringify(body), timeoutMs);
     },
+
+    forward: (path, body, timeoutMs = requestTimeoutMs) => call("POST", path, body, timeoutMs),
   };
 }
