@@ -61,7 +61,10 @@ if ! "$python" -m venv "$venv" >&2; then
   rm -rf "$venv"
   exit 1
 fi
-if ! "$venv/bin/python" -m pip install --disable-pip-version-check --no-input --progress-bar on -r "$requirements" >&2; then
+# An environment may add pip options with a line `# pip: OPTIONS` (e.g. `# pip: --no-deps` for a file that pins its
+# whole closure and swaps a package for a drop-in one that pip's resolver would not accept).
+read -r -a pip_options < <(sed -n 's/^# pip: *//p' "$requirements" | head -1; echo)
+if ! "$venv/bin/python" -m pip install --disable-pip-version-check --no-input --progress-bar on ${pip_options[@]+"${pip_options[@]}"} -r "$requirements" >&2; then
   echo "python-env: pip install -r scripts/python/$name.txt failed (see above)" >&2
   rm -rf "$venv"
   exit 1

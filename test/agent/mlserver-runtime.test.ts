@@ -184,6 +184,78 @@ describe("the MLServer runtime", () => {
     expect(await grpcLabels("iris")).toEqual(EXPECTED);
   });
 
+  it("passes a JSON request to MLServer and its answer back as they are, under the caller's model name", async () => {
+    const post = (body: string | Uint8Array, headers: Record<string, string> = {}) =>
+      fetch(`${http}/v2/models/iris/infer`, {
+        method: "POST",
+        headers: { "content-type": "application/json", ...headers },
+        body,
+        signal: AbortSignal.timeout(30_000),
+      });
+    const features = ROWS.flatMap((r) => r.features);
+    const request = {
+      id: "req-7",
+      inputs: [{ name: "predict", datatype: "FP64", shape: [ROWS.length, 4], data: features }],
+    };
+    const res = await post(JSON.stringify(request));
+    expect(res.status).toBe(200);
+    const body = (await res.json()) as Record<string, unknown> & {
+      outputs: Array<{ data: number[]; parameters?: { content_type?: string } }>;
+    };
+    expect(body.model_name).toBe("iris");
+    expect(body.model_version).toBe("1");
+    expect(body.id).toBe("req-7");
+    expect(body.outputs[0]!.data).toEqual(EXPECTED);
+    // MLServer's own output parameters came through: the agent did not decode and re-encode the answer.
+    expect(body.outputs[0]!.parameters?.content_type).toBe("np");
+
+    // A request the agent would refuse itself gets the agent's message, as on the decoding path.
+    const short = await post(
+      JSON.stringify({ inputs: [{ name: "predict", datatype: "FP64", shape: [1, 4], data: [1, 2, 3] }] }),
+    );
+    expect(short.status).toBe(400);
+    expect(((await short.json()) as { error: string }).error).toMatch(/predict.*4.*3|3.*4/);
+    const malformed = await post("{not json");
+    expect(malformed.status).toBe(400);
+    expect(((await malformed.json()) as { error: string }).error).toMatch(/^malformed JSON body/);
+    // One MLServer refuses (3 features for a model trained on 4): 400 with its reason, as before.
+    const narrow = await post(
+      JSON.stringify({ inputs: [{ name: "predict", datatype: "FP64", shape: [1, 3], data: [5.1, 3.5, 1.4] }] }),
+    );
+    expect(narrow.status).toBe(400);
+    expect(((await narrow.json()) as { error: string }).error).toMatch(/^model iris rejected the request: /);
+    const unknown = await fetch(`${http}/v2/models/ghost/infer`, { method: "POST", body: JSON.stringify(request) });
+    expect(unknown.status).toBe(404);
+
+    // Binary tensors (MLServer has no such extension) take the decoding path and still answer right.
+    const json = new TextEncoder().encode(
+      JSON.stringify({
+        inputs: [
+          {
+            name: "predict",
+            datatype: "FP64",
+            shape: [ROWS.length, 4],
+            parameters: { binary_data_size: features.length * 8 },
+          },
+        ],
+        outputs: [{ name: "predict", parameters: { binary_data: true } }],
+      }),
+    );
+    const tensor = new Uint8Array(Float64Array.from(features).buffer);
+    const binaryBody = new Uint8Array(json.length + tensor.length);
+    binaryBody.set(json, 0);
+    binaryBody.set(tensor, json.length);
+    const binary = await post(binaryBody, {
+      "content-type": "application/octet-stream",
+      "inference-header-content-length": String(json.length),
+    });
+    expect(binary.status).toBe(200);
+    const headerLength = Number(binary.headers.get("inference-header-content-length"));
+    const bytes = new Uint8Array(await binary.arrayBuffer());
+    const labels = new BigInt64Array(bytes.slice(headerLength).buffer);
+    expect([...labels].map(Number)).toEqual(EXPECTED);
+  });
+
   it("chooses the sklearn runtime from the requirements for an artifact without model-settings.json", async () => {
     const record = await agent.loadModel({
       model: "iris-bare",

@@ -11,6 +11,7 @@ import { type AgentMetrics, createAgentMetrics } from "./metrics.js";
 import { createModelRegistry, type ModelRecord, type ModelRegistry } from "./model-registry.js";
 import { createModelTraffic } from "./model-traffic.js";
 import type { ModelRuntime } from "./runtime/model-runtime.js";
+import { processOverheadBytes } from "./runtime/process-memory.js";
 
 /** Lifecycle of an agent process. Only `running` takes inference traffic. */
 export type AgentLifecycle = "starting" | "running" | "draining" | "stopped" | "failed";
@@ -58,6 +59,11 @@ export interface Agent {
   loaded(): LoadedModelRef[];
   /** Per-model traffic since the previous call, for the models held (sent with each heartbeat). */
   traffic(): ModelTrafficReport[];
+  /**
+   * Memory its runtime process (MLServer) holds beyond its models' declared memory, bytes, as of the runtime's last
+   * health check; undefined for the in-process ONNX runtime. Reported to the scheduler, which takes it off the capacity.
+   */
+  processBytes(): number | undefined;
   start(): Promise<AgentEndpoints>;
   loadModel(
     model: AssignedModel | (Pick<AssignedModel, "model" | "version" | "storageUri"> & Partial<AssignedModel>),
@@ -100,6 +106,7 @@ export function createAgent(options: AgentOptions): Agent {
     serverName: options.server,
     serverVersion: options.version ?? "0.1.0",
     platform: options.runtime.platform,
+    forwardsJson: options.runtime.forwardsJson ?? false,
     isReady: () => lifecycle === "running",
     traffic,
   });
@@ -127,6 +134,11 @@ export function createAgent(options: AgentOptions): Agent {
         .filter((r) => r.state === "Available")
         .map((r) => ({ model: r.model, version: r.version })),
     traffic: () => traffic.report([...new Set(models.list().map((r) => r.model))]),
+
+    processBytes() {
+      const usage = models.usage();
+      return processOverheadBytes(usage.processBytes, usage.residentBytes);
+    },
 
     async start() {
       try {

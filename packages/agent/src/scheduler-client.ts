@@ -1,6 +1,7 @@
 import type {
   AgentAssignments,
   AgentEvent,
+  AgentHeartbeat,
   AgentRegistered,
   AgentRegistration,
   AgentView,
@@ -20,7 +21,7 @@ export type SchedulerClientAgent = Pick<
   Agent,
   "server" | "replica" | "capabilities" | "endpoints" | "loaded" | "reconcile"
 > &
-  Partial<Pick<Agent, "traffic">>;
+  Partial<Pick<Agent, "traffic" | "processBytes">>;
 
 export interface SchedulerClientOptions {
   agent: SchedulerClientAgent;
@@ -242,9 +243,16 @@ export function createSchedulerClient(options: SchedulerClientOptions): Schedule
       capabilities: agent.capabilities(),
       memoryBytes: options.memoryBytes,
       overcommitPercent: options.overcommitPercent ?? 0,
+      ...processReport(),
       endpoints: agent.endpoints(),
       loaded: agent.loaded(),
     };
+  }
+
+  /** The part of registrations and heartbeats that says what the runtime process holds (nothing for ONNX). */
+  function processReport(): Pick<AgentHeartbeat, "processBytes"> {
+    const bytes = agent.processBytes?.();
+    return bytes === undefined ? {} : { processBytes: Math.round(bytes) };
   }
 
   /** Registers, retrying until it works or the client stops. Returns undefined when stopped. */
@@ -307,12 +315,14 @@ export function createSchedulerClient(options: SchedulerClientOptions): Schedule
       await sleepUnlessAborted(intervalMs, current.signal);
       if (current.signal.aborted) return;
       try {
-        // The traffic figures ride on the heartbeat (docs/autoscaling.md); an agent that holds nothing sends no body.
+        // The traffic figures (docs/autoscaling.md) and MLServer's memory, which moves as models load and requests run
+        // (the scheduler stores it when it moved enough to matter), ride on the heartbeat; with neither it has no body.
         const models = agent.traffic?.() ?? [];
+        const report = processReport();
         const res = await call(
           "POST",
           `${agentPath}/heartbeat`,
-          models.length === 0 ? undefined : { models },
+          models.length === 0 && report.processBytes === undefined ? undefined : { models, ...report },
           current.signal,
           Math.min(requestTimeoutMs, Math.max(intervalMs, 1000)),
         );

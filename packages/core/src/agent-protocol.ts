@@ -11,7 +11,8 @@ import type { ReplicaState } from "./status.js";
  * - `POST   /v1/agents`                                 AgentRegistration → AgentRegistered
  * - `POST   /v1/agents/{server}/{replica}/heartbeat`    AgentHeartbeat (optional) → 204; 404 means "unknown agent:
  *                                                        register again". The body carries the per-model traffic
- *                                                        figures autoscaling decides from (batched, not per request).
+ *                                                        figures autoscaling decides from (batched, not per request)
+ *                                                        and the runtime process's memory.
  * - `GET    /v1/agents/{server}/{replica}/assignments`  server-sent events; every `data:` is an AgentAssignments,
  *                                                        the FULL desired set (level-triggered: load what is missing,
  *                                                        unload what is absent). The first event comes at once.
@@ -41,6 +42,12 @@ export interface AgentRegistration {
   memoryBytes: number;
   /** Percentage by which memory may be over-committed (0 = none). */
   overcommitPercent?: number;
+  /**
+   * Memory the replica's runtime process holds beyond what its models declare (MLServer: its resident memory, with
+   * its children's, less the `memory` of the models it holds), bytes. The scheduler takes it off the capacity before
+   * placing; the agent refreshes it with every heartbeat. Absent or 0 for the in-process ONNX runtime.
+   */
+  processBytes?: number;
   endpoints: AgentEndpoints;
   /** What the agent already holds (after a scheduler restart: nothing is reloaded). */
   loaded: LoadedModelRef[];
@@ -84,7 +91,10 @@ export interface ModelTrafficReport {
 
 /** The optional body of a heartbeat. */
 export interface AgentHeartbeat {
+  /** Per-model traffic since the previous heartbeat (autoscaling); empty when nothing is loaded. */
   models: ModelTrafficReport[];
+  /** See {@link AgentRegistration.processBytes}: refreshed with every heartbeat. */
+  processBytes?: number;
 }
 
 export interface AgentEvent {
@@ -171,6 +181,7 @@ export const agentRegistrationSchema = z.strictObject({
   capabilities: z.array(z.string().min(1).max(253)).max(256),
   memoryBytes: z.number().int().min(0),
   overcommitPercent: z.number().min(0).optional(),
+  processBytes: z.number().int().min(0).optional(),
   endpoints: z.strictObject({
     http: z.string().superRefine(refineWith(checkAgentHttpEndpoint)),
     grpc: z.string().superRefine(refineWith(checkHostPort)).optional(),
@@ -197,5 +208,7 @@ export const agentHeartbeatSchema = z.strictObject({
         idleMs: z.number().min(0),
       }),
     )
-    .max(10_000),
+    .max(10_000)
+    .default([]),
+  processBytes: z.number().int().min(0).optional(),
 });

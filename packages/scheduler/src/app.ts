@@ -192,7 +192,8 @@ export function createControlApp(deps: ControlAppDeps): Hono {
 
   app.post("/v1/agents/:server/:replica/heartbeat", async (c) => {
     const { server, replica } = agentPath(c);
-    // The body (per-model traffic for autoscaling) is optional: a bare heartbeat says only "alive".
+    // The body (per-model traffic for autoscaling, the runtime process's memory) is optional: a bare heartbeat says
+    // only "alive".
     const text = await c.req.text();
     const traffic =
       text.trim() === ""
@@ -200,6 +201,9 @@ export function createControlApp(deps: ControlAppDeps): Hono {
         : (parseBody(agentHeartbeatSchema, parseJson(text), "heartbeat") as AgentHeartbeat);
     const scheduler = await writer(c);
     if (!scheduler.heartbeat(server, replica, traffic)) throw unknownAgent(server, replica);
+    if (traffic?.processBytes !== undefined) {
+      await scheduler.reportProcessMemory(server, replica, traffic.processBytes);
+    }
     return c.body(null, 204);
   });
 

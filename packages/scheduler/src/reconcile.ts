@@ -24,6 +24,7 @@ import {
   UNLOAD_STATES,
   WANTED_STATES,
 } from "./records.js";
+import { placementCapacity } from "./replica-memory.js";
 import { resolveCapabilities } from "./server-types.js";
 
 /**
@@ -141,7 +142,7 @@ export function buildServerViews(state: ClusterState): ServerView[] {
         connected: true,
         // Index ≥ desired (scale-down) is the engine's own "leaving" rule; deletion is `deleting` below.
         draining: agent.draining,
-        memoryBytes: Math.floor(agent.memoryBytes * (1 + (agent.overcommitPercent ?? 0) / 100)),
+        memoryBytes: placementCapacity(agent),
         loadedBytes: use.loaded,
         reservedBytes: use.reserved,
         models: use.models,

@@ -40,6 +40,7 @@ import {
   UNLOAD_STATES,
   WANTED_STATES,
 } from "./records.js";
+import { processBytesChanged } from "./replica-memory.js";
 import {
   type AgentViewWithStop,
   agentView,
@@ -144,6 +145,11 @@ export interface Scheduler {
   activateModel(name: string): Promise<ActivationResult>;
   /** Runs one autoscaling pass now (it also runs on the heartbeat timer). */
   autoscale(): Promise<void>;
+  /**
+   * A heartbeat's `processBytes` (memory the agent's runtime process holds beyond its models): stored, and placement
+   * run again, when it moved by PROCESS_BYTES_STEP or more since the stored value. No-op for an unknown agent.
+   */
+  reportProcessMemory(server: string, replica: number, processBytes: number): Promise<void>;
   reportEvent(server: string, replica: number, event: AgentEvent): Promise<void>;
   drainAgent(server: string, replica: number): Promise<void>;
   removeAgent(server: string, replica: number): Promise<void>;
@@ -561,6 +567,7 @@ export function createScheduler(options: SchedulerOptions): Scheduler {
           replica: reg.replica,
           capabilities: [...reg.capabilities],
           memoryBytes: reg.memoryBytes,
+          ...(reg.processBytes ? { processBytes: reg.processBytes } : {}),
           endpoints: reg.endpoints,
           loaded: [],
           draining: false,
@@ -590,6 +597,17 @@ export function createScheduler(options: SchedulerOptions): Scheduler {
     async autoscale() {
       if (stopped || leaseLost) return;
       await autoscaler.tick();
+    },
+
+    async reportProcessMemory(server, replica, processBytes) {
+      const stored = state.replicas.get(replicaId(server, replica));
+      if (stored === undefined || !processBytesChanged(stored.processBytes, processBytes)) return;
+      await change((draft) => {
+        const record = draft.replicas.get(replicaId(server, replica));
+        if (record === undefined) return;
+        if (processBytes > 0) record.processBytes = processBytes;
+        else delete record.processBytes;
+      });
     },
 
     reportEvent(server, replica, event) {

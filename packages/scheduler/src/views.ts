@@ -55,6 +55,8 @@ export interface ServerStatus {
 export interface ServerReplicaStatus {
   replica: number;
   memoryBytes: number;
+  /** Memory its runtime process (MLServer) holds beyond its models, as the agent last reported it; 0 for none. */
+  processBytes: number;
   /** Memory used by models held or loading on it. */
   usedBytes: number;
   draining: boolean;
@@ -164,6 +166,7 @@ export function serverStatus(
     return {
       replica: a.replica,
       memoryBytes: a.memoryBytes,
+      processBytes: a.processBytes ?? 0,
       usedBytes: used.get(a.replica) ?? 0,
       draining: a.draining,
       leaving: info?.leaving ?? false,

@@ -20,6 +20,13 @@ export interface AgentAppDeps {
 
 const utf8 = new TextDecoder();
 const utf8Encoder = new TextEncoder();
+/** A request asking for binary outputs names this parameter; the agent encodes those itself (MLServer cannot). */
+const BINARY_DATA = Buffer.from("binary_data");
+
+function includesBytes(haystack: Uint8Array, needle: Buffer): boolean {
+  return Buffer.from(haystack.buffer, haystack.byteOffset, haystack.byteLength).includes(needle);
+}
+
 /** A `content-length` value this app trusts enough to answer 413 from it (RFC 9110: 1*DIGIT). */
 const CONTENT_LENGTH = /^\d+$/;
 
@@ -116,13 +123,22 @@ export function createAgentApp(deps: AgentAppDeps): Hono {
       jsonPart = bytes.subarray(0, n);
       binary = bytes.subarray(n);
     }
-    let body: unknown;
-    try {
-      body = JSON.parse(utf8.decode(jsonPart));
-    } catch (err) {
-      throw new TernError("bad_request", `malformed JSON body: ${err instanceof Error ? err.message : String(err)}`);
+    // MLServer speaks OIP JSON itself: a JSON request that asks for no binary output goes to it as it is, and its
+    // answer comes back as it is (under the caller's model name). Binary tensors (MLServer has no such extension) and
+    // anything else take the decoding path below.
+    if (service.forwardsJson && binary === undefined && !includesBytes(bytes, BINARY_DATA)) {
+      try {
+        const answer = await service.forwardJson(model, c.req.param("version"), bytes);
+        if (answer !== undefined) return c.body(answer, 200, { "content-type": "application/json" });
+      } catch (err) {
+        // A request that failed gets the agent's own message when the agent would have refused it too (malformed JSON,
+        // a shape that does not match its data): the same answer as on the decoding path, which checks before it
+        // calls MLServer. Only failures pay for the decoding.
+        decodeRestRequest(parseJson(bytes), undefined);
+        throw err;
+      }
     }
-    const request = decodeRestRequest(body, binary);
+    const request = decodeRestRequest(parseJson(jsonPart), binary);
     const result = await service.infer(model, c.req.param("version"), request);
     const encoded = encodeRestResponse(request, result);
     if (!encoded.binary) return c.json(encoded.json);
@@ -139,6 +155,14 @@ export function createAgentApp(deps: AgentAppDeps): Hono {
       "content-type": "application/octet-stream",
       [INFERENCE_HEADER_CONTENT_LENGTH]: String(head.length),
     });
+  }
+
+  function parseJson(part: Uint8Array): unknown {
+    try {
+      return JSON.parse(utf8.decode(part));
+    } catch (err) {
+      throw new TernError("bad_request", `malformed JSON body: ${err instanceof Error ? err.message : String(err)}`);
+    }
   }
 
   app.get("/metrics", async (c) => {

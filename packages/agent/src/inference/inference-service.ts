@@ -38,6 +38,18 @@ export interface InferenceService {
   /** Throws `not_found` for an unknown model/version. */
   modelReady(model: string, version?: string): boolean;
   infer(model: string, version: string | undefined, request: InferenceRequest): Promise<InferenceResult>;
+  /** True when the runtime forwards JSON requests as they are (MLServer): see `forwardJson`. */
+  readonly forwardsJson: boolean;
+  /**
+   * Sends a REST JSON request body to the model's runtime untouched and resolves with its JSON answer (under the
+   * caller's model name and version); undefined when this model needs the decoding path (its runtime does not
+   * forward, or its `drop_empty_outputs` parameter filters the outputs). Errors as `infer`.
+   */
+  forwardJson(
+    model: string,
+    version: string | undefined,
+    body: Uint8Array,
+  ): Promise<Uint8Array<ArrayBuffer> | undefined>;
   /** The metrics label for a model name: unknown names share one label so that callers cannot grow the series. */
   metricsLabel(model: string): string;
 }
@@ -53,6 +65,8 @@ export interface InferenceServiceOptions {
   isReady: () => boolean;
   /** Counts requests per model for autoscaling (reported with heartbeats). */
   traffic?: ModelTraffic;
+  /** The runtime's `forwardsJson`. @default false */
+  forwardsJson?: boolean;
 }
 
 const shapeText = (shape: readonly number[]) => `[${shape.join(",")}]`;
@@ -151,6 +165,21 @@ export function createInferenceService(options: InferenceServiceOptions): Infere
 
     modelReady(model, version) {
       return models.resolve(model, version).state === "Available" && options.isReady();
+    },
+
+    forwardsJson: options.forwardsJson ?? false,
+
+    async forwardJson(model, version, body) {
+      if (!options.isReady())
+        throw new TernError("unavailable", "the server is not ready (starting or draining)", { retriable: true });
+      const lease = await models.acquire(model, version);
+      try {
+        const loaded = lease.model;
+        if (loaded.forwardJson === undefined || lease.record.parameters.drop_empty_outputs === "true") return undefined;
+        return await loaded.forwardJson(body);
+      } finally {
+        lease.release();
+      }
     },
 
     async infer(model, version, request) {

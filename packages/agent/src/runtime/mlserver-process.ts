@@ -1,9 +1,10 @@
 import { type ChildProcess, spawn } from "node:child_process";
-import { access, mkdir, readFile, rm, writeFile } from "node:fs/promises";
+import { access, mkdir, rm, writeFile } from "node:fs/promises";
 import { createServer } from "node:net";
 import { join } from "node:path";
 import { TernError } from "@tern/core";
 import type { Logger } from "pino";
+import { treeRssBytes } from "./process-memory.js";
 
 /**
  * Runs MLServer from its Python module with the Python of the venv, and makes the MLServer process end when its agent
@@ -61,7 +62,7 @@ export interface MlserverProcess {
   readonly repositoryDir: string;
   /** The operating-system pid, while a process runs. */
   pid(): number | undefined;
-  /** Resident memory of the MLServer process (Linux `/proc`), bytes; undefined where unknown. */
+  /** Resident memory of the MLServer process and its children (Linux `/proc`), bytes; undefined where unknown. */
   rssBytes(): Promise<number | undefined>;
   /** The resident memory read by the last health check (every `healthIntervalMs`). */
   lastRssBytes(): number | undefined;
@@ -69,6 +70,8 @@ export interface MlserverProcess {
   ready(): Promise<void>;
   /** Calls MLServer's REST API with the control deadline. */
   request(method: "GET" | "POST", path: string, body?: unknown, timeoutMs?: number): Promise<Response>;
+  /** POSTs a JSON body that is already bytes (a caller's inference request, forwarded as it is). */
+  forward(path: string, body: Uint8Array, timeoutMs?: number): Promise<Response>;
 }
 
 /** A port free right now (the OS picks it); MLServer binds it a moment later. */
@@ -228,13 +231,8 @@ export function createMlserverProcess(options: MlserverProcessOptions): Mlserver
   async function readRss(): Promise<number | undefined> {
     const pid = child?.pid;
     if (pid === undefined) return undefined;
-    try {
-      const status = await readFile(`/proc/${pid}/status`, "utf8");
-      const m = /^VmRSS:\s+(\d+)\s+kB/m.exec(status);
-      return m ? Number(m[1]) * 1024 : undefined;
-    } catch {
-      return undefined;
-    }
+    // With its children: parallel_workers is 0 today, but a model-settings.json may still make MLServer fork.
+    return treeRssBytes(pid);
   }
 
   async function healthCheck(): Promise<void> {
@@ -251,6 +249,30 @@ export function createMlserverProcess(options: MlserverProcessOptions): Mlserver
       "mlserver does not answer its liveness probe: killing it",
     );
     child.kill("SIGKILL");
+  }
+
+  async function call(
+    method: "GET" | "POST",
+    path: string,
+    body: string | Uint8Array | undefined,
+    timeoutMs: number,
+  ): Promise<Response> {
+    try {
+      return await fetch(`${restUrl}${path}`, {
+        method,
+        ...(body === undefined ? {} : { body, headers: { "content-type": "application/json" } }),
+        signal: AbortSignal.timeout(timeoutMs),
+      });
+    } catch (err) {
+      const timedOut = err instanceof Error && err.name === "TimeoutError";
+      throw new TernError(
+        timedOut ? "timeout" : "unavailable",
+        timedOut
+          ? `MLServer did not answer ${method} ${path} within ${timeoutMs} ms`
+          : `MLServer is unreachable (${method} ${path}): ${err instanceof Error ? (err.cause instanceof Error ? err.cause.message : err.message) : String(err)}`,
+        { cause: err, retriable: true },
+      );
+    }
   }
 
   return {
@@ -298,25 +320,10 @@ export function createMlserverProcess(options: MlserverProcessOptions): Mlserver
 
     ready: () => up,
 
-    async request(method, path, body, timeoutMs = requestTimeoutMs) {
-      try {
-        return await fetch(`${restUrl}${path}`, {
-          method,
-          ...(body === undefined
-            ? {}
-            : { body: JSON.stringify(body), headers: { "content-type": "application/json" } }),
-          signal: AbortSignal.timeout(timeoutMs),
-        });
-      } catch (err) {
-        const timedOut = err instanceof Error && err.name === "TimeoutError";
-        throw new TernError(
-          timedOut ? "timeout" : "unavailable",
-          timedOut
-            ? `MLServer did not answer ${method} ${path} within ${timeoutMs} ms`
-            : `MLServer is unreachable (${method} ${path}): ${err instanceof Error ? (err.cause instanceof Error ? err.cause.message : err.message) : String(err)}`,
-          { cause: err, retriable: true },
-        );
-      }
+    request(method, path, body, timeoutMs = requestTimeoutMs) {
+      return call(method, path, body === undefined ? undefined : JSON.stringify(body), timeoutMs);
     },
+
+    forward: (path, body, timeoutMs = requestTimeoutMs) => call("POST", path, body, timeoutMs),
   };
 }

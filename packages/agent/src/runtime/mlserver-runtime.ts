@@ -80,6 +80,47 @@ async function errorText(res: Response): Promise<string> {
   return text.slice(0, 300) || `HTTP ${res.status}`;
 }
 
+const utf8 = new TextDecoder();
+const utf8Encoder = new TextEncoder();
+
+/**
+ * MLServer's answer under the caller's names: its `model_name` is the agent's `<model>-v<version>`, the caller asked
+ * for `<model>` (version `<version>`). MLServer (orjson) starts every answer with `{"model_name":"<name>",` and gives
+ * no `model_version` for an unversioned model, so the bytes are spliced there; any other shape is parsed and the two
+ * fields set. Everything else (outputs, id, parameters) is MLServer's, byte for byte.
+ */
+export function renameAnswer(
+  answer: Uint8Array,
+  mlserverName: string,
+  model: string,
+  version: string,
+): Uint8Array<ArrayBuffer> {
+  const prefix = utf8Encoder.encode(`{"model_name":${JSON.stringify(mlserverName)},`);
+  const matches = answer.length > prefix.length && prefix.every((b, i) => answer[i] === b);
+  if (matches && !includes(answer, MODEL_VERSION_KEY)) {
+    const head = utf8Encoder.encode(
+      `{"model_name":${JSON.stringify(model)},"model_version":${JSON.stringify(version)},`,
+    );
+    const out = new Uint8Array(head.length + answer.length - prefix.length);
+    out.set(head, 0);
+    out.set(answer.subarray(prefix.length), head.length);
+    return out;
+  }
+  let parsed: Record<string, unknown>;
+  try {
+    parsed = JSON.parse(utf8.decode(answer)) as Record<string, unknown>;
+  } catch (err) {
+    throw new TernError("internal", `MLServer answered ${model} with a body that is not JSON`, { cause: err });
+  }
+  return utf8Encoder.encode(JSON.stringify({ ...parsed, model_name: model, model_version: version }));
+}
+
+const MODEL_VERSION_KEY = Buffer.from('"model_version"');
+
+function includes(haystack: Uint8Array, needle: Buffer): boolean {
+  return Buffer.from(haystack.buffer, haystack.byteOffset, haystack.byteLength).includes(needle);
+}
+
 function toMetadata(list: unknown): OipTensorMetadata[] {
   if (!Array.isArray(list)) return [];
   const out: OipTensorMetadata[] = [];
@@ -234,6 +275,7 @@ export function createMlserverRuntime(options: MlserverRuntimeOptions): Mlserver
     serverType: "mlserver",
     capabilities: MLSERVER_CAPABILITIES,
     platform: "mlserver",
+    forwardsJson: true,
     process: proc,
 
     async start() {
@@ -323,6 +365,22 @@ export function createMlserverRuntime(options: MlserverRuntimeOptions): Mlserver
               data: tensorDataFromJson(outName, o.datatype, o.data),
             };
           });
+        },
+        async forwardJson(body: Uint8Array): Promise<Uint8Array<ArrayBuffer>> {
+          if (entry.state !== "Available")
+            throw new TernError("unavailable", `model ${load.model} is being loaded again into a restarted MLServer`, {
+              retriable: true,
+            });
+          const res = await proc.forward(inferPath, body);
+          if (!res.ok) {
+            const detail = await errorText(res);
+            if (res.status === 404 || res.status === 503)
+              throw new TernError("unavailable", `model ${load.model} is not served by MLServer now: ${detail}`, {
+                retriable: true,
+              });
+            throw new TernError("bad_request", `model ${load.model} rejected the request: ${detail}`);
+          }
+          return renameAnswer(new Uint8Array(await res.arrayBuffer()), name, load.model, String(load.version));
         },
         async unload(): Promise<void> {
           held.delete(name);

@@ -33,6 +33,13 @@ export interface LoadedModel {
    * empty). Returns the requested outputs in signature order.
    */
   infer(inputs: OipTensor[], outputs: readonly string[]): Promise<OipTensor[]>;
+  /**
+   * For models served by a process that speaks OIP REST itself (MLServer): forwards the caller's JSON request body as
+   * it is and resolves with the JSON answer, whose `model_name`/`model_version` are the caller's. Nothing is decoded
+   * or re-encoded on the way. Rejects with a TernError as `infer` does (4xx → `bad_request`, lost or not ready →
+   * `unavailable`). Absent where requests must be decoded (ONNX).
+   */
+  forwardJson?(body: Uint8Array): Promise<Uint8Array<ArrayBuffer>>;
   /** Frees the model's memory; the object must not be used afterwards. */
   unload(): Promise<void>;
 }
@@ -57,6 +64,8 @@ export interface ModelRuntime {
   start?(): Promise<void>;
   /** Stops it; the agent calls it last, after the models are unloaded. */
   stop?(): Promise<void>;
+  /** Its loaded models have `forwardJson` (MLServer): JSON requests skip decoding. @default false */
+  readonly forwardsJson?: boolean;
   /** Resident memory of the runtime's own process, bytes, where it has one (MLServer); undefined otherwise. */
   processBytes?(): number | undefined;
 }

@@ -4,6 +4,7 @@ import { type ModelStatus, parseManifestsOrThrow, type StateStore } from "@tern/
 import { type Logger, pino } from "pino";
 import { afterEach, describe, expect, it } from "vitest";
 import { createControlApp } from "../../../scheduler/src/app.js";
+import { PROCESS_BYTES_STEP } from "../../../scheduler/src/replica-memory.js";
 import { createScheduler, type Scheduler } from "../../../scheduler/src/scheduler.js";
 import { createMemoryStore } from "../../../scheduler/src/store/memory-store.js";
 import { type Agent, createAgent } from "../../src/agent.js";
@@ -181,8 +182,12 @@ async function startAgent(
   replica: number,
   fetchFn?: typeof fetch,
   clientOptions: Partial<SchedulerClientOptions> = {},
+  /** Stands in for a runtime with a process of its own (MLServer): its resident memory, bytes. */
+  runtimeProcessBytes?: () => number,
 ): Promise<RunningAgent> {
-  const { runtime, counts } = countingRuntime(createOnnxRuntime());
+  const counting = countingRuntime(createOnnxRuntime());
+  const counts = counting.counts;
+  const runtime = runtimeProcessBytes ? { ...counting.runtime, processBytes: runtimeProcessBytes } : counting.runtime;
   let client: SchedulerClient | undefined;
   const agent = createAgent({
     server: "mlserver",
@@ -499,5 +504,38 @@ describe("scheduler client against the real scheduler", () => {
     await waitFor(() => seen.length === 2, "the second reconcile");
     expect(seen).toEqual([[], ["a", "b", "c"]]);
     expect(client.status().reconciles).toBe(2);
+  });
+  it("reports its runtime process's memory beyond its models, and placement follows it heartbeat by heartbeat", async () => {
+    const MiB = 1024 * 1024;
+    const plane = await startControlPlane();
+    cleanups.push(() => plane.close());
+    await apply(plane, `${SERVER(1)}---\n${IRIS()}`);
+    let rss = 40 * MiB;
+    const a = await startAgent(plane, 0, undefined, {}, () => rss);
+    await waitFor(async () => (await modelStatus(plane, "iris"))?.state === "ModelAvailable", "iris available");
+    const view = async () =>
+      (await (await fetch(`${plane.url}/v1/agents/mlserver/0`)).json()) as {
+        memoryBytes: number;
+        processBytes?: number;
+      };
+    // The capacity is 64 MiB; the process holds 40 MiB of which iris declares 100Ki (the scheduler keeps a figure
+    // until it moves by PROCESS_BYTES_STEP, so the registration's 40 MiB may stay).
+    const reported = (await view()).processBytes ?? 0;
+    expect(Math.abs(reported - (40 * MiB - 100 * 1024))).toBeLessThan(PROCESS_BYTES_STEP);
+    expect((await view()).memoryBytes).toBe(64 * MiB);
+
+    // 30 MiB fits the 64 MiB capacity but not what the process leaves of it.
+    await apply(plane, IRIS().replace("name: iris", "name: wide").replace("memory: 100Ki", "memory: 30Mi"));
+    const failed = await waitFor(async () => {
+      const s = await modelStatus(plane, "wide");
+      return s?.state === "ScheduleFailed" ? s : undefined;
+    }, "wide ScheduleFailed");
+    expect(failed.reason).toMatch(/30/);
+
+    // MLServer gives memory back: the next heartbeats say so and the model is placed.
+    rss = 10 * MiB;
+    await waitFor(async () => (await modelStatus(plane, "wide"))?.state === "ModelAvailable", "wide available");
+    expect((await view()).processBytes ?? 0).toBeLessThan(PROCESS_BYTES_STEP);
+    expect(a.loads.get("wide")).toBe(1);
   });
 });

@@ -276,6 +276,15 @@ describe("control API", () => {
     });
     expect((await app.request("/v1/agents/onnx/0/heartbeat", { method: "POST" })).status).toBe(204);
     expect((await app.request("/v1/agents/onnx/7/heartbeat", { method: "POST" })).status).toBe(404);
+    // A heartbeat may carry what the agent's runtime process holds (MLServer); a bad figure is named.
+    const beat = (body: unknown) =>
+      app.request("/v1/agents/onnx/0/heartbeat", { method: "POST", headers: JSON_TYPE, body: JSON.stringify(body) });
+    expect((await beat({ processBytes: 300 << 20 })).status).toBe(204);
+    expect(await (await app.request("/v1/agents/onnx/0")).json()).toMatchObject({ processBytes: 300 << 20 });
+    const negative = await beat({ processBytes: -1 });
+    expect(negative.status).toBe(400);
+    expect(((await negative.json()) as { error: string }).error).toMatch(/processBytes/);
+    expect((await beat({ rss: 1 })).status).toBe(400);
     const bad = await app.request("/v1/agents/onnx/0/events", {
       method: "POST",
       headers: JSON_TYPE,
