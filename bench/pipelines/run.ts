@@ -14,6 +14,9 @@
  *   add10's inputs topic → model gateway → agent → add10's outputs topic → worker → pipeline outputs topic → gateway;
  * - `chain`: `/v2/pipelines/bench-chain/infer`, the 3-step chain add10 → add10-b → add10-c (the same ONNX file under
  *   three names, since a step is named after its model), answer x + 30;
+ * - `lambda`: the 1-step pipeline through the Lambda entry invoked in this process (`createLambdaApp` + `handle`, API
+ *   Gateway v2 events; its answers come through the DynamoDB rendezvous) — measured only when this branch's Lambda
+ *   entry answers it (the result records whether it did);
  *
  * each in closed loops over BENCH_CONNECTIONS keep-alive connections ("1,32"), in rounds whose order alternates so
  * that machine noise hits every path alike. Every answer is parsed and its y checked. CPU time per request is read
@@ -32,7 +35,10 @@ import { loadavg, tmpdir } from "node:os";
 import { join } from "node:path";
 import type { ModelStatus } from "@tern/core";
 import { createDevStack, findFreePort, loadDevStackConfig, waitFor } from "@tern/devstack";
+import { createLambdaApp } from "@tern/gateway";
 import { resolveKafkaSettings } from "@tern/kafka";
+import { handle } from "hono/aws-lambda";
+import pino from "pino";
 import { commandLine, envNumber } from "../lib/config.js";
 import { closedLoop, type LoadWindow } from "../lib/kafka-load.js";
 import { createServerGroup, REPO_ROOT, runMain } from "../lib/processes.js";
@@ -61,14 +67,15 @@ const TARGET_ADDED_P99_MS = 25;
 const TARGET_ONE_RPS = 1_000;
 const TARGET_ONE_RPS_CONNECTIONS = 32;
 
-const PATHS = ["model", "one", "chain"] as const;
+const PATHS = ["model", "one", "chain", "lambda"] as const;
 type PathName = (typeof PATHS)[number];
 /** What each path adds to x: add10 once, or three times along the chain. */
-const ADDED: Record<PathName, number> = { model: 10, one: 10, chain: 30 };
+const ADDED: Record<PathName, number> = { model: 10, one: 10, chain: 30, lambda: 10 };
 const URL_PATH: Record<PathName, string> = {
   model: "/v2/models/add10/infer",
   one: "/v2/pipelines/bench-one/infer",
   chain: "/v2/pipelines/bench-chain/infer",
+  lambda: "/v2/pipelines/bench-one/infer",
 };
 
 /** x of request i: 1 × 2 FP32 integers, exact in FP32 after + 30. */
@@ -124,6 +131,58 @@ function httpCaller(base: URL, path: PathName, connections: number) {
   return { call, close: () => agent.destroy() };
 }
 
+/** The Lambda entry's result for an API Gateway v2 event (hono/aws-lambda). */
+interface LambdaResult {
+  statusCode: number;
+  body: string;
+  isBase64Encoded: boolean;
+}
+
+/**
+ * The Lambda entry invoked in-process as API Gateway's HTTP API would (payload 2.0 events), `createLambdaApp` +
+ * `handle` exactly as packages/gateway/src/lambda.ts builds it, with the environment a deployed function would have.
+ */
+function lambdaCaller(env: Record<string, string>) {
+  const handler = handle(createLambdaApp({ ...process.env, ...env }, pino({ name: "gateway", level: "warn" }))) as (
+    event: unknown,
+    context: unknown,
+  ) => Promise<LambdaResult>;
+  let n = 0;
+  const call = async (i: number): Promise<Uint8Array> => {
+    const path = URL_PATH.lambda;
+    const domainName = "bench.execute-api.us-east-1.amazonaws.com";
+    const result = await handler(
+      {
+        version: "2.0",
+        routeKey: "$default",
+        rawPath: path,
+        rawQueryString: "",
+        headers: { host: domainName, "content-type": "application/json" },
+        requestContext: {
+          accountId: "123456789012",
+          apiId: "bench",
+          domainName,
+          domainPrefix: "bench",
+          http: { method: "POST", path, protocol: "HTTP/1.1", sourceIp: "127.0.0.1", userAgent: "tern-bench" },
+          requestId: `bench-${++n}`,
+          routeKey: "$default",
+          stage: "$default",
+          time: new Date().toISOString(),
+          timeEpoch: Date.now(),
+        },
+        body: body(i),
+        isBase64Encoded: false,
+      },
+      {},
+    );
+    const bytes = Buffer.from(result.body, result.isBase64Encoded ? "base64" : "utf8");
+    if (result.statusCode !== 200)
+      throw new Error(`lambda request ${i}: ${result.statusCode} ${bytes.toString("utf8").slice(0, 300)}`);
+    return bytes;
+  };
+  return { call };
+}
+
 /** A scenario: one path at some connections. */
 interface ScenarioResult {
   path: PathName;
@@ -155,6 +214,8 @@ interface Result {
     workerEnv: Record<string, string>;
   };
   scenarios: ScenarioResult[];
+  /** Whether the Lambda entry answered the 1-step pipeline on this branch (its rows are measured only then), and if not, what it said. */
+  lambda: { available: boolean; answer?: string };
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -163,6 +224,7 @@ interface Result {
 function pathLabel(path: PathName): string {
   if (path === "model") return "model add10 direct (gateway → agent, HTTP)";
   if (path === "one") return "1-step pipeline (add10) over Kafka";
+  if (path === "lambda") return "1-step pipeline through the Lambda handler, in-process (DynamoDB rendezvous)";
   return "3-step chain (add10 → add10-b → add10-c) over Kafka";
 }
 
@@ -182,7 +244,7 @@ function render(r: Result): string {
   for (const connections of r.settings.connections) {
     const model = r.scenarios.find((s) => s.path === "model" && s.connections === connections);
     if (!model) continue;
-    for (const path of ["one", "chain"] as const) {
+    for (const path of ["one", "chain", "lambda"] as const) {
       const p = r.scenarios.find((s) => s.path === path && s.connections === connections);
       if (!p) continue;
       const added50 = round3(p.median.p50 - model.median.p50);
@@ -224,6 +286,12 @@ function render(r: Result): string {
       `gateway (REST only), one broker (${r.settings.broker}); topics of ${r.settings.partitions} partitions. Figures ` +
       "are medians over rounds; CPU is µs per request from /proc/<pid>/stat (clock ticks of 10 ms, so small figures " +
       "are coarse); `client` is this bench process (the load generator).",
+    "",
+    r.lambda.available
+      ? "The Lambda rows invoke the Lambda entry (`createLambdaApp` + `handle`, as packages/gateway/src/lambda.ts) in this " +
+        "process with API Gateway v2 events: its CPU is in `client`, and N connections there means N invocations at once " +
+        "in one process (a deployed function runs one invocation per execution environment)."
+      : `**No Lambda rows**: the Lambda entry did not answer the 1-step pipeline on this branch (it said: ${r.lambda.answer ?? "?"}).`,
     "",
     "## Targets",
     "",
@@ -480,8 +548,29 @@ async function main(): Promise<void> {
   }
 
   const base = new URL(`http://127.0.0.1:${gatewayPort}`);
+  const lambda = lambdaCaller({
+    KAFKA_BROKERS: brokers.join(","),
+    KAFKA_PARTITIONS: String(PARTITIONS),
+    TERN_NAMESPACE: NAMESPACE,
+    TERN_TABLE: `tern-plgw-${NAMESPACE}`,
+    DYNAMODB_ENDPOINT: endpoints.dynamodbEndpoint,
+    AWS_REGION: endpoints.region,
+    TERN_GATEWAY_DEADLINE_MS: String(REQUEST_DEADLINE_MS),
+    TERN_GATEWAY_PIPELINE_TIMEOUT_MS: String(REQUEST_DEADLINE_MS),
+    LOG_LEVEL: "warn",
+  });
+  // Does this branch's Lambda entry serve pipelines? Its rows are measured only if it answers right.
+  let lambdaState: Result["lambda"] = { available: false };
+  try {
+    checker("lambda")(0, await lambda.call(0));
+    lambdaState = { available: true };
+  } catch (err) {
+    lambdaState = { available: false, answer: (err as Error).message.slice(0, 300) };
+    console.log(`no Lambda rows: ${lambdaState.answer}`);
+  }
+  const paths = PATHS.filter((p) => p !== "lambda" || lambdaState.available);
   // Each path's first right answer proves it end to end (the gateway follows the route table; its reply reader joins).
-  for (const path of PATHS) {
+  for (const path of paths.filter((p) => p !== "lambda")) {
     const probe = httpCaller(base, path, 1);
     const check = checker(path);
     await waitFor(
@@ -509,11 +598,12 @@ async function main(): Promise<void> {
 
   // 3. Rounds.
   const order: Array<{ path: PathName; connections: number }> = [];
-  for (const connections of CONNECTIONS) for (const path of PATHS) order.push({ path, connections });
+  for (const connections of CONNECTIONS) for (const path of paths) order.push({ path, connections });
   const scenarios: ScenarioResult[] = order.map((o) => ({ ...o, rounds: [], median: undefined! }));
   const loadDuringRun: number[] = [];
   const runOne = async (o: (typeof order)[number], seconds: number, record: boolean) => {
-    const caller = httpCaller(base, o.path, o.connections);
+    const caller =
+      o.path === "lambda" ? { call: lambda.call, close: () => undefined } : httpCaller(base, o.path, o.connections);
     try {
       const window = await closedLoop({
         call: caller.call,
@@ -578,6 +668,7 @@ async function main(): Promise<void> {
         workerEnv,
       },
       scenarios,
+      lambda: lambdaState,
     },
     render,
   );
