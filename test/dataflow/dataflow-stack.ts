@@ -100,6 +100,9 @@ export async function startDataflowStack(options: DataflowStackOptions): Promise
       brokers,
       env: {
         ...kafkaEnv,
+        // The state table, where answers asked for with tern-reply-to: dynamodb (the Lambda gateway's) are put.
+        TERN_TABLE: e2e.table,
+        DYNAMODB_ENDPOINT: e2e.dynamodbEndpoint,
         TERN_DATAFLOW_SESSION_TIMEOUT_MS: String(SESSION_TIMEOUT_MS),
         LOG_LEVEL: "warn",
       },

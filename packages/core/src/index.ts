@@ -11,6 +11,7 @@ export * from "./oip.js";
 export * from "./oip-protobuf.js";
 export * from "./partition-assignment.js";
 export * from "./pipeline-refs.js";
+export * from "./pipeline-replies.js";
 export * from "./process-entry.js";
 export * from "./quantity.js";
 export * from "./resources.js";

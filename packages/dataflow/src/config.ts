@@ -33,6 +33,13 @@ export const dataflowEnvSchema = sharedEnvSchema.extend({
    * its last heartbeat (plus one rebalance). At least the broker's floor, 6000.
    */
   TERN_DATAFLOW_SESSION_TIMEOUT_MS: envVar.int(10_000, BROKER_MIN_SESSION_TIMEOUT_MS),
+  /**
+   * Lambda reply channel: how long a `reply#<requestId>` item stays in TERN_TABLE (its `expiresAt`, epoch seconds);
+   * DynamoDB's TTL deletes it some time after. Longer than any gateway deadline.
+   */
+  TERN_DATAFLOW_REPLY_TTL_S: envVar.int(600, 1),
+  /** Lambda reply channel: one PutItem of a reply not answered by then is given up (and logged). */
+  TERN_DATAFLOW_REPLY_PUT_TIMEOUT_MS: envVar.int(2000, 1),
 });
 export type DataflowConfig = z.infer<typeof dataflowEnvSchema>;
 

@@ -1,6 +1,7 @@
 import type { BusAssignment, BusProducer, MessageBus } from "@tern/core";
 import type { Logger } from "pino";
 import type { PipelinePlan } from "./compile.js";
+import type { ReplyWriter } from "./replies.js";
 import { createPipelineRunner } from "./runner.js";
 
 export interface PipelineHostOptions {
@@ -16,6 +17,8 @@ export interface PipelineHostOptions {
   requestTimeoutMs?: number;
   /** See `PipelineRunnerOptions.maxOpen`. */
   maxOpen?: number;
+  /** See `PipelineRunnerOptions.replies`; shared by every host of a worker. */
+  replies?: ReplyWriter;
   /**
    * A producer shared with other hosts (a worker's one producer: each kafkajs producer holds its own broker
    * connections and buffers). The host then leaves it open on stop. @default a producer of its own
@@ -58,6 +61,7 @@ export function createPipelineHost(options: PipelineHostOptions): PipelineHost {
     ...(options.workerId === undefined ? {} : { workerId: options.workerId }),
     ...(options.requestTimeoutMs === undefined ? {} : { requestTimeoutMs: options.requestTimeoutMs }),
     ...(options.maxOpen === undefined ? {} : { maxOpen: options.maxOpen }),
+    ...(options.replies === undefined ? {} : { replies: options.replies }),
   });
   const consumer = options.bus.consumer({
     groupId: options.groupId,

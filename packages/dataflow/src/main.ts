@@ -2,6 +2,7 @@ import { createTopicNames, createWorkerClient, exitAfter, hasCode, runEntry, sto
 import { createKafkaBus } from "@tern/kafka";
 import { pino } from "pino";
 import { heartbeatIntervalFor, loadDataflowConfig } from "./config.js";
+import { createDynamoDbReplyWriter } from "./dynamodb-replies.js";
 import { createSchedulerSpecs } from "./scheduler-specs.js";
 import { createDataflowWorker } from "./worker.js";
 
@@ -27,6 +28,15 @@ async function main(): Promise<number> {
   const logger = pino({ level: config.LOG_LEVEL, base: { component: "dataflow", id } });
   const token = config.TERN_SCHEDULER_TOKEN ? { token: config.TERN_SCHEDULER_TOKEN } : {};
   const session = config.TERN_DATAFLOW_SESSION_TIMEOUT_MS;
+  // The Lambda gateway's rendezvous: answers of requests with `tern-reply-to: dynamodb` also go to the state table.
+  const replies = createDynamoDbReplyWriter({
+    tableName: config.TERN_TABLE,
+    region: config.AWS_REGION,
+    ...(config.DYNAMODB_ENDPOINT ? { endpoint: config.DYNAMODB_ENDPOINT } : {}),
+    ttlSeconds: config.TERN_DATAFLOW_REPLY_TTL_S,
+    putTimeoutMs: config.TERN_DATAFLOW_REPLY_PUT_TIMEOUT_MS,
+    logger: logger.child({ part: "replies" }),
+  });
   const worker = createDataflowWorker({
     id,
     // The session timeout bounds failover: a crashed worker's partitions go to the pipeline's other owners this long
@@ -53,6 +63,7 @@ async function main(): Promise<number> {
     startTimeoutMs: config.TERN_DATAFLOW_START_TIMEOUT_MS,
     specTimeoutMs: config.TERN_DATAFLOW_SPEC_TIMEOUT_MS,
     maxOpen: config.TERN_DATAFLOW_MAX_OPEN,
+    replies,
     ...(config.TERN_DATAFLOW_REQUEST_TIMEOUT_MS === undefined
       ? {}
       : { requestTimeoutMs: config.TERN_DATAFLOW_REQUEST_TIMEOUT_MS }),
@@ -67,6 +78,8 @@ async function main(): Promise<number> {
   // Two thirds of the grace for the requests in flight; the rest to stop the consumers, leave the groups and the
   // scheduler.
   await worker.stop(Math.floor((drainMs * 2) / 3));
+  // The answers of the drained requests may still be on their way to DynamoDB.
+  await replies.close(Math.floor(drainMs / 6));
   logger.info("stopped");
   return 0;
 }

@@ -8,6 +8,8 @@ import {
   PIPELINE_HEADER,
   parseRecordKey,
   parseTopic,
+  REPLY_TO_DYNAMODB,
+  REPLY_TO_HEADER,
   REQUEST_ID_HEADER,
   TernError,
 } from "@tern/core";
@@ -30,6 +32,7 @@ import {
   type JoinState,
 } from "./join-state.js";
 import { type HeldRecord, OffsetLog } from "./offset-log.js";
+import type { ReplyWriter } from "./replies.js";
 import {
   batchSignature,
   concatBatch,
@@ -88,6 +91,12 @@ export interface PipelineRunnerOptions {
    * @default 10_000
    */
   maxOpen?: number;
+  /**
+   * Where the answers (and error answers) of requests carrying `tern-reply-to: dynamodb` are also put, besides the
+   * pipeline's outputs topic (the Lambda gateway's rendezvous). Unset: such requests are answered on Kafka only, and
+   * a warning says so.
+   */
+  replies?: ReplyWriter;
 }
 
 export interface PipelineRunner {
@@ -155,6 +164,8 @@ interface Req {
   /** What it waits for, per stage: a join, or a model's answer. */
   stages: Map<string, "joining" | "running">;
   state: "open" | "closing" | "done" | "dropped";
+  /** The caller asked for the answer in DynamoDB too (`tern-reply-to: dynamodb`). */
+  replyTo: boolean;
 }
 
 /** Records produced and requests ended by one batch or timer tick; the requests finish once the records are acked. */
@@ -163,12 +174,21 @@ interface Round {
   closing: Req[];
 }
 
-const NOT_CARRIED = new Set([PIPELINE_HEADER, ERROR_HEADER, ERROR_MESSAGE_HEADER, ERROR_STATUS_HEADER, BATCH_HEADER]);
+// The reply-to header stays with the request it came on: carried on, it would make a pipeline reading this one's
+// outputs put its own answer under the same request id.
+const NOT_CARRIED = new Set([
+  PIPELINE_HEADER,
+  ERROR_HEADER,
+  ERROR_MESSAGE_HEADER,
+  ERROR_STATUS_HEADER,
+  BATCH_HEADER,
+  REPLY_TO_HEADER,
+]);
 const encoder = new TextEncoder();
 const EMPTY = new Uint8Array(0);
 
 export function createPipelineRunner(options: PipelineRunnerOptions): PipelineRunner {
-  const { plan, producer, errorsTopic, logger } = options;
+  const { plan, producer, errorsTopic, logger, replies } = options;
   const now = options.now ?? Date.now;
   const workerId = options.workerId ?? "dataflow";
   if (!Number.isSafeInteger(options.partitions) || options.partitions < 1) {
@@ -302,6 +322,15 @@ export function createPipelineRunner(options: PipelineRunnerOptions): PipelineRu
     const headers: Record<string, string> = {};
     for (const name in incoming) if (!NOT_CARRIED.has(name)) headers[name] = incoming[name]!;
     headers[REQUEST_ID_HEADER] ??= id;
+    const replyTo = incoming[REPLY_TO_HEADER];
+    if (replyTo !== undefined && (replyTo !== REPLY_TO_DYNAMODB || replies === undefined)) {
+      logger.warn(
+        { pipeline: plan.pipeline, requestId: id, replyTo },
+        replies === undefined
+          ? "request asks for a DynamoDB reply but this worker has no reply table: answered on Kafka only"
+          : `unknown ${REPLY_TO_HEADER} channel: answered on Kafka only`,
+      );
+    }
     const req: Req = {
       id,
       part,
@@ -310,6 +339,7 @@ export function createPipelineRunner(options: PipelineRunnerOptions): PipelineRu
       records: [],
       stages: new Map(),
       state: "open",
+      replyTo: replyTo === REPLY_TO_DYNAMODB && replies !== undefined,
     };
     part.requests.set(id, req);
     timeouts.push(req);
@@ -351,6 +381,7 @@ export function createPipelineRunner(options: PipelineRunnerOptions): PipelineRu
       value,
       headers: headersOf(req),
     });
+    if (req.replyTo) replies?.put({ requestId: req.id, pipeline: plan.pipeline, ok: true, response: value });
     close(req, round, at);
   }
 
@@ -370,6 +401,7 @@ export function createPipelineRunner(options: PipelineRunnerOptions): PipelineRu
       { topic: errorsTopic, partition, key, value: encoder.encode(message), headers: marked },
     );
     logger.debug({ pipeline: plan.pipeline, requestId: req.id, status, message }, "pipeline request failed");
+    if (req.replyTo) replies?.put({ requestId: req.id, pipeline: plan.pipeline, ok: false, message, status });
     close(req, round, at);
   }
 

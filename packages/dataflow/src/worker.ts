@@ -16,6 +16,7 @@ import type { Logger } from "pino";
 import { compilePipeline } from "./compile.js";
 import { createPipelineHost, type PipelineHost, type PipelineHostOptions } from "./host.js";
 import { createLatestWins } from "./latest-wins.js";
+import type { ReplyWriter } from "./replies.js";
 
 /** Where the worker gets a pipeline's spec: the scheduler's `GET /v1/pipelines/{p}/spec`. */
 export type SpecSource = (
@@ -43,6 +44,8 @@ export interface DataflowWorkerOptions {
   requestTimeoutMs?: number;
   /** Open requests per stage (the host's). */
   maxOpen?: number;
+  /** The DynamoDB rendezvous of the Lambda gateway (every host's); the caller owns it and closes it after `stop`. */
+  replies?: ReplyWriter;
   /** First wait before retrying a pipeline that failed for a reason that may pass (a topic not created yet). @default 1000 */
   retryInitialMs?: number;
   /** @default 30000 */
@@ -197,6 +200,7 @@ export function createDataflowWorker(options: DataflowWorkerOptions): DataflowWo
         workerId: id,
         ...(options.requestTimeoutMs === undefined ? {} : { requestTimeoutMs: options.requestTimeoutMs }),
         ...(options.maxOpen === undefined ? {} : { maxOpen: options.maxOpen }),
+        ...(options.replies === undefined ? {} : { replies: options.replies }),
         producer: sharedProducer(),
         onFailure: (err) => {
           const run = runs.get(pipeline);

@@ -20,10 +20,14 @@ export const gatewayEnvSchema = sharedEnvSchema.extend({
     .list()
     .pipe(z.array(z.string().regex(/^[0-9a-fA-F]{64}$/, "each entry must be a hex SHA-256 digest (64 hex digits)")))
     .optional(),
-  /** A pipeline request (Node entry with KAFKA_BROKERS) ends within this many ms (504 naming its request id). Unset: TERN_GATEWAY_DEADLINE_MS. */
+  /** A pipeline request (either entry with KAFKA_BROKERS) ends within this many ms (504 naming its request id). Unset: TERN_GATEWAY_DEADLINE_MS. */
   TERN_GATEWAY_PIPELINE_TIMEOUT_MS: z.coerce.number().int().min(1).optional(),
   /** Node entry with KAFKA_BROKERS: pipelines are hashed into this many buckets, one reply reader (consumer) each. */
   TERN_GATEWAY_PIPELINE_READER_BUCKETS: envVar.int(4, 1),
+  /** Lambda entry with KAFKA_BROKERS: first wait between two reads of a pipeline's `reply#<id>` item; it doubles. */
+  TERN_GATEWAY_REPLY_POLL_INITIAL_MS: envVar.int(5, 1),
+  /** Lambda entry with KAFKA_BROKERS: the longest wait between two reads of a pipeline's reply item. */
+  TERN_GATEWAY_REPLY_POLL_MAX_MS: envVar.int(50, 1),
   /** Experiment mirror copies in flight at once; beyond it copies are dropped. */
   TERN_GATEWAY_MAX_MIRRORS: envVar.int(64, 0),
   /** Lambda entry: how long the route table read from DynamoDB is reused. */

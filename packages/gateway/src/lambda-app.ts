@@ -1,26 +1,38 @@
+import { createTopicNames } from "@tern/core";
+import { createKafkaBus } from "@tern/kafka";
 import type { Hono } from "hono";
 import type { Logger } from "pino";
 import { createApiKeyCheck } from "./api-keys.js";
 import { createApp } from "./app.js";
 import { loadGatewayConfig } from "./config.js";
+import { createDynamoDbClient, createDynamoDbReplyReader } from "./dynamodb-replies.js";
 import { createDynamoDbRouteReader, createDynamoDbRouteSource } from "./dynamodb-route-source.js";
+import type { PipelineFront } from "./pipeline-front.js";
+import { createRendezvousFront } from "./pipeline-rendezvous.js";
 import type { RouteSource } from "./route-source.js";
 import { createHttpUpstream } from "./upstream.js";
 
 /**
  * The app as the Lambda entry builds it: routes from the DynamoDB item with a short cache, no /metrics (CloudWatch
  * sees the function), no gRPC. `routes` is injectable so tests can drive the real entry with synthetic events.
+ *
+ * With KAFKA_BROKERS it answers pipelines through the DynamoDB rendezvous (pipeline-rendezvous.ts): a Kafka producer
+ * made on the first pipeline request and kept for the execution environment, no consumer group.
  */
 export function createLambdaApp(env: Record<string, string | undefined>, logger: Logger, routes?: RouteSource): Hono {
   const config = loadGatewayConfig(env);
   logger.level = config.LOG_LEVEL;
+  const dynamodb = createDynamoDbClient({
+    region: config.AWS_REGION,
+    ...(config.DYNAMODB_ENDPOINT ? { endpoint: config.DYNAMODB_ENDPOINT } : {}),
+  });
   const source =
     routes ??
     createDynamoDbRouteSource({
       read: createDynamoDbRouteReader({
         tableName: config.TERN_TABLE,
         region: config.AWS_REGION,
-        ...(config.DYNAMODB_ENDPOINT ? { endpoint: config.DYNAMODB_ENDPOINT } : {}),
+        client: dynamodb,
       }),
       logger,
       cacheMs: config.TERN_GATEWAY_ROUTE_CACHE_MS,
@@ -28,6 +40,24 @@ export function createLambdaApp(env: Record<string, string | undefined>, logger:
       readTimeoutMs: config.TERN_GATEWAY_ROUTE_READ_TIMEOUT_MS,
     });
   const apiKeys = createApiKeyCheck(config.TERN_GATEWAY_API_KEY_SHA256 ?? []);
+  let pipelines: PipelineFront | undefined;
+  if (config.KAFKA_BROKERS && config.KAFKA_BROKERS.length > 0) {
+    pipelines = createRendezvousFront({
+      bus: createKafkaBus({
+        brokers: config.KAFKA_BROKERS,
+        // Two retries (not five): a broker that cannot be reached fails the send in well under a second, and the
+        // front's one reconnect follows, all within API Gateway's 30 s.
+        settings: { clientId: "tern-gateway-lambda", retries: 2 },
+        logger: logger.child({ part: "kafka" }),
+      }),
+      topics: createTopicNames({ prefix: config.TERN_TOPIC_PREFIX, namespace: config.TERN_NAMESPACE }),
+      partitions: config.KAFKA_PARTITIONS,
+      readReply: createDynamoDbReplyReader({ client: dynamodb, tableName: config.TERN_TABLE }),
+      pollInitialMs: config.TERN_GATEWAY_REPLY_POLL_INITIAL_MS,
+      pollMaxMs: config.TERN_GATEWAY_REPLY_POLL_MAX_MS,
+      logger: logger.child({ part: "pipelines" }),
+    });
+  }
   return createApp({
     routes: source,
     upstream: createHttpUpstream(),
@@ -37,7 +67,11 @@ export function createLambdaApp(env: Record<string, string | undefined>, logger:
       bodyLimitBytes: config.TERN_GATEWAY_BODY_LIMIT_BYTES,
       validateJson: config.TERN_GATEWAY_VALIDATE_JSON,
       maxMirrorsInFlight: config.TERN_GATEWAY_MAX_MIRRORS,
+      ...(config.TERN_GATEWAY_PIPELINE_TIMEOUT_MS === undefined
+        ? {}
+        : { pipelineDeadlineMs: config.TERN_GATEWAY_PIPELINE_TIMEOUT_MS }),
     },
     ...(apiKeys ? { apiKeys } : {}),
+    ...(pipelines ? { pipelines } : {}),
   });
 }

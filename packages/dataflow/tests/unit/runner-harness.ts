@@ -20,6 +20,7 @@ import {
 import { pino } from "pino";
 import { compilePipeline, type PipelinePlan } from "../../src/compile.js";
 import { createPipelineHost, type PipelineHost } from "../../src/host.js";
+import type { ReplyWriter } from "../../src/replies.js";
 import { ERROR_HEADER, ERROR_MESSAGE_HEADER, ERROR_STATUS_HEADER } from "../../src/runner.js";
 
 /**
@@ -88,6 +89,8 @@ export interface HarnessOptions {
   /** Records per onBatch (1 makes arrival order follow production order closely). */
   maxBatchSize?: number;
   bus?: MemoryBus;
+  /** The Lambda rendezvous writer every host gets. */
+  replies?: ReplyWriter;
 }
 
 export interface Harness {
@@ -210,6 +213,7 @@ export async function startHarness(plan: PipelinePlan, options: HarnessOptions):
       workerId: `dataflow-${hosts.length}`,
       ...(options.requestTimeoutMs === undefined ? {} : { requestTimeoutMs: options.requestTimeoutMs }),
       ...(options.maxOpen === undefined ? {} : { maxOpen: options.maxOpen }),
+      ...(options.replies === undefined ? {} : { replies: options.replies }),
     });
     hosts.push(host);
     await host.start({ timeoutMs: 5_000 });
