@@ -514,7 +514,15 @@ async function main(): Promise<void> {
     key: "worker",
     label: "dataflow worker",
     script: "packages/dataflow/src/main.ts",
-    env: { ...common, TERN_SCHEDULER_URL: schedulerUrl, ...workerEnv },
+    // The state table: where the worker puts the Lambda entry's replies (reply#<id>).
+    env: {
+      ...common,
+      TERN_SCHEDULER_URL: schedulerUrl,
+      TERN_TABLE: `tern-plgw-${NAMESPACE}`,
+      DYNAMODB_ENDPOINT: endpoints.dynamodbEndpoint,
+      AWS_REGION: endpoints.region,
+      ...workerEnv,
+    },
     ready: /tern dataflow dataflow-0 running/,
   });
   const gatewayEnv: Record<string, string> = {
