@@ -24,14 +24,14 @@ import { dynamodbEndpoint, kafkaBrokers } from "../helpers/services.js";
  *
  * Every request ends as the right value computed from its input, as an explicit failure (an error status with an OIP
  * error body, or a connection error), or hung: still open at the client's deadline (the gateway's pipeline deadline +
- * a margin). Counts per status are printed for each case, with the verdict on the issue's target: zero failures for
- * (a) and (b) — the other worker replays the dead one's partitions, the restarted model gateway re-reads what the dead
- * one did not commit — and none hung. What is asserted is what held in every run on this shared 2-core machine: no
- * answer is wrong, every failure is explicit or counted, the supervisor restarts each component, the dying gateway's
- * open requests end as connection errors, and the restarted gateway answers right. The target itself is not
- * asserted: at the load this machine runs at (load average 20-38 during the runs of 2026-12-01), the pipeline path
- * through the gateway carries less than 200 req/s even before any kill (bench/results/pipelines.md), so a backlog
- * builds that no failover can clear; docs/pipelines.md reports the counts. Times are printed, never asserted.
+ * a margin). Counts per status are printed for each case. (a) and (b) must cost no request at all (the issue's
+ * target): the other worker replays the dead one's partitions, and the restarted model gateway re-reads what the dead
+ * one did not commit. (c): the dying gateway's open requests end as connection errors, and the restarted gateway
+ * answers right. Times are printed, never asserted.
+ *
+ * The path must carry 200 req/s for this to hold: before the gateway coalesced its produces it did not on this shared
+ * 2-core machine (load 19-38 on 2026-12-01: only a few requests answered before the first kill, and a backlog no
+ * failover could clear); with it, at load 9-13, (a) and (b) answered 4 000 of 4 000 each (docs/pipelines.md).
  *
  * The stack: the integration Kafka and DynamoDB Local (no JVM of its own), its own folder, ports, table and topic
  * namespace; TERN_SAMPLES=false (which iris the samples serve is another issue's business), then one tern-onnx Server
@@ -410,7 +410,7 @@ afterAll(async () => {
 }, 40_000);
 
 describe(`npm start under 200 req/s to ${PIPELINE} through the gateway's REST`, () => {
-  it("(a) SIGKILL of a dataflow worker: the supervisor restarts it; no answer is wrong, every failure is explicit (counts printed against the zero-failure target)", async () => {
+  it("(a) SIGKILL of a dataflow worker: the supervisor restarts it and every request is answered with the right value", async () => {
     const victim = stackChild(pidFile, DATAFLOW_ENTRY, "dataflow-0");
     expect(victim, "dataflow-0's pid from the pid file").toBeDefined();
     const { outcomes, killedAt, restart, after } = await scenario("dataflow-0", DATAFLOW_ENTRY, victim!);
@@ -419,9 +419,10 @@ describe(`npm start under 200 req/s to ${PIPELINE} through the gateway's REST`, 
     expect(after?.pid).not.toBe(victim!.pid);
     expect(outcomes.length).toBe(RATE * SECONDS);
     expectNoWrongAndExplicit(outcomes);
+    expect(byKind(outcomes)).toEqual({ ok: RATE * SECONDS, wrong: 0, status: 0, connection: 0, deadline: 0 });
   }, 240_000);
 
-  it("(b) SIGKILL of the model gateway: the supervisor restarts it; no answer is wrong, every failure is explicit (counts printed against the zero-failure target)", async () => {
+  it("(b) SIGKILL of the model gateway: the supervisor restarts it and every request is answered with the right value", async () => {
     await waitServing(`${PIPELINE} on two workers again before (b)`);
     const victim = stackChild(pidFile, MODEL_GATEWAY_ENTRY, "modelgateway-0");
     expect(victim, "modelgateway-0's pid from the pid file").toBeDefined();
@@ -430,6 +431,7 @@ describe(`npm start under 200 req/s to ${PIPELINE} through the gateway's REST`, 
     expect(after?.pid).not.toBe(victim!.pid);
     expect(outcomes.length).toBe(RATE * SECONDS);
     expectNoWrongAndExplicit(outcomes);
+    expect(byKind(outcomes)).toEqual({ ok: RATE * SECONDS, wrong: 0, status: 0, connection: 0, deadline: 0 });
   }, 240_000);
 
   it("(c) SIGKILL of the gateway: its requests in flight fail at once with a connection error, nothing is wrong, and the restarted gateway serves", async () => {
