@@ -18,6 +18,7 @@ import {
   tensorsFromOip,
 } from "@tern/core";
 import type { Logger } from "pino";
+import { createCoalescingProducer } from "./coalescing-producer.js";
 import { GatewayError } from "./errors.js";
 
 /** Headers of an error record, as the model gateway and the dataflow workers write them (docs/dataflow.md). */
@@ -274,7 +275,8 @@ export function createPipelineFront(options: PipelineFrontOptions): PipelineFron
         await Promise.race([ensureReading(pipeline), answer]);
         const partition = partitionForRequest(requestId, partitions);
         const wire = tensorsFromOip(inputs, false);
-        producer ??= bus.producer();
+        // One HTTP request is one record: coalesced, the records of concurrent requests share a produce round trip.
+        producer ??= createCoalescingProducer(bus.producer());
         const produced = producer
           .send([
             {
