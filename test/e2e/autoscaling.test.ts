@@ -1,3 +1,5 @@
+import * as grpc from "@grpc/grpc-js";
+import * as protoLoader from "@grpc/proto-loader";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type E2eStack, serverManifest, startE2eStack } from "./harness.js";
 import { inferIris, knownIrisRows, parseIrisAnswer } from "./iris-data.js";
@@ -116,5 +118,57 @@ describe("a model with minReplicas 0, through the gateway process", () => {
     }
     expect((await irisLoads()) - before).toBe(1);
     expect(await agentsHoldingIris()).toBe(1);
+  });
+});
+
+describe("a model with minReplicas 0, over the gateway's gRPC port", () => {
+  interface Output {
+    name: string;
+    contents?: { int64_contents?: string[] };
+  }
+  type OipClient = grpc.Client & {
+    ModelInfer(
+      request: unknown,
+      metadata: grpc.Metadata,
+      options: grpc.CallOptions,
+      callback: (err: grpc.ServiceError | null, res: { outputs: Output[] }) => void,
+    ): void;
+  };
+
+  it("answers a ModelInfer that arrives while the model is at zero, with one load", async () => {
+    await waitScaledDown();
+    const before = await irisLoads();
+    const proto = new URL("../../packages/core/proto/oip.proto", import.meta.url).pathname;
+    const definition = await protoLoader.load(proto, { keepCase: true, longs: String, defaults: true, oneofs: true });
+    const loaded = grpc.loadPackageDefinition(definition) as unknown as {
+      inference: { GRPCInferenceService: new (address: string, creds: grpc.ChannelCredentials) => OipClient };
+    };
+    const client = new loaded.inference.GRPCInferenceService(
+      stack.gateway.grpcAddress,
+      grpc.credentials.createInsecure(),
+    );
+    try {
+      const request = {
+        model_name: "iris",
+        inputs: [
+          {
+            name: "predict",
+            datatype: "FP32",
+            shape: [rows.length, 4],
+            contents: { fp32_contents: rows.flatMap((r) => r.features) },
+          },
+        ],
+      };
+      const res = await new Promise<{ outputs: Output[] }>((resolve, reject) =>
+        client.ModelInfer(request, new grpc.Metadata(), { deadline: Date.now() + 20_000 }, (err, r) =>
+          err ? reject(err) : resolve(r),
+        ),
+      );
+      const label = res.outputs.find((o) => o.name === "label");
+      expect(label?.contents?.int64_contents?.map(Number)).toEqual(rows.map((r) => r.label));
+      expect((await irisLoads()) - before).toBe(1);
+    } finally {
+      client.close();
+    }
   });
 });

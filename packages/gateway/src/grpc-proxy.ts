@@ -9,6 +9,7 @@ import { codeOf, GatewayError } from "./errors.js";
 import { inferPipelineGrpc, pipelineReady, servedPipeline } from "./grpc-pipeline.js";
 import { createGrpcUpstream } from "./grpc-upstream.js";
 import { type GatewayMetrics, noopMetrics } from "./metrics.js";
+import { isAsleep, type ModelWaker } from "./model-waker.js";
 import type { PipelineFront } from "./pipeline-front.js";
 import { encodeFields, readNameAndVersion, withNameAndVersion } from "./protobuf-fields.js";
 import type { RouteSource } from "./route-source.js";
@@ -38,6 +39,11 @@ export interface GrpcProxyOptions {
   pipelineDeadlineMs?: number;
   /** Makes the gateway's id of a pipeline request. @default crypto.randomUUID */
   newRequestId?: () => string;
+  /**
+   * Node entry: ModelInfer for a model scaled to zero wakes it and waits within the call's deadline, like REST
+   * (ModelReady and ModelMetadata never wake a model). Without it such a call answers UNAVAILABLE.
+   */
+  waker?: ModelWaker;
 }
 
 export interface GrpcProxy {
@@ -85,11 +91,18 @@ export function createGrpcProxy(options: GrpcProxyOptions): GrpcProxy {
         throw new GatewayError("bad_request", `request is not a valid ${method} message: ${(err as Error).message}`);
       }
       const target = targetOf(call.metadata, fields);
-      const table = await routes.table();
+      // One deadline for the whole call: waking a model scaled to zero and the upstream attempts.
+      const deadline = Math.min(Date.now() + deadlineMs, callerDeadline(call));
+      let table = await routes.table();
       if (!table) throw new GatewayError("unavailable", "gateway has no route table yet", { retriable: true });
       if (target.kind === "pipeline" && options.pipelines) {
         model = `${target.name}.pipeline`;
         return await handlePipeline(op, target.name, table, call, options.pipelines);
+      }
+      // Only inference wakes a model scaled to zero: ModelReady answers what is true now (docs/autoscaling.md).
+      if (options.waker && op === "infer" && target.kind === "model" && isAsleep(table, target.name)) {
+        model = target.name;
+        table = await options.waker.wake(target.name, routes, deadline);
       }
       const decision = resolveRoute(table, target, {
         op,
@@ -106,7 +119,6 @@ export function createGrpcProxy(options: GrpcProxyOptions): GrpcProxy {
         fields.name === model && fields.version === version
           ? call.request
           : withNameAndVersion(call.request, model, version);
-      const deadline = Math.min(Date.now() + deadlineMs, callerDeadline(call));
       if (decision.mirror && op === "infer") mirror(decision.mirror.model, decision.mirror.endpoints, body, deadline);
 
       const route = new grpc.Metadata();

@@ -124,6 +124,15 @@ export async function startGateway(options: StartGatewayOptions = {}): Promise<R
     await pipelines?.close();
     if (!options.kafka?.bus) await bus?.close();
   };
+  // Following the scheduler: it can wake models scaled to zero (an injected route source has no scheduler). One waker
+  // for REST and gRPC, so first requests over both share one activation call.
+  const waker = options.routes
+    ? undefined
+    : createSchedulerWaker({
+        url: options.schedulerUrl ?? "http://127.0.0.1:9004",
+        logger: logger.child({ part: "waker" }),
+        ...(options.schedulerToken ? { token: options.schedulerToken } : {}),
+      });
   const app = createApp({
     routes,
     upstream,
@@ -135,16 +144,7 @@ export async function startGateway(options: StartGatewayOptions = {}): Promise<R
     ...(apiKeys ? { apiKeys } : {}),
     ...(options.random ? { random: options.random } : {}),
     ...(pipelines ? { pipelines } : {}),
-    // Following the scheduler: it can wake models scaled to zero (an injected route source has no scheduler).
-    ...(options.routes
-      ? {}
-      : {
-          waker: createSchedulerWaker({
-            url: options.schedulerUrl ?? "http://127.0.0.1:9004",
-            logger: logger.child({ part: "waker" }),
-            ...(options.schedulerToken ? { token: options.schedulerToken } : {}),
-          }),
-        }),
+    ...(waker ? { waker } : {}),
   });
 
   let grpcProxy: GrpcProxy | undefined;
@@ -163,6 +163,7 @@ export async function startGateway(options: StartGatewayOptions = {}): Promise<R
         ...(config.maxMirrorsInFlight !== undefined ? { maxMirrorsInFlight: config.maxMirrorsInFlight } : {}),
         ...(apiKeys ? { apiKeys } : {}),
         ...(options.random ? { random: options.random } : {}),
+        ...(waker ? { waker } : {}),
       });
       const port = await grpcProxy.listen(host, options.grpcPort ?? 9001);
       grpcAddress = `${host}:${port}`;

@@ -6,7 +6,8 @@ import pino from "pino";
 import { afterEach, describe, expect, it } from "vitest";
 import { createApiKeyCheck, hashApiKey } from "../../src/api-keys.js";
 import { createGrpcProxy } from "../../src/grpc-proxy.js";
-import { createMemoryRouteSource } from "../../src/route-source.js";
+import { createSchedulerWaker, type ModelWaker } from "../../src/model-waker.js";
+import { createMemoryRouteSource, type MemoryRouteSource } from "../../src/route-source.js";
 import { refusedPort } from "./fake-agent.js";
 
 const logger = pino({ level: "silent" });
@@ -84,7 +85,13 @@ function route(name: string, grpcAddresses: string[]): ModelRoute {
 
 async function setup(
   models: ModelRoute[],
-  options: { deadlineMs?: number; keys?: string[]; experiments?: RouteTable["experiments"] } = {},
+  options: {
+    deadlineMs?: number;
+    keys?: string[];
+    experiments?: RouteTable["experiments"];
+    routes?: MemoryRouteSource;
+    waker?: ModelWaker;
+  } = {},
 ) {
   const table: RouteTable = {
     revision: 1,
@@ -93,12 +100,15 @@ async function setup(
     experiments: options.experiments ?? {},
   };
   const keys = options.keys ? createApiKeyCheck(options.keys.map(hashApiKey)) : undefined;
+  const routes = options.routes ?? createMemoryRouteSource(table);
+  routes.set(table);
   const proxy = createGrpcProxy({
-    routes: createMemoryRouteSource(table),
+    routes,
     logger,
     random: () => 0.99,
     ...(options.deadlineMs ? { deadlineMs: options.deadlineMs } : {}),
     ...(keys ? { apiKeys: keys } : {}),
+    ...(options.waker ? { waker: options.waker } : {}),
   });
   const port = await proxy.listen("127.0.0.1", 0);
   cleanups.push(() => proxy.close());
@@ -261,5 +271,82 @@ describe("gRPC proxy", () => {
     md.set("authorization", "Bearer k1");
     expect((await call(client, "ModelInfer", request, md)).error).toBeUndefined();
     expect(iris.seen).toHaveLength(1);
+  });
+});
+
+describe("gRPC proxy, a model scaled to zero", () => {
+  function asleep(name: string): ModelRoute {
+    return { name, version: 1, state: "ModelScaledDown", endpoints: [] };
+  }
+
+  /**
+   * The real waker in front of a stand-in for the scheduler's control API: `POST /v1/models/{m}/activate` is counted
+   * and, unless `never`, brings the model back through ModelProgressing the way the scheduler's route events do.
+   */
+  function fakeScheduler(routes: MemoryRouteSource, back: ModelRoute | undefined) {
+    const calls: string[] = [];
+    const fetch = (async (input: string | URL | Request, init?: RequestInit) => {
+      calls.push(`${init?.method} ${String(input)}`);
+      const table = routes.table() as RouteTable;
+      if (back) {
+        routes.set({
+          ...table,
+          models: { ...table.models, [back.name]: { ...asleep(back.name), state: "ModelProgressing" } },
+        });
+        setTimeout(() => {
+          const now = routes.table() as RouteTable;
+          routes.set({ ...now, revision: now.revision + 1, models: { ...now.models, [back.name]: back } });
+        }, 30);
+      }
+      return new Response(JSON.stringify({ model: "iris", desiredReplicas: 1, activated: true }), { status: 202 });
+    }) as typeof globalThis.fetch;
+    return { calls, waker: createSchedulerWaker({ url: "http://scheduler", logger, fetch, pollMs: 5 }) };
+  }
+
+  it("wakes it for ModelInfer and answers concurrent calls once it is back", async () => {
+    const iris = await agent("iris-agent");
+    const routes = createMemoryRouteSource();
+    const { calls, waker } = fakeScheduler(routes, route("iris", [iris.address]));
+    const { client } = await setup([asleep("iris")], { routes, waker });
+    const answers = await Promise.all(
+      Array.from({ length: 5 }, (_, i) =>
+        call<{ model_name: string; model_version: string; id: string }>(client, "ModelInfer", {
+          ...request,
+          id: `r${i}`,
+        }),
+      ),
+    );
+    for (const [i, res] of answers.entries()) {
+      expect(res.error).toBeUndefined();
+      expect(res.value).toMatchObject({ model_name: "iris", model_version: "iris-agent", id: `r${i}` });
+    }
+    // Calls that overlap one activation share it; a later one may ask again, which the scheduler answers idempotently
+    // (one load: model-waker.test.ts, against the real scheduler).
+    expect(calls.length).toBeGreaterThanOrEqual(1);
+    expect(new Set(calls)).toEqual(new Set(["POST http://scheduler/v1/models/iris/activate"]));
+    expect(iris.seen).toHaveLength(5);
+  });
+
+  it("does not wake it for ModelReady: the model is not ready while at zero", async () => {
+    const iris = await agent("iris-agent");
+    const routes = createMemoryRouteSource();
+    const { calls, waker } = fakeScheduler(routes, route("iris", [iris.address]));
+    const { client } = await setup([asleep("iris")], { routes, waker });
+    const res = await call(client, "ModelReady", { name: "iris" });
+    expect(res.error?.code).toBe(grpc.status.UNAVAILABLE);
+    expect(res.error?.details).toBe("model iris has no available replica (state ModelScaledDown)");
+    expect(calls).toEqual([]);
+  });
+
+  it("answers DEADLINE_EXCEEDED naming the model when no replica comes up within the deadline", async () => {
+    const routes = createMemoryRouteSource();
+    const { calls, waker } = fakeScheduler(routes, undefined);
+    const { client } = await setup([asleep("iris")], { routes, waker, deadlineMs: 200 });
+    const res = await call(client, "ModelInfer", request);
+    expect(res.error?.code).toBe(grpc.status.DEADLINE_EXCEEDED);
+    expect(res.error?.details).toBe(
+      "model iris was scaled to zero and no replica came up within the request's deadline (it is ModelScaledDown)",
+    );
+    expect(calls).toHaveLength(1);
   });
 });
