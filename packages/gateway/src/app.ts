@@ -317,6 +317,7 @@ export function createApp(deps: AppDeps): Hono {
       const decision = resolveModelDirect(table, model);
       res = await callWithRetry(
         decision,
+        table,
         upstreamPath(decision, "metadata"),
         { accept: "application/json" },
         undefined,
@@ -445,7 +446,8 @@ export function createApp(deps: AppDeps): Hono {
       const headers = forwardHeaders(c.req.raw.headers);
       const path = upstreamPath(decision, op);
       if (decision.mirror && body) mirror(decision.mirror.model, decision.mirror.endpoints, path, headers, body);
-      const res = await callWithRetry(decision, path, headers, body, op === "infer" ? "POST" : "GET", deadline);
+      const method = op === "infer" ? "POST" : "GET";
+      const res = await callWithRetry(decision, table, path, headers, body, method, deadline);
       status = res.status;
       return toResponse(res, decision.route);
     } catch (err) {
@@ -458,6 +460,7 @@ export function createApp(deps: AppDeps): Hono {
 
   async function callWithRetry(
     decision: RouteDecision,
+    table: RouteTable,
     path: string,
     headers: Record<string, string>,
     body: Uint8Array | undefined,
@@ -489,6 +492,20 @@ export function createApp(deps: AppDeps): Hono {
           );
           return await callOne(second, decision.model, path, headers, body, method, deadline);
         }
+        // The last listed replica just unloaded it: an autoscaled model going to zero under this request (the
+        // scale-down race). Once the route table shows that, the model is woken and the request tried once more.
+        if (deps.waker && method === "POST") {
+          const next = await deps.waker.afterMiss(decision.model, table.models[decision.model], routes, deadline);
+          const retry = next && retryEndpoint(next, decision);
+          if (retry) {
+            metrics.upstreamError(decision.model, "replica_miss");
+            logger.debug(
+              { model: decision.model, missed: first.http, retry: retry.http },
+              "replica miss on the last replica",
+            );
+            return await callOne(retry, decision.model, path, headers, body, method, deadline);
+          }
+        }
       }
       return res;
     } catch (err) {
@@ -511,6 +528,14 @@ export function createApp(deps: AppDeps): Hono {
       }
       throw err;
     }
+  }
+
+  /** Where a request goes after a replica miss, by the model's own route in `table` (the decision's version, if any). */
+  function retryEndpoint(table: RouteTable, decision: RouteDecision): ReplicaEndpoint | undefined {
+    const endpoints = resolveModelDirect(table, decision.model).endpoints.filter(
+      (e) => decision.version === undefined || e.version === decision.version,
+    );
+    return balancer.pick(decision.model, endpoints);
   }
 
   async function callOne(

@@ -1,19 +1,25 @@
 import { randomUUID } from "node:crypto";
 import * as grpc from "@grpc/grpc-js";
-import { type ReplicaEndpoint, type RouteTable, SELDON_MODEL_HEADER, SELDON_ROUTE_HEADER } from "@tern/core";
+import {
+  REPLICA_MISS_HEADER,
+  type ReplicaEndpoint,
+  type RouteTable,
+  SELDON_MODEL_HEADER,
+  SELDON_ROUTE_HEADER,
+} from "@tern/core";
 import type { Logger } from "pino";
 import type { ApiKeyCheck } from "./api-keys.js";
 import { recordHeaders } from "./app.js";
 import { type Balancer, createBalancer } from "./balancer.js";
 import { codeOf, GatewayError } from "./errors.js";
 import { inferPipelineGrpc, pipelineReady, servedPipeline } from "./grpc-pipeline.js";
-import { createGrpcUpstream } from "./grpc-upstream.js";
+import { createGrpcUpstream, type GrpcCallResult } from "./grpc-upstream.js";
 import { type GatewayMetrics, noopMetrics } from "./metrics.js";
 import { isAsleep, type ModelWaker } from "./model-waker.js";
 import type { PipelineFront } from "./pipeline-front.js";
 import { encodeFields, readNameAndVersion, withNameAndVersion } from "./protobuf-fields.js";
 import type { RouteSource } from "./route-source.js";
-import { parseSeldonModelHeader, resolveRoute, type Target } from "./routing.js";
+import { parseSeldonModelHeader, resolveModelDirect, resolveRoute, type Target } from "./routing.js";
 
 const SERVICE = "inference.GRPCInferenceService";
 
@@ -125,7 +131,17 @@ export function createGrpcProxy(options: GrpcProxyOptions): GrpcProxy {
       route.set(SELDON_ROUTE_HEADER, decision.route);
       call.sendMetadata(route);
 
-      const result = await upstream.call(model, endpoints, method, body, deadline);
+      let result = await upstream.call(model, endpoints, method, body, deadline);
+      // The scale-down race (see REST's forward): the last replica unloaded the model under this call.
+      if (options.waker && op === "infer" && isReplicaMiss(result)) {
+        const next = await options.waker.afterMiss(model, table.models[model], routes, deadline);
+        const retry =
+          next && resolveModelDirect(next, model).endpoints.filter((e) => e.grpc && sameVersion(e, version));
+        if (retry && retry.length > 0) {
+          metrics.upstreamError(model, "replica_miss");
+          result = await upstream.call(model, retry, method, body, deadline);
+        }
+      }
       if ("error" in result) {
         code = result.error.code;
         if (code === grpc.status.DEADLINE_EXCEEDED) {
@@ -268,6 +284,20 @@ export function createGrpcProxy(options: GrpcProxyOptions): GrpcProxy {
       upstream.close();
     },
   };
+}
+
+/** NOT_FOUND with the replica-miss trailer: the replica does not hold the model, so the call never ran. */
+function isReplicaMiss(result: GrpcCallResult): boolean {
+  return (
+    "error" in result &&
+    result.error.code === grpc.status.NOT_FOUND &&
+    result.error.metadata?.get(REPLICA_MISS_HEADER)[0] !== undefined
+  );
+}
+
+/** `version` is the request's rewritten version field: "" for the route's own version. */
+function sameVersion(endpoint: ReplicaEndpoint, version: string): boolean {
+  return version === "" || String(endpoint.version) === version;
 }
 
 function targetOf(metadata: grpc.Metadata, fields: { name: string; version: string }): Target {

@@ -1,4 +1,4 @@
-import type { RouteTable } from "@tern/core";
+import type { ModelRoute, RouteTable } from "@tern/core";
 import type { Logger } from "pino";
 import { GatewayError } from "./errors.js";
 import type { RouteSource } from "./route-source.js";
@@ -15,6 +15,19 @@ export interface ModelWaker {
    * @throws GatewayError `timeout` when the deadline passes first; `unavailable` when the scheduler refuses.
    */
   wake(model: string, routes: RouteSource, deadline: number): Promise<RouteTable>;
+  /**
+   * The scale-down race: the only listed replica answered that it no longer holds `model` (the replica-miss marker), so
+   * the route `missed` the request was sent by is stale. Waits, within the deadline and at most `settleMs`, for the
+   * route table to move past it: when the model is now asleep it is woken ({@link wake}); when it lists other
+   * endpoints (or is gone) that table is returned for one retry. Undefined when the route never changed: the miss
+   * stands.
+   */
+  afterMiss(
+    model: string,
+    missed: ModelRoute | undefined,
+    routes: RouteSource,
+    deadline: number,
+  ): Promise<RouteTable | undefined>;
 }
 
 export interface SchedulerWakerOptions {
@@ -24,6 +37,11 @@ export interface SchedulerWakerOptions {
   logger: Logger;
   /** How often the route table is looked at while waiting. @default 25 */
   pollMs?: number;
+  /**
+   * After a replica miss, how long the route table may take to show the change before the miss is answered as is
+   * (a route that never changes is not a scale-down). @default 2000
+   */
+  settleMs?: number;
   /** @default globalThis.fetch */
   fetch?: typeof fetch;
 }
@@ -46,6 +64,7 @@ export function isAsleep(table: RouteTable, model: string): boolean {
 export function createSchedulerWaker(options: SchedulerWakerOptions): ModelWaker {
   const doFetch = options.fetch ?? globalThis.fetch;
   const pollMs = options.pollMs ?? 25;
+  const settleMs = options.settleMs ?? 2_000;
   const base = options.url.replace(/\/+$/, "");
   /** One activation call in flight per model. */
   const activating = new Map<string, Promise<void>>();
@@ -77,7 +96,23 @@ export function createSchedulerWaker(options: SchedulerWakerOptions): ModelWaker
     return pending;
   }
 
-  return {
+  const waker: ModelWaker = {
+    async afterMiss(model, missed, routes, deadline) {
+      const until = Math.min(deadline, Date.now() + settleMs);
+      for (;;) {
+        const table = await routes.table();
+        if (table !== undefined && !sameRoute(table.models[model], missed)) {
+          options.logger.debug(
+            { model, state: table.models[model]?.state },
+            "retrying a replica miss on a newer route",
+          );
+          return isAsleep(table, model) ? waker.wake(model, routes, deadline) : table;
+        }
+        const left = until - Date.now();
+        if (left <= 0) return undefined;
+        await new Promise((r) => setTimeout(r, Math.min(pollMs, left)));
+      }
+    },
     async wake(model, routes, deadline) {
       try {
         await activate(model, deadline);
@@ -100,6 +135,14 @@ export function createSchedulerWaker(options: SchedulerWakerOptions): ModelWaker
       }
     },
   };
+  return waker;
+}
+
+/** Same state and endpoints (route tables are rebuilt on change, so equal content means nothing moved). */
+function sameRoute(a: ModelRoute | undefined, b: ModelRoute | undefined): boolean {
+  if (a === b) return true;
+  if (a === undefined || b === undefined) return false;
+  return a.state === b.state && a.version === b.version && JSON.stringify(a.endpoints) === JSON.stringify(b.endpoints);
 }
 
 function timeout(model: string, state?: string): GatewayError {

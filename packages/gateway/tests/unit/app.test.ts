@@ -4,6 +4,7 @@ import { afterEach, describe, expect, it } from "vitest";
 import { createApiKeyCheck, hashApiKey } from "../../src/api-keys.js";
 import { type AppConfig, createApp } from "../../src/app.js";
 import { type GatewayMetrics, noopMetrics } from "../../src/metrics.js";
+import { createSchedulerWaker, type ModelWaker } from "../../src/model-waker.js";
 import { createMemoryRouteSource, type RouteSource } from "../../src/route-source.js";
 import { createHttpUpstream, type Upstream } from "../../src/upstream.js";
 import { type FakeAgent, type FakeAgentOptions, refusedPort, startFakeAgent, waitFor } from "./fake-agent.js";
@@ -42,6 +43,7 @@ interface MakeOptions {
   metrics?: GatewayMetrics;
   /** Replaces the in-memory source holding `routes`. */
   routes?: RouteSource;
+  waker?: ModelWaker;
 }
 
 function makeApp(routes: RouteTable | undefined, options: MakeOptions = {}) {
@@ -56,6 +58,7 @@ function makeApp(routes: RouteTable | undefined, options: MakeOptions = {}) {
     ...(options.random ? { random: options.random } : {}),
     ...(options.metrics ? { metrics: options.metrics } : {}),
     ...(options.keys ? { apiKeys: createApiKeyCheck(options.keys.map(hashApiKey)) } : {}),
+    ...(options.waker ? { waker: options.waker } : {}),
   });
   return { app, source };
 }
@@ -278,6 +281,46 @@ describe("balancing and failures", () => {
     expect(res.status).toBe(404);
     expect(await res.json()).toEqual({ error: "model iris is not loaded on this server replica" });
     expect(res.headers.get("x-tern-replica-miss")).toBeNull();
+  });
+
+  it("wakes the model and retries once when its last replica unloads it under the request (the scale-down race)", async () => {
+    // The request reaches the only listed replica just as the autoscaler takes the model to zero.
+    const gone = await agent("gone1", { holds: [], hold: true });
+    const fresh = await agent("fresh2");
+    const source = createMemoryRouteSource(table([model("iris", [gone])]));
+    // The real waker, in front of a stand-in for the scheduler's activate endpoint that brings iris back on `fresh`.
+    const activations: string[] = [];
+    const fetch = (async (input: string | URL | Request) => {
+      activations.push(String(input));
+      source.set(table([model("iris", [fresh])], [], 3));
+      return new Response(JSON.stringify({ model: "iris", desiredReplicas: 1, activated: true }), { status: 202 });
+    }) as typeof globalThis.fetch;
+    const waker = createSchedulerWaker({ url: "http://scheduler", logger, fetch, pollMs: 5 });
+    const { app } = makeApp(undefined, { routes: source, waker });
+    const answer = infer(app, "/v2/models/iris/infer");
+    await waitFor(() => gone.pending() === 1, 5000, "the request on the last replica");
+    source.set(table([{ name: "iris", version: 1, state: "ModelScaledDown", endpoints: [] }], [], 2));
+    gone.release();
+    const res = await answer;
+    expect(res.status).toBe(200);
+    expect(await res.json()).toMatchObject({ agent: "fresh2" });
+    expect(activations).toEqual(["http://scheduler/v1/models/iris/activate"]);
+    expect(fresh.seen).toHaveLength(1);
+  });
+
+  it("passes the last replica's miss through when the route table never moves past it", async () => {
+    const gone = await agent("gone1", { holds: [] });
+    const activations: string[] = [];
+    const fetch = (async (input: string | URL | Request) => {
+      activations.push(String(input));
+      return new Response("{}", { status: 202 });
+    }) as typeof globalThis.fetch;
+    const waker = createSchedulerWaker({ url: "http://scheduler", logger, fetch, pollMs: 5, settleMs: 50 });
+    const { app } = makeApp(table([model("iris", [gone])]), { waker });
+    const res = await infer(app, "/v2/models/iris/infer");
+    expect(res.status).toBe(404);
+    expect(await res.json()).toEqual({ error: "model iris is not loaded on this server replica" });
+    expect(activations).toEqual([]);
   });
 
   it("does not retry a 404 the agent did not mark as a replica miss", async () => {

@@ -33,13 +33,21 @@ interface InferRequest {
 }
 
 /** A real gRPC server acting as an agent: ModelInfer echoes the model name and id, and names itself in model_version. */
-async function startFakeGrpcAgent(id: string, options: { delayMs?: number; holdsNothing?: boolean } = {}) {
+interface FakeGrpcAgentOptions {
+  delayMs?: number;
+  holdsNothing?: boolean;
+  /** Runs before a replica miss is answered (the scheduler's view changing while the call is on the replica). */
+  beforeMiss?: () => void;
+}
+
+async function startFakeGrpcAgent(id: string, options: FakeGrpcAgentOptions = {}) {
   const seen: InferRequest[] = [];
   const server = new grpc.Server();
   server.addService(Service.service, {
     ModelInfer: (call: grpc.ServerUnaryCall<InferRequest, unknown>, cb: grpc.sendUnaryData<unknown>) => {
       seen.push(call.request);
       if (options.holdsNothing) {
+        options.beforeMiss?.();
         // What an agent answers right after unloading the model: NOT_FOUND with the replica-miss trailer.
         const metadata = new grpc.Metadata();
         metadata.set(REPLICA_MISS_HEADER, "1");
@@ -140,7 +148,7 @@ function call<T>(client: grpc.Client, method: string, request: unknown, metadata
   });
 }
 
-async function agent(id: string, options: { delayMs?: number; holdsNothing?: boolean } = {}): Promise<FakeGrpcAgent> {
+async function agent(id: string, options: FakeGrpcAgentOptions = {}): Promise<FakeGrpcAgent> {
   const a = await startFakeGrpcAgent(id, options);
   cleanups.push(() => a.close());
   return a;
@@ -325,6 +333,23 @@ describe("gRPC proxy, a model scaled to zero", () => {
     expect(calls.length).toBeGreaterThanOrEqual(1);
     expect(new Set(calls)).toEqual(new Set(["POST http://scheduler/v1/models/iris/activate"]));
     expect(iris.seen).toHaveLength(5);
+  });
+
+  it("wakes it and retries once when the last replica unloads it under a ModelInfer (the scale-down race)", async () => {
+    const fresh = await agent("fresh");
+    const routes = createMemoryRouteSource();
+    const { calls, waker } = fakeScheduler(routes, route("iris", [fresh.address]));
+    const gone = await agent("gone", {
+      holdsNothing: true,
+      beforeMiss: () =>
+        routes.set({ ...(routes.table() as RouteTable), revision: 2, models: { iris: asleep("iris") } }),
+    });
+    const { client } = await setup([route("iris", [gone.address])], { routes, waker });
+    const res = await call<{ model_version: string; id: string }>(client, "ModelInfer", request);
+    expect(res.error).toBeUndefined();
+    expect(res.value).toMatchObject({ model_version: "fresh", id: "r1" });
+    expect(gone.seen).toHaveLength(1);
+    expect(calls).toEqual(["POST http://scheduler/v1/models/iris/activate"]);
   });
 
   it("does not wake it for ModelReady: the model is not ready while at zero", async () => {
