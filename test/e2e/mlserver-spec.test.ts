@@ -93,6 +93,8 @@ beforeAll(async () => {
     agentEnv: {
       TERN_AGENT_SERVER_TYPE: "mlserver",
       TERN_MLSERVER_PYTHON: python,
+      // The harness's 64Mi is less than MLServer itself holds, which placement subtracts (docs/agent.md, "Memory").
+      TERN_AGENT_MEMORY: "1Gi",
       TERN_AGENT_CACHE_DIR: join(dir, "cache"),
       // The sample's relative file:// path resolves against the repo root (the agents' working directory).
       TERN_ARTIFACT_ROOTS: `${resolve(repoRoot, "samples")},${dir}`,

@@ -481,14 +481,17 @@ export function createApp(deps: AppDeps): Hono {
         return await callOne(second, decision.model, path, headers, body, method, deadline);
       }
       // The replica no longer holds the model (scaled down, or an old version unloaded) and our route table has not
-      // caught up yet: the request never ran, so another replica may take it.
-      if (res.status === 404 && res.headers[REPLICA_MISS_HEADER] !== undefined) {
+      // caught up yet: the request never ran, so another replica may take it. A 503 is the agent saying it cannot
+      // serve the model right now (its MLServer died or is reloading the model): another replica may take it too,
+      // as an UNAVAILABLE is retried over gRPC.
+      const miss = res.status === 404 && res.headers[REPLICA_MISS_HEADER] !== undefined;
+      if (miss || res.status === 503) {
         const second = balancer.pick(decision.model, decision.endpoints, first);
         if (second) {
-          metrics.upstreamError(decision.model, "replica_miss");
+          metrics.upstreamError(decision.model, miss ? "replica_miss" : "unavailable");
           logger.debug(
-            { model: decision.model, missed: first.http, retry: second.http },
-            "replica no longer holds the model",
+            { model: decision.model, failed: first.http, status: res.status, retry: second.http },
+            miss ? "replica no longer holds the model" : "replica unavailable",
           );
           return await callOne(second, decision.model, path, headers, body, method, deadline);
         }

@@ -5,7 +5,7 @@ export interface GatewayMetrics {
   /** One finished request. `model` is "" when the request named no known model (keeps label cardinality bounded). */
   request(model: string, op: string, status: number, seconds: number): void;
   /** A failed agent call: `connect` (refused/reset, maybe retried), `timeout`, or `other`. */
-  upstreamError(model: string, kind: "connect" | "timeout" | "replica_miss" | "other"): void;
+  upstreamError(model: string, kind: "connect" | "timeout" | "replica_miss" | "unavailable" | "other"): void;
   /** A mirror copy: `sent`, `dropped` (too many in flight), `failed`. */
   mirror(outcome: "sent" | "dropped" | "failed"): void;
 }
@@ -33,7 +33,7 @@ export function createPromMetrics(registry: Registry): GatewayMetrics {
   });
   const upstreamErrors = new Counter({
     name: "tern_gateway_upstream_errors_total",
-    help: "Failed calls to agents by model and kind (connect, timeout, replica_miss, other)",
+    help: "Failed calls to agents by model and kind (connect, timeout, replica_miss, unavailable, other)",
     labelNames: ["model", "kind"] as const,
     registers: [registry],
   });

@@ -332,6 +332,29 @@ describe("balancing and failures", () => {
     expect(first.seen.length + second.seen.length).toBe(1);
   });
 
+  it("sends the request to another replica when the first answers 503 (its MLServer restarting)", async () => {
+    const restarting = await agent("restarting1", { unavailable: "model iris version 1 is still loading" });
+    const up = await agent("up2");
+    const { app } = makeApp(table([model("iris", [restarting, up])]));
+    for (let i = 0; i < 4; i++) {
+      const res = await infer(app, "/v2/models/iris/infer");
+      expect(res.status).toBe(200);
+      expect(await res.json()).toMatchObject({ agent: "up2" });
+    }
+    expect(restarting.seen.length).toBeGreaterThan(0);
+    expect(up.seen).toHaveLength(4);
+  });
+
+  it("passes a replica's 503 through when the other one answers 503 too, after trying exactly two", async () => {
+    const agents = [1, 2, 3].map((i) => agent(`down${i}`, { unavailable: "MLServer is unreachable" }));
+    const down = await Promise.all(agents);
+    const { app } = makeApp(table([model("iris", down)]));
+    const res = await infer(app, "/v2/models/iris/infer");
+    expect(res.status).toBe(503);
+    expect(await res.json()).toEqual({ error: "MLServer is unreachable" });
+    expect(down.reduce((n, a) => n + a.seen.length, 0)).toBe(2);
+  });
+
   it("answers 503 when every replica refuses, after trying exactly two", async () => {
     const ports = [await refusedPort(), await refusedPort(), await refusedPort()];
     const endpoints = ports.map((p, i) => ({ server: "fake", replica: i, version: 1, http: `http://127.0.0.1:${p}` }));

@@ -23,6 +23,8 @@ export interface FakeAgentOptions {
    */
   holds?: string[];
   unmarkedMiss?: boolean;
+  /** Infer requests get 503 with this error (like an agent whose MLServer is restarting). */
+  unavailable?: string;
   /** Tensor lists of a model's metadata (`GET /v2/models/{m}`), by model; absent: no `inputs`/`outputs` fields. */
   metadata?: Record<string, { inputs: unknown[]; outputs: unknown[] }>;
 }
@@ -110,6 +112,7 @@ function respond(
     return void json(404, { error: `model ${model} is not loaded on this server replica` }, marker);
   }
   if (op === "/ready") return void json(200, { name: model, ready: true });
+  if (op === "/infer" && options.unavailable) return void json(503, { error: options.unavailable });
   if (!op) {
     const tensors = options.metadata?.[model!] ?? {};
     return void json(200, { name: model, versions: [version ?? "1"], platform: "fake", agent: id, ...tensors });
