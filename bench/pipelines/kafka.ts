@@ -28,8 +28,7 @@
  * ("1,32,256"), BENCH_PIPELINES (100; 0 skips that part). Writes bench/results/pipelines-kafka.json and .md (BENCH_OUT
  * to change the name); bench/pipelines/kafka-notes.md (the written analysis) is appended to the .md.
  */
-import { mkdtempSync, rmSync } from "node:fs";
-import { loadavg, tmpdir } from "node:os";
+import { loadavg } from "node:os";
 import { join } from "node:path";
 import { performance } from "node:perf_hooks";
 import {
@@ -39,8 +38,9 @@ import {
   type MessageBus,
   type ModelStatus,
 } from "@tern/core";
-import { createDevStack, findFreePort, loadDevStackConfig, waitFor } from "@tern/devstack";
+import { waitFor } from "@tern/devstack";
 import { createKafkaBus, resolveKafkaSettings } from "@tern/kafka";
+import { startBenchStack, startSchedulerAndAgent } from "../lib/bench-stack.js";
 import { commandLine, envNumber } from "../lib/config.js";
 import {
   type Call,
@@ -404,80 +404,19 @@ async function main(): Promise<void> {
   runDeadline.unref();
 
   // 1. Broker and DynamoDB Local (or the given ones).
-  const config = loadDevStackConfig();
-  const ports = new Set<number>();
-  while (ports.size < 4) ports.add(await findFreePort());
-  const [kafkaPort, kafkaControllerPort, dynamodbPort, schedulerPort] = [...ports] as [number, number, number, number];
-  const dir = mkdtempSync(join(tmpdir(), "tern-plbench-"));
-  const stack = createDevStack({
-    dir,
-    kafkaLibsDir: join(config.TERN_DEV_DIR, "kafka", "libs"),
-    ...(config.KAFKA_BROKERS === undefined ? {} : { kafkaBrokers: config.KAFKA_BROKERS }),
-    ...(config.DYNAMODB_ENDPOINT === undefined ? {} : { dynamodbEndpoint: config.DYNAMODB_ENDPOINT }),
-    kafkaPort,
-    kafkaControllerPort,
-    dynamodbPort,
-    partitions: PARTITIONS,
-    region: config.AWS_REGION,
-    kafkaHeap: config.KAFKA_HEAP,
-    lock: false,
-    stopGraceMs: 5_000,
-    readyTimeoutMs: config.TERN_DEV_READY_TIMEOUT_MS,
-  });
-  stopStack = async () => {
-    await stack.stop();
-    rmSync(dir, { recursive: true, force: true });
-  };
-  const endpoints = await stack.start();
-  const brokerPid = stack.services().find((s) => s.name === "kafka")?.pid;
-  const brokers = endpoints.kafkaBrokers;
-  console.log(`broker ${brokers.join(",")} (pid ${brokerPid ?? "external: its CPU is not measured"})`);
+  const bench = await startBenchStack({ dirPrefix: "tern-plbench-", partitions: PARTITIONS, extraPorts: 1 });
+  stopStack = bench.stop;
+  const { config, brokers, brokerPid } = bench;
+  const [schedulerPort] = bench.ports as [number];
 
   // 2. Scheduler, agent, model gateway, one dataflow worker; models, then the bench's two pipelines.
   const replication = 1;
-  const common = {
-    KAFKA_BROKERS: brokers.join(","),
-    KAFKA_PARTITIONS: String(PARTITIONS),
-    TERN_NAMESPACE: NAMESPACE,
-    AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: "true",
-  };
-  const schedulerUrl = `http://127.0.0.1:${schedulerPort}`;
-  const scheduler = await group.start({
-    key: "scheduler",
-    label: "scheduler",
-    script: "packages/scheduler/src/main.ts",
-    env: {
-      ...common,
-      DYNAMODB_ENDPOINT: endpoints.dynamodbEndpoint,
-      AWS_REGION: endpoints.region,
-      TERN_TABLE: `tern-plbench-${NAMESPACE}`,
-      TERN_SCHEDULER_ID: `plbench-${NAMESPACE}`,
-      TERN_SCHEDULER_HOST: "127.0.0.1",
-      TERN_SCHEDULER_PORT: String(schedulerPort),
-      TERN_DATAFLOW_REPLICATION: String(replication),
-      LOG_LEVEL: "info",
-    },
-    ready: /"msg":"control API listening"/,
-  });
-  await waitFor(async () => (await getJson<{ active: boolean }>(`${schedulerUrl}/v1/status`))?.active, {
-    timeoutMs: 60_000,
-    intervalMs: 200,
-    description: "scheduler active",
-  });
-  const agent = await group.start({
-    key: "agent",
-    label: "agent mlserver/0",
-    script: "packages/agent/src/main.ts",
-    env: {
-      TERN_SCHEDULER_URL: schedulerUrl,
-      TERN_AGENT_SERVER: "mlserver",
-      TERN_AGENT_REPLICA: "0",
-      TERN_AGENT_HTTP_PORT: "0",
-      TERN_AGENT_GRPC_PORT: "0",
-      TERN_AGENT_MEMORY: "64Mi",
-      LOG_LEVEL: "warn",
-    },
-    ready: /agent mlserver\/0 serving \S+ grpc (\S+)/,
+  const { scheduler, agent, schedulerUrl, common } = await startSchedulerAndAgent(group, bench, {
+    name: "plbench",
+    namespace: NAMESPACE,
+    partitions: PARTITIONS,
+    schedulerPort,
+    schedulerEnv: { TERN_DATAFLOW_REPLICATION: String(replication) },
   });
   // 3. Clients: a second @tern/kafka bus with the same (default) settings; first, the broker must coordinate groups.
   bus = createKafkaBus({ brokers });

@@ -29,16 +29,16 @@
  * bench/pipelines/kafka.ts (`npm run bench:pipelines-kafka`).
  */
 
-import { mkdtempSync, rmSync } from "node:fs";
 import http from "node:http";
-import { loadavg, tmpdir } from "node:os";
+import { loadavg } from "node:os";
 import { join } from "node:path";
 import type { ModelStatus } from "@tern/core";
-import { createDevStack, findFreePort, loadDevStackConfig, waitFor } from "@tern/devstack";
+import { waitFor } from "@tern/devstack";
 import { createLambdaApp } from "@tern/gateway";
 import { resolveKafkaSettings } from "@tern/kafka";
 import { handle } from "hono/aws-lambda";
 import pino from "pino";
+import { startBenchStack, startSchedulerAndAgent } from "../lib/bench-stack.js";
 import { commandLine, envNumber } from "../lib/config.js";
 import { closedLoop, type LoadWindow } from "../lib/kafka-load.js";
 import { createServerGroup, REPO_ROOT, runMain } from "../lib/processes.js";
@@ -420,87 +420,20 @@ async function main(): Promise<void> {
   runDeadline.unref();
 
   // 1. Broker and DynamoDB Local (or the given ones).
-  const config = loadDevStackConfig();
-  const ports = new Set<number>();
-  while (ports.size < 5) ports.add(await findFreePort());
-  const [kafkaPort, kafkaControllerPort, dynamodbPort, schedulerPort, gatewayPort] = [...ports] as [
-    number,
-    number,
-    number,
-    number,
-    number,
-  ];
-  const dir = mkdtempSync(join(tmpdir(), "tern-plgw-bench-"));
-  const stack = createDevStack({
-    dir,
-    kafkaLibsDir: join(config.TERN_DEV_DIR, "kafka", "libs"),
-    ...(config.KAFKA_BROKERS === undefined ? {} : { kafkaBrokers: config.KAFKA_BROKERS }),
-    ...(config.DYNAMODB_ENDPOINT === undefined ? {} : { dynamodbEndpoint: config.DYNAMODB_ENDPOINT }),
-    kafkaPort,
-    kafkaControllerPort,
-    dynamodbPort,
-    partitions: PARTITIONS,
-    region: config.AWS_REGION,
-    kafkaHeap: config.KAFKA_HEAP,
-    lock: false,
-    stopGraceMs: 5_000,
-    readyTimeoutMs: config.TERN_DEV_READY_TIMEOUT_MS,
-  });
-  stopStack = async () => {
-    await stack.stop();
-    rmSync(dir, { recursive: true, force: true });
-  };
-  const endpoints = await stack.start();
-  const brokerPid = stack.services().find((s) => s.name === "kafka")?.pid;
-  const dynamodbPid = stack.services().find((s) => s.name === "dynamodb")?.pid;
-  const brokers = endpoints.kafkaBrokers;
-  console.log(`broker ${brokers.join(",")} (pid ${brokerPid ?? "external: its CPU is not measured"})`);
+  const bench = await startBenchStack({ dirPrefix: "tern-plgw-bench-", partitions: PARTITIONS, extraPorts: 2 });
+  stopStack = bench.stop;
+  const { config, brokers, brokerPid, dynamodbPid } = bench;
+  const endpoints = { dynamodbEndpoint: bench.dynamodbEndpoint, region: bench.region };
+  const [schedulerPort, gatewayPort] = bench.ports as [number, number];
 
   // 2. Scheduler, agent, model gateway, one dataflow worker, the gateway; models, then the bench's two pipelines.
   const replication = 1;
-  const common = {
-    KAFKA_BROKERS: brokers.join(","),
-    KAFKA_PARTITIONS: String(PARTITIONS),
-    TERN_NAMESPACE: NAMESPACE,
-    AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: "true",
-  };
-  const schedulerUrl = `http://127.0.0.1:${schedulerPort}`;
-  const scheduler = await group.start({
-    key: "scheduler",
-    label: "scheduler",
-    script: "packages/scheduler/src/main.ts",
-    env: {
-      ...common,
-      DYNAMODB_ENDPOINT: endpoints.dynamodbEndpoint,
-      AWS_REGION: endpoints.region,
-      TERN_TABLE: `tern-plgw-${NAMESPACE}`,
-      TERN_SCHEDULER_ID: `plgw-${NAMESPACE}`,
-      TERN_SCHEDULER_HOST: "127.0.0.1",
-      TERN_SCHEDULER_PORT: String(schedulerPort),
-      TERN_DATAFLOW_REPLICATION: String(replication),
-      LOG_LEVEL: "info",
-    },
-    ready: /"msg":"control API listening"/,
-  });
-  await waitFor(async () => (await getJson<{ active: boolean }>(`${schedulerUrl}/v1/status`))?.active, {
-    timeoutMs: 60_000,
-    intervalMs: 200,
-    description: "scheduler active",
-  });
-  const agent = await group.start({
-    key: "agent",
-    label: "agent mlserver/0",
-    script: "packages/agent/src/main.ts",
-    env: {
-      TERN_SCHEDULER_URL: schedulerUrl,
-      TERN_AGENT_SERVER: "mlserver",
-      TERN_AGENT_REPLICA: "0",
-      TERN_AGENT_HTTP_PORT: "0",
-      TERN_AGENT_GRPC_PORT: "0",
-      TERN_AGENT_MEMORY: "64Mi",
-      LOG_LEVEL: "warn",
-    },
-    ready: /agent mlserver\/0 serving \S+ grpc (\S+)/,
+  const { scheduler, agent, schedulerUrl, common } = await startSchedulerAndAgent(group, bench, {
+    name: "plgw",
+    namespace: NAMESPACE,
+    partitions: PARTITIONS,
+    schedulerPort,
+    schedulerEnv: { TERN_DATAFLOW_REPLICATION: String(replication) },
   });
   const modelGateway = await group.start({
     key: "modelgateway",
