@@ -437,8 +437,9 @@ export function createApp(deps: AppDeps): Hono {
       // Most sources answer synchronously; awaiting a plain value would still cost a turn of the microtask queue.
       let table = pending instanceof Promise ? await beforeDeadline(pending, deadline) : pending;
       if (!table) throw new GatewayError("unavailable", "gateway has no route table yet", { retriable: true });
-      // A model scaled to zero is woken and the request waits for it (docs/autoscaling.md).
-      if (deps.waker && target.kind === "model" && isAsleep(table, target.name)) {
+      // A model scaled to zero is woken and the request waits for it (docs/autoscaling.md); a ready probe is answered
+      // as the model is (not ready), as gRPC ModelReady is: probing must not load it.
+      if (deps.waker && op !== "ready" && target.kind === "model" && isAsleep(table, target.name)) {
         table = await deps.waker.wake(target.name, routes, deadline);
       }
       const decision = resolveRoute(table, target, { op, stickyRoute: c.req.header(SELDON_ROUTE_HEADER), random });

@@ -308,6 +308,21 @@ describe("balancing and failures", () => {
     expect(fresh.seen).toHaveLength(1);
   });
 
+  it("answers ready for a model scaled to zero as it is, without waking it (gRPC ModelReady does the same)", async () => {
+    const activations: string[] = [];
+    const fetch = (async (input: string | URL | Request) => {
+      activations.push(String(input));
+      return new Response("{}", { status: 202 });
+    }) as typeof globalThis.fetch;
+    const waker = createSchedulerWaker({ url: "http://scheduler", logger, fetch, pollMs: 5, settleMs: 50 });
+    const asleep = table([{ name: "iris", version: 1, state: "ModelScaledDown", endpoints: [] }]);
+    const { app } = makeApp(asleep, { waker });
+    const res = await app.request("/v2/models/iris/ready");
+    expect(res.status).toBe(503);
+    expect(((await res.json()) as { error: string }).error).toContain("ModelScaledDown");
+    expect(activations).toEqual([]);
+  });
+
   it("passes the last replica's miss through when the route table never moves past it", async () => {
     const gone = await agent("gone1", { holds: [] });
     const activations: string[] = [];
