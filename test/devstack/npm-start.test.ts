@@ -1,4 +1,3 @@
-import { type ChildProcess, spawn } from "node:child_process";
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
@@ -10,6 +9,7 @@ import { OIP_LOADER_OPTIONS, OIP_PROTO_PATH } from "@tern/agent";
 import { findFreePort, isPortOpen, isProcessAlive, readLockInfo, waitFor } from "@tern/devstack";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { IRIS_CLASSES, irisRequest, knownIrisRows, parseIrisAnswer } from "../e2e/iris-data.js";
+import { type NpmStartProcess, runNpmStart } from "../helpers/npm-start-process.js";
 import { createOutsideKafka } from "../helpers/outside-kafka.js";
 import { dynamodbEndpoint, kafkaBrokers } from "../helpers/services.js";
 
@@ -18,7 +18,6 @@ import { dynamodbEndpoint, kafkaBrokers } from "../helpers/services.js";
 // its own folder, ports and table, and a light sample set (one agent) so that it fits on two shared cores.
 
 const repoRoot = resolve(fileURLToPath(new URL(".", import.meta.url)), "../..");
-const startCommand = ["--import", "tsx", "packages/devstack/src/main.ts"];
 const suffix = `${Date.now().toString(36)}-${process.pid}`;
 
 /** main.ts's documented exit codes. */
@@ -26,35 +25,9 @@ const EXIT_STOPPED = 0;
 const EXIT_ALREADY_RUNNING = 3;
 const EXIT_FAILED = 1;
 
-interface StartProcess {
-  readonly child: ChildProcess;
-  readonly pid: number;
-  output(): string;
-  readonly exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
-  hasExited(): boolean;
-}
-
-/** Runs `npm start`'s command from the repo root with the given environment, capturing stdout and stderr. */
-function runStart(env: NodeJS.ProcessEnv): StartProcess {
-  const child = spawn(process.execPath, startCommand, { cwd: repoRoot, env, stdio: ["ignore", "pipe", "pipe"] });
-  let out = "";
-  child.stdout!.setEncoding("utf8");
-  child.stderr!.setEncoding("utf8");
-  child.stdout!.on("data", (chunk: string) => {
-    out += chunk;
-  });
-  child.stderr!.on("data", (chunk: string) => {
-    out += chunk;
-  });
-  let exitedFlag = false;
-  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((r) =>
-    child.once("exit", (code, signal) => {
-      exitedFlag = true;
-      r({ code, signal });
-    }),
-  );
-  return { child, pid: child.pid!, output: () => out, exited, hasExited: () => exitedFlag };
-}
+// The entry is started by the shared helper (test/helpers/npm-start-process.ts), as the pipeline chaos test does.
+type StartProcess = NpmStartProcess;
+const runStart = runNpmStart;
 
 /** Waits for `check` while failing at once, with the output, if the process exits first. */
 async function waitWhileRunning<T>(

@@ -123,7 +123,7 @@ async function main(): Promise<number> {
       env: { ...process.env, ...stack.ownerEnv },
       onInstalling: () =>
         console.log(
-          `tern: installing MLServer 1.7.1 into .tern/python/mlserver in the background (first start only: a few minutes, ~1.3 GB; log ${shortPath(installLog, process.cwd())}); the mlserver Server's agents start once it is ready`,
+          `tern: installing MLServer 1.7.1 into .tern/python/mlserver in the background (first start only: a few minutes, ~560 MB; log ${shortPath(installLog, process.cwd())}); the mlserver Server's agents start once it is ready`,
         ),
       onProgress: (line) => console.log(`tern: MLServer install: ${line}`),
     });

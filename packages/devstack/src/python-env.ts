@@ -5,7 +5,7 @@ import { TernError } from "@tern/core";
 
 /**
  * `scripts/python-env.sh <name>` run in the background by `npm start`: it creates `.tern/python/<name>` once (pip from
- * PyPI; MLServer takes minutes and ~1.3 GB) and returns at once when the venv is current. The script's whole output goes
+ * PyPI; MLServer takes minutes and ~560 MB) and returns at once when the venv is current. The script's whole output goes
  * to a log file; what the console gets is a progress line now and then, built from pip's own lines.
  */
 
