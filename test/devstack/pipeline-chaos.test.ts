@@ -97,14 +97,22 @@ const scrub = (s: string) => s.replace(/[0-9a-f]{8}-[0-9a-f-]{27}/g, "<id>").sli
  */
 const agent = new http.Agent({ keepAlive: true });
 
-/** One POST of request i's body; resolves with the status and body, rejects with the socket error. */
-function post(url: URL, i: number, signal: AbortSignal): Promise<{ status: number; text: string; reused: boolean }> {
+/**
+ * One POST of request i's body; resolves with the status and body, rejects with the socket error. `fresh`: on a new
+ * connection of its own (closed after the answer) instead of one from the keep-alive pool.
+ */
+function post(
+  url: URL,
+  i: number,
+  signal: AbortSignal,
+  fresh = false,
+): Promise<{ status: number; text: string; reused: boolean }> {
   return new Promise((resolve, reject) => {
     const payload = JSON.stringify({ inputs: [{ name: "x", datatype: "FP32", shape: [1, 2], data: xOf(i) }] });
     const req = http.request(
       url,
       {
-        agent,
+        agent: fresh ? false : agent,
         method: "POST",
         headers: { "content-type": "application/json", "content-length": Buffer.byteLength(payload) },
         signal,
@@ -150,12 +158,13 @@ async function one(url: string, i: number): Promise<Outcome> {
       res = await post(new URL(url), i, signal);
     } catch (err) {
       // A server may close an idle keep-alive socket just as the client reuses it; the request then never reached the
-      // gateway, and HTTP clients send it again on a new connection (Node's docs on `request.reusedSocket`). Any other
-      // error, or a reset on a fresh connection, is the request's outcome.
+      // gateway, and HTTP clients send it again on a new connection (Node's docs on `request.reusedSocket`) — a new one,
+      // not the pool's next idle socket, which the server may be closing too (CI on 2026-12-01: 4 requests of (b) met
+      // a closing socket twice). Any other error, or a reset on a fresh connection, is the request's outcome.
       const e = err as NodeJS.ErrnoException & { reused?: boolean };
       if (e.code !== "ECONNRESET" || !e.reused) throw err;
       keepAliveRetries++;
-      res = await post(new URL(url), i, signal);
+      res = await post(new URL(url), i, signal, true);
     }
     if (res.status !== 200) return done("status", String(res.status), scrub(res.text));
     const y = (JSON.parse(res.text) as { outputs?: Array<{ name: string; data: number[] }> }).outputs?.find(
