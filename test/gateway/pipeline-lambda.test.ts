@@ -7,6 +7,7 @@ import { Kafka, logLevel } from "kafkajs";
 import pino from "pino";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type DataflowStack, sampleManifest, startDataflowStack } from "../dataflow/dataflow-stack.js";
+import { apiGatewayEvent, type LambdaHandler } from "../helpers/lambda-event.js";
 import { kafkaBrokers } from "../helpers/services.js";
 
 // The Lambda entry's pipeline channel (issue 11, DESIGN §3 "Rendezvous") on the real broker and DynamoDB Local: the
@@ -17,14 +18,6 @@ import { kafkaBrokers } from "../helpers/services.js";
 
 const f = Math.fround;
 const REQUEST_MS = 30_000;
-
-interface LambdaResult {
-  statusCode: number;
-  headers?: Record<string, string>;
-  body: string;
-  isBase64Encoded: boolean;
-}
-type LambdaHandler = (event: unknown, context: unknown) => Promise<LambdaResult>;
 
 interface InferJson {
   id: string;
@@ -37,33 +30,6 @@ let handler: LambdaHandler;
 let dynamodb: DynamoDBClient;
 let admin: ReturnType<Kafka["admin"]>;
 const saved: Record<string, string | undefined> = {};
-let counter = 0;
-
-/** A synthetic API Gateway HTTP API (payload 2.0) event, as the Lambda integration sends it. */
-function event(path: string, body: string, headers: Record<string, string> = {}) {
-  const domainName = "lambda.execute-api.us-east-1.amazonaws.com";
-  return {
-    version: "2.0",
-    routeKey: "$default",
-    rawPath: path,
-    rawQueryString: "",
-    headers: { host: domainName, "content-type": "application/json", ...headers },
-    requestContext: {
-      accountId: "123456789012",
-      apiId: "lambda",
-      domainName,
-      domainPrefix: "lambda",
-      http: { method: "POST", path, protocol: "HTTP/1.1", sourceIp: "127.0.0.1", userAgent: "tern-test" },
-      requestId: `lambda-${++counter}`,
-      routeKey: "$default",
-      stage: "$default",
-      time: new Date().toISOString(),
-      timeEpoch: Date.now(),
-    },
-    body,
-    isBase64Encoded: false,
-  };
-}
 
 const inferBody = (inputs: Array<{ name: string; rows: number[][] }>) =>
   JSON.stringify({
@@ -81,7 +47,10 @@ async function infer(
   options: { via?: LambdaHandler; headers?: Record<string, string> } = {},
 ): Promise<{ status: number; headers: Record<string, string>; json: unknown; id: string }> {
   const res = await (options.via ?? handler)(
-    event(`/v2/pipelines/${pipeline}/infer`, inferBody(inputs), options.headers),
+    apiGatewayEvent(`/v2/pipelines/${pipeline}/infer`, {
+      body: inferBody(inputs),
+      ...(options.headers ? { headers: options.headers } : {}),
+    }),
     {},
   );
   const text = res.isBase64Encoded ? Buffer.from(res.body, "base64").toString("utf8") : res.body;

@@ -117,8 +117,9 @@ interface Waiter {
  * Creates the pipeline front. Pipelines are hashed into buckets; each bucket has one reply reader, a consumer of a
  * group of this process's own (`round-robin`; it is the group's only member, so it holds every partition), subscribed
  * to the outputs topics of its bucket's pipelines that this gateway has been asked for. A pipeline not yet among them
- * restarts its bucket's reader with its topic added, and its first request is produced only once that start resolved
- * (the reader then knows where it reads the new topic from, so the answer cannot be missed). The other buckets' readers
+ * restarts its bucket's reader with its topic added, and its first request is produced only once that start, and any
+ * restart queued behind it, resolved (the reader then knows where it reads the new topic from, so the answer cannot be
+ * missed). The other buckets' readers
  * go on reading; answers of the restarted bucket's pipelines wait out the restart: the group commits what it read, so
  * the restarted reader resumes where the last one stopped. Records whose id nobody waits for (other gateways' answers,
  * duplicates of an answered request) are dropped.
@@ -239,7 +240,13 @@ export function createPipelineFront(options: PipelineFrontOptions): PipelineFron
     const r = reader;
     const run = r.chain.then(() => restart(r));
     r.chain = run.catch(() => {});
-    await run.catch(() => {});
+    // Waits for the chain, not just this start: a restart queued meanwhile (another pipeline of the bucket) stops the
+    // reader the moment this start is done, so `reading` is only true, and an answer only safe to ask for, once none is
+    // left.
+    for (let tail = r.chain; ; tail = r.chain) {
+      await tail;
+      if (tail === r.chain) break;
+    }
     if (!r.reading.has(pipeline)) {
       throw new GatewayError("unavailable", `pipeline ${pipeline}: the gateway could not read its outputs topic`, {
         retriable: true,

@@ -307,6 +307,39 @@ describe("pipeline requests over the bus", () => {
     }
   });
 
+  it("first requests of two pipelines of one bucket, the second while the first's reader starts: both answered", async () => {
+    // The reader's start is held until both requests wait, so the second pipeline's restart is queued behind the
+    // first's and begins the moment it ends (the sample matrix on a fresh gateway hit this: a 503 for the first).
+    let open!: () => void;
+    const gate = new Promise<void>((resolve) => {
+      open = resolve;
+    });
+    const gated = {
+      ...bus,
+      consumer(options: Parameters<MemoryBus["consumer"]>[0]) {
+        const c = bus.consumer(options);
+        return { ...c, start: async (o?: { timeoutMs?: number }) => gate.then(() => c.start(o)) };
+      },
+    };
+    const own = createPipelineFront({ bus: gated, topics, partitions: PARTITIONS, logger, buckets: 1 });
+    try {
+      const served = createApp({ routes, upstream: createHttpUpstream(), logger, pipelines: own });
+      const first = served.request("/v2/pipelines/p1/infer", { method: "POST", body: body("x", [1]) });
+      await waitFor(() => own.readers()[0]?.starts === 1, 5000, "the first reader start");
+      const second = served.request("/v2/pipelines/p2/infer", { method: "POST", body: body("x", [2]) });
+      await waitFor(() => own.pending() === 2, 5000, "both requests waiting");
+      open();
+      const [a, b] = await Promise.all([first, second]);
+      expect([a.status, b.status], `${await a.clone().text()} ${await b.clone().text()}`).toEqual([200, 200]);
+      expect(own.readers().map(({ pipelines, starts }) => ({ pipelines, starts }))).toEqual([
+        { pipelines: ["p1", "p2"], starts: 2 },
+      ]);
+    } finally {
+      open();
+      await own.close();
+    }
+  });
+
   it("prune: a pipeline gone from the table leaves its bucket's reader, which restarts without it; its waiting requests get 404", async () => {
     const own = createPipelineFront({ bus, topics, partitions: PARTITIONS, logger, buckets: 1 });
     try {
