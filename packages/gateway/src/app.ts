@@ -1,7 +1,6 @@
 import { randomUUID } from "node:crypto";
 import {
   INFERENCE_HEADER_CONTENT_LENGTH,
-  type OipTensor,
   REPLICA_MISS_HEADER,
   REQUEST_ID_HEADER,
   type ReplicaEndpoint,
@@ -19,8 +18,10 @@ import { isAsleep, type ModelWaker } from "./model-waker.js";
 import type { PipelineFront } from "./pipeline-front.js";
 import { httpStatusForErrorRecord, pipelineRequestFromRest, pipelineResponseRest } from "./pipeline-json.js";
 import { type ModelTensorLists, metadataModels, pipelineMetadata } from "./pipeline-metadata.js";
+import { type MirrorSlots, mirrorPipeline } from "./pipeline-mirror.js";
 import type { RouteSource } from "./route-source.js";
 import {
+  chosenPipeline,
   isPipelineExperiment,
   parseSeldonModelHeader,
   type RouteDecision,
@@ -108,7 +109,7 @@ export function createApp(deps: AppDeps): Hono {
   const now = deps.now ?? (() => performance.now());
   const balancer = deps.balancer ?? createBalancer();
   const { upstream, logger, routes } = deps;
-  let mirrorsInFlight = 0;
+  const mirrors: MirrorSlots = { inFlight: 0, max: maxMirrors };
 
   const app = new Hono();
 
@@ -223,12 +224,7 @@ export function createApp(deps: AppDeps): Hono {
       stickyRoute: c.req.header(SELDON_ROUTE_HEADER),
       random,
     });
-    const route = table.pipelines[decision.pipeline];
-    if (!route) {
-      const via = decision.experiment ? ` (experiment ${decision.experiment})` : "";
-      throw new GatewayError("not_found", `pipeline ${decision.pipeline} not found${via}`);
-    }
-    return { table, decision, route };
+    return { table, decision, route: chosenPipeline(table, decision) };
   }
 
   /**
@@ -366,7 +362,15 @@ export function createApp(deps: AppDeps): Hono {
       const requestId = randomUUID();
       const callerId = c.req.header(REQUEST_ID_HEADER);
       const carried = recordHeaders(c.req.raw.headers);
-      if (decision.mirror) mirrorPipeline(table, decision.mirror, request.inputs, carried, front);
+      if (decision.mirror) {
+        mirrorPipeline(table, decision.mirror, request.inputs, carried, {
+          front,
+          slots: mirrors,
+          metrics,
+          logger,
+          deadline,
+        });
+      }
       const reply = await front.infer(pipeline, request.inputs, { requestId, deadline, headers: carried });
       const headers = {
         [REQUEST_ID_HEADER]: callerId ?? requestId,
@@ -391,36 +395,6 @@ export function createApp(deps: AppDeps): Hono {
     } finally {
       metrics.request(label, "infer", status, (now() - started) / 1000);
     }
-  }
-
-  /** A pipeline experiment's mirror: the same tensors to another served pipeline, bounded, never awaited. */
-  function mirrorPipeline(
-    table: RouteTable,
-    pipeline: string,
-    inputs: OipTensor[],
-    headers: Record<string, string>,
-    front: PipelineFront,
-  ): void {
-    const route = table.pipelines[pipeline];
-    if (!route || !SERVED_PIPELINE_STATES.has(route.state)) return;
-    if (mirrorsInFlight >= maxMirrors) {
-      metrics.mirror("dropped");
-      return;
-    }
-    mirrorsInFlight++;
-    metrics.mirror("sent");
-    front
-      .infer(pipeline, inputs, { deadline: Date.now() + pipelineDeadlineMs, headers })
-      .then((reply) => {
-        if (!reply.ok) metrics.mirror("failed");
-      })
-      .catch((err: unknown) => {
-        metrics.mirror("failed");
-        logger.debug({ err, pipeline }, "pipeline mirror request failed");
-      })
-      .finally(() => {
-        mirrorsInFlight--;
-      });
   }
 
   async function forward(c: Context, target: Target, op: Op): Promise<Response> {
@@ -580,13 +554,13 @@ export function createApp(deps: AppDeps): Hono {
     headers: Record<string, string>,
     body: Uint8Array,
   ): void {
-    if (mirrorsInFlight >= maxMirrors) {
+    if (mirrors.inFlight >= mirrors.max) {
       metrics.mirror("dropped");
       return;
     }
     const endpoint = balancer.pick(model, endpoints);
     if (!endpoint) return;
-    mirrorsInFlight++;
+    mirrors.inFlight++;
     metrics.mirror("sent");
     const path = callerPath.replace(/^\/v2\/models\/[^/]+/, `/v2/models/${model}`);
     const end = balancer.begin(endpoint);
@@ -598,7 +572,7 @@ export function createApp(deps: AppDeps): Hono {
       })
       .finally(() => {
         end();
-        mirrorsInFlight--;
+        mirrors.inFlight--;
       });
   }
 
