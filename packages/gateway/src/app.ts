@@ -17,17 +17,19 @@ import { type GatewayMetrics, noopMetrics } from "./metrics.js";
 import { isAsleep, type ModelWaker } from "./model-waker.js";
 import type { PipelineFront } from "./pipeline-front.js";
 import { httpStatusForErrorRecord, pipelineRequestFromRest, pipelineResponseRest } from "./pipeline-json.js";
-import { type ModelTensorLists, metadataModels, pipelineMetadata } from "./pipeline-metadata.js";
+import { type ModelTensorLists, readPipelineMetadata, stepMetadataUnavailable } from "./pipeline-metadata.js";
 import { type MirrorSlots, mirrorPipeline } from "./pipeline-mirror.js";
 import type { RouteSource } from "./route-source.js";
 import {
   chosenPipeline,
   isPipelineExperiment,
+  isServedPipeline,
   parseSeldonModelHeader,
   type RouteDecision,
   resolveModelDirect,
   resolvePipelineRoute,
   resolveRoute,
+  servedPipeline,
   type Target,
 } from "./routing.js";
 import type { Upstream, UpstreamRequest, UpstreamResponse } from "./upstream.js";
@@ -71,9 +73,6 @@ export interface AppDeps {
   /** Node entry: wakes a model scaled to zero when a request for it arrives. Without it such a request gets 503. */
   waker?: ModelWaker;
 }
-
-/** Pipeline states in which requests are served (Rebalancing: owners are changing, the pipeline still answers). */
-const SERVED_PIPELINE_STATES = new Set(["PipelineReady", "PipelineRebalancing"]);
 
 /** Request headers passed to agents; `authorization` never is (keys are the gateway's, not the agent's). */
 const FORWARD_REQUEST_HEADERS = [
@@ -241,7 +240,7 @@ export function createApp(deps: AppDeps): Hono {
       label = `${pipeline}.pipeline`;
       let reason: string | undefined;
       if (!deps.pipelines) reason = `pipeline ${pipeline} is not served by this gateway (it has no pipeline front)`;
-      else if (!SERVED_PIPELINE_STATES.has(route.state)) {
+      else if (!isServedPipeline(route)) {
         reason = `pipeline ${pipeline} is not ready (state ${route.state})`;
       }
       status = reason === undefined ? 200 : 424;
@@ -267,23 +266,10 @@ export function createApp(deps: AppDeps): Hono {
     let label = "";
     try {
       const { table, route } = await pipelineRoute(c, target, "metadata", deadline);
-      const pipeline = route.name;
-      label = `${pipeline}.pipeline`;
-      if (!route.io) {
-        throw new GatewayError(
-          "unavailable",
-          `pipeline ${pipeline}: the route table does not describe its inputs and outputs (the scheduler predates it)`,
-          { retriable: true },
-        );
-      }
-      const models = new Map<string, ModelTensorLists>();
-      await Promise.all(
-        metadataModels(route.io).map(async (model) => {
-          models.set(model, await modelMetadata(table, pipeline, model, deadline));
-        }),
-      );
+      label = `${route.name}.pipeline`;
+      const metadata = await readPipelineMetadata(route, (model) => modelMetadata(table, route.name, model, deadline));
       status = 200;
-      return c.json(pipelineMetadata(pipeline, route.io, models));
+      return c.json(metadata);
     } catch (err) {
       status = httpStatusOf(err);
       throw err;
@@ -299,15 +285,7 @@ export function createApp(deps: AppDeps): Hono {
     model: string,
     deadline: number,
   ): Promise<ModelTensorLists> {
-    const fail = (why: string, cause?: unknown) =>
-      new GatewayError(
-        "unavailable",
-        `pipeline ${pipeline}: the metadata of its model ${model} is unavailable: ${why}`,
-        {
-          retriable: true,
-          ...(cause === undefined ? {} : { cause }),
-        },
-      );
+    const fail = (why: string, cause?: unknown) => stepMetadataUnavailable(pipeline, model, why, cause);
     let res: UpstreamResponse;
     try {
       const decision = resolveModelDirect(table, model);
@@ -353,11 +331,7 @@ export function createApp(deps: AppDeps): Hono {
       const { table, decision, route } = await pipelineRoute(c, target, "infer", deadline);
       const pipeline = route.name;
       label = `${pipeline}.pipeline`;
-      if (!SERVED_PIPELINE_STATES.has(route.state)) {
-        throw new GatewayError("unavailable", `pipeline ${pipeline} is not ready (state ${route.state})`, {
-          retriable: true,
-        });
-      }
+      servedPipeline(route);
       const request = pipelineRequestFromRest(c.req.raw.headers, body);
       const requestId = randomUUID();
       const callerId = c.req.header(REQUEST_ID_HEADER);

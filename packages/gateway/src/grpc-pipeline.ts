@@ -14,9 +14,9 @@ import { codeOf, GatewayError } from "./errors.js";
 import type { GrpcUpstream } from "./grpc-upstream.js";
 import { decodeModelMetadataTensors, encodeModelMetadataResponse } from "./metadata-protobuf.js";
 import type { PipelineFront } from "./pipeline-front.js";
-import { type ModelTensorLists, metadataModels, pipelineMetadata } from "./pipeline-metadata.js";
+import { type ModelTensorLists, readPipelineMetadata, stepMetadataUnavailable } from "./pipeline-metadata.js";
 import { encodeFields } from "./protobuf-fields.js";
-import { isServedPipeline, resolveModelDirect } from "./routing.js";
+import { resolveModelDirect } from "./routing.js";
 
 // The gRPC side of a pipeline request (`seldon-model: <p>.pipeline` or `<e>.experiment` on ModelInfer/ModelReady/
 // ModelMetadata): unlike a model request, which the proxy forwards as bytes, the gateway decodes it, since its tensors
@@ -24,19 +24,6 @@ import { isServedPipeline, resolveModelDirect } from "./routing.js";
 
 /** Response metadata key with the gateway's own id of a pipeline request, next to the caller's `x-request-id`. */
 const GATEWAY_REQUEST_ID_KEY = "x-tern-request-id";
-
-/**
- * The chosen pipeline's route when it may be served now.
- * @throws GatewayError `unavailable` naming the state of one that is not ready
- */
-export function servedPipeline(route: PipelineRoute): PipelineRoute {
-  if (!isServedPipeline(route)) {
-    throw new GatewayError("unavailable", `pipeline ${route.name} is not ready (state ${route.state})`, {
-      retriable: true,
-    });
-  }
-  return route;
-}
 
 /**
  * The gRPC code for the status name an error record carries (`tern-error-status`, a gRPC status name such as
@@ -147,21 +134,10 @@ export async function pipelineMetadataGrpc(
   route: PipelineRoute,
   deadline: number,
 ): Promise<Buffer> {
-  const io = route.io;
-  if (!io) {
-    throw new GatewayError(
-      "unavailable",
-      `pipeline ${route.name}: the route table does not describe its inputs and outputs (the scheduler predates it)`,
-      { retriable: true },
-    );
-  }
-  const models = new Map<string, ModelTensorLists>();
-  await Promise.all(
-    metadataModels(io).map(async (model) => {
-      models.set(model, await stepModelMetadata(upstream, table, route.name, model, deadline));
-    }),
+  const metadata = await readPipelineMetadata(route, (model) =>
+    stepModelMetadata(upstream, table, route.name, model, deadline),
   );
-  return encodeModelMetadataResponse(pipelineMetadata(route.name, io, models));
+  return encodeModelMetadataResponse(metadata);
 }
 
 /** A step model's metadata over gRPC; any failure is the pipeline's UNAVAILABLE naming the model, as over REST. */
@@ -172,11 +148,7 @@ async function stepModelMetadata(
   model: string,
   deadline: number,
 ): Promise<ModelTensorLists> {
-  const fail = (why: string, cause?: unknown) =>
-    new GatewayError("unavailable", `pipeline ${pipeline}: the metadata of its model ${model} is unavailable: ${why}`, {
-      retriable: true,
-      ...(cause === undefined ? {} : { cause }),
-    });
+  const fail = (why: string, cause?: unknown) => stepMetadataUnavailable(pipeline, model, why, cause);
   let endpoints: ReturnType<typeof resolveModelDirect>["endpoints"];
   try {
     endpoints = resolveModelDirect(table, model).endpoints.filter((e) => e.grpc);

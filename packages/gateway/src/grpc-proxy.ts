@@ -13,7 +13,7 @@ import type { ApiKeyCheck } from "./api-keys.js";
 import { recordHeaders } from "./app.js";
 import { type Balancer, createBalancer } from "./balancer.js";
 import { codeOf, GatewayError } from "./errors.js";
-import { inferPipelineGrpc, pipelineMetadataGrpc, servedPipeline } from "./grpc-pipeline.js";
+import { inferPipelineGrpc, pipelineMetadataGrpc } from "./grpc-pipeline.js";
 import { createGrpcUpstream, type GrpcCallResult } from "./grpc-upstream.js";
 import { type GatewayMetrics, noopMetrics } from "./metrics.js";
 import { isAsleep, type ModelWaker } from "./model-waker.js";
@@ -30,6 +30,7 @@ import {
   resolveModelDirect,
   resolvePipelineRoute,
   resolveRoute,
+  servedPipeline,
   type Target,
 } from "./routing.js";
 

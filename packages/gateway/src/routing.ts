@@ -155,6 +155,19 @@ export function isServedPipeline(route: PipelineRoute): boolean {
 }
 
 /**
+ * The pipeline's route when its requests may be served now.
+ * @throws GatewayError `unavailable` naming the state of one that is not ready
+ */
+export function servedPipeline(route: PipelineRoute): PipelineRoute {
+  if (!isServedPipeline(route)) {
+    throw new GatewayError("unavailable", `pipeline ${route.name} is not ready (state ${route.state})`, {
+      retriable: true,
+    });
+  }
+  return route;
+}
+
+/**
  * The route of the pipeline a {@link resolvePipelineRoute} decision chose, whatever its state (REST and gRPC alike).
  * @throws GatewayError `not_found` naming the experiment that chose it, if any
  */
