@@ -2,11 +2,20 @@ import { resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import * as grpc from "@grpc/grpc-js";
 import * as protoLoader from "@grpc/proto-loader";
+import type { RouteTable } from "@tern/core";
 import { waitFor } from "@tern/devstack";
-import { grpcStatusForErrorRecord, httpStatusForErrorRecord, type RunningGateway, startGateway } from "@tern/gateway";
+import {
+  grpcStatusForErrorRecord,
+  httpStatusForErrorRecord,
+  type PipelineMetadata,
+  type PipelineTensorMetadata,
+  type RunningGateway,
+  startGateway,
+} from "@tern/gateway";
 import pino from "pino";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type DataflowStack, sampleManifest, startDataflowStack } from "../dataflow/dataflow-stack.js";
+import { decodeTensors } from "../helpers/pipeline-kafka.js";
 import { repoRoot } from "../helpers/platform-process.js";
 import { pythonEnv, runPython } from "../helpers/python.js";
 import { kafkaBrokers } from "../helpers/services.js";
@@ -297,5 +306,144 @@ describe("NVIDIA tritonclient (HTTP with binary tensors and with JSON, gRPC) cal
       expect(answer.error).toEqual({ status: "404", message: "pipeline no-such-pipeline not found" });
     }
     expect(overGrpc.error).toEqual({ status: "StatusCode.NOT_FOUND", message: "pipeline no-such-pipeline not found" });
+  });
+});
+
+// ---------------------------------------------------------------------------------------------------------------
+// Experiments of pipelines and pipeline metadata over gRPC. Last in the file: the experiment takes over add-then-mul's
+// name while it lives, and is gone from the route table before the test ends.
+
+describe("gRPC to an experiment of pipelines, and ModelMetadata of a pipeline, through the gateway's gRPC port", () => {
+  it("weights 50/50 give both candidates, x-seldon-route pins one, the default's name is taken over, the mirror gets every copy", async () => {
+    const exp = `gexp${Date.now().toString(36)}`;
+    const tag = `mirror-${exp}`;
+    const mirrorInputs = await stack.client.watch([stack.client.topics.pipelineInputs("batch-mul")]);
+    const mirrorOutputs = await stack.client.outputs("batch-mul");
+    await stack.e2e.apply(
+      `apiVersion: mlops.seldon.io/v1alpha1\nkind: Experiment\nmetadata:\n  name: ${exp}\nspec:\n  resourceType: pipeline\n  default: add-then-mul\n  candidates:\n    - name: add-then-mul\n      weight: 50\n    - name: choose-route\n      weight: 50\n  mirror:\n    name: batch-mul\n    percent: 100\n`,
+    );
+    try {
+      // add-then-mul: (x + 10) * 10; choose-route, for a positive sum: x + 10; the mirror batch-mul: x * 10.
+      const expected = (route: string | undefined, x: number[]) =>
+        route === ":choose-route.pipeline:" ? x.map((v) => f(v + 10)) : x.map((v) => f(f(v + 10) * 10));
+      const send = (x: number[], metadata: Record<string, string>) =>
+        call<InferResponse>("ModelInfer", raw("x", [1, x.length], x), metadata);
+      const seen = (res: Awaited<ReturnType<typeof send>>, x: number[]) => {
+        expect(res.error, stack.logs().slice(-4000)).toBeUndefined();
+        const route = res.headers?.get("x-seldon-route")[0] as string | undefined;
+        expect(fromFp32(res.value!.raw_output_contents[0]!)).toEqual(expected(route, x));
+        expect(res.value!.model_name).toBe(route?.slice(1, -".pipeline:".length));
+        return route;
+      };
+      // Until the gateway has the experiment active the default answers; pinned to choose-route, the route says when.
+      await waitFor(
+        async () => {
+          const res = await send([1, 2], {
+            "seldon-model": `${exp}.experiment`,
+            "x-seldon-route": ":choose-route.pipeline:",
+          });
+          return res.headers?.get("x-seldon-route")[0] === ":choose-route.pipeline:" ? res : undefined;
+        },
+        { timeoutMs: 30_000, intervalMs: 200, description: `experiment ${exp} active in the gateway` },
+      );
+      const ready = await call<{ ready: boolean }>("ModelReady", { name: "" }, { "seldon-model": `${exp}.experiment` });
+      expect(ready.value).toEqual({ ready: true });
+
+      // Each request's x is distinct (its first value), so every mirror copy can be matched to its request.
+      let next = 1;
+      const input = () => [next++, 0.5];
+      const sent: number[][] = [];
+      const through = async (metadata: Record<string, string>) => {
+        const x = input();
+        sent.push(x);
+        return seen(await send(x, { ...metadata, "x-mirror-tag": tag }), x);
+      };
+      // Unpinned: drawn 50/50 (all 24 on one side: probability 2^-23).
+      const drawn = await Promise.all(
+        Array.from({ length: 24 }, () => through({ "seldon-model": `${exp}.experiment` })),
+      );
+      expect([...new Set(drawn)].sort()).toEqual([":add-then-mul.pipeline:", ":choose-route.pipeline:"]);
+      // Pinned by the route an answer carried: every call goes there.
+      for (const pin of [":choose-route.pipeline:", ":add-then-mul.pipeline:"]) {
+        const pinned = await Promise.all(
+          Array.from({ length: 4 }, () => through({ "seldon-model": `${exp}.experiment`, "x-seldon-route": pin })),
+        );
+        expect(pinned).toEqual(Array(4).fill(pin));
+      }
+      // add-then-mul by its own name is the experiment's: pinned to the other candidate, that one answers.
+      expect(await through({ ...pipeline("add-then-mul"), "x-seldon-route": ":choose-route.pipeline:" })).toBe(
+        ":choose-route.pipeline:",
+      );
+
+      // The mirror pipeline got a copy of every one of those requests, with its x-* metadata, and answered it.
+      const copies = await waitFor(
+        () => {
+          const mine = mirrorInputs.all().filter((r) => r.headers["x-mirror-tag"] === tag);
+          return mine.length >= sent.length ? mine : undefined;
+        },
+        { timeoutMs: 30_000, intervalMs: 100, description: `${sent.length} mirror copies on batch-mul's inputs` },
+      );
+      const byFirst = (rows: number[][]) => [...rows].sort((a, b) => a[0]! - b[0]!);
+      const copied = copies.map((r) => {
+        const [x] = decodeTensors(r);
+        return [...(x!.data as Float32Array)];
+      });
+      expect(byFirst(copied)).toEqual(byFirst(sent));
+      for (const r of copies) {
+        const answer = await mirrorOutputs.answer(r.parsedKey!.requestId, 15_000);
+        expect(answer.ok).toBe(true);
+        if (!answer.ok) continue;
+        const x = decodeTensors(r)[0]!.data as Float32Array;
+        expect([...(answer.tensors[0]!.data as Float32Array)]).toEqual([...x].map((v) => f(v * 10)));
+      }
+    } finally {
+      // The tritonclient tests above ran first; any later test wants add-then-mul unsplit.
+      await fetch(`${stack.e2e.scheduler.url}/v1/experiments/${exp}`, { method: "DELETE" });
+      await waitFor(
+        async () => {
+          const table = (await (await fetch(`${stack.e2e.scheduler.url}/v1/routes`)).json()) as RouteTable;
+          return table.experiments[exp] === undefined;
+        },
+        { timeoutMs: 15_000, intervalMs: 100, description: `experiment ${exp} gone from the route table` },
+      );
+    }
+  });
+
+  it("ModelMetadata of a pipeline answers what GET /v2/pipelines/{p} answers, from the sample models' own metadata", async () => {
+    for (const name of ["add-then-mul", "sum-diff-pipeline"]) {
+      const rest = await fetch(`${stack.e2e.gateway.url}/v2/pipelines/${name}`);
+      expect(rest.status).toBe(200);
+      const json = (await rest.json()) as PipelineMetadata;
+      const res = await call("ModelMetadata", { name: "" }, pipeline(name));
+      expect(res.error).toBeUndefined();
+      // proto-loader decodes int64 as strings; an absent datatype or shape is empty on the wire.
+      const tensor = (t: PipelineTensorMetadata) => ({
+        name: t.name,
+        datatype: t.datatype ?? "",
+        shape: (t.shape ?? []).map(String),
+      });
+      expect(res.value).toEqual({
+        name,
+        versions: [],
+        platform: "tern-pipeline",
+        inputs: json.inputs.map(tensor),
+        outputs: json.outputs.map(tensor),
+      });
+    }
+    // The pipelines' interfaces, by their specs: add-then-mul takes x and answers y; sum-diff takes a, b, answers sum, diff.
+    const names = async (p: string) => {
+      const v = (
+        await call<{ inputs: PipelineTensorMetadata[]; outputs: PipelineTensorMetadata[] }>(
+          "ModelMetadata",
+          {},
+          pipeline(p),
+        )
+      ).value!;
+      return { inputs: v.inputs.map((t) => t.name), outputs: v.outputs.map((t) => t.name) };
+    };
+    expect(await names("add-then-mul")).toEqual({ inputs: ["x"], outputs: ["y"] });
+    expect(await names("sum-diff-pipeline")).toEqual({ inputs: ["a", "b"], outputs: ["sum", "diff"] });
+    const missing = await call("ModelMetadata", {}, pipeline("no-such-pipeline"));
+    expect(missing.error?.code).toBe(grpc.status.NOT_FOUND);
   });
 });

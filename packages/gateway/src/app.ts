@@ -1,7 +1,6 @@
 import { randomUUID } from "node:crypto";
 import {
   INFERENCE_HEADER_CONTENT_LENGTH,
-  type OipTensor,
   REPLICA_MISS_HEADER,
   REQUEST_ID_HEADER,
   type ReplicaEndpoint,
@@ -18,15 +17,19 @@ import { type GatewayMetrics, noopMetrics } from "./metrics.js";
 import { isAsleep, type ModelWaker } from "./model-waker.js";
 import type { PipelineFront } from "./pipeline-front.js";
 import { httpStatusForErrorRecord, pipelineRequestFromRest, pipelineResponseRest } from "./pipeline-json.js";
-import { type ModelTensorLists, metadataModels, pipelineMetadata } from "./pipeline-metadata.js";
+import { type ModelTensorLists, readPipelineMetadata, stepMetadataUnavailable } from "./pipeline-metadata.js";
+import { type MirrorSlots, mirrorPipeline } from "./pipeline-mirror.js";
 import type { RouteSource } from "./route-source.js";
 import {
+  chosenPipeline,
   isPipelineExperiment,
+  isServedPipeline,
   parseSeldonModelHeader,
   type RouteDecision,
   resolveModelDirect,
   resolvePipelineRoute,
   resolveRoute,
+  servedPipeline,
   type Target,
 } from "./routing.js";
 import type { Upstream, UpstreamRequest, UpstreamResponse } from "./upstream.js";
@@ -71,9 +74,6 @@ export interface AppDeps {
   waker?: ModelWaker;
 }
 
-/** Pipeline states in which requests are served (Rebalancing: owners are changing, the pipeline still answers). */
-const SERVED_PIPELINE_STATES = new Set(["PipelineReady", "PipelineRebalancing"]);
-
 /** Request headers passed to agents; `authorization` never is (keys are the gateway's, not the agent's). */
 const FORWARD_REQUEST_HEADERS = [
   "content-type",
@@ -108,7 +108,7 @@ export function createApp(deps: AppDeps): Hono {
   const now = deps.now ?? (() => performance.now());
   const balancer = deps.balancer ?? createBalancer();
   const { upstream, logger, routes } = deps;
-  let mirrorsInFlight = 0;
+  const mirrors: MirrorSlots = { inFlight: 0, max: maxMirrors };
 
   const app = new Hono();
 
@@ -223,12 +223,7 @@ export function createApp(deps: AppDeps): Hono {
       stickyRoute: c.req.header(SELDON_ROUTE_HEADER),
       random,
     });
-    const route = table.pipelines[decision.pipeline];
-    if (!route) {
-      const via = decision.experiment ? ` (experiment ${decision.experiment})` : "";
-      throw new GatewayError("not_found", `pipeline ${decision.pipeline} not found${via}`);
-    }
-    return { table, decision, route };
+    return { table, decision, route: chosenPipeline(table, decision) };
   }
 
   /**
@@ -245,7 +240,7 @@ export function createApp(deps: AppDeps): Hono {
       label = `${pipeline}.pipeline`;
       let reason: string | undefined;
       if (!deps.pipelines) reason = `pipeline ${pipeline} is not served by this gateway (it has no pipeline front)`;
-      else if (!SERVED_PIPELINE_STATES.has(route.state)) {
+      else if (!isServedPipeline(route)) {
         reason = `pipeline ${pipeline} is not ready (state ${route.state})`;
       }
       status = reason === undefined ? 200 : 424;
@@ -271,23 +266,10 @@ export function createApp(deps: AppDeps): Hono {
     let label = "";
     try {
       const { table, route } = await pipelineRoute(c, target, "metadata", deadline);
-      const pipeline = route.name;
-      label = `${pipeline}.pipeline`;
-      if (!route.io) {
-        throw new GatewayError(
-          "unavailable",
-          `pipeline ${pipeline}: the route table does not describe its inputs and outputs (the scheduler predates it)`,
-          { retriable: true },
-        );
-      }
-      const models = new Map<string, ModelTensorLists>();
-      await Promise.all(
-        metadataModels(route.io).map(async (model) => {
-          models.set(model, await modelMetadata(table, pipeline, model, deadline));
-        }),
-      );
+      label = `${route.name}.pipeline`;
+      const metadata = await readPipelineMetadata(route, (model) => modelMetadata(table, route.name, model, deadline));
       status = 200;
-      return c.json(pipelineMetadata(pipeline, route.io, models));
+      return c.json(metadata);
     } catch (err) {
       status = httpStatusOf(err);
       throw err;
@@ -303,15 +285,7 @@ export function createApp(deps: AppDeps): Hono {
     model: string,
     deadline: number,
   ): Promise<ModelTensorLists> {
-    const fail = (why: string, cause?: unknown) =>
-      new GatewayError(
-        "unavailable",
-        `pipeline ${pipeline}: the metadata of its model ${model} is unavailable: ${why}`,
-        {
-          retriable: true,
-          ...(cause === undefined ? {} : { cause }),
-        },
-      );
+    const fail = (why: string, cause?: unknown) => stepMetadataUnavailable(pipeline, model, why, cause);
     let res: UpstreamResponse;
     try {
       const decision = resolveModelDirect(table, model);
@@ -357,16 +331,20 @@ export function createApp(deps: AppDeps): Hono {
       const { table, decision, route } = await pipelineRoute(c, target, "infer", deadline);
       const pipeline = route.name;
       label = `${pipeline}.pipeline`;
-      if (!SERVED_PIPELINE_STATES.has(route.state)) {
-        throw new GatewayError("unavailable", `pipeline ${pipeline} is not ready (state ${route.state})`, {
-          retriable: true,
-        });
-      }
+      servedPipeline(route);
       const request = pipelineRequestFromRest(c.req.raw.headers, body);
       const requestId = randomUUID();
       const callerId = c.req.header(REQUEST_ID_HEADER);
       const carried = recordHeaders(c.req.raw.headers);
-      if (decision.mirror) mirrorPipeline(table, decision.mirror, request.inputs, carried, front);
+      if (decision.mirror) {
+        mirrorPipeline(table, decision.mirror, request.inputs, carried, {
+          front,
+          slots: mirrors,
+          metrics,
+          logger,
+          deadline,
+        });
+      }
       const reply = await front.infer(pipeline, request.inputs, { requestId, deadline, headers: carried });
       const headers = {
         [REQUEST_ID_HEADER]: callerId ?? requestId,
@@ -391,36 +369,6 @@ export function createApp(deps: AppDeps): Hono {
     } finally {
       metrics.request(label, "infer", status, (now() - started) / 1000);
     }
-  }
-
-  /** A pipeline experiment's mirror: the same tensors to another served pipeline, bounded, never awaited. */
-  function mirrorPipeline(
-    table: RouteTable,
-    pipeline: string,
-    inputs: OipTensor[],
-    headers: Record<string, string>,
-    front: PipelineFront,
-  ): void {
-    const route = table.pipelines[pipeline];
-    if (!route || !SERVED_PIPELINE_STATES.has(route.state)) return;
-    if (mirrorsInFlight >= maxMirrors) {
-      metrics.mirror("dropped");
-      return;
-    }
-    mirrorsInFlight++;
-    metrics.mirror("sent");
-    front
-      .infer(pipeline, inputs, { deadline: Date.now() + pipelineDeadlineMs, headers })
-      .then((reply) => {
-        if (!reply.ok) metrics.mirror("failed");
-      })
-      .catch((err: unknown) => {
-        metrics.mirror("failed");
-        logger.debug({ err, pipeline }, "pipeline mirror request failed");
-      })
-      .finally(() => {
-        mirrorsInFlight--;
-      });
   }
 
   async function forward(c: Context, target: Target, op: Op): Promise<Response> {
@@ -580,13 +528,13 @@ export function createApp(deps: AppDeps): Hono {
     headers: Record<string, string>,
     body: Uint8Array,
   ): void {
-    if (mirrorsInFlight >= maxMirrors) {
+    if (mirrors.inFlight >= mirrors.max) {
       metrics.mirror("dropped");
       return;
     }
     const endpoint = balancer.pick(model, endpoints);
     if (!endpoint) return;
-    mirrorsInFlight++;
+    mirrors.inFlight++;
     metrics.mirror("sent");
     const path = callerPath.replace(/^\/v2\/models\/[^/]+/, `/v2/models/${model}`);
     const end = balancer.begin(endpoint);
@@ -598,7 +546,7 @@ export function createApp(deps: AppDeps): Hono {
       })
       .finally(() => {
         end();
-        mirrorsInFlight--;
+        mirrors.inFlight--;
       });
   }
 

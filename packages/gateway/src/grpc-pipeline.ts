@@ -7,41 +7,23 @@ import {
   REQUEST_ID_HEADER,
   type RouteTable,
   requestInputsToOip,
+  SELDON_ROUTE_HEADER,
   tensorsFromOip,
 } from "@tern/core";
-import { GatewayError } from "./errors.js";
+import { codeOf, GatewayError } from "./errors.js";
+import type { GrpcUpstream } from "./grpc-upstream.js";
+import { decodeModelMetadataTensors, encodeModelMetadataResponse } from "./metadata-protobuf.js";
 import type { PipelineFront } from "./pipeline-front.js";
+import { type ModelTensorLists, readPipelineMetadata, stepMetadataUnavailable } from "./pipeline-metadata.js";
+import { encodeFields } from "./protobuf-fields.js";
+import { resolveModelDirect } from "./routing.js";
 
-// The gRPC side of a pipeline request (`seldon-model: <p>.pipeline` on ModelInfer/ModelReady): unlike a model request,
-// which the proxy forwards as bytes, the gateway decodes it, since its tensors go on Kafka through the pipeline front.
-
-/** Pipeline states in which requests are served (Rebalancing: owners are changing, the pipeline still answers). */
-const SERVED_PIPELINE_STATES = new Set(["PipelineReady", "PipelineRebalancing"]);
+// The gRPC side of a pipeline request (`seldon-model: <p>.pipeline` or `<e>.experiment` on ModelInfer/ModelReady/
+// ModelMetadata): unlike a model request, which the proxy forwards as bytes, the gateway decodes it, since its tensors
+// go on Kafka through the pipeline front. Which pipeline serves it is routing.ts's decision, as for REST.
 
 /** Response metadata key with the gateway's own id of a pipeline request, next to the caller's `x-request-id`. */
 const GATEWAY_REQUEST_ID_KEY = "x-tern-request-id";
-
-/**
- * The pipeline's route when it may be served now.
- * @throws GatewayError `not_found` (unknown pipeline), `unavailable` naming the state of one that is not ready
- */
-export function servedPipeline(table: RouteTable, pipeline: string): PipelineRoute {
-  const route = table.pipelines[pipeline];
-  if (!route) throw new GatewayError("not_found", `pipeline ${pipeline} not found`);
-  if (!SERVED_PIPELINE_STATES.has(route.state)) {
-    throw new GatewayError("unavailable", `pipeline ${pipeline} is not ready (state ${route.state})`, {
-      retriable: true,
-    });
-  }
-  return route;
-}
-
-/** `ModelReadyResponse.ready` of a pipeline: true while it is served. @throws GatewayError `not_found` */
-export function pipelineReady(table: RouteTable, pipeline: string): boolean {
-  const route = table.pipelines[pipeline];
-  if (!route) throw new GatewayError("not_found", `pipeline ${pipeline} not found`);
-  return SERVED_PIPELINE_STATES.has(route.state);
-}
 
 /**
  * The gRPC code for the status name an error record carries (`tern-error-status`, a gRPC status name such as
@@ -72,8 +54,12 @@ export interface GrpcPipelineInferOptions {
    * headers); its `x-request-id` is also answered back.
    */
   headers: Record<string, string>;
-  /** Receives the response metadata (`x-request-id`, `x-tern-request-id`) once the request id is known. */
+  /** `x-seldon-route` of the answer: the pipeline that serves it (an experiment may have chosen it). */
+  route: string;
+  /** Receives the response metadata (`x-request-id`, `x-tern-request-id`, `x-seldon-route`) once the request id is known. */
   sendMetadata(metadata: grpc.Metadata): void;
+  /** An experiment's mirror: gets the decoded inputs before the request is sent, and must not wait. */
+  mirror?: (inputs: OipTensor[]) => void;
 }
 
 /**
@@ -81,7 +67,8 @@ export interface GrpcPipelineInferOptions {
  * through the pipeline front, and encodes the pipeline's outputs as a ModelInferResponse (`model_name` = the pipeline,
  * `id` = the gateway's request id). Outputs travel the way the caller sent its inputs: raw contents for a request with
  * raw_input_contents (what Triton's clients send and read), typed contents otherwise; FP16, which has no typed field,
- * always raw. The request's `model_name` is not used: the `seldon-model` metadata named the pipeline.
+ * always raw. The request's `model_name` is not used: the `seldon-model` metadata named the pipeline (or an experiment
+ * that chose it).
  * @throws GatewayError `bad_request` for a malformed request, the front's `timeout`/`unavailable`; a
  * {@link PipelineStatusError} for the pipeline's error answer
  */
@@ -100,7 +87,9 @@ export async function inferPipelineGrpc(
   const metadata = new grpc.Metadata();
   metadata.set(REQUEST_ID_HEADER, callerRequestId ?? options.requestId);
   metadata.set(GATEWAY_REQUEST_ID_KEY, options.requestId);
+  metadata.set(SELDON_ROUTE_HEADER, options.route);
   options.sendMetadata(metadata);
+  options.mirror?.(inputs);
 
   const reply = await front.infer(pipeline, inputs, {
     requestId: options.requestId,
@@ -130,4 +119,61 @@ function encodeResponse(pipeline: string, requestId: string, outputs: OipTensor[
     },
     { allocate: (size) => Buffer.allocUnsafe(size) },
   ) as Buffer;
+}
+
+/**
+ * ModelMetadata of a pipeline: what REST's `GET /v2/pipelines/{p}` answers (`pipelineMetadata` of the route's `io` and
+ * its step models' metadata), as a `ModelMetadataResponse`. The step models' metadata is read over gRPC from a replica
+ * of each, in parallel, by the deadline. Answered in any state of the pipeline.
+ * @throws GatewayError `unavailable` for a route without `io` or a step model whose metadata cannot be read (naming it),
+ * `timeout`
+ */
+export async function pipelineMetadataGrpc(
+  upstream: GrpcUpstream,
+  table: RouteTable,
+  route: PipelineRoute,
+  deadline: number,
+): Promise<Buffer> {
+  const metadata = await readPipelineMetadata(route, (model) =>
+    stepModelMetadata(upstream, table, route.name, model, deadline),
+  );
+  return encodeModelMetadataResponse(metadata);
+}
+
+/** A step model's metadata over gRPC; any failure is the pipeline's UNAVAILABLE naming the model, as over REST. */
+async function stepModelMetadata(
+  upstream: GrpcUpstream,
+  table: RouteTable,
+  pipeline: string,
+  model: string,
+  deadline: number,
+): Promise<ModelTensorLists> {
+  const fail = (why: string, cause?: unknown) => stepMetadataUnavailable(pipeline, model, why, cause);
+  let endpoints: ReturnType<typeof resolveModelDirect>["endpoints"];
+  try {
+    endpoints = resolveModelDirect(table, model).endpoints.filter((e) => e.grpc);
+  } catch (err) {
+    throw fail(codeOf(err) === "not_found" ? "it is not deployed" : "no replica answered", err);
+  }
+  const result = await upstream.call(model, endpoints, "ModelMetadata", encodeFields([[1, model]]), deadline);
+  if ("error" in result) {
+    if (result.error.code === grpc.status.DEADLINE_EXCEEDED) {
+      throw new GatewayError(
+        "timeout",
+        `pipeline ${pipeline}: the metadata of its model ${model} did not come in time`,
+      );
+    }
+    // UNAVAILABLE's details are grpc-js's own, with the replica's address: never passed on.
+    throw fail(
+      result.error.code === grpc.status.UNAVAILABLE
+        ? "no replica answered"
+        : `its replica answered ${grpc.status[result.error.code]}`,
+      result.error,
+    );
+  }
+  try {
+    return decodeModelMetadataTensors(result.value);
+  } catch (err) {
+    throw fail("its replica's answer is not a ModelMetadataResponse", err);
+  }
 }

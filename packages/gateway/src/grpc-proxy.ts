@@ -1,6 +1,7 @@
 import { randomUUID } from "node:crypto";
 import * as grpc from "@grpc/grpc-js";
 import {
+  type PipelineRoute,
   REPLICA_MISS_HEADER,
   type ReplicaEndpoint,
   type RouteTable,
@@ -12,14 +13,26 @@ import type { ApiKeyCheck } from "./api-keys.js";
 import { recordHeaders } from "./app.js";
 import { type Balancer, createBalancer } from "./balancer.js";
 import { codeOf, GatewayError } from "./errors.js";
-import { inferPipelineGrpc, pipelineReady, servedPipeline } from "./grpc-pipeline.js";
+import { inferPipelineGrpc, pipelineMetadataGrpc } from "./grpc-pipeline.js";
 import { createGrpcUpstream, type GrpcCallResult } from "./grpc-upstream.js";
 import { type GatewayMetrics, noopMetrics } from "./metrics.js";
 import { isAsleep, type ModelWaker } from "./model-waker.js";
 import type { PipelineFront } from "./pipeline-front.js";
+import { type MirrorSlots, mirrorPipeline } from "./pipeline-mirror.js";
 import { encodeFields, readNameAndVersion, withNameAndVersion } from "./protobuf-fields.js";
 import type { RouteSource } from "./route-source.js";
-import { parseSeldonModelHeader, resolveModelDirect, resolveRoute, type Target } from "./routing.js";
+import {
+  chosenPipeline,
+  isPipelineExperiment,
+  isServedPipeline,
+  type PipelineRouteDecision,
+  parseSeldonModelHeader,
+  resolveModelDirect,
+  resolvePipelineRoute,
+  resolveRoute,
+  servedPipeline,
+  type Target,
+} from "./routing.js";
 
 const SERVICE = "inference.GRPCInferenceService";
 
@@ -37,8 +50,9 @@ export interface GrpcProxyOptions {
   maxMirrorsInFlight?: number;
   balancer?: Balancer;
   /**
-   * Node entry with Kafka only: serves ModelInfer and ModelReady with `seldon-model: <p>.pipeline` over the pipeline's
-   * topics. Without it such calls answer UNAVAILABLE, as before pipelines were served.
+   * Node entry with Kafka only: serves ModelInfer with `seldon-model: <p>.pipeline` or `<e>.experiment` (an experiment
+   * of pipelines) over the pipeline's topics. Without it such a ModelInfer answers UNAVAILABLE and ModelReady not ready;
+   * ModelMetadata of a pipeline needs no front.
    */
   pipelines?: PipelineFront;
   /** A pipeline request ends by then: DEADLINE_EXCEEDED naming its request id. @default deadlineMs */
@@ -66,7 +80,8 @@ const identity = (b: Buffer) => b;
 /**
  * The OIP gRPC service as a proxy: model-level calls are routed like REST (model_name, or the `seldon-model` metadata
  * key) and forwarded as raw bytes to the agent's gRPC endpoint; only the name and version fields are ever rewritten
- * (experiments). Calls naming a pipeline (`seldon-model: <p>.pipeline`) go over Kafka instead (grpc-pipeline.ts).
+ * (experiments). Calls naming a pipeline (`seldon-model: <p>.pipeline`) or an experiment of pipelines go over Kafka
+ * instead (grpc-pipeline.ts), to the pipeline REST would choose (routing.ts).
  * Server-level calls are answered here. Errors map to gRPC codes like REST maps them to statuses.
  */
 export function createGrpcProxy(options: GrpcProxyOptions): GrpcProxy {
@@ -79,7 +94,7 @@ export function createGrpcProxy(options: GrpcProxyOptions): GrpcProxy {
   const pipelineDeadlineMs = options.pipelineDeadlineMs ?? deadlineMs;
   const newRequestId = options.newRequestId ?? randomUUID;
   const { logger, routes } = options;
-  let mirrorsInFlight = 0;
+  const mirrors: MirrorSlots = { inFlight: 0, max: maxMirrors };
   const channelOptions = { "grpc.max_receive_message_length": maxBytes, "grpc.max_send_message_length": maxBytes };
   const server = new grpc.Server(channelOptions);
   const upstream = createGrpcUpstream({ balancer, maxMessageBytes: maxBytes, metrics });
@@ -101,9 +116,19 @@ export function createGrpcProxy(options: GrpcProxyOptions): GrpcProxy {
       const deadline = Math.min(Date.now() + deadlineMs, callerDeadline(call));
       let table = await routes.table();
       if (!table) throw new GatewayError("unavailable", "gateway has no route table yet", { retriable: true });
-      if (target.kind === "pipeline" && options.pipelines) {
-        model = `${target.name}.pipeline`;
-        return await handlePipeline(op, target.name, table, call, options.pipelines);
+      // Pipelines and experiments of pipelines; without a pipeline front, ModelInfer answers as before (UNAVAILABLE).
+      if (
+        (target.kind === "pipeline" || isPipelineExperiment(table, target)) &&
+        (op !== "infer" || options.pipelines)
+      ) {
+        const decision = resolvePipelineRoute(table, target, {
+          op,
+          stickyRoute: firstString(call.metadata, SELDON_ROUTE_HEADER),
+          random,
+        });
+        const route = chosenPipeline(table, decision);
+        model = `${route.name}.pipeline`;
+        return await handlePipeline(op, route, decision, table, call, deadline);
       }
       // Only inference wakes a model scaled to zero: ModelReady answers what is true now (docs/autoscaling.md).
       if (options.waker && op === "infer" && target.kind === "model" && isAsleep(table, target.name)) {
@@ -167,44 +192,62 @@ export function createGrpcProxy(options: GrpcProxyOptions): GrpcProxy {
   }
 
   /**
-   * A model-level call naming a pipeline. ModelReady answers from the route table (ready while the pipeline is served);
-   * ModelInfer goes over Kafka through the pipeline front; ModelMetadata is not served for pipelines yet.
+   * A model-level call for a pipeline (named, or chosen by an experiment). ModelReady answers from the route table
+   * (ready while the pipeline is served by this gateway's front); ModelMetadata what REST's `GET /v2/pipelines/{p}`
+   * answers; ModelInfer goes over Kafka through the pipeline front, its experiment's mirror getting a copy.
    */
   async function handlePipeline(
     op: Op,
-    pipeline: string,
+    route: PipelineRoute,
+    decision: PipelineRouteDecision,
     table: RouteTable,
     call: grpc.ServerUnaryCall<Buffer, Buffer>,
-    front: PipelineFront,
+    deadline: number,
   ): Promise<Buffer> {
-    if (op === "ready") return encodeFields([[1, pipelineReady(table, pipeline)]]);
-    if (op === "metadata") {
-      throw new GatewayError("unsupported", `pipeline ${pipeline}: metadata is not served over gRPC yet`);
-    }
-    servedPipeline(table, pipeline);
+    const front = options.pipelines;
+    if (op === "ready") return encodeFields([[1, front !== undefined && isServedPipeline(route)]]);
+    if (op === "metadata") return pipelineMetadataGrpc(upstream, table, route, deadline);
+    if (!front) throw new GatewayError("unavailable", `pipeline ${route.name} is not served by this gateway`);
+    servedPipeline(route);
     // The same rule as REST's x-* headers; binary (`-bin`) metadata is not carried.
     const text = Object.entries(call.metadata.getMap()).filter((e): e is [string, string] => typeof e[1] === "string");
-    return inferPipelineGrpc(front, pipeline, call.request, {
-      deadline: Math.min(Date.now() + pipelineDeadlineMs, callerDeadline(call)),
+    const headers = recordHeaders(new Headers(text));
+    const pipelineDeadline = Math.min(Date.now() + pipelineDeadlineMs, callerDeadline(call));
+    const mirrorTo = decision.mirror;
+    return inferPipelineGrpc(front, route.name, call.request, {
+      deadline: pipelineDeadline,
       requestId: newRequestId(),
-      headers: recordHeaders(new Headers(text)),
+      headers,
+      route: decision.route,
       sendMetadata: (metadata) => call.sendMetadata(metadata),
+      ...(mirrorTo === undefined
+        ? {}
+        : {
+            mirror: (inputs) =>
+              mirrorPipeline(table, mirrorTo, inputs, headers, {
+                front,
+                slots: mirrors,
+                metrics,
+                logger,
+                deadline: pipelineDeadline,
+              }),
+          }),
     });
   }
 
   function mirror(model: string, endpoints: readonly ReplicaEndpoint[], request: Buffer, deadline: number): void {
     const withGrpc = endpoints.filter((e) => e.grpc);
-    if (mirrorsInFlight >= maxMirrors) {
+    if (mirrors.inFlight >= mirrors.max) {
       metrics.mirror("dropped");
       return;
     }
     const endpoint = balancer.pick(model, withGrpc);
     if (!endpoint) return;
-    mirrorsInFlight++;
+    mirrors.inFlight++;
     metrics.mirror("sent");
     const body = withNameAndVersion(request, model, "");
     void upstream.callOnce(endpoint, "ModelInfer", body, deadline).then((r) => {
-      mirrorsInFlight--;
+      mirrors.inFlight--;
       if ("error" in r) metrics.mirror("failed");
     });
   }

@@ -1,4 +1,5 @@
-import type { OipDatatype, PipelineIo, PipelineIoSource } from "@tern/core";
+import type { OipDatatype, PipelineIo, PipelineIoSource, PipelineRoute } from "@tern/core";
+import { GatewayError } from "./errors.js";
 
 /** A tensor of a pipeline's metadata: datatype and shape where a step's model metadata gives them. */
 export interface PipelineTensorMetadata {
@@ -68,4 +69,42 @@ function described(name: string, t: { datatype?: string; shape?: number[] }): Pi
     ...(t.datatype === undefined ? {} : { datatype: t.datatype }),
     ...(Array.isArray(t.shape) ? { shape: t.shape } : {}),
   };
+}
+
+/**
+ * A pipeline's metadata as `GET /v2/pipelines/{p}` and gRPC ModelMetadata answer it: {@link pipelineMetadata} of the
+ * route's `io` and of its step models' metadata, each read once by `readModel`, in parallel.
+ * @throws GatewayError `unavailable` for a route without `io` (a table written before it); what `readModel` throws
+ */
+export async function readPipelineMetadata(
+  route: PipelineRoute,
+  readModel: (model: string) => Promise<ModelTensorLists>,
+): Promise<PipelineMetadata> {
+  const io = route.io;
+  if (!io) {
+    throw new GatewayError(
+      "unavailable",
+      `pipeline ${route.name}: the route table does not describe its inputs and outputs (the scheduler predates it)`,
+      { retriable: true },
+    );
+  }
+  const models = new Map<string, ModelTensorLists>();
+  await Promise.all(
+    metadataModels(io).map(async (model) => {
+      models.set(model, await readModel(model));
+    }),
+  );
+  return pipelineMetadata(route.name, io, models);
+}
+
+/** The error of a step model whose metadata cannot be read (`why`: "it is not deployed", "no replica answered", …). */
+export function stepMetadataUnavailable(pipeline: string, model: string, why: string, cause?: unknown): GatewayError {
+  return new GatewayError(
+    "unavailable",
+    `pipeline ${pipeline}: the metadata of its model ${model} is unavailable: ${why}`,
+    {
+      retriable: true,
+      ...(cause === undefined ? {} : { cause }),
+    },
+  );
 }

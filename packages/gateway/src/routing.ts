@@ -1,4 +1,4 @@
-import type { ExperimentRoute, ReplicaEndpoint, RouteTable } from "@tern/core";
+import type { ExperimentRoute, PipelineRoute, ReplicaEndpoint, RouteTable } from "@tern/core";
 import { GatewayError } from "./errors.js";
 
 /** What a request names, from its path or its `seldon-model` header. */
@@ -146,8 +146,43 @@ export function resolvePipelineRoute(
   return decision;
 }
 
+/** Pipeline states in which requests are served (Rebalancing: owners are changing, the pipeline still answers). */
+const SERVED_PIPELINE_STATES: ReadonlySet<string> = new Set(["PipelineReady", "PipelineRebalancing"]);
+
+/** True while the pipeline's requests are served: it is `PipelineReady` or `PipelineRebalancing`. */
+export function isServedPipeline(route: PipelineRoute): boolean {
+  return SERVED_PIPELINE_STATES.has(route.state);
+}
+
+/**
+ * The pipeline's route when its requests may be served now.
+ * @throws GatewayError `unavailable` naming the state of one that is not ready
+ */
+export function servedPipeline(route: PipelineRoute): PipelineRoute {
+  if (!isServedPipeline(route)) {
+    throw new GatewayError("unavailable", `pipeline ${route.name} is not ready (state ${route.state})`, {
+      retriable: true,
+    });
+  }
+  return route;
+}
+
+/**
+ * The route of the pipeline a {@link resolvePipelineRoute} decision chose, whatever its state (REST and gRPC alike).
+ * @throws GatewayError `not_found` naming the experiment that chose it, if any
+ */
+export function chosenPipeline(table: RouteTable, decision: PipelineRouteDecision): PipelineRoute {
+  const route = table.pipelines[decision.pipeline];
+  if (route) return route;
+  const via = decision.experiment ? ` (experiment ${decision.experiment})` : "";
+  throw new GatewayError("not_found", `pipeline ${decision.pipeline} not found${via}`);
+}
+
 /** True when the target names an experiment of pipelines in this table (it is then served by the pipeline front). */
-export function isPipelineExperiment(table: RouteTable, target: Target): boolean {
+export function isPipelineExperiment(
+  table: RouteTable,
+  target: Target,
+): target is Extract<Target, { kind: "experiment" }> {
   return target.kind === "experiment" && table.experiments[target.name]?.resourceType === "pipeline";
 }
 
