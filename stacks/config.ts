@@ -147,6 +147,12 @@ export function loadStackConfig(env: Record<string, string | undefined> = proces
   }
   for (const broker of config.KAFKA_BROKERS ?? []) {
     if (!/^[^:\s]+:\d{1,5}$/.test(broker)) problems.push(`KAFKA_BROKERS: ${JSON.stringify(broker)} is not host:port`);
+    // `sst deploy` loads .env, where a local broker is usual: refuse what AWS could never reach.
+    else if (/^(localhost|127\.|0\.0\.0\.0|\[?::1\]?:)/.test(broker)) {
+      problems.push(
+        `KAFKA_BROKERS: ${JSON.stringify(broker)} is a loopback address, unreachable from AWS (a local .env? unset it for the deploy, or use .env.<stage>)`,
+      );
+    }
   }
   if (problems.length > 0) {
     throw new TernError("config.invalid", `invalid configuration:\n  ${problems.join("\n  ")}`);

@@ -70,6 +70,7 @@ describe("stack configuration", () => {
     expect(errorOf({ TERN_AUTH: "none", KAFKA_BROKERS: "no-port" })).toMatch(
       /KAFKA_BROKERS: "no-port" is not host:port/,
     );
+    expect(errorOf({ TERN_AUTH: "none", KAFKA_BROKERS: "localhost:9092" })).toMatch(/KAFKA_BROKERS: .* loopback/);
   });
 
   it("lists each external broker port once", () => {

@@ -67,6 +67,17 @@ describe("Network", () => {
     );
   });
 
+  it("makes an IAM-authenticated, TLS-only MSK cluster with brokers in every zone by default", () => {
+    const streaming = templates[STACKS.indexOf(Streaming)]!;
+    const clusters = Object.values(streaming.findResources("AWS::MSK::Cluster"));
+    expect(clusters).toHaveLength(1);
+    expect(clusters[0]!.Properties).toMatchObject({
+      NumberOfBrokerNodes: 2,
+      ClientAuthentication: { Sasl: { Iam: { Enabled: true } } },
+      EncryptionInfo: { EncryptionInTransit: { ClientBroker: "TLS", InCluster: true } },
+    });
+  });
+
   it("routes DynamoDB and S3 through gateway endpoints", () => {
     const endpoints = Object.values(network.findResources("AWS::EC2::VPCEndpoint"));
     expect(endpoints.map((e) => e.Properties.VpcEndpointType ?? "Gateway")).toEqual(["Gateway", "Gateway"]);

@@ -4,12 +4,18 @@ import { Template } from "aws-cdk-lib/assertions";
 import { App, getStack } from "sst/constructs";
 import { initProject } from "sst/project.js";
 import sstConfig from "../../sst.config.js";
+import { stackEnvSchema } from "../config.js";
 
 /** A 64-hex-digit digest, so the default auth mode (api-key) has a key to check. */
-export const TEST_KEY_DIGEST = "a".repeat(64);
+const TEST_KEY_DIGEST = "a".repeat(64);
 
-/** Variables every synthesis starts from; a test overrides what it asserts on. */
+/**
+ * Variables every synthesis starts from: each stack variable unset (a developer's .env, which SST loads, must not
+ * change what the tests see) but a key digest, so the default auth mode (api-key) deploys. A test overrides what it
+ * asserts on.
+ */
 const BASE_ENV: Record<string, string | undefined> = {
+  ...Object.fromEntries(Object.keys(stackEnvSchema.shape).map((name) => [name, undefined])),
   TERN_GATEWAY_API_KEY_SHA256: TEST_KEY_DIGEST,
 };
 
