@@ -1,9 +1,18 @@
 import type { SSTConfig } from "sst";
+import { Agents } from "./stacks/Agents.js";
+import { Control } from "./stacks/Control.js";
 import { Data } from "./stacks/Data.js";
+import { Gateway } from "./stacks/Gateway.js";
+import { ModelGateway } from "./stacks/ModelGateway.js";
+import { Network } from "./stacks/Network.js";
+import { Streaming } from "./stacks/Streaming.js";
 
 /**
- * Tern on AWS (SST v2 on AWS CDK): `npx sst deploy --stage <stage>`. The stacks grow issue by issue; today the data
- * stack holds the one DynamoDB table with all scheduler state (see packages/core/src/state-store.ts).
+ * Tern on AWS (SST v2 on AWS CDK): `npx sst deploy --stage <stage>` (docs/deploy.md). Configuration comes from the
+ * deploying machine's environment, parsed in one place (stacks/config.ts).
+ *
+ *   Network ─▶ Data ─▶ Streaming ─▶ Agents ─▶ Control ─▶ ModelGateway
+ *                                                      └▶ Gateway (HTTPS endpoint)
  */
 export default {
   config() {
@@ -11,6 +20,6 @@ export default {
   },
   stacks(app) {
     app.setDefaultRemovalPolicy(app.mode === "dev" ? "destroy" : "retain");
-    app.stack(Data);
+    app.stack(Network).stack(Data).stack(Streaming).stack(Agents).stack(Control).stack(ModelGateway).stack(Gateway);
   },
 } satisfies SSTConfig;

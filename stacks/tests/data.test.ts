@@ -1,10 +1,14 @@
-import { describe, expect, it } from "vitest";
+import { beforeAll, describe, expect, it } from "vitest";
 import { Data } from "../Data.js";
 import { synthesize } from "./synth.js";
 
 describe("Data stack", () => {
-  it("creates the state table with pk/sk keys, on-demand billing and TTL on expiresAt", async () => {
-    const template = (await synthesize())(Data);
+  let template: ReturnType<Awaited<ReturnType<typeof synthesize>>>;
+  beforeAll(async () => {
+    template = (await synthesize())(Data);
+  }, 60_000);
+
+  it("creates the state table with pk/sk keys and on-demand billing", () => {
     template.resourceCountIs("AWS::DynamoDB::GlobalTable", 1);
     template.hasResourceProperties("AWS::DynamoDB::GlobalTable", {
       TableName: "test-tern-state",
@@ -13,9 +17,17 @@ describe("Data stack", () => {
         { AttributeName: "sk", KeyType: "RANGE" },
       ],
       BillingMode: "PAY_PER_REQUEST",
-      TimeToLiveSpecification: { AttributeName: "expiresAt", Enabled: true },
     });
-    const outputs = template.findOutputs("StateTable");
-    expect(Object.keys(outputs)).toHaveLength(1);
-  }, 60_000);
+    expect(Object.keys(template.findOutputs("StateTable"))).toHaveLength(1);
+  });
+
+  it("expires pipeline replies by TTL on expiresAt and keeps point-in-time recovery on", () => {
+    const tables = Object.values(template.findResources("AWS::DynamoDB::GlobalTable"));
+    expect(tables).toHaveLength(1);
+    const props = tables[0]!.Properties;
+    expect(props.TimeToLiveSpecification).toEqual({ AttributeName: "expiresAt", Enabled: true });
+    // TableV2 puts PITR on each replica (here the one in the stack's region).
+    expect(props.Replicas).toHaveLength(1);
+    expect(props.Replicas[0].PointInTimeRecoverySpecification).toEqual({ PointInTimeRecoveryEnabled: true });
+  });
 });

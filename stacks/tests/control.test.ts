@@ -1,0 +1,83 @@
+import { beforeAll, describe, expect, it } from "vitest";
+import { Agents } from "../Agents.js";
+import { Control } from "../Control.js";
+import { synthesize } from "./synth.js";
+
+type Template = ReturnType<Awaited<ReturnType<typeof synthesize>>>;
+/** A resource as the assertions library returns it (CloudFormation JSON). */
+type Resource = ReturnType<Template["findResources"]>[string];
+
+function only(template: Template, type: string, props: Record<string, unknown> = {}): [string, Resource] {
+  const found = Object.entries(template.findResources(type, { Properties: props })) as [string, Resource][];
+  expect(found, `${type} matching ${JSON.stringify(props)}`).toHaveLength(1);
+  return found[0]!;
+}
+
+describe("Control stack", () => {
+  let control: Template;
+  let agents: Template;
+  beforeAll(async () => {
+    const templateOf = await synthesize({ TERN_DATAFLOW_WORKERS: "3" });
+    control = templateOf(Control);
+    agents = templateOf(Agents);
+  }, 60_000);
+
+  it("runs exactly one control task and starts the new one before stopping the old on deploy", () => {
+    const [, service] = only(control, "AWS::ECS::Service", { ServiceName: "control" });
+    expect(service.Properties.DesiredCount).toBe(1);
+    expect(service.Properties.DeploymentConfiguration).toMatchObject({
+      MinimumHealthyPercent: 100,
+      MaximumPercent: 200,
+    });
+    expect(service.Properties.LaunchType).toBe("FARGATE");
+    expect(service.Properties.NetworkConfiguration.AwsvpcConfiguration.AssignPublicIp).toBe("DISABLED");
+    // Registered in Cloud Map as scheduler.tern.local, the URL every other part is given.
+    expect(service.Properties.ServiceRegistries).toHaveLength(1);
+    only(control, "AWS::ServiceDiscovery::Service", { Name: "scheduler" });
+    only(control, "AWS::ServiceDiscovery::PrivateDnsNamespace", { Name: "tern.local" });
+  });
+
+  it("runs packages/control's entry with the workers, the agents' task definitions, subnets and security groups", () => {
+    const [, task] = only(control, "AWS::ECS::TaskDefinition", { Family: "test-tern-control" });
+    const container = task.Properties.ContainerDefinitions[0];
+    const env = Object.fromEntries(
+      container.Environment.map((e: { Name: string; Value: unknown }) => [e.Name, e.Value]),
+    );
+    expect(env.TERN_DATAFLOW_WORKERS).toBe("3");
+    expect(env.TERN_SCHEDULER_HOST).toBe("0.0.0.0");
+    for (const name of [
+      "TERN_ECS_CLUSTER",
+      "TERN_ECS_TASK_DEFINITION_TERN_ONNX",
+      "TERN_ECS_TASK_DEFINITION_MLSERVER",
+      "TERN_ECS_SUBNETS",
+      "TERN_ECS_SECURITY_GROUPS",
+      "TERN_TABLE",
+      "KAFKA_BROKERS",
+      "KAFKA_PARTITIONS",
+    ]) {
+      expect(env[name], name).toBeDefined();
+    }
+    expect(container.Secrets.map((s: { Name: string }) => s.Name)).toContain("TERN_SCHEDULER_TOKEN");
+    // One task definition per server type, and no agent service: the controller creates those.
+    only(agents, "AWS::ECS::TaskDefinition", { Family: "test-tern-agent-tern-onnx" });
+    only(agents, "AWS::ECS::TaskDefinition", { Family: "test-tern-agent-mlserver" });
+    expect(Object.keys(agents.findResources("AWS::ECS::Service"))).toHaveLength(0);
+  });
+
+  it("lets the control task change ECS services of the agents' cluster only", () => {
+    const statements = Object.values(control.findResources("AWS::IAM::Policy")).flatMap(
+      (p) => p.Properties.PolicyDocument.Statement as { Action: string | string[]; Resource: unknown }[],
+    );
+    const ecsStatements = statements.filter((s) => [s.Action].flat().some((a) => a.startsWith("ecs:")));
+    expect(ecsStatements).toHaveLength(1);
+    expect([ecsStatements[0]!.Action].flat().sort()).toEqual([
+      "ecs:CreateService",
+      "ecs:DeleteService",
+      "ecs:DescribeServices",
+      "ecs:UpdateService",
+    ]);
+    const resource = JSON.stringify(ecsStatements[0]!.Resource);
+    expect(resource).toContain(":service/");
+    expect(resource).toContain("AgentsCluster");
+  });
+});
