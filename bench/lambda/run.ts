@@ -194,13 +194,15 @@ function render(r: Result): string {
 }
 
 const group = createServerGroup({ startDeadlineMs: 90_000 });
-const dir = mkdtempSync(join(tmpdir(), "tern-bench-lambda-"));
+/** The bundle and the cold-start script; made by `main` (a render-only run makes none). */
+let dir: string | undefined;
 let stopStack = async (): Promise<void> => undefined;
 const cleanUp = async (): Promise<void> => {
   await group.stopAll();
   await stopStack();
   stopStack = async () => undefined;
-  rmSync(dir, { recursive: true, force: true });
+  if (dir) rmSync(dir, { recursive: true, force: true });
+  dir = undefined;
 };
 
 async function main(): Promise<void> {
@@ -209,6 +211,7 @@ async function main(): Promise<void> {
   const run = startRun("lambda");
 
   const target = "node20";
+  dir = mkdtempSync(join(tmpdir(), "tern-bench-lambda-"));
   const bundle = await buildLambdaBundle({ outdir: dir, target });
   console.log(`bundle ${bundle.bytes} bytes (${kb(bundle.bytes)})`);
   for (const input of bundle.inputs.slice(0, 15)) console.log(`  ${input.name.padEnd(48)} ${kb(input.bytes)}`);
