@@ -34,7 +34,7 @@ import { loadavg } from "node:os";
 import { join } from "node:path";
 import type { ModelStatus } from "@tern/core";
 import { waitFor } from "@tern/devstack";
-import { createLambdaApp } from "@tern/gateway";
+import { createLambdaApp, LAMBDA_MAX_DEADLINE_MS } from "@tern/gateway";
 import { resolveKafkaSettings } from "@tern/kafka";
 import { handle } from "hono/aws-lambda";
 import pino from "pino";
@@ -496,8 +496,9 @@ async function main(): Promise<void> {
     TERN_TABLE: `tern-plgw-${NAMESPACE}`,
     DYNAMODB_ENDPOINT: endpoints.dynamodbEndpoint,
     AWS_REGION: endpoints.region,
-    TERN_GATEWAY_DEADLINE_MS: String(REQUEST_DEADLINE_MS),
-    TERN_GATEWAY_PIPELINE_TIMEOUT_MS: String(REQUEST_DEADLINE_MS),
+    // The Lambda entry refuses a deadline API Gateway's 30 s would cut: its longest (docs/lambda.md).
+    TERN_GATEWAY_DEADLINE_MS: String(LAMBDA_MAX_DEADLINE_MS),
+    TERN_GATEWAY_PIPELINE_TIMEOUT_MS: String(LAMBDA_MAX_DEADLINE_MS),
     LOG_LEVEL: "warn",
   });
   // Does this branch's Lambda entry serve pipelines? Its rows are measured only if it answers right.

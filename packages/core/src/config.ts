@@ -49,6 +49,15 @@ export const sharedEnvSchema = z.object({
   KAFKA_BROKERS: envVar.list().optional(),
   /** The one partition count every Tern topic has (joins need co-partitioning). */
   KAFKA_PARTITIONS: envVar.int(4, 1),
+  /**
+   * How clients authenticate to the brokers: `aws-msk-iam` (MSK with IAM: SASL/OAUTHBEARER signed with the process's
+   * AWS role, TLS on), `plain` or `scram-sha-512` (with KAFKA_SASL_USERNAME / KAFKA_SASL_PASSWORD). Unset: none.
+   */
+  KAFKA_SASL_MECHANISM: z.enum(["aws-msk-iam", "plain", "scram-sha-512"]).optional(),
+  /** TLS to the brokers (always on with aws-msk-iam). */
+  KAFKA_SSL: envVar.bool(false),
+  KAFKA_SASL_USERNAME: z.string().optional(),
+  KAFKA_SASL_PASSWORD: z.string().optional(),
   /** Unset locally: the dev stack starts DynamoDB Local on http://localhost:8000. */
   DYNAMODB_ENDPOINT: z.string().url().optional(),
   AWS_REGION: z.string().default("us-east-1"),

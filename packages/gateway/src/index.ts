@@ -9,6 +9,8 @@ export * from "./grpc-pipeline.js";
 export * from "./grpc-proxy.js";
 export * from "./grpc-upstream.js";
 export * from "./lambda-app.js";
+export * from "./lambda-config.js";
+export * from "./lambda-handler.js";
 export * from "./metrics.js";
 export * from "./pipeline-front.js";
 export * from "./pipeline-json.js";

@@ -1,12 +1,12 @@
 import { createTopicNames } from "@tern/core";
-import { createKafkaBus } from "@tern/kafka";
+import { createKafkaBus, kafkaSecurityFromConfig } from "@tern/kafka";
 import type { Hono } from "hono";
 import type { Logger } from "pino";
 import { createApiKeyCheck } from "./api-keys.js";
 import { createApp } from "./app.js";
-import { loadGatewayConfig } from "./config.js";
 import { createDynamoDbClient, createDynamoDbReplyReader } from "./dynamodb-replies.js";
 import { createDynamoDbRouteReader, createDynamoDbRouteSource } from "./dynamodb-route-source.js";
+import { loadLambdaConfig } from "./lambda-config.js";
 import type { PipelineFront } from "./pipeline-front.js";
 import { createRendezvousFront } from "./pipeline-rendezvous.js";
 import type { RouteSource } from "./route-source.js";
@@ -20,7 +20,8 @@ import { createHttpUpstream } from "./upstream.js";
  * made on the first pipeline request and kept for the execution environment, no consumer group.
  */
 export function createLambdaApp(env: Record<string, string | undefined>, logger: Logger, routes?: RouteSource): Hono {
-  const config = loadGatewayConfig(env);
+  // lambda-config.ts: the same variables as config.ts, parsed without classic zod; limits below API Gateway's.
+  const config = loadLambdaConfig(env);
   logger.level = config.LOG_LEVEL;
   const dynamodb = createDynamoDbClient({
     region: config.AWS_REGION,
@@ -45,6 +46,7 @@ export function createLambdaApp(env: Record<string, string | undefined>, logger:
     pipelines = createRendezvousFront({
       bus: createKafkaBus({
         brokers: config.KAFKA_BROKERS,
+        security: kafkaSecurityFromConfig(config),
         // Two retries (not five): a broker that cannot be reached fails the send in well under a second, and the
         // front's one reconnect follows, all within API Gateway's 30 s.
         settings: { clientId: "tern-gateway-lambda", retries: 2 },

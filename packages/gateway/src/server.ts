@@ -1,3 +1,4 @@
+import { kafkaSecurityFromConfig } from "@tern/kafka";
 import pino from "pino";
 import { loadGatewayConfig } from "./config.js";
 import { startGateway } from "./start.js";
@@ -30,6 +31,7 @@ const gateway = await startGateway({
           prefix: config.TERN_TOPIC_PREFIX,
           namespace: config.TERN_NAMESPACE,
           readerBuckets: config.TERN_GATEWAY_PIPELINE_READER_BUCKETS,
+          security: kafkaSecurityFromConfig(config),
         },
       }
     : {}),

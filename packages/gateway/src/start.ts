@@ -1,7 +1,7 @@
 import type { AddressInfo } from "node:net";
 import { serve } from "@hono/node-server";
 import { createTopicNames, type MessageBus } from "@tern/core";
-import { createKafkaBus } from "@tern/kafka";
+import { createKafkaBus, type KafkaSecurity } from "@tern/kafka";
 import type { Hono } from "hono";
 import pino, { type Logger } from "pino";
 import { Registry } from "prom-client";
@@ -54,6 +54,8 @@ export interface StartGatewayOptions {
     namespace?: string;
     /** Reply reader buckets. @default 4 */
     readerBuckets?: number;
+    /** TLS and SASL to the brokers. @default none (PLAINTEXT) */
+    security?: KafkaSecurity;
     bus?: MessageBus;
   };
 }
@@ -107,7 +109,13 @@ export async function startGateway(options: StartGatewayOptions = {}): Promise<R
   let bus: MessageBus | undefined;
   if (options.kafka) {
     const k = options.kafka;
-    bus = k.bus ?? createKafkaBus({ brokers: k.brokers, logger: logger.child({ part: "kafka" }) });
+    bus =
+      k.bus ??
+      createKafkaBus({
+        brokers: k.brokers,
+        logger: logger.child({ part: "kafka" }),
+        ...(k.security ? { security: k.security } : {}),
+      });
     pipelines = createPipelineFront({
       bus,
       topics: createTopicNames({

@@ -28,6 +28,7 @@ import kafkajs, {
 } from "kafkajs";
 import { coPartitionedAssigner } from "./co-partitioned-assigner.js";
 import { fromKafkaError, withDeadline } from "./errors.js";
+import { type KafkaSecurity, kafkaClientSecurity } from "./security.js";
 import {
   BROKER_MIN_SESSION_TIMEOUT_MS,
   type KafkaBusSettings,
@@ -53,13 +54,21 @@ export interface KafkaBusOptions {
   settings?: KafkaBusSettingsInput;
   /** Receives the client's log lines (its INFO as debug). @default silent */
   logger?: BusLogger;
+  /** TLS and SASL (MSK IAM, PLAIN, SCRAM); see security.ts. @default none: PLAINTEXT, as the dev broker */
+  security?: KafkaSecurity;
 }
 
-function createClient(brokers: readonly string[], settings: KafkaBusSettings, logger: BusLogger): Kafka {
+function createClient(
+  brokers: readonly string[],
+  settings: KafkaBusSettings,
+  logger: BusLogger,
+  security?: KafkaSecurity,
+): Kafka {
   if (brokers.length === 0) throw new TernError("config.invalid", "kafka brokers: at least one host:port is needed");
   return new Kafka({
     clientId: settings.clientId,
     brokers: [...brokers],
+    ...kafkaClientSecurity(security),
     connectionTimeout: settings.connectionTimeoutMs,
     requestTimeout: settings.requestTimeoutMs,
     enforceRequestTimeout: true,
@@ -200,6 +209,8 @@ export interface KafkaAdminCallOptions {
   /** Deadline of the whole call. @default 30000 (ensureTopics), 5000 (probeKafka) */
   timeoutMs?: number;
   logger?: BusLogger;
+  /** TLS and SASL, as {@link KafkaBusOptions.security}. */
+  security?: KafkaSecurity;
 }
 
 /** A short-lived admin client for one call, with few retries: these calls are polled by their callers. */
@@ -218,7 +229,7 @@ async function withAdmin<T>(
     maxRetryTimeMs: 500,
     adminTimeoutMs: options.timeoutMs,
   });
-  const admin = createClient(brokers, settings, options.logger ?? silent).admin();
+  const admin = createClient(brokers, settings, options.logger ?? silent, options.security).admin();
   try {
     return await work(admin, settings);
   } finally {
@@ -305,7 +316,7 @@ class BatchAbandoned extends KafkaJSError {
 export function createKafkaBus(options: KafkaBusOptions): MessageBus {
   const settings = resolveKafkaSettings(options.settings);
   const logger = options.logger ?? silent;
-  const kafka = createClient(options.brokers, settings, logger);
+  const kafka = createClient(options.brokers, settings, logger, options.security);
   const producers = new Set<BusProducer>();
   const consumers = new Set<BusConsumer>();
   let adminClient: Admin | undefined;
