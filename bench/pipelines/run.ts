@@ -23,7 +23,10 @@
  * from /proc/<pid>/stat for every process: gateway, dataflow worker, model gateway, agent, broker (its JVM), DynamoDB
  * Local, scheduler, and this process (`client`).
  *
- * BENCH_ROUNDS (default 3), BENCH_DURATION_S (5), BENCH_WARMUP_S (3, per scenario, once), BENCH_CONNECTIONS ("1,32").
+ * BENCH_ROUNDS (default 3), BENCH_DURATION_S (5), BENCH_WARMUP_S (3, per scenario, once), BENCH_CONNECTIONS ("1,32"),
+ * BENCH_PATHS ("model,one,chain,lambda": the paths to measure, e.g. "model,one" for a quick look at the 1-step figures),
+ * BENCH_CPU_PROF (a folder: the gateway, the worker and the model gateway run with `--cpu-prof` and write their
+ * profiles there when the run stops them; profiling costs CPU, so figures of such a run are not for the record).
  * Writes bench/results/pipelines.json and .md (BENCH_OUT to change the name); bench/pipelines/notes.md (the written
  * analysis) is appended to the .md. The Kafka-path half (no HTTP front; 100 pipelines on one worker) is
  * bench/pipelines/kafka.ts (`npm run bench:pipelines-kafka`).
@@ -54,6 +57,7 @@ const CONNECTIONS = (process.env.BENCH_CONNECTIONS ?? "1,32").split(",").map((s)
   if (!Number.isInteger(n) || n < 1) throw new Error(`BENCH_CONNECTIONS: ${JSON.stringify(s)} is not a count >= 1`);
   return n;
 });
+const CPU_PROF_DIR = process.env.BENCH_CPU_PROF;
 const PARTITIONS = 4;
 const NAMESPACE = `plgw${Date.now().toString(36)}`;
 /** Bound on the whole run: everything is stopped after it. */
@@ -69,6 +73,13 @@ const TARGET_ONE_RPS_CONNECTIONS = 32;
 
 const PATHS = ["model", "one", "chain", "lambda"] as const;
 type PathName = (typeof PATHS)[number];
+const WANTED_PATHS = (process.env.BENCH_PATHS ?? PATHS.join(",")).split(",").map((s) => {
+  const p = s.trim() as PathName;
+  if (!PATHS.includes(p)) throw new Error(`BENCH_PATHS: ${JSON.stringify(s)} is not one of ${PATHS.join(", ")}`);
+  return p;
+});
+/** Node options of the profiled processes (BENCH_CPU_PROF), none otherwise. */
+const profArgs = (): string[] => (CPU_PROF_DIR ? ["--cpu-prof", `--cpu-prof-dir=${CPU_PROF_DIR}`] : []);
 /** What each path adds to x: add10 once, or three times along the chain. */
 const ADDED: Record<PathName, number> = { model: 10, one: 10, chain: 30, lambda: 10 };
 const URL_PATH: Record<PathName, string> = {
@@ -441,6 +452,7 @@ async function main(): Promise<void> {
     script: "packages/model-gateway/src/main.ts",
     env: { ...common, TERN_SCHEDULER_URL: schedulerUrl, TERN_MODELGATEWAY_ID: "modelgateway-0", LOG_LEVEL: "warn" },
     ready: /tern model-gateway modelgateway-0 running/,
+    nodeArgs: profArgs(),
   });
   const workerEnv: Record<string, string> = { TERN_DATAFLOW_ID: "dataflow-0", LOG_LEVEL: "warn" };
   const worker = await group.start({
@@ -457,6 +469,7 @@ async function main(): Promise<void> {
       ...workerEnv,
     },
     ready: /tern dataflow dataflow-0 running/,
+    nodeArgs: profArgs(),
   });
   const gatewayEnv: Record<string, string> = {
     TERN_GATEWAY_HOST: "127.0.0.1",
@@ -472,6 +485,7 @@ async function main(): Promise<void> {
     script: "packages/gateway/src/server.ts",
     env: { ...common, TERN_SCHEDULER_URL: schedulerUrl, ...gatewayEnv },
     ready: /"msg":"gateway listening"/,
+    nodeArgs: profArgs(),
   });
   await apply(schedulerUrl, MANIFESTS);
   for (const m of MODELS) {
@@ -510,7 +524,7 @@ async function main(): Promise<void> {
     lambdaState = { available: false, answer: (err as Error).message.slice(0, 300) };
     console.log(`no Lambda rows: ${lambdaState.answer}`);
   }
-  const paths = PATHS.filter((p) => p !== "lambda" || lambdaState.available);
+  const paths = PATHS.filter((p) => WANTED_PATHS.includes(p) && (p !== "lambda" || lambdaState.available));
   // Each path's first right answer proves it end to end (the gateway follows the route table; its reply reader joins).
   for (const path of paths.filter((p) => p !== "lambda")) {
     const probe = httpCaller(base, path, 1);

@@ -2,6 +2,7 @@ import { randomUUID } from "node:crypto";
 import { performance } from "node:perf_hooks";
 import type { BusConsumer, BusMessage, MessageBus } from "@tern/core";
 import { createKafkaBus } from "@tern/kafka";
+import { Kafka, logLevel } from "kafkajs";
 import { afterEach, describe, expect, inject, it } from "vitest";
 import { jsonLines, type PlatformProcess, startPlatformProcess } from "../helpers/platform-process.js";
 import { testSettings } from "./test-settings.js";
@@ -49,7 +50,20 @@ describe("a crashed member's partitions", () => {
     const send = (value: string) => producer.send([{ topic, partition: 1, key: value, value: encoder.encode(value) }]);
     await send("done");
     await waitUntil(() => received().includes("done"), "the member to handle the first record");
-    // A later batch of the same partition starts only after the previous batch's commit finished.
+    // Marks are committed every commitIntervalMs, not with each batch: wait until the broker has the commit of "done"
+    // (read with plain kafkajs, an outside client) before the record the member will not mark.
+    const admin = new Kafka({ clientId: "member-crash-test", brokers, logLevel: logLevel.NOTHING }).admin();
+    await admin.connect();
+    cleanups.push(() => admin.disconnect());
+    const committedOnOne = async () => {
+      const [offsets] = await admin.fetchOffsets({ groupId: group, topics: [topic] });
+      return offsets?.partitions.find((p) => p.partition === 1)?.offset;
+    };
+    const deadline = Date.now() + 30_000;
+    while ((await committedOnOne()) !== "1") {
+      if (Date.now() > deadline) throw new Error("the member's commit of the first record did not arrive in 30 s");
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
     await send("pending");
     await waitUntil(() => received().includes("pending"), "the member to handle the second record");
 

@@ -19,9 +19,10 @@ describe("kafka settings", () => {
     expect(settings.consumer).toMatchObject({
       sessionTimeoutMs: 10_000,
       heartbeatIntervalMs: 3_000,
-      maxWaitTimeInMs: 100,
+      maxWaitTimeInMs: 500,
       minBytes: 1,
       partitionsConsumedConcurrently: 4,
+      commitIntervalMs: 100,
     });
     expect(settings.producer).toEqual({ acks: -1, idempotent: false, ackTimeoutMs: 10_000 });
   });
@@ -29,7 +30,7 @@ describe("kafka settings", () => {
   it("overrides one nested field without losing the others", () => {
     const settings = resolveKafkaSettings({ consumer: { sessionTimeoutMs: 6_000, heartbeatIntervalMs: 1_000 } });
     expect(settings.consumer.sessionTimeoutMs).toBe(6_000);
-    expect(settings.consumer.maxWaitTimeInMs).toBe(100);
+    expect(settings.consumer.maxWaitTimeInMs).toBe(500);
   });
 
   it("refuses a session timeout under the broker's 6 s floor", () => {
