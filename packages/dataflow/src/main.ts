@@ -1,5 +1,5 @@
 import { createTopicNames, createWorkerClient, exitAfter, hasCode, runEntry, stopSignal } from "@tern/core";
-import { createKafkaBus } from "@tern/kafka";
+import { createKafkaBus, kafkaSecurityFromConfig } from "@tern/kafka";
 import { pino } from "pino";
 import { heartbeatIntervalFor, loadDataflowConfig } from "./config.js";
 import { createDynamoDbReplyWriter } from "./dynamodb-replies.js";
@@ -43,6 +43,7 @@ async function main(): Promise<number> {
     // after its last heartbeat, plus one rebalance (docs/dataflow.md, "Failure bounds").
     bus: createKafkaBus({
       brokers: config.KAFKA_BROKERS,
+      security: kafkaSecurityFromConfig(config),
       settings: {
         clientId: id,
         consumer: { sessionTimeoutMs: session, heartbeatIntervalMs: heartbeatIntervalFor(session) },

@@ -1,6 +1,6 @@
 import { createTopicNames, createWorkerClient, exitAfter, hasCode, runEntry, stopSignal } from "@tern/core";
 import { createSchedulerWatchSource } from "@tern/gateway";
-import { createKafkaBus } from "@tern/kafka";
+import { createKafkaBus, kafkaSecurityFromConfig } from "@tern/kafka";
 import { pino } from "pino";
 import { bucketAssignmentSource } from "./assignment-source.js";
 import { loadModelGatewayConfig } from "./config.js";
@@ -30,7 +30,11 @@ async function main(): Promise<number> {
   });
   const token = config.TERN_SCHEDULER_TOKEN ? { token: config.TERN_SCHEDULER_TOKEN } : {};
   const gateway = createModelGateway({
-    bus: createKafkaBus({ brokers: config.KAFKA_BROKERS, logger: logger.child({ part: "kafka" }) }),
+    bus: createKafkaBus({
+      brokers: config.KAFKA_BROKERS,
+      security: kafkaSecurityFromConfig(config),
+      logger: logger.child({ part: "kafka" }),
+    }),
     routes: createSchedulerWatchSource({
       url: config.TERN_SCHEDULER_URL,
       logger: logger.child({ part: "routes" }),

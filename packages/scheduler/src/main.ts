@@ -1,5 +1,5 @@
 import { exitAfter, hasCode, type MessageBus, runEntry, stopSignal } from "@tern/core";
-import { createKafkaBus } from "@tern/kafka";
+import { createKafkaBus, kafkaSecurityFromConfig } from "@tern/kafka";
 import { pino } from "pino";
 import { loadSchedulerConfig } from "./config.js";
 import { startSchedulerService } from "./service.js";
@@ -33,7 +33,11 @@ async function main(): Promise<number> {
   // models still serve over HTTP.
   const bus: MessageBus | undefined =
     config.KAFKA_BROKERS && config.KAFKA_BROKERS.length > 0
-      ? createKafkaBus({ brokers: config.KAFKA_BROKERS, logger: logger.child({ part: "kafka" }) })
+      ? createKafkaBus({
+          brokers: config.KAFKA_BROKERS,
+          security: kafkaSecurityFromConfig(config),
+          logger: logger.child({ part: "kafka" }),
+        })
       : undefined;
   const service = await startSchedulerService({
     config,
