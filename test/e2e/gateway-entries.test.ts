@@ -5,6 +5,7 @@ import * as protoLoader from "@grpc/proto-loader";
 import type { ModelStatus } from "@tern/core";
 import { waitFor } from "@tern/devstack";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { apiGatewayV2Event, type LambdaHandler, lambdaBodyText } from "../helpers/lambda-event.js";
 import { type E2eStack, irisManifest, serverManifest, startE2eStack } from "./harness.js";
 import { inferIris, irisRequest, knownIrisRows, parseIrisAnswer } from "./iris-data.js";
 
@@ -347,50 +348,6 @@ describe("bad inputs through the gateway process", () => {
 // ---------------------------------------------------------------------------------------------------------------
 // Lambda entry
 
-interface LambdaResult {
-  statusCode: number;
-  headers?: Record<string, string>;
-  body: string;
-  isBase64Encoded: boolean;
-}
-type LambdaHandler = (event: unknown, context: unknown) => Promise<LambdaResult>;
-
-let requestCounter = 0;
-
-/** A synthetic API Gateway HTTP API (payload 2.0) event, as the Lambda integration sends it. */
-function apiGatewayV2Event(
-  method: string,
-  path: string,
-  options: { headers?: Record<string, string>; body?: string | Uint8Array } = {},
-) {
-  const domainName = "e2e.execute-api.us-east-1.amazonaws.com";
-  const binary = options.body instanceof Uint8Array;
-  return {
-    version: "2.0",
-    routeKey: "$default",
-    rawPath: path,
-    rawQueryString: "",
-    headers: { host: domainName, "user-agent": "tern-e2e", ...options.headers },
-    requestContext: {
-      accountId: "123456789012",
-      apiId: "e2e",
-      domainName,
-      domainPrefix: "e2e",
-      http: { method, path, protocol: "HTTP/1.1", sourceIp: "127.0.0.1", userAgent: "tern-e2e" },
-      requestId: `e2e-${++requestCounter}`,
-      routeKey: "$default",
-      stage: "$default",
-      time: new Date().toISOString(),
-      timeEpoch: Date.now(),
-    },
-    ...(options.body === undefined
-      ? { isBase64Encoded: false }
-      : binary
-        ? { body: Buffer.from(options.body as Uint8Array).toString("base64"), isBase64Encoded: true }
-        : { body: options.body, isBase64Encoded: false }),
-  };
-}
-
 describe("the Lambda entry (packages/gateway/src/lambda.ts) against the same stack", () => {
   let handler: LambdaHandler;
   const saved: Record<string, string | undefined> = {};
@@ -491,7 +448,7 @@ describe("the Lambda entry (packages/gateway/src/lambda.ts) against the same sta
       });
       const nodeBody = (await node.json()) as unknown;
       const lambda = await handler(apiGatewayV2Event(r.method, r.path, { headers: r.headers, body: r.body }), {});
-      const lambdaText = lambda.isBase64Encoded ? Buffer.from(lambda.body, "base64").toString("utf8") : lambda.body;
+      const lambdaText = lambdaBodyText(lambda);
       expect({ what: r.what, status: lambda.statusCode }).toEqual({ what: r.what, status: node.status });
       expect(JSON.parse(lambdaText), r.what).toEqual(nodeBody);
       expect(lambda.headers?.["x-seldon-route"], r.what).toBe(node.headers.get("x-seldon-route") ?? undefined);
