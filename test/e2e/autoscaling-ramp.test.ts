@@ -26,11 +26,13 @@ import { describeOutcome, startTraffic } from "./traffic.js";
 // Issue 14's ramp with real processes: a scheduler with short autoscaling windows, the local controller starting and
 // stopping agent processes as the Server's desired count moves, and the gateway. iris (min 1 / max 4) on a Server
 // (min 1 / max 4) that starts with one replica: 32 connections make both rise; when the traffic stops they fall back
-// to 1 — the leaving replicas drained first — and no request fails throughout.
+// to 1 — the leaving replicas drained first — and no request fails throughout. Then, on the same processes, a model
+// whose max (4) exceeds its Server's (2): under the same load it stops at 2 and both statuses say why.
 
 const repoRoot = resolve(fileURLToPath(new URL(".", import.meta.url)), "../..");
 const suffix = `${Date.now().toString(36)}-${process.pid}`;
 const rows = knownIrisRows();
+const SCALE_UP_WINDOW_MS = 1_500;
 
 let scheduler: SchedulerProcess;
 let controller: LocalController;
@@ -46,8 +48,8 @@ interface ServerView {
   replicaStatus: Array<{ replica: number }>;
 }
 
-const modelStatus = () => getJson<ModelStatus>(`${scheduler.url}/v1/models/iris`);
-const serverStatus = () => getJson<ServerView>(`${scheduler.url}/v1/servers/ramp`);
+const modelStatus = (name = "iris") => getJson<ModelStatus>(`${scheduler.url}/v1/models/${name}`);
+const serverStatus = (name = "ramp") => getJson<ServerView>(`${scheduler.url}/v1/servers/${name}`);
 
 beforeAll(async () => {
   logDir = mkdtempSync(join(tmpdir(), "tern-autoscaling-"));
@@ -63,7 +65,7 @@ beforeAll(async () => {
       // agent, is the bottleneck and an agent's lag stays below 1 (0.69 per replica seen with 32 connections on one
       // replica, 0.16 on two): a threshold near zero makes the test depend on the loop, not on the machine's speed.
       TERN_AUTOSCALE_LAG_THRESHOLD: "0.001",
-      TERN_AUTOSCALE_SCALE_UP_WINDOW_MS: "1500",
+      TERN_AUTOSCALE_SCALE_UP_WINDOW_MS: String(SCALE_UP_WINDOW_MS),
       TERN_AUTOSCALE_IDLE_WINDOW_MS: "2000",
       TERN_AUTOSCALE_SERVER_IDLE_WINDOW_MS: "2000",
       TERN_AUTOSCALE_COOLDOWN_MS: "1000",
@@ -103,10 +105,11 @@ afterAll(async () => {
   if (logDir) rmSync(logDir, { recursive: true, force: true });
 });
 
-function notePids(): number[] {
+/** Replica indexes of the server's running agents (every agent's pid is kept for the check in afterAll). */
+function notePids(server = "ramp"): number[] {
   const live = controller.agents().filter((a) => a.state === "running" && a.pid !== undefined);
   for (const a of live) pidsSeen.add(a.pid!);
-  return live.map((a) => a.replica);
+  return live.filter((a) => a.server === server).map((a) => a.replica);
 }
 
 let lastProgress = 0;
@@ -238,4 +241,100 @@ spec:
     expect(probe.failures).toEqual([]);
     expect((await modelStatus())?.autoscaling?.lastDecision?.reason).toMatch(/served no request/);
   }, 240_000);
+  it("stops a model whose maxReplicas exceeds its server's at the server's maxReplicas, the status naming both", async () => {
+    const res = await applyManifest(
+      scheduler.url,
+      `apiVersion: mlops.seldon.io/v1alpha1
+kind: Server
+metadata: {name: capped}
+spec: {serverConfig: tern-onnx, replicas: 1, minReplicas: 1, maxReplicas: 2}
+---
+apiVersion: mlops.seldon.io/v1alpha1
+kind: Model
+metadata: {name: capped-iris}
+spec:
+  storageUri: "file://./samples/models/iris"
+  requirements: [onnx]
+  server: capped
+  memory: 100Ki
+  replicas: 1
+  minReplicas: 1
+  maxReplicas: 4
+`,
+    );
+    expect(res.status, await res.text()).toBe(200);
+    await waitFor(async () => (await modelStatus("capped-iris"))?.state === "ModelAvailable", {
+      timeoutMs: 30_000,
+      intervalMs: 100,
+      description: "capped-iris available on one replica",
+    });
+
+    const traffic = startTraffic({
+      url: gateway.url,
+      model: "capped-iris",
+      rows,
+      concurrency: 32,
+      timeoutMs: 15_000,
+      maxDurationMs: 120_000,
+      maxRequests: 2_000_000,
+    });
+    // Everything seen while the load runs: the model must never want, hold or be given a third replica.
+    const peak = { desired: 0, available: 0, placed: 0, server: 0, agents: 0 };
+    const observe = async () => {
+      const agents = notePids("capped").length;
+      const s = await modelStatus("capped-iris");
+      const server = await serverStatus("capped");
+      peak.desired = Math.max(peak.desired, s?.desiredReplicas ?? 0);
+      peak.available = Math.max(peak.available, s?.availableReplicas ?? 0);
+      peak.placed = Math.max(peak.placed, s?.placement.length ?? 0);
+      peak.server = Math.max(peak.server, server?.replicas ?? 0);
+      peak.agents = Math.max(peak.agents, agents);
+      progress(
+        `capped: model ${s?.desiredReplicas}/${s?.availableReplicas} (${s?.autoscaling?.lastDecision?.reason ?? ""}), server ${server?.replicas} (${server?.autoscaling?.reason ?? ""}), ${agents} agents; ${traffic.completed()} requests`,
+      );
+      return { s, server };
+    };
+    let model: ModelStatus | undefined;
+    let server: ServerView | undefined;
+    try {
+      await waitFor(
+        async () => {
+          ({ s: model, server } = await observe());
+          return (
+            model?.availableReplicas === 2 &&
+            model.autoscaling?.wantsServerReplicas === 3 &&
+            /maxReplicas/.test(model.autoscaling.lastDecision?.reason ?? "")
+          );
+        },
+        {
+          timeoutMs: 60_000,
+          intervalMs: 200,
+          description: "capped-iris serving on 2 replicas and blocked at the server's max",
+        },
+      ).catch((err: unknown) => {
+        throw new Error(`${String(err)}\n${context()}`);
+      });
+      // Two more scale-up windows under the same load: the blocked decision is re-made on every pass and still gives 2.
+      const until = Date.now() + 2 * SCALE_UP_WINDOW_MS;
+      await waitFor(
+        async () => {
+          ({ s: model, server } = await observe());
+          return Date.now() >= until;
+        },
+        { timeoutMs: 4 * SCALE_UP_WINDOW_MS + 10_000, intervalMs: 200, description: "watching capped-iris stay at 2" },
+      );
+    } finally {
+      traffic.stop();
+    }
+    const outcome = await traffic.done;
+    console.log(`[e2e autoscaling] capped: ${describeOutcome(outcome)}; peaks ${JSON.stringify(peak)}`);
+    expect(outcome.ok, describeOutcome(outcome)).toBe(outcome.total);
+    expect(peak).toEqual({ desired: 2, available: 2, placed: 2, server: 2, agents: 2 });
+    expect(model?.desiredReplicas).toBe(2);
+    expect(model?.autoscaling?.lastDecision?.reason).toBe(
+      "wants 3 replicas but server capped is at its maxReplicas 2: stays at 2",
+    );
+    expect(server?.replicas).toBe(2);
+    expect(server?.autoscaling?.reason).toBe("model capped-iris wants 3 replicas but maxReplicas is 2");
+  }, 180_000);
 });

@@ -1,11 +1,16 @@
 import * as grpc from "@grpc/grpc-js";
 import * as protoLoader from "@grpc/proto-loader";
+import { createLambdaApp } from "@tern/gateway";
+import { handle } from "hono/aws-lambda";
+import pino from "pino";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { invokeLambda, type LambdaHandler } from "../helpers/lambda-event.js";
 import { type E2eStack, serverManifest, startE2eStack } from "./harness.js";
-import { inferIris, knownIrisRows, parseIrisAnswer } from "./iris-data.js";
+import { inferIris, irisRequest, knownIrisRows, parseIrisAnswer } from "./iris-data.js";
 
 // Scale to zero and back (issue 14, docs/autoscaling.md) with real processes: a scheduler with short autoscaling
-// windows, two agents and the gateway. The tests run in order on one stack.
+// windows, two agents and the gateway; last, the Lambda entry (its app as lambda.ts builds it, on synthetic API Gateway
+// events) reading the scheduler's route item in DynamoDB Local. The tests run in order on one stack.
 
 const rows = knownIrisRows();
 let stack: E2eStack;
@@ -170,5 +175,60 @@ describe("a model with minReplicas 0, over the gateway's gRPC port", () => {
     } finally {
       client.close();
     }
+  });
+});
+
+describe("a model with minReplicas 0, through the Lambda entry (routes from DynamoDB)", () => {
+  /** The app lambda.ts exports (`handle(createLambdaApp(process.env, …))`), built from `extra` over the stack's table. */
+  function lambdaHandler(extra: Record<string, string>): LambdaHandler {
+    const env: Record<string, string | undefined> = {
+      ...process.env,
+      TERN_TABLE: stack.table,
+      DYNAMODB_ENDPOINT: stack.dynamodbEndpoint,
+      AWS_REGION: "us-east-1",
+      LOG_LEVEL: "warn",
+      TERN_GATEWAY_DEADLINE_MS: "20000",
+      ...extra,
+    };
+    if (extra.TERN_SCHEDULER_URL === undefined) delete env.TERN_SCHEDULER_URL;
+    return handle(createLambdaApp(env, pino({ level: "warn" }))) as unknown as LambdaHandler;
+  }
+
+  async function lambdaInfer(handler: LambdaHandler, row: (typeof rows)[number]) {
+    const res = await invokeLambda(handler, "/v2/models/iris/infer", { body: irisRequest(row) });
+    return { status: res.status, body: JSON.parse(res.body.toString("utf8")) as unknown };
+  }
+
+  it("without TERN_SCHEDULER_URL answers 503 saying the model is scaled to zero and it cannot wake it", async () => {
+    await waitScaledDown();
+    const before = await irisLoads();
+    const handler = lambdaHandler({});
+    const { status, body } = await lambdaInfer(handler, rows[0]!);
+    expect({ status, body }).toEqual({
+      status: 503,
+      body: { error: "model iris is scaled to zero and this gateway cannot wake it (TERN_SCHEDULER_URL unset)" },
+    });
+    // Nothing was asked of the scheduler: still at zero, no load.
+    expect(await stack.modelStatus("iris")).toMatchObject({ state: "ModelScaledDown", desiredReplicas: 0 });
+    expect((await irisLoads()) - before).toBe(0);
+  });
+
+  it("with TERN_SCHEDULER_URL wakes it: 20 concurrent first requests answered right, one load", async () => {
+    await waitScaledDown();
+    const before = await irisLoads();
+    const handler = lambdaHandler({ TERN_SCHEDULER_URL: stack.scheduler.url, TERN_GATEWAY_ROUTE_CACHE_MS: "1000" });
+    const answers = await Promise.all(
+      Array.from({ length: 20 }, (_, i) => {
+        const row = rows[i % rows.length]!;
+        return lambdaInfer(handler, row).then((r) => ({ row, ...r }));
+      }),
+    );
+    for (const a of answers) {
+      expect(a.status, JSON.stringify(a.body)).toBe(200);
+      expect(parseIrisAnswer(a.body).labels).toEqual([a.row.label]);
+    }
+    expect((await irisLoads()) - before).toBe(1);
+    const s = await stack.modelStatus("iris");
+    expect(s?.autoscaling?.lastDecision?.reason).toContain("a request arrived while scaled to zero");
   });
 });

@@ -5,6 +5,7 @@ import * as protoLoader from "@grpc/proto-loader";
 import type { ModelStatus } from "@tern/core";
 import { waitFor } from "@tern/devstack";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { invokeLambda, type LambdaHandler } from "../helpers/lambda-event.js";
 import { type E2eStack, irisManifest, serverManifest, startE2eStack } from "./harness.js";
 import { inferIris, irisRequest, knownIrisRows, parseIrisAnswer } from "./iris-data.js";
 
@@ -347,50 +348,6 @@ describe("bad inputs through the gateway process", () => {
 // ---------------------------------------------------------------------------------------------------------------
 // Lambda entry
 
-interface LambdaResult {
-  statusCode: number;
-  headers?: Record<string, string>;
-  body: string;
-  isBase64Encoded: boolean;
-}
-type LambdaHandler = (event: unknown, context: unknown) => Promise<LambdaResult>;
-
-let requestCounter = 0;
-
-/** A synthetic API Gateway HTTP API (payload 2.0) event, as the Lambda integration sends it. */
-function apiGatewayV2Event(
-  method: string,
-  path: string,
-  options: { headers?: Record<string, string>; body?: string | Uint8Array } = {},
-) {
-  const domainName = "e2e.execute-api.us-east-1.amazonaws.com";
-  const binary = options.body instanceof Uint8Array;
-  return {
-    version: "2.0",
-    routeKey: "$default",
-    rawPath: path,
-    rawQueryString: "",
-    headers: { host: domainName, "user-agent": "tern-e2e", ...options.headers },
-    requestContext: {
-      accountId: "123456789012",
-      apiId: "e2e",
-      domainName,
-      domainPrefix: "e2e",
-      http: { method, path, protocol: "HTTP/1.1", sourceIp: "127.0.0.1", userAgent: "tern-e2e" },
-      requestId: `e2e-${++requestCounter}`,
-      routeKey: "$default",
-      stage: "$default",
-      time: new Date().toISOString(),
-      timeEpoch: Date.now(),
-    },
-    ...(options.body === undefined
-      ? { isBase64Encoded: false }
-      : binary
-        ? { body: Buffer.from(options.body as Uint8Array).toString("base64"), isBase64Encoded: true }
-        : { body: options.body, isBase64Encoded: false }),
-  };
-}
-
 describe("the Lambda entry (packages/gateway/src/lambda.ts) against the same stack", () => {
   let handler: LambdaHandler;
   const saved: Record<string, string | undefined> = {};
@@ -477,7 +434,7 @@ describe("the Lambda entry (packages/gateway/src/lambda.ts) against the same sta
 
     // The scheduler wrote the route table to DynamoDB; wait (bounded) until the Lambda app reads iris from it.
     await waitFor(
-      async () => (await handler(apiGatewayV2Event("GET", "/v2/models/iris/ready"), {})).statusCode === 200,
+      async () => (await invokeLambda(handler, "/v2/models/iris/ready", { method: "GET" })).status === 200,
       { timeoutMs: 10_000, intervalMs: 200, description: "Lambda entry routes iris" },
     );
 
@@ -490,11 +447,14 @@ describe("the Lambda entry (packages/gateway/src/lambda.ts) against the same sta
         signal: AbortSignal.timeout(5000),
       });
       const nodeBody = (await node.json()) as unknown;
-      const lambda = await handler(apiGatewayV2Event(r.method, r.path, { headers: r.headers, body: r.body }), {});
-      const lambdaText = lambda.isBase64Encoded ? Buffer.from(lambda.body, "base64").toString("utf8") : lambda.body;
-      expect({ what: r.what, status: lambda.statusCode }).toEqual({ what: r.what, status: node.status });
-      expect(JSON.parse(lambdaText), r.what).toEqual(nodeBody);
-      expect(lambda.headers?.["x-seldon-route"], r.what).toBe(node.headers.get("x-seldon-route") ?? undefined);
+      const lambda = await invokeLambda(handler, r.path, {
+        method: r.method,
+        ...(r.headers ? { headers: r.headers } : {}),
+        ...(r.body === undefined ? {} : { body: r.body }),
+      });
+      expect({ what: r.what, status: lambda.status }).toEqual({ what: r.what, status: node.status });
+      expect(JSON.parse(lambda.body.toString("utf8")), r.what).toEqual(nodeBody);
+      expect(lambda.headers["x-seldon-route"], r.what).toBe(node.headers.get("x-seldon-route") ?? undefined);
       if (r.path.endsWith("/infer") && node.status === 200) infers.push(nodeBody);
     }
     // The answers compared are real predictions, not two identical errors.

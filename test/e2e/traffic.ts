@@ -19,6 +19,8 @@ export interface TrafficOutcome {
 
 export interface TrafficOptions {
   url: string;
+  /** The iris model's name in the manifest. @default "iris" */
+  model?: string;
   rows: IrisRow[];
   /** Requests in flight at once. */
   concurrency: number;
@@ -45,6 +47,7 @@ function bump(map: Map<string, number>, key: string): void {
 
 /** A bounded loop of concurrent iris requests (loopback only); it stops by itself at `maxDurationMs`/`maxRequests`. */
 export function startTraffic(options: TrafficOptions): TrafficRun {
+  const model = options.model ?? "iris";
   const outcome: TrafficOutcome = {
     total: 0,
     ok: 0,
@@ -69,7 +72,7 @@ export function startTraffic(options: TrafficOptions): TrafficRun {
     let res: Response;
     let text: string;
     try {
-      res = await fetch(`${options.url}/v2/models/iris/infer`, {
+      res = await fetch(`${options.url}/v2/models/${model}/infer`, {
         method: "POST",
         headers: { "content-type": "application/json" },
         body: irisRequest(row),

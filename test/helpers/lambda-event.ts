@@ -14,8 +14,8 @@ export type LambdaHandler = (event: unknown, context: unknown) => Promise<Lambda
 export interface LambdaEventOptions {
   /** @default "POST" */
   method?: string;
-  /** A Buffer goes base64-encoded with isBase64Encoded, as API Gateway passes a binary body. */
-  body?: string | Buffer;
+  /** Bytes go base64-encoded with isBase64Encoded, as API Gateway passes a binary body. */
+  body?: string | Uint8Array;
   headers?: Record<string, string>;
 }
 
@@ -23,7 +23,7 @@ let counter = 0;
 
 export function apiGatewayEvent(path: string, options: LambdaEventOptions = {}) {
   const domainName = "lambda.execute-api.us-east-1.amazonaws.com";
-  const binary = Buffer.isBuffer(options.body);
+  const binary = options.body instanceof Uint8Array;
   return {
     version: "2.0",
     routeKey: "$default",
@@ -50,7 +50,10 @@ export function apiGatewayEvent(path: string, options: LambdaEventOptions = {}) 
     },
     ...(options.body === undefined
       ? {}
-      : { body: binary ? (options.body as Buffer).toString("base64") : options.body, isBase64Encoded: binary }),
+      : {
+          body: binary ? Buffer.from(options.body as Uint8Array).toString("base64") : options.body,
+          isBase64Encoded: binary,
+        }),
   };
 }
 

@@ -70,7 +70,7 @@ export interface AppDeps {
    * it pipelines answer 503.
    */
   pipelines?: PipelineFront;
-  /** Node entry: wakes a model scaled to zero when a request for it arrives. Without it such a request gets 503. */
+  /** Wakes a model scaled to zero when a request for it arrives (Node entry; Lambda: see lambda-app.ts). Without it: 503. */
   waker?: ModelWaker;
 }
 

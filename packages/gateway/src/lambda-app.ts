@@ -7,6 +7,7 @@ import { createApp } from "./app.js";
 import { createDynamoDbClient, createDynamoDbReplyReader } from "./dynamodb-replies.js";
 import { createDynamoDbRouteReader, createDynamoDbRouteSource } from "./dynamodb-route-source.js";
 import { loadLambdaConfig } from "./lambda-config.js";
+import { createRefusingWaker, createSchedulerWaker } from "./model-waker.js";
 import type { PipelineFront } from "./pipeline-front.js";
 import { createRendezvousFront } from "./pipeline-rendezvous.js";
 import type { RouteSource } from "./route-source.js";
@@ -18,6 +19,11 @@ import { createHttpUpstream } from "./upstream.js";
  *
  * With KAFKA_BROKERS it answers pipelines through the DynamoDB rendezvous (pipeline-rendezvous.ts): a Kafka producer
  * made on the first pipeline request and kept for the execution environment, no consumer group.
+ *
+ * With TERN_SCHEDULER_URL (in AWS: the scheduler's address in the VPC) a request for a model scaled to zero wakes it
+ * through the scheduler, as the Node entry does, and waits for its route in the DynamoDB item; without it such a request
+ * is answered 503 saying the model is scaled to zero and this gateway cannot wake it. The shared config gives the
+ * variable a local default, so whether it is set is read from `env` itself.
  */
 export function createLambdaApp(env: Record<string, string | undefined>, logger: Logger, routes?: RouteSource): Hono {
   // lambda-config.ts: the same variables as config.ts, parsed without classic zod; limits below API Gateway's.
@@ -40,6 +46,13 @@ export function createLambdaApp(env: Record<string, string | undefined>, logger:
       staleMs: config.TERN_GATEWAY_ROUTE_STALE_MS,
       readTimeoutMs: config.TERN_GATEWAY_ROUTE_READ_TIMEOUT_MS,
     });
+  const waker = env.TERN_SCHEDULER_URL?.trim()
+    ? createSchedulerWaker({
+        url: config.TERN_SCHEDULER_URL,
+        ...(config.TERN_SCHEDULER_TOKEN === undefined ? {} : { token: config.TERN_SCHEDULER_TOKEN }),
+        logger: logger.child({ part: "waker" }),
+      })
+    : createRefusingWaker("TERN_SCHEDULER_URL unset");
   const apiKeys = createApiKeyCheck(config.TERN_GATEWAY_API_KEY_SHA256 ?? []);
   let pipelines: PipelineFront | undefined;
   if (config.KAFKA_BROKERS && config.KAFKA_BROKERS.length > 0) {
@@ -73,6 +86,7 @@ export function createLambdaApp(env: Record<string, string | undefined>, logger:
         ? {}
         : { pipelineDeadlineMs: config.TERN_GATEWAY_PIPELINE_TIMEOUT_MS }),
     },
+    waker,
     ...(apiKeys ? { apiKeys } : {}),
     ...(pipelines ? { pipelines } : {}),
   });

@@ -63,6 +63,9 @@ export const lambdaEnvSchema = z.object({
   TERN_TABLE: z._default(z.string().check(z.minLength(3)), "tern"),
   TERN_TOPIC_PREFIX: topicPart("seldon"),
   TERN_NAMESPACE: topicPart("default"),
+  /** The scheduler a model scaled to zero is woken through; whether it is set is read from the raw env (lambda-app.ts). */
+  TERN_SCHEDULER_URL: z._default(z.url(), "http://127.0.0.1:9004"),
+  TERN_SCHEDULER_TOKEN: z.optional(z.string()),
   LOG_LEVEL: z._default(z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]), "info"),
   /** Every request ends within this many ms (504). Lambda: 25 s by default, at most 29 s. */
   TERN_GATEWAY_DEADLINE_MS: z._default(

@@ -100,7 +100,7 @@ export function createSchedulerWaker(options: SchedulerWakerOptions): ModelWaker
     async afterMiss(model, missed, routes, deadline) {
       const until = Math.min(deadline, Date.now() + settleMs);
       for (;;) {
-        const table = await routes.table();
+        const table = await readBefore(routes, deadline, model);
         if (table !== undefined && !sameRoute(table.models[model], missed)) {
           options.logger.debug(
             { model, state: table.models[model]?.state },
@@ -126,7 +126,7 @@ export function createSchedulerWaker(options: SchedulerWakerOptions): ModelWaker
         });
       }
       for (;;) {
-        const table = await routes.table();
+        const table = await readBefore(routes, deadline, model);
         // Serving now — or no longer asleep for another reason (deleted, failed): routing says what that means.
         if (table !== undefined && !isAsleep(table, model)) return table;
         const left = deadline - Date.now();
@@ -138,11 +138,49 @@ export function createSchedulerWaker(options: SchedulerWakerOptions): ModelWaker
   return waker;
 }
 
+/**
+ * The waker of a gateway that cannot reach the scheduler (the Lambda entry without `TERN_SCHEDULER_URL`): a request for a
+ * model scaled to zero is answered at once with 503 saying so and why, instead of the bare "no available replica"; a
+ * replica miss stands as it is.
+ */
+export function createRefusingWaker(why: string): ModelWaker {
+  return {
+    async wake(model) {
+      throw new GatewayError(
+        "unavailable",
+        `model ${model} is scaled to zero and this gateway cannot wake it (${why})`,
+        {
+          retriable: false,
+        },
+      );
+    },
+    async afterMiss() {
+      return undefined;
+    },
+  };
+}
+
 /** Same state and endpoints (route tables are rebuilt on change, so equal content means nothing moved). */
 function sameRoute(a: ModelRoute | undefined, b: ModelRoute | undefined): boolean {
   if (a === b) return true;
   if (a === undefined || b === undefined) return false;
   return a.state === b.state && a.version === b.version && JSON.stringify(a.endpoints) === JSON.stringify(b.endpoints);
+}
+
+/**
+ * One look at the route table, over by the request's deadline. A source with a cache (the Lambda entry's DynamoDB item)
+ * answers from it until the cache expires and then reads again, so polling sees the woken model within a cache period;
+ * such a read can be slow (its own timeout is TERN_GATEWAY_ROUTE_READ_TIMEOUT_MS), and it must not hold the request
+ * past its deadline.
+ */
+async function readBefore(routes: RouteSource, deadline: number, model: string): Promise<RouteTable | undefined> {
+  const pending = routes.table();
+  if (!(pending instanceof Promise)) return pending;
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const expired = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(timeout(model)), Math.max(0, deadline - Date.now()));
+  });
+  return Promise.race([pending, expired]).finally(() => clearTimeout(timer));
 }
 
 function timeout(model: string, state?: string): GatewayError {

@@ -166,6 +166,7 @@ export function createAutoscaler(options: AutoscalerOptions): Autoscaler {
 
         const current = modelWantedReplicas(model);
         const serverRecord = latest.server === undefined ? undefined : state.servers.get(latest.server);
+        const serverMax = serverRecord && serverScalingBounds(serverRecord.resource.spec)?.max;
         const decision = decideScaling(
           {
             model: model.name,
@@ -174,7 +175,13 @@ export function createAutoscaler(options: AutoscalerOptions): Autoscaler {
             current,
             ...(serverRecord === undefined
               ? {}
-              : { server: { name: serverRecord.name, replicas: desiredServerReplicas(serverRecord) } }),
+              : {
+                  server: {
+                    name: serverRecord.name,
+                    replicas: desiredServerReplicas(serverRecord),
+                    ...(serverMax !== undefined && Number.isFinite(serverMax) ? { maxReplicas: serverMax } : {}),
+                  },
+                }),
             samples,
             ...(idleMs === undefined ? {} : { idleMs }),
             ...(model.autoscaling?.lastChangeAt === undefined ? {} : { lastChangeAt: model.autoscaling.lastChangeAt }),

@@ -16,7 +16,8 @@ import { effectiveReplicas } from "@tern/core";
  *   is when the model as a whole is idle), down to `minReplicas` — with `minReplicas: 0` the last replica goes too.
  * - nothing changes within the cool-down after a change (clamping to the bounds excepted).
  * - never outside [min, max], and never above the server's replicas: a scale-up the server cannot hold is not made;
- *   the decision says how many server replicas the model wants instead (server autoscaling acts on that).
+ *   the decision says how many server replicas the model wants instead (server autoscaling acts on that) — or, when
+ *   the Server is at its own `maxReplicas`, that the model stays there, naming both numbers.
  */
 
 /** The knobs (TERN_AUTOSCALE_* in the scheduler's config). */
@@ -46,8 +47,11 @@ export interface ScalingInput {
   maxReplicas: number;
   /** The desired replica count now (the manifest's `replicas` until the first decision). */
   current: number;
-  /** The Server the model lives on and its replica count (absent: not placed yet, no server bound applies). */
-  server?: { name: string; replicas: number };
+  /**
+   * The Server the model lives on, its replica count now and, for an autoscaled Server, its `maxReplicas` (absent: not
+   * placed yet, no server bound applies).
+   */
+  server?: { name: string; replicas: number; maxReplicas?: number };
   /** Oldest first. Samples at or before `lastChangeAt` describe the old replica count and are ignored. */
   samples: readonly LagSample[];
   /** The longest any serving replica has gone without a request, in ms (absent: no report yet). */
@@ -88,10 +92,15 @@ export function decideScaling(input: ScalingInput, policy: AutoscalingPolicy): S
       return { desired: current, change: "none", reason: `lagging but already at maxReplicas ${max}` };
     }
     if (server !== undefined && target > server.replicas) {
+      // At the Server's own maximum no more server replicas will come: say so, naming that maximum, rather than
+      // "needs more server replicas" (the model stays where it is until the load drops or the Server's max rises).
+      const atMax = server.maxReplicas !== undefined && server.replicas >= server.maxReplicas;
       return {
         desired: current,
         change: "none",
-        reason: `wants ${target} replicas but server ${server.name} has ${server.replicas}: needs more server replicas`,
+        reason: atMax
+          ? `wants ${target} replicas but server ${server.name} is at its maxReplicas ${server.maxReplicas}: stays at ${current}`
+          : `wants ${target} replicas but server ${server.name} has ${server.replicas}: needs more server replicas`,
         wantsServerReplicas: target,
       };
     }

@@ -19,6 +19,8 @@ const SET: Record<string, string> = {
   TERN_TABLE: "tern-prod",
   TERN_TOPIC_PREFIX: "acme",
   TERN_NAMESPACE: "prod_1",
+  TERN_SCHEDULER_URL: "http://scheduler.tern.local:9004",
+  TERN_SCHEDULER_TOKEN: "token",
   LOG_LEVEL: "debug",
   TERN_GATEWAY_DEADLINE_MS: "20000",
   TERN_GATEWAY_BODY_LIMIT_BYTES: "1000000",

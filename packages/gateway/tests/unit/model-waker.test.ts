@@ -3,7 +3,7 @@ import { pino } from "pino";
 import { afterEach, describe, expect, it } from "vitest";
 import { createControlApp } from "../../../scheduler/src/app.js";
 import { createHarness, type Harness, model, server } from "../../../scheduler/tests/unit/helpers.js";
-import { createSchedulerWaker, isAsleep } from "../../src/model-waker.js";
+import { createRefusingWaker, createSchedulerWaker, isAsleep } from "../../src/model-waker.js";
 import type { RouteSource } from "../../src/route-source.js";
 
 const logger = pino({ level: "silent" });
@@ -65,5 +65,29 @@ describe("waking a model scaled to zero", () => {
       code: "timeout",
       message: expect.stringContaining("(it is ModelProgressing)"),
     });
+  });
+
+  it("stops waiting at the deadline when a read of the route table hangs (a slow DynamoDB read on Lambda)", async () => {
+    const { harness, fetch } = await scheduler();
+    await harness.apply(server("onnx", 1));
+    await harness.agent("onnx", 0);
+    await harness.apply(model("iris", "  minReplicas: 0\n  maxReplicas: 2\n", 0));
+    await harness.settle();
+    // Every read of the route table never answers: the wait must still end at the deadline.
+    const hanging: RouteSource = { table: () => new Promise<RouteTable>(() => {}), close: async () => {} };
+    const waker = createSchedulerWaker({ url: "http://scheduler", logger, fetch, pollMs: 5 });
+    await expect(waker.wake("iris", hanging, Date.now() + 300)).rejects.toMatchObject({ code: "timeout" });
+  });
+});
+
+describe("a gateway that cannot wake models (Lambda without TERN_SCHEDULER_URL)", () => {
+  it("refuses at once with a message naming the model and why, and lets a replica miss stand", async () => {
+    const waker = createRefusingWaker("TERN_SCHEDULER_URL unset");
+    const routes: RouteSource = { table: () => undefined, close: async () => {} };
+    await expect(waker.wake("iris", routes, Date.now() + 5_000)).rejects.toMatchObject({
+      code: "unavailable",
+      message: "model iris is scaled to zero and this gateway cannot wake it (TERN_SCHEDULER_URL unset)",
+    });
+    expect(await waker.afterMiss("iris", undefined, routes, Date.now() + 5_000)).toBeUndefined();
   });
 });

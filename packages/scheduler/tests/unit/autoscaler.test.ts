@@ -111,7 +111,9 @@ describe("model autoscaling in the scheduler", () => {
     // At the server's max: the model stops at 3 and says so, naming both numbers.
     expect(status("iris").desiredReplicas).toBe(3);
     expect(serverStatus().autoscaling?.reason).toBe("model iris wants 4 replicas but maxReplicas is 3");
-    expect(status("iris").autoscaling?.lastDecision?.reason).toContain("wants 4 replicas but server onnx has 3");
+    expect(status("iris").autoscaling?.lastDecision?.reason).toBe(
+      "wants 4 replicas but server onnx is at its maxReplicas 3: stays at 3",
+    );
 
     // Idle: the model goes back to 1, the emptied replicas let the server shrink to 1, the highest leaving first.
     await run(40_000, () => report("onnx", 3, "iris", 0, 20_000));

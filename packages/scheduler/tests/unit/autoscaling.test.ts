@@ -69,6 +69,31 @@ describe("decideScaling", () => {
     expect(d.reason).toContain("wants 3 replicas but server mlserver has 2");
   });
 
+  it("stops at a server that is at its maxReplicas and says so, naming the wanted count and that max", () => {
+    const d = decideScaling(
+      input({
+        current: 2,
+        maxReplicas: 4,
+        server: { name: "capped", replicas: 2, maxReplicas: 2 },
+        samples: steady(90_000, 100_000, 9),
+      }),
+      POLICY,
+    );
+    expect(d).toMatchObject({ desired: 2, change: "none", wantsServerReplicas: 3 });
+    expect(d.reason).toBe("wants 3 replicas but server capped is at its maxReplicas 2: stays at 2");
+    // Below its max the server can still grow: the model asks for it.
+    const growing = decideScaling(
+      input({
+        current: 2,
+        maxReplicas: 4,
+        server: { name: "capped", replicas: 2, maxReplicas: 3 },
+        samples: steady(90_000, 100_000, 9),
+      }),
+      POLICY,
+    );
+    expect(growing.reason).toBe("wants 3 replicas but server capped has 2: needs more server replicas");
+  });
+
   it("clamps a count outside the bounds at once, whatever the cool-down", () => {
     expect(decideScaling(input({ current: 7, lastChangeAt: 99_999 }), POLICY)).toMatchObject({ desired: 4 });
     expect(decideScaling(input({ current: 0, minReplicas: 2 }), POLICY)).toMatchObject({ desired: 2 });
