@@ -1,14 +1,15 @@
 import { TernError } from "./errors.js";
 import { createMemoryTopicAdmin, type MemoryTopicAdmin } from "./memory-topic-admin.js";
-import type {
-  BusAssignment,
-  BusBatchContext,
-  BusConsumer,
-  BusConsumerOptions,
-  BusMessage,
-  BusProducer,
-  MessageBus,
-  OutgoingMessage,
+import {
+  type BusAssignment,
+  type BusBatchContext,
+  type BusConsumer,
+  type BusConsumerOptions,
+  type BusMessage,
+  type BusProducer,
+  checkConsumerOptions,
+  type MessageBus,
+  type OutgoingMessage,
 } from "./message-bus.js";
 import { assignCoPartitioned, assignRoundRobin } from "./partition-assignment.js";
 
@@ -72,7 +73,8 @@ const tp = (topic: string, partition: number) => `${topic}#${partition}`;
  * - `after-handler` commits a batch once its handler resolved; `manual` commits only what the handler marked, so
  *   records that were handled but not marked are handed again to whoever holds the partition after a rebalance;
  * - a handler that throws gets the same batch again (after `retryBackoffMs`) until it succeeds or the member stops;
- * - a group without a committed offset starts at the end of the partition, or at 0 with `fromBeginning`.
+ * - a group without a committed offset starts at the end of the partition, or at 0 with `fromBeginning`; with
+ *   `commitStartOffsets` that start is committed at the join.
  */
 export function createMemoryBus(options: MemoryBusOptions = {}): MemoryBus {
   const admin = options.admin ?? createMemoryTopicAdmin();
@@ -168,10 +170,11 @@ export function createMemoryBus(options: MemoryBusOptions = {}): MemoryBus {
           for (const [topic, partitions] of Object.entries(held)) {
             for (const partition of partitions) {
               const committed = group.committed.get(tp(topic, partition));
-              member.positions.set(
-                tp(topic, partition),
-                committed ?? (member.options.fromBeginning ? 0 : log(topic, partition).length),
-              );
+              const position = committed ?? (member.options.fromBeginning ? 0 : log(topic, partition).length);
+              member.positions.set(tp(topic, partition), position);
+              if (committed === undefined && member.options.commitStartOffsets) {
+                group.committed.set(tp(topic, partition), position);
+              }
             }
           }
         }
@@ -258,6 +261,7 @@ export function createMemoryBus(options: MemoryBusOptions = {}): MemoryBus {
 
   function consumer(consumerOptions: BusConsumerOptions): BusConsumer {
     if (consumerOptions.topics.length === 0) throw new TernError("bad_request", "a consumer needs at least one topic");
+    checkConsumerOptions(consumerOptions);
     const member: Member = {
       id: `${consumerOptions.groupId}.member-${String(++memberSeq).padStart(6, "0")}`,
       options: consumerOptions,

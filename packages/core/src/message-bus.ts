@@ -5,6 +5,8 @@
  * keys are `<partition>.<resource>.<requestId>`, values are OIP protobuf bytes.
  */
 
+import { TernError } from "./errors.js";
+
 /** One record as a consumer receives it. */
 export interface BusMessage {
   topic: string;
@@ -47,6 +49,15 @@ export interface BusConsumerOptions {
   /** Where a group with no committed offset starts reading. @default false (only new records) */
   fromBeginning?: boolean;
   /**
+   * Commits, before `start()` resolves, where this consumer starts reading each partition its group has no committed
+   * offset for (the end of the partition, or its beginning with `fromBeginning`). The group's next member then resumes
+   * there, even on a partition this one read nothing from, instead of at the end as it is at that member's start:
+   * a record written between a stop and the next start is read. For a group with one member at a time (a second
+   * member could commit between this one's look-up and its commit); only with `after-handler` commits.
+   * @default false
+   */
+  commitStartOffsets?: boolean;
+  /**
    * Who commits. `after-handler`: the offsets of a batch are committed once `onBatch` resolved for it. `manual`: only
    * what the handler passes to {@link BusBatchContext.commit} is committed (at-least-once for work that outlives
    * the handler, e.g. a pipeline request waiting for its steps).
@@ -63,6 +74,20 @@ export interface BusConsumerOptions {
    * read. Failures before `start()` resolved reject `start()` instead.
    */
   onFailure?(error: unknown): void;
+}
+
+/**
+ * Refuses consumer options that cannot work together; every adapter calls it when a consumer is made.
+ * @throws TernError `bad_request` for `commitStartOffsets` with `manual` commits.
+ */
+export function checkConsumerOptions(options: BusConsumerOptions): void {
+  if (options.commitStartOffsets && options.commit === "manual") {
+    // A manual consumer commits only what its handler marks: committing a start it never handled is not its to do.
+    throw new TernError(
+      "bad_request",
+      `group ${options.groupId}: commitStartOffsets works only with after-handler commits, not manual`,
+    );
+  }
 }
 
 export interface BusBatchContext {

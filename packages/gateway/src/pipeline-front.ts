@@ -120,8 +120,9 @@ interface Waiter {
  * restarts its bucket's reader with its topic added, and its first request is produced only once that start, and any
  * restart queued behind it, resolved (the reader then knows where it reads the new topic from, so the answer cannot be
  * missed). The other buckets' readers
- * go on reading; answers of the restarted bucket's pipelines wait out the restart: the group commits what it read, so
- * the restarted reader resumes where the last one stopped. Records whose id nobody waits for (other gateways' answers,
+ * go on reading; answers of the restarted bucket's pipelines wait out the restart: the group commits what it read, and
+ * where it started on partitions it read nothing from (`commitStartOffsets`), so the restarted reader resumes where the
+ * last one stopped on every partition. Records whose id nobody waits for (other gateways' answers,
  * duplicates of an answered request) are dropped.
  */
 export function createPipelineFront(options: PipelineFrontOptions): PipelineFront {
@@ -201,6 +202,9 @@ export function createPipelineFront(options: PipelineFrontOptions): PipelineFron
       assignment: "round-robin",
       fromBeginning: false,
       commit: "after-handler",
+      // A partition the reader read nothing from has no committed offset: without this, the next start would begin
+      // at its end then, past an answer written during the restart (its request waiting for it until 504).
+      commitStartOffsets: true,
       onBatch,
       onFailure: (err) => {
         if (reader.consumer !== next || closed) return;

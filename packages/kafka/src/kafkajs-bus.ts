@@ -6,6 +6,7 @@ import {
   type BusConsumerOptions,
   type BusMessage,
   type BusProducer,
+  checkConsumerOptions,
   type EnsureTopicsResult,
   type MessageBus,
   type OutgoingMessage,
@@ -535,6 +536,7 @@ export function createKafkaBus(options: KafkaBusOptions): MessageBus {
 
   function consumer(consumerOptions: BusConsumerOptions): BusConsumer {
     if (consumerOptions.topics.length === 0) throw new TernError("bad_request", "a consumer needs at least one topic");
+    checkConsumerOptions(consumerOptions);
     const manual = consumerOptions.commit === "manual";
     const { groupId } = consumerOptions;
     const c = settings.consumer;
@@ -660,6 +662,31 @@ export function createKafkaBus(options: KafkaBusOptions): MessageBus {
       }
     }
 
+    /** Where each partition the group has no committed offset for starts: its end, or its beginning with fromBeginning. */
+    async function uncommittedStarts(): Promise<Map<string, string>> {
+      for (let attempt = 0; ; attempt++) {
+        try {
+          const admin = await connectAdmin();
+          const starts = new Map<string, string>();
+          const offsets = await admin.fetchOffsets({ groupId, topics: [...consumerOptions.topics] });
+          for (const { topic, partitions } of offsets) {
+            const none = new Set(partitions.filter((p) => BigInt(p.offset) < 0n).map((p) => p.partition));
+            if (none.size === 0) continue;
+            for (const p of await admin.fetchTopicOffsets(topic)) {
+              if (none.has(p.partition))
+                starts.set(key(topic, p.partition), consumerOptions.fromBeginning ? p.low : p.high);
+            }
+          }
+          return starts;
+        } catch (err) {
+          // kafkajs does not retry an offset fetch: a group new to the broker meets NOT_COORDINATOR while its
+          // coordinator loads. start()'s deadline bounds the retries.
+          if (state !== "running" || (err as { retriable?: unknown }).retriable !== true) throw err;
+          await sleep(Math.min(settings.maxRetryTimeMs, settings.initialRetryTimeMs * 2 ** attempt));
+        }
+      }
+    }
+
     async function disconnect(): Promise<void> {
       const current = client;
       client = undefined;
@@ -695,6 +722,11 @@ export function createKafkaBus(options: KafkaBusOptions): MessageBus {
                 const counts = await topicAdmin.describeTopics(consumerOptions.topics);
                 const missing = consumerOptions.topics.filter((t) => counts[t] === undefined);
                 if (missing.length > 0) throw new TernError("not_found", `topics do not exist: ${missing.join(", ")}`);
+                // commitStartOffsets: per `topic#partition` the group has no committed offset for, where reading starts;
+                // seeking there at the join commits it (autoCommit), before the first fetch and so before start() resolves.
+                const starts = consumerOptions.commitStartOffsets
+                  ? await uncommittedStarts()
+                  : new Map<string, string>();
                 // The deadline (or a stop) may have passed meanwhile: then create nothing.
                 if (state !== "running") throw new TernError("timeout", `${what}: abandoned`);
                 const created = kafka.consumer({
@@ -730,6 +762,15 @@ export function createKafkaBus(options: KafkaBusOptions): MessageBus {
                   );
                   for (const [k, p] of pending) if (!holds(p.topic, p.partition)) pending.delete(k);
                   committed.clear();
+                  for (const [topic, ps] of Object.entries(assignment)) {
+                    for (const partition of ps) {
+                      const offset = starts.get(key(topic, partition));
+                      // Once: after this commit the group has an offset there, which a later rejoin must not undo.
+                      if (offset === undefined) continue;
+                      starts.delete(key(topic, partition));
+                      created.seek({ topic, partition, offset });
+                    }
+                  }
                   try {
                     consumerOptions.onAssignment?.(structuredClone(assignment));
                   } catch (err) {

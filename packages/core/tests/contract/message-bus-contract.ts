@@ -355,6 +355,43 @@ export function describeMessageBusContract(adapter: string, harness: BusContract
       expect(earliest.received.map(text)).toEqual(["old", "new"]);
     });
 
+    it("commitStartOffsets: the next member resumes where the first started, also on partitions it read nothing from", async () => {
+      const { bus, topics, group } = await setup();
+      const topic = topics[0]!;
+      const producer = bus.producer();
+      await producer.send([{ topic, partition: 1, key: "old", value: encoder.encode("old") }]);
+      const first = recording(bus, { groupId: group, topics, commitStartOffsets: true });
+      await first.consumer.start({ timeoutMs: harness.timeoutMs });
+      await first.consumer.stop();
+      expect(first.received).toEqual([]);
+      // Written while the group has no member, on a partition no member ever read a record from: without the option
+      // the group has no committed offset there and the next member would start after it, at the end.
+      await producer.send([{ topic, partition: 1, key: "between", value: encoder.encode("between") }]);
+      const second = recording(bus, { groupId: group, topics, commitStartOffsets: true });
+      await second.consumer.start({ timeoutMs: harness.timeoutMs });
+      await producer.send([{ topic, partition: 1, key: "new", value: encoder.encode("new") }]);
+      await waitUntil(() => second.received.length >= 2, "the record written between the members", harness.timeoutMs);
+      expect(second.received.map(text)).toEqual(["between", "new"]);
+    });
+
+    it("commitStartOffsets is refused with manual commits, naming both options", () => {
+      bus = harness.createBus();
+      let err: unknown;
+      try {
+        bus.consumer({
+          groupId: unique("group"),
+          topics: [unique("t")],
+          commit: "manual",
+          commitStartOffsets: true,
+          onBatch: async () => undefined,
+        });
+      } catch (e) {
+        err = e;
+      }
+      expect(hasCode(err, "bad_request")).toBe(true);
+      expect((err as Error).message).toMatch(/commitStartOffsets.*manual/);
+    });
+
     it("topic admin: ensures, describes and deletes topics; refuses a partition mismatch naming both counts", async () => {
       bus = harness.createBus();
       const admin = bus.admin();

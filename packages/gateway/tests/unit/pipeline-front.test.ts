@@ -4,6 +4,7 @@ import {
   createTopicNames,
   decodeModelInferRequest,
   encodeModelInferResponse,
+  formatRecordKey,
   type MemoryBus,
   type PipelineState,
   parseRecordKey,
@@ -337,6 +338,53 @@ describe("pipeline requests over the bus", () => {
     } finally {
       open();
       await own.close();
+    }
+  });
+
+  it("an answer written during a restart, on a partition the reader never read from, still reaches its request", async () => {
+    // 'stalled' has no worker: the test writes its answer itself, after the reader stopped for p1's first request and
+    // before the new one started. The reader had read nothing from that partition, so its group had no offset there.
+    const requestId = "answer-during-restart";
+    const partition = partitionForRequest(requestId, PARTITIONS);
+    const producer = bus.producer();
+    let written = false;
+    const hooked = {
+      ...bus,
+      consumer(options: Parameters<MemoryBus["consumer"]>[0]) {
+        const c = bus.consumer(options);
+        if (!options.topics.includes(topics.pipelineOutputs("p1"))) return c;
+        const start = async (o?: { timeoutMs?: number }) => {
+          const y = { name: "y", datatype: "FP32" as const, shape: [1, 1], data: new Float32Array([7]) };
+          await producer.send([
+            {
+              topic: topics.pipelineOutputs("stalled"),
+              partition,
+              key: formatRecordKey({ partition, resource: "stalled", requestId }),
+              value: encodeModelInferResponse({ model_name: "stalled", outputs: tensorsFromOip([y], false).tensors }),
+            },
+          ]);
+          written = true;
+          return c.start(o);
+        };
+        return { ...c, start };
+      },
+    };
+    const own = createPipelineFront({ bus: hooked, topics, partitions: PARTITIONS, logger, buckets: 1 });
+    try {
+      const x = [{ name: "x", datatype: "FP32" as const, shape: [1, 1], data: new Float32Array([1]) }];
+      const stalled = own.infer("stalled", x, { deadline: Date.now() + 2_000, requestId });
+      await waitFor(() => bus.records(topics.pipelineInputs("stalled"), partition).length === 1, 5000, "its request");
+      const p1 = await own.infer("p1", x, { deadline: Date.now() + 5_000 });
+      expect(written).toBe(true);
+      expect(p1.ok).toBe(true);
+      const reply = await stalled.catch((err: unknown) => err);
+      expect(reply).toMatchObject({ ok: true, requestId, outputs: [{ name: "y", data: new Float32Array([7]) }] });
+      expect(own.readers().map(({ pipelines, starts }) => ({ pipelines, starts }))).toEqual([
+        { pipelines: ["p1", "stalled"], starts: 2 },
+      ]);
+    } finally {
+      await own.close();
+      await producer.close();
     }
   });
 
