@@ -723,7 +723,8 @@ export function createKafkaBus(options: KafkaBusOptions): MessageBus {
                 const missing = consumerOptions.topics.filter((t) => counts[t] === undefined);
                 if (missing.length > 0) throw new TernError("not_found", `topics do not exist: ${missing.join(", ")}`);
                 // commitStartOffsets: per `topic#partition` the group has no committed offset for, where reading starts;
-                // seeking there at the join commits it (autoCommit), before the first fetch and so before start() resolves.
+                // the join seeks there and the first fetch after it commits those offsets (the bus commits by itself,
+                // kafkajs's autoCommit is off, so a seek alone is not committed) before start() resolves.
                 const starts = consumerOptions.commitStartOffsets
                   ? await uncommittedStarts()
                   : new Map<string, string>();
@@ -753,6 +754,7 @@ export function createKafkaBus(options: KafkaBusOptions): MessageBus {
                   },
                 });
                 client = created;
+                let seeded: Array<{ topic: string; partition: number; offset: string }> = [];
                 created.on(created.events.GROUP_JOIN, ({ payload }) => {
                   assignment = Object.fromEntries(
                     Object.entries(payload.memberAssignment).map(([topic, ps]) => [
@@ -769,6 +771,7 @@ export function createKafkaBus(options: KafkaBusOptions): MessageBus {
                       if (offset === undefined) continue;
                       starts.delete(key(topic, partition));
                       created.seek({ topic, partition, offset });
+                      seeded.push({ topic, partition, offset });
                     }
                   }
                   try {
@@ -786,7 +789,10 @@ export function createKafkaBus(options: KafkaBusOptions): MessageBus {
                 created.on(created.events.FETCH, () => {
                   if (!awaitingFetch) return;
                   awaitingFetch = false;
-                  joined();
+                  if (seeded.length === 0) return joined();
+                  const offsets = seeded;
+                  seeded = [];
+                  created.commitOffsets(offsets).then(joined, (err: unknown) => failed(fromKafkaError(err, what)));
                 });
                 created.on(created.events.REBALANCING, () => {
                   logger.debug({ groupId }, "group rebalancing");
