@@ -123,53 +123,57 @@ describe("ECS controller (moto server, real scheduler)", () => {
       credentials,
       retryMs: 200,
     });
-    controller.start();
-    expect((await applyManifest(scheduler.url, serverManifest(server, 2))).status).toBe(200);
+    try {
+      controller.start();
+      expect((await applyManifest(scheduler.url, serverManifest(server, 2))).status).toBe(200);
 
-    await waitFor(async () => (await describeService()).desiredCount === 2, {
-      timeoutMs: 20_000,
-      description: `service ${service} with desired count 2\n${logs.join("\n")}`,
-    });
-    // Its task definition is the base's, with the variables that make its tasks register as this Server.
-    const created = await describeService();
-    expect(created.status).toBe("ACTIVE");
-    const { taskDefinition } = await ecs.send(
-      new DescribeTaskDefinitionCommand({ taskDefinition: created.taskDefinition }),
-    );
-    const env = Object.fromEntries(
-      (taskDefinition?.containerDefinitions?.[0]?.environment ?? []).map((e) => [e.name, e.value]),
-    );
-    expect(env).toMatchObject({
-      LOG_LEVEL: "info",
-      TERN_AGENT_SERVER: server,
-      TERN_AGENT_SERVER_TYPE: "tern-onnx",
-      TERN_AGENT_CAPABILITIES: "onnx",
-      TERN_SCHEDULER_URL: "http://scheduler.tern.internal:9004",
-    });
-    expect(taskDefinition?.family).toBe(service);
+      await waitFor(async () => (await describeService()).desiredCount === 2, {
+        timeoutMs: 20_000,
+        description: `service ${service} with desired count 2\n${logs.join("\n")}`,
+      });
+      // Its task definition is the base's, with the variables that make its tasks register as this Server.
+      const created = await describeService();
+      expect(created.status).toBe("ACTIVE");
+      const { taskDefinition } = await ecs.send(
+        new DescribeTaskDefinitionCommand({ taskDefinition: created.taskDefinition }),
+      );
+      const env = Object.fromEntries(
+        (taskDefinition?.containerDefinitions?.[0]?.environment ?? []).map((e) => [e.name, e.value]),
+      );
+      expect(env).toMatchObject({
+        LOG_LEVEL: "info",
+        TERN_AGENT_SERVER: server,
+        TERN_AGENT_SERVER_TYPE: "tern-onnx",
+        TERN_AGENT_CAPABILITIES: "onnx",
+        TERN_SCHEDULER_URL: "http://scheduler.tern.internal:9004",
+      });
+      expect(taskDefinition?.family).toBe(service);
 
-    expect((await applyManifest(scheduler.url, serverManifest(server, 3))).status).toBe(200);
-    await waitFor(async () => (await describeService()).desiredCount === 3, {
-      timeoutMs: 20_000,
-      description: `service ${service} with desired count 3\n${logs.join("\n")}`,
-    });
-    // A change of replicas alone registers no new revision (the agents are not rolled).
-    expect((await describeService()).taskDefinition).toBe(created.taskDefinition);
+      expect((await applyManifest(scheduler.url, serverManifest(server, 3))).status).toBe(200);
+      await waitFor(async () => (await describeService()).desiredCount === 3, {
+        timeoutMs: 20_000,
+        description: `service ${service} with desired count 3\n${logs.join("\n")}`,
+      });
+      // A change of replicas alone registers no new revision (the agents are not rolled).
+      expect((await describeService()).taskDefinition).toBe(created.taskDefinition);
 
-    const deleted = await fetch(`${scheduler.url}/v1/servers/${server}`, {
-      method: "DELETE",
-      signal: AbortSignal.timeout(5000),
-    });
-    expect(deleted.status).toBe(200);
-    await waitFor(
-      async () => {
-        const s = await describeService();
-        return s.status === undefined || s.status === "INACTIVE" || s.status === "DRAINING";
-      },
-      { timeoutMs: 30_000, description: `service ${service} deleted\n${logs.join("\n")}` },
-    );
-    expect(logs.some((l) => l.includes(`deleted service ${service}`))).toBe(true);
-    await controller.stop();
+      const deleted = await fetch(`${scheduler.url}/v1/servers/${server}`, {
+        method: "DELETE",
+        signal: AbortSignal.timeout(5000),
+      });
+      expect(deleted.status).toBe(200);
+      await waitFor(
+        async () => {
+          const s = await describeService();
+          return s.status === undefined || s.status === "INACTIVE" || s.status === "DRAINING";
+        },
+        { timeoutMs: 30_000, description: `service ${service} deleted\n${logs.join("\n")}` },
+      );
+      expect(logs.some((l) => l.includes(`deleted service ${service}`))).toBe(true);
+    } finally {
+      // Stopped here, not only in afterAll: a controller left running would act on the next test's Server.
+      await controller.stop();
+    }
   });
 
   it("reports a task definition ECS does not know, naming the variable, and keeps the Server's service absent", async () => {

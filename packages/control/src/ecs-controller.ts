@@ -15,6 +15,7 @@ import { TernError } from "@tern/core";
 import type { EcsSettings } from "./config.js";
 import type { ControlClient } from "./control-client.js";
 import {
+  AGENT_VARIABLES,
   agentEnvironment,
   type EcsAction,
   type ExistingService,
@@ -120,7 +121,7 @@ export function createEcsController(options: EcsControllerOptions): EcsControlle
     onServers(servers) {
       if (stopped) return;
       desired = servers;
-      void reconcile().then(markSynced);
+      reconcile().then(markSynced, (err: unknown) => logger.warn(`ECS controller: pass failed: ${errorText(err)}`));
     },
   });
 
@@ -219,10 +220,7 @@ export function createEcsController(options: EcsControllerOptions): EcsControlle
     if (known !== undefined) return known;
     const definition = await describeTaskDefinition(arn);
     const env = new Map((agentContainer(definition, arn).environment ?? []).map((e) => [e.name, e.value]));
-    const keys = [
-      ...Object.keys(agentEnvironment({ server: "", replicas: 0, serverConfig: "", capabilities: [] }, "")),
-      BASE_VARIABLE,
-    ];
+    const keys = [...AGENT_VARIABLES, BASE_VARIABLE];
     const fingerprint = fingerprintOf(Object.fromEntries(keys.map((k) => [k, env.get(k) ?? ""])));
     fingerprints.set(arn, fingerprint);
     return fingerprint;

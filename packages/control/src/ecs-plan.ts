@@ -47,8 +47,19 @@ export function taskDefinitionFor(
     : { variable: "TERN_ECS_TASK_DEFINITION_TERN_ONNX", base: taskDefinitions["tern-onnx"] };
 }
 
+/** The variables {@link agentEnvironment} sets. */
+export const AGENT_VARIABLES = [
+  "TERN_SCHEDULER_URL",
+  "TERN_AGENT_SERVER",
+  "TERN_AGENT_SERVER_TYPE",
+  "TERN_AGENT_CAPABILITIES",
+] as const;
+
 /** The variables an agent task needs to register as a replica of `server` (the local controller gives agents the same). */
-export function agentEnvironment(server: DesiredServer, schedulerUrl: string): Record<string, string> {
+export function agentEnvironment(
+  server: DesiredServer,
+  schedulerUrl: string,
+): Record<(typeof AGENT_VARIABLES)[number], string> {
   return {
     TERN_SCHEDULER_URL: schedulerUrl,
     TERN_AGENT_SERVER: server.server,
