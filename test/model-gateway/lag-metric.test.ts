@@ -1,4 +1,4 @@
-import { CloudWatchClient, GetMetricStatisticsCommand } from "@aws-sdk/client-cloudwatch";
+import { CloudWatchClient, GetMetricStatisticsCommand, ListMetricsCommand } from "@aws-sdk/client-cloudwatch";
 import type { BusMessage, MessageBus } from "@tern/core";
 import { waitFor } from "@tern/devstack";
 import { createKafkaBus, readConsumerLag } from "@tern/kafka";
@@ -6,7 +6,9 @@ import { createCloudWatchLagSink, createLagPublisher, heldPartitions, LAG_METRIC
 import { pino } from "pino";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type Emulator, startMoto } from "../helpers/emulators.js";
-import { kafkaBrokers } from "../helpers/services.js";
+import { dynamodbEndpoint, kafkaBrokers } from "../helpers/services.js";
+import { startSchedulerProcess, waitActive } from "../scheduler/scheduler-process.js";
+import { startModelGatewayProcess } from "./model-gateway-process.js";
 
 // The model gateway's lag metric end to end: a group reads and commits some records on the real broker, stops, and
 // more records arrive that nobody reads; the publisher measures the partitions the group held and puts the value to
@@ -105,5 +107,54 @@ describe("model gateway lag metric (real broker, moto CloudWatch)", () => {
       cloudwatch.destroy();
     }
     expect(LAG_METRIC).toEqual({ namespace: "Tern", metricName: "ModelGatewayLag", dimension: "Stage" });
+  });
+
+  it("is published by the model-gateway process when TERN_MODELGATEWAY_LAG_METRIC=cloudwatch", async () => {
+    const processStage = `${stage}-p`;
+    const scheduler = await startSchedulerProcess({
+      id: `lag-${suffix}`,
+      dynamodbEndpoint: dynamodbEndpoint(),
+      table: `tern-lag-${suffix}`,
+      env: { TERN_SCHEDULER_ENSURE_TABLE: "true" },
+    });
+    const cloudwatch = new CloudWatchClient({ region: REGION, endpoint: moto.url, credentials });
+    let gateway: Awaited<ReturnType<typeof startModelGatewayProcess>> | undefined;
+    try {
+      await waitActive(scheduler.url);
+      gateway = await startModelGatewayProcess({
+        id: "modelgateway-0",
+        schedulerUrl: scheduler.url,
+        brokers: kafkaBrokers(),
+        env: {
+          TERN_MODELGATEWAY_LAG_METRIC: "cloudwatch",
+          TERN_MODELGATEWAY_LAG_INTERVAL_MS: "1000",
+          TERN_STAGE: processStage,
+          TERN_CLOUDWATCH_ENDPOINT: moto.url,
+          AWS_REGION: REGION,
+          AWS_ACCESS_KEY_ID: credentials.accessKeyId,
+          AWS_SECRET_ACCESS_KEY: credentials.secretAccessKey,
+          AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: "true",
+        },
+      });
+      const metric = await waitFor(
+        async () => {
+          const out = await cloudwatch.send(
+            new ListMetricsCommand({
+              Namespace: "Tern",
+              MetricName: "ModelGatewayLag",
+              Dimensions: [{ Name: "Stage", Value: processStage }],
+            }),
+          );
+          return out.Metrics?.[0];
+        },
+        { timeoutMs: 30_000, intervalMs: 300, description: `Tern/ModelGatewayLag{Stage=${processStage}}` },
+      );
+      expect(metric.Dimensions).toEqual([{ Name: "Stage", Value: processStage }]);
+    } finally {
+      cloudwatch.destroy();
+      gateway?.kill("SIGTERM");
+      await gateway?.exited;
+      await scheduler.kill("SIGTERM");
+    }
   });
 });
