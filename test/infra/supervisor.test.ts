@@ -67,7 +67,7 @@ describe("process supervisor", () => {
       logFile: join(dir, "stubborn.log"),
     });
     // Only once the handler is installed does SIGTERM get ignored.
-    await waitFor(() => readFileSync(child.logFile, "utf8").includes("ready"), {
+    await waitFor(() => readFileSync(child.logFile!, "utf8").includes("ready"), {
       timeoutMs: 10_000,
       intervalMs: 20,
       description: "the stubborn child's handler",

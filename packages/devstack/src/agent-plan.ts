@@ -4,15 +4,10 @@
  * (scale up, scale down, delete, a crashed agent) is a unit test.
  */
 
-/** A Server as the scheduler reports it (`GET /v1/servers`). */
-export interface DesiredServer {
-  server: string;
-  /** `Server.spec.replicas` as the scheduler resolved it (0 for a Server being deleted). */
-  replicas: number;
-  serverConfig: string;
-  /** The Server's effective capabilities (type list, `capabilities` replacing it, `extraCapabilities` added). */
-  capabilities: readonly string[];
-}
+import { type AgentRuntime, agentRuntime, type DesiredServer } from "@tern/control";
+
+// The Server view and the runtime rule are shared with the ECS controller (@tern/control).
+export { type AgentRuntime, agentRuntime, type DesiredServer };
 
 /**
  * What the controller knows of one agent slot:
@@ -29,9 +24,6 @@ export interface RunningAgent {
   replica: number;
   state: AgentSlotState;
 }
-
-/** The agent runtimes Tern has (the agent's `TERN_AGENT_SERVER_TYPE`). */
-export type AgentRuntime = "tern-onnx" | "mlserver";
 
 /** An agent to start: its slot, the runtime it runs and what it must offer. */
 export interface AgentLaunch {
@@ -55,15 +47,6 @@ export interface AgentPlan {
    * start on a later plan, once `runtimeReady` says yes. Same order as `start`.
    */
   waiting: AgentLaunch[];
-}
-
-/**
- * The runtime a Server's agents run: `mlserver` for `serverConfig: mlserver` (an MLServer process per agent), the
- * built-in ONNX Runtime for everything else — `tern-onnx`, and a custom `serverConfig` whose `spec.capabilities` the
- * scheduler accepted (Tern has no other runtime to give it).
- */
-export function agentRuntime(serverConfig: string): AgentRuntime {
-  return serverConfig === "mlserver" ? "mlserver" : "tern-onnx";
 }
 
 /**

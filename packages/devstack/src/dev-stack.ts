@@ -1,6 +1,16 @@
 import { appendFileSync } from "node:fs";
 import { join } from "node:path";
 import { performance } from "node:perf_hooks";
+import {
+  createRestartPolicy,
+  createSupervisor,
+  type ExitInfo,
+  type ProcessSpec,
+  type RestartPolicy,
+  readLogTail,
+  type SupervisedProcess,
+  type Supervisor,
+} from "@tern/control";
 import { TernError } from "@tern/core";
 import { probeKafka } from "@tern/kafka";
 import { dynamoDbLocalProcessSpec } from "./dynamodb-local.js";
@@ -8,15 +18,6 @@ import { probeDynamoDb } from "./dynamodb-probe.js";
 import { ensureKafkaJars, kafkaBrokerProcessSpec, prepareKafkaBroker } from "./kafka-broker.js";
 import { acquireDevStackLock, type DevStackLock, killStaleChildren } from "./lock.js";
 import { isPortOpen } from "./ports.js";
-import { createRestartPolicy, type RestartPolicy } from "./restart-policy.js";
-import {
-  createSupervisor,
-  type ExitInfo,
-  type ProcessSpec,
-  readLogTail,
-  type SupervisedProcess,
-  type Supervisor,
-} from "./supervisor.js";
 import { requireJava } from "./tools.js";
 import { errorText, waitFor } from "./wait-for.js";
 
@@ -288,10 +289,12 @@ export function createDevStack(options: DevStackOptions): DevStack {
     if (state !== "running") return;
     let child: SupervisedProcess;
     try {
-      appendFileSync(
-        entry.spec.logFile,
-        `\n--- tern: ${new Date().toISOString()} restarting ${entry.name} (it stopped: ${how}) ---\n`,
-      );
+      if (entry.spec.logFile !== undefined) {
+        appendFileSync(
+          entry.spec.logFile,
+          `\n--- tern: ${new Date().toISOString()} restarting ${entry.name} (it stopped: ${how}) ---\n`,
+        );
+      }
       child = await spawnOwned({ ...entry.spec, appendLog: true });
     } catch (err) {
       // Stopping (the supervisor refuses new children), or the command is gone: the latter counts as a crash.

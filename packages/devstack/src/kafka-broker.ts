@@ -2,9 +2,9 @@ import { spawn, spawnSync } from "node:child_process";
 import { createHash, randomBytes } from "node:crypto";
 import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
+import type { ProcessSpec } from "@tern/control";
 import { TernError } from "@tern/core";
 import { repoRoot } from "./config.js";
-import type { ProcessSpec } from "./supervisor.js";
 import { requireMaven } from "./tools.js";
 
 /** The pom.xml whose dependencies are the broker's classpath. */

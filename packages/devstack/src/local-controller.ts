@@ -1,10 +1,19 @@
 import { isAbsolute, join, relative } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
-import { type AgentLaunch, type AgentRuntime, type DesiredServer, planAgents, slotKey } from "./agent-plan.js";
-import type { ControlClient } from "./control-client.js";
+import {
+  type AgentRuntime,
+  type ControlClient,
+  createRestartPolicy,
+  createServerFollower,
+  createSupervisor,
+  type DesiredServer,
+  type ExitInfo,
+  type RestartPolicy,
+  readLogTail,
+  type SupervisedProcess,
+} from "@tern/control";
+import { type AgentLaunch, planAgents, slotKey } from "./agent-plan.js";
 import type { DevStackLogger } from "./dev-stack.js";
-import { createRestartPolicy, type RestartPolicy } from "./restart-policy.js";
-import { createSupervisor, type ExitInfo, readLogTail, type SupervisedProcess } from "./supervisor.js";
 import { errorText } from "./wait-for.js";
 
 export { type AgentPlan, type DesiredServer, planAgents, type RunningAgent } from "./agent-plan.js";
@@ -13,10 +22,7 @@ export { type AgentPlan, type DesiredServer, planAgents, type RunningAgent } fro
  * The local controller: the dev stack's stand-in for the AWS controller that maps `Server.spec.replicas` to an ECS
  * desired count. It follows the scheduler's Servers and keeps one agent process per wanted replica index.
  *
- * Source of truth: `GET /v1/servers`, listed again whenever the watch stream (`GET /v1/watch`, live changes) reports a
- * server change or a reset, whenever the stream (re)opens, and every `resyncMs` as a safety net. When the stream
- * cannot be opened (scheduler down, or a standby answering 503) the controller keeps listing on its reconnect backoff,
- * so it degrades to polling rather than going blind.
+ * It follows the Servers as the ECS controller does (`createServerFollower` in @tern/control: list, watch, re-list).
  *
  * Each agent runs the runtime of its Server's `serverConfig` (`agentRuntime`: MLServer for `mlserver`, the built-in
  * ONNX Runtime otherwise) and advertises the Server's effective capabilities, the same list the scheduler places
@@ -117,9 +123,6 @@ export function createLocalController(options: LocalControllerOptions): LocalCon
   const restartDelayMs = options.restartDelayMs ?? 1000;
   const restartDelayMaxMs = options.restartDelayMaxMs ?? 30_000;
   const maxRestartsPerMinute = options.maxRestartsPerMinute ?? 5;
-  const resyncMs = options.resyncMs ?? 10_000;
-  const retryMaxMs = options.retryMaxMs ?? 2000;
-  const watchIdleTimeoutMs = options.watchIdleTimeoutMs ?? 45_000;
   const command = options.command ?? process.execPath;
   const args = options.args ?? ["--import", "tsx", "packages/agent/src/main.ts"];
 
@@ -129,15 +132,9 @@ export function createLocalController(options: LocalControllerOptions): LocalCon
     AgentRuntime,
     { state: "preparing" } | { state: "ready"; env: Record<string, string> } | { state: "failed"; reason: string }
   >();
-  const lifetime = new AbortController();
   let desired: DesiredServer[] | undefined;
   let stopped = false;
   let stopping: Promise<void> | undefined;
-  let resync: NodeJS.Timeout | undefined;
-  let markSynced: () => void = () => undefined;
-  const syncedOnce = new Promise<void>((resolve) => {
-    markSynced = resolve;
-  });
   // Said once per distinct situation, so a scheduler restart or an odd Server does not flood the console.
   const said = new Set<string>();
   const sayOnce = (key: string, message: string): void => {
@@ -321,73 +318,26 @@ export function createLocalController(options: LocalControllerOptions): LocalCon
     );
   }
 
-  let syncing = false;
-  let syncAgain = false;
-  async function sync(): Promise<void> {
-    if (syncing) {
-      syncAgain = true;
-      return;
-    }
-    syncing = true;
-    try {
-      do {
-        syncAgain = false;
-        try {
-          const servers = await client.listServers();
-          if (stopped) return;
-          desired = servers.map((s) => ({
-            server: s.name,
-            // A Server being deleted keeps its record until its models are gone; its agents go now (they drain).
-            replicas: s.state === "ServerTerminating" ? 0 : s.replicas,
-            serverConfig: s.serverConfig,
-            capabilities: s.capabilities,
-          }));
-          said.delete("list");
-          reconcile();
-          markSynced();
-        } catch (err) {
-          sayOnce("list", `local controller: cannot list servers yet (${errorText(err)}); retrying`);
-        }
-      } while (syncAgain && !stopped);
-    } finally {
-      syncing = false;
-    }
-  }
-
-  async function follow(): Promise<void> {
-    let delay = 250;
-    while (!stopped) {
-      try {
-        await client.watch({
-          signal: lifetime.signal,
-          idleTimeoutMs: watchIdleTimeoutMs,
-          onOpen: () => {
-            delay = 250;
-            said.delete("watch");
-            void sync();
-          },
-          onEvent: (event) => {
-            if (event.event === "reset" || event.kinds.includes("server")) void sync();
-          },
-        });
-      } catch (err) {
-        sayOnce("watch", `local controller: watch stream unavailable (${errorText(err)}); listing instead`);
-      }
+  const follower = createServerFollower({
+    client,
+    name: "local controller",
+    warn: (message) => logger.warn(message),
+    onServers(servers) {
       if (stopped) return;
-      void sync();
-      await sleep(delay, undefined, { signal: lifetime.signal }).catch(() => undefined);
-      delay = Math.min(retryMaxMs, delay * 2);
-    }
-  }
+      desired = servers;
+      reconcile();
+    },
+    ...(options.resyncMs === undefined ? {} : { resyncMs: options.resyncMs }),
+    ...(options.retryMaxMs === undefined ? {} : { retryMaxMs: options.retryMaxMs }),
+    ...(options.watchIdleTimeoutMs === undefined ? {} : { watchIdleTimeoutMs: options.watchIdleTimeoutMs }),
+  });
 
   return {
     start() {
       if (stopped) return;
-      void follow();
-      resync = setInterval(() => void sync(), resyncMs);
-      resync.unref();
+      follower.start();
     },
-    synced: () => syncedOnce,
+    synced: () => follower.synced(),
     agents() {
       return [...slots.values()]
         .filter((s): s is Slot & { state: LocalAgentInfo["state"] } => s.state !== "exited")
@@ -404,8 +354,7 @@ export function createLocalController(options: LocalControllerOptions): LocalCon
     stop() {
       stopping ??= (async () => {
         stopped = true;
-        lifetime.abort();
-        clearInterval(resync);
+        follower.stop();
         const live: SupervisedProcess[] = [];
         for (const slot of slots.values()) {
           clearTimeout(slot.timer);

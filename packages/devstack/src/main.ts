@@ -1,11 +1,11 @@
 import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { performance } from "node:perf_hooks";
+import { createControlClient } from "@tern/control";
 import { hasCode } from "@tern/core";
 import { formatServiceTable, shortPath } from "./banner.js";
 import { localComponents, localModelGatewayReplicas, localSchedulerUrl, reservedServices } from "./components.js";
 import { loadDevStackConfig, repoRoot } from "./config.js";
-import { createControlClient } from "./control-client.js";
 import { createDevStack } from "./dev-stack.js";
 import { createLocalController } from "./local-controller.js";
 import { type PythonEnvRun, runPythonEnv } from "./python-env.js";

@@ -1,7 +1,7 @@
 import { readdirSync, readFileSync, statSync } from "node:fs";
 import { join } from "node:path";
+import type { ControlClient, ModelSummary } from "@tern/control";
 import { TernError } from "@tern/core";
-import type { ControlClient, ModelSummary } from "./control-client.js";
 import { waitFor } from "./wait-for.js";
 
 /** The iris row `npm start` sends (Fisher's first row, a setosa) and the class the model must answer. */

@@ -1,5 +1,8 @@
 import { setTimeout as sleep } from "node:timers/promises";
+import { errorText } from "@tern/control";
 import { TernError } from "@tern/core";
+
+export { errorText };
 
 /** Options of {@link waitFor}. */
 export interface WaitForOptions {
@@ -49,10 +52,4 @@ export async function waitFor<T>(
       signal?.throwIfAborted();
     });
   }
-}
-
-/** A short one-line text for an unknown thrown value. */
-export function errorText(err: unknown): string {
-  if (err instanceof Error) return err.message.split("\n")[0] || err.name;
-  return String(err);
 }

@@ -321,6 +321,60 @@ export function ensureTopics(
   });
 }
 
+/** Partitions of a consumer group to measure, per topic. */
+export interface GroupPartitions {
+  groupId: string;
+  partitions: Record<string, readonly number[]>;
+}
+
+/**
+ * The consumer lag of the given partitions of the given groups, summed: for each partition, its end offset minus the
+ * group's committed offset — records written that the group has not finished. A partition the group never committed
+ * counts 0 (a group without a commit starts at the partition's end, so nothing before it is waiting). One short-lived
+ * admin client, one deadline for the whole call.
+ * @throws TernError `unavailable` or `timeout` when the brokers do not answer in time.
+ */
+export function readConsumerLag(
+  brokers: readonly string[],
+  groups: readonly GroupPartitions[],
+  options: KafkaAdminCallOptions = {},
+): Promise<number> {
+  const timeoutMs = options.timeoutMs ?? 10_000;
+  const what = "read consumer lag";
+  return withAdmin(brokers, "tern-lag", { ...options, timeoutMs }, (admin) =>
+    withDeadline(
+      (async () => {
+        await admin.connect();
+        const ends = new Map<string, Map<number, bigint>>();
+        let lag = 0n;
+        for (const group of groups) {
+          const topics = Object.keys(group.partitions).filter((t) => (group.partitions[t] ?? []).length > 0);
+          if (topics.length === 0) continue;
+          for (const { topic, partitions } of await admin.fetchOffsets({ groupId: group.groupId, topics })) {
+            let end = ends.get(topic);
+            if (end === undefined) {
+              end = new Map((await admin.fetchTopicOffsets(topic)).map((p) => [p.partition, BigInt(p.high)]));
+              ends.set(topic, end);
+            }
+            const wanted = new Set(group.partitions[topic]);
+            for (const p of partitions) {
+              const committed = BigInt(p.offset);
+              if (!wanted.has(p.partition) || committed < 0n) continue;
+              const high = end.get(p.partition) ?? committed;
+              if (high > committed) lag += high - committed;
+            }
+          }
+        }
+        return Number(lag);
+      })(),
+      timeoutMs,
+      what,
+    ).catch((err: unknown) => {
+      throw fromKafkaError(err, what);
+    }),
+  );
+}
+
 // ---------------------------------------------------------------------------------------------------------------
 // The bus
 

@@ -19,6 +19,21 @@ export const modelGatewayEnvSchema = sharedEnvSchema.extend({
   TERN_MODELGATEWAY_ROUTE_WAIT_MS: envVar.int(5000, 0),
   /** Grace for in-flight records on SIGTERM before the process exits anyway. */
   TERN_MODELGATEWAY_DRAIN_MS: envVar.int(15_000, 0),
+  /**
+   * Publish this replica's consumer lag (records waiting on the partitions it holds) as the CloudWatch metric
+   * `Tern/ModelGatewayLag` with dimension `Stage` (the AWS stack autoscales the model gateway on it): `cloudwatch`, or
+   * `off`.
+   */
+  TERN_MODELGATEWAY_LAG_METRIC: z.enum(["off", "cloudwatch"]).default("off"),
+  /** How often the lag is published. */
+  TERN_MODELGATEWAY_LAG_INTERVAL_MS: envVar.int(60_000, 1_000),
+  /** The installation's stage: the metric's `Stage` dimension. */
+  TERN_STAGE: z
+    .string()
+    .regex(/^[a-zA-Z0-9][a-zA-Z0-9-]{0,39}$/, "letters, digits and - only, at most 40 characters")
+    .default("dev"),
+  /** Another CloudWatch endpoint (a local emulator such as moto server); unset: AWS's. */
+  TERN_CLOUDWATCH_ENDPOINT: z.string().url().optional(),
 });
 export type ModelGatewayConfig = z.infer<typeof modelGatewayEnvSchema>;
 

@@ -1,9 +1,10 @@
 import { createTopicNames, createWorkerClient, exitAfter, hasCode, runEntry, stopSignal } from "@tern/core";
 import { createSchedulerWatchSource } from "@tern/gateway";
-import { createKafkaBus, kafkaSecurityFromConfig } from "@tern/kafka";
+import { createKafkaBus, kafkaSecurityFromConfig, readConsumerLag } from "@tern/kafka";
 import { pino } from "pino";
 import { bucketAssignmentSource } from "./assignment-source.js";
 import { loadModelGatewayConfig } from "./config.js";
+import { createCloudWatchLagSink, createLagPublisher, heldPartitions } from "./lag-metric.js";
 import { createModelGateway } from "./model-gateway.js";
 
 /**
@@ -56,12 +57,33 @@ async function main(): Promise<number> {
     routeWaitMs: config.TERN_MODELGATEWAY_ROUTE_WAIT_MS,
   });
   await gateway.start();
+  const brokers = config.KAFKA_BROKERS;
+  const sink =
+    config.TERN_MODELGATEWAY_LAG_METRIC === "cloudwatch"
+      ? createCloudWatchLagSink({
+          stage: config.TERN_STAGE,
+          region: config.AWS_REGION,
+          ...(config.TERN_CLOUDWATCH_ENDPOINT ? { endpoint: config.TERN_CLOUDWATCH_ENDPOINT } : {}),
+        })
+      : undefined;
+  const lag =
+    sink &&
+    createLagPublisher({
+      readLag: () =>
+        readConsumerLag(brokers, heldPartitions(gateway.buckets()), { security: kafkaSecurityFromConfig(config) }),
+      sink,
+      intervalMs: config.TERN_MODELGATEWAY_LAG_INTERVAL_MS,
+      logger: logger.child({ part: "lag-metric" }),
+    });
+  lag?.start();
   // One line on stdout that process supervisors and tests wait for.
   process.stdout.write(`tern model-gateway ${config.TERN_MODELGATEWAY_ID} running\n`);
 
   await stopSignal(logger, "draining");
   const drainMs = config.TERN_MODELGATEWAY_DRAIN_MS;
   exitAfter(drainMs, () => logger.error({ drainMs }, "drain grace period over: exiting anyway"));
+  await lag?.stop();
+  sink?.close();
   await gateway.stop();
   logger.info("stopped");
   return 0;

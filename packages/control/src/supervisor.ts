@@ -19,8 +19,11 @@ export interface ProcessSpec {
   cwd?: string;
   /** Full environment of the child. @default process.env */
   env?: NodeJS.ProcessEnv;
-  /** stdout and stderr go to this file, truncated at start (a pipe would stall the child once the parent stops reading). */
-  logFile: string;
+  /**
+   * stdout and stderr go to this file, truncated at start (a pipe would stall the child once the parent stops reading).
+   * Unset: the child writes to this process's own stdout and stderr (a container's log stream).
+   */
+  logFile?: string;
   /** Append to `logFile` instead of truncating it: a restart keeps the log of the run that crashed. @default false */
   appendLog?: boolean;
 }
@@ -29,7 +32,8 @@ export interface ProcessSpec {
 export interface SupervisedProcess {
   readonly name: string;
   readonly pid: number;
-  readonly logFile: string;
+  /** Undefined when the child shares this process's stdout and stderr. */
+  readonly logFile: string | undefined;
   /** Resolves when the child has exited, for whatever reason. */
   readonly exited: Promise<ExitInfo>;
   /** True once the child has exited. */
@@ -70,16 +74,19 @@ export function createSupervisor(options: SupervisorOptions = {}): Supervisor {
 
   async function spawnChild(spec: ProcessSpec): Promise<SupervisedProcess> {
     if (closed) throw new TernError("unavailable", `not starting ${spec.name}: the supervisor is stopping`);
-    mkdirSync(dirname(spec.logFile), { recursive: true });
-    // One log per run, so the tail quoted in an error belongs to this run; a restart appends after the crash.
-    const fd = openSync(spec.logFile, spec.appendLog === true ? "a" : "w");
+    let fd: number | undefined;
+    if (spec.logFile !== undefined) {
+      mkdirSync(dirname(spec.logFile), { recursive: true });
+      // One log per run, so the tail quoted in an error belongs to this run; a restart appends after the crash.
+      fd = openSync(spec.logFile, spec.appendLog === true ? "a" : "w");
+    }
     let child: ReturnType<typeof spawn>;
     try {
       child = spawn(spec.command, [...spec.args], {
         cwd: spec.cwd,
         env: spec.env ?? process.env,
         detached: true,
-        stdio: ["ignore", fd, fd],
+        stdio: ["ignore", fd ?? "inherit", fd ?? "inherit"],
       });
       await new Promise<void>((resolve, reject) => {
         child.once("spawn", resolve);
@@ -92,7 +99,7 @@ export function createSupervisor(options: SupervisorOptions = {}): Supervisor {
       });
     } finally {
       // The child holds its own copy of the descriptor.
-      closeSync(fd);
+      if (fd !== undefined) closeSync(fd);
     }
     const pid = child.pid!;
     if (closed) {
@@ -167,7 +174,8 @@ function killGroup(pid: number, signal: NodeJS.Signals): void {
 }
 
 /** The last `maxLines` lines of a log file (reads at most its last 64 KiB), for error messages. */
-export function readLogTail(file: string, maxLines = 15): string {
+export function readLogTail(file: string | undefined, maxLines = 15): string {
+  if (file === undefined) return "";
   try {
     const size = statSync(file).size;
     const length = Math.min(size, 65_536);
