@@ -64,6 +64,34 @@ export function Control({ stack, app }: StackContext) {
       resources: [`arn:aws:ecs:${region}:${account}:service/${agents.cluster.clusterName}/*`],
     }),
   );
+  // The ECS controller (packages/control/src/ecs-controller.ts) lists the agent cluster's services, registers one task
+  // definition per Server (family tern-<stage>-<server>, from the server type's base, which it describes) and tags
+  // what it creates with the stage. List/Describe/RegisterTaskDefinition have no resource-level permissions.
+  taskRole.addToPolicy(
+    new iam.PolicyStatement({
+      sid: "ListAgentServices",
+      actions: ["ecs:ListServices"],
+      resources: ["*"],
+      conditions: { ArnEquals: { "ecs:cluster": agents.cluster.clusterArn } },
+    }),
+  );
+  taskRole.addToPolicy(
+    new iam.PolicyStatement({
+      sid: "AgentTaskDefinitions",
+      actions: ["ecs:DescribeTaskDefinition", "ecs:RegisterTaskDefinition"],
+      resources: ["*"],
+    }),
+  );
+  taskRole.addToPolicy(
+    new iam.PolicyStatement({
+      sid: "TagAgentResources",
+      actions: ["ecs:TagResource"],
+      resources: [
+        `arn:aws:ecs:${region}:${account}:service/${agents.cluster.clusterName}/*`,
+        `arn:aws:ecs:${region}:${account}:task-definition/tern-${app.stage}-*:*`,
+      ],
+    }),
+  );
   taskRole.addToPolicy(
     new iam.PolicyStatement({
       sid: "PassAgentRoles",

@@ -58,6 +58,8 @@ export function ModelGateway({ stack, app }: StackContext) {
       TERN_TOPIC_PREFIX: config.TERN_TOPIC_PREFIX,
       TERN_NAMESPACE: config.TERN_NAMESPACE,
       TERN_SCHEDULER_URL: SCHEDULER_URL,
+      // The lag the service scales on (Tern/ModelGatewayLag, dimension Stage = TERN_STAGE), published every 60 s.
+      TERN_MODELGATEWAY_LAG_METRIC: "cloudwatch",
       ...streaming.kafkaEnv,
     },
     secrets: { TERN_SCHEDULER_TOKEN: ecs.Secret.fromSecretsManager(schedulerToken), ...streaming.kafkaSecrets },

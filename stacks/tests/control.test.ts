@@ -66,18 +66,38 @@ describe("Control stack", () => {
 
   it("lets the control task change ECS services of the agents' cluster only", () => {
     const statements = Object.values(control.findResources("AWS::IAM::Policy")).flatMap(
-      (p) => p.Properties.PolicyDocument.Statement as { Action: string | string[]; Resource: unknown }[],
+      (p) =>
+        p.Properties.PolicyDocument.Statement as {
+          Action: string | string[];
+          Resource: unknown;
+          Condition?: unknown;
+        }[],
     );
-    const ecsStatements = statements.filter((s) => [s.Action].flat().some((a) => a.startsWith("ecs:")));
-    expect(ecsStatements).toHaveLength(1);
-    expect([ecsStatements[0]!.Action].flat().sort()).toEqual([
+    const actions = (s: { Action: string | string[] }) => [s.Action].flat().sort();
+    const ecsStatements = statements.filter((s) => actions(s).some((a) => a.startsWith("ecs:")));
+    // What the ECS controller calls (packages/control/src/ecs-controller.ts), and nothing else.
+    expect(ecsStatements.flatMap(actions).sort()).toEqual([
       "ecs:CreateService",
       "ecs:DeleteService",
       "ecs:DescribeServices",
+      "ecs:DescribeTaskDefinition",
+      "ecs:ListServices",
+      "ecs:RegisterTaskDefinition",
+      "ecs:TagResource",
       "ecs:UpdateService",
     ]);
-    const resource = JSON.stringify(ecsStatements[0]!.Resource);
-    expect(resource).toContain(":service/");
-    expect(resource).toContain("AgentsCluster");
+    const changing = ecsStatements.filter((s) =>
+      actions(s).some((a) => /Service$/.test(a) && a !== "ecs:ListServices"),
+    );
+    for (const s of changing) {
+      const resource = JSON.stringify(s.Resource);
+      expect(resource).toContain(":service/");
+      expect(resource).toContain("AgentsCluster");
+    }
+    const [list] = ecsStatements.filter((s) => actions(s).includes("ecs:ListServices"));
+    expect(JSON.stringify(list!.Condition)).toContain("AgentsCluster");
+    const [tag] = ecsStatements.filter((s) => actions(s).includes("ecs:TagResource"));
+    expect(JSON.stringify(tag!.Resource)).toContain(":task-definition/tern-test-*");
+    expect(JSON.stringify(tag!.Resource)).not.toContain('"*"');
   });
 });

@@ -15,7 +15,17 @@ async function scalingOf(partitions: string) {
   ) as [string, Resource][];
   expect(targets).toHaveLength(1);
   const policies = Object.values(template.findResources("AWS::ApplicationAutoScaling::ScalingPolicy")) as Resource[];
-  return { targetId: targets[0]![0], target: targets[0]![1].Properties, policies: policies.map((p) => p.Properties) };
+  const [taskDefinition] = Object.values(template.findResources("AWS::ECS::TaskDefinition")) as Resource[];
+  const container = (
+    taskDefinition!.Properties.ContainerDefinitions as { Environment: { Name: string; Value: unknown }[] }[]
+  )[0]!;
+  const env = Object.fromEntries(container.Environment.map((e) => [e.Name, e.Value]));
+  return {
+    targetId: targets[0]![0],
+    target: targets[0]![1].Properties,
+    policies: policies.map((p) => p.Properties),
+    env,
+  };
 }
 
 describe("ModelGateway stack", () => {
@@ -45,5 +55,7 @@ describe("ModelGateway stack", () => {
       },
       TargetValue: 100,
     });
+    // …which the model gateway publishes only when told to, under the stage the policy names.
+    expect(four.env).toMatchObject({ TERN_MODELGATEWAY_LAG_METRIC: "cloudwatch", TERN_STAGE: "test" });
   });
 });
