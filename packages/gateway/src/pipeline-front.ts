@@ -18,7 +18,6 @@ import {
   tensorsFromOip,
 } from "@tern/core";
 import type { Logger } from "pino";
-import { createCoalescingProducer } from "./coalescing-producer.js";
 import { GatewayError } from "./errors.js";
 
 /** Headers of an error record, as the model gateway and the dataflow workers write them (docs/dataflow.md). */
@@ -286,8 +285,8 @@ export function createPipelineFront(options: PipelineFrontOptions): PipelineFron
         await Promise.race([ensureReading(pipeline), answer]);
         const partition = partitionForRequest(requestId, partitions);
         const wire = tensorsFromOip(inputs, false);
-        // One HTTP request is one record: coalesced, the records of concurrent requests share a produce round trip.
-        producer ??= createCoalescingProducer(bus.producer());
+        // One HTTP request is one record; the bus's producer sends those of concurrent requests together.
+        producer ??= bus.producer();
         const produced = producer
           .send([
             {
