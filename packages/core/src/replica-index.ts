@@ -26,6 +26,12 @@ export const replicaIdEnvSchema = z.object({
 /** The value of an id variable (TERN_MODELGATEWAY_ID, TERN_DATAFLOW_ID, TERN_AGENT_REPLICA) that asks for a claim. */
 export const AUTO_REPLICA_ID = "auto";
 
+/**
+ * Exit code of a process that lost its claimed id (EX_TEMPFAIL): it stops at once rather than run with an id another
+ * replica may now hold; its supervisor (ECS) starts a fresh process, which claims again.
+ */
+export const LOST_REPLICA_ID_EXIT_CODE = 75;
+
 /** The subset of a pino logger the claim uses. */
 export interface ReplicaIndexLogger {
   info(obj: object, msg: string): void;

@@ -1,0 +1,50 @@
+import { hasCode, type ReplicaIndexClaim } from "@tern/core";
+import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { loadModelGatewayConfig } from "../../packages/model-gateway/src/config.js";
+import { createReplicaIdStore, resolveModelGatewayId } from "../../packages/model-gateway/src/replica-id.js";
+import { ensureTable } from "../../packages/scheduler/src/store/dynamodb-store.js";
+import { dynamodbEndpoint } from "../helpers/services.js";
+
+describe("TERN_*_ID=auto on DynamoDB Local", () => {
+  const table = `tern-auto-ids-${Date.now().toString(36)}-${process.pid}`;
+  let env: Record<string, string>;
+  const claims: ReplicaIndexClaim[] = [];
+  const stores: Array<{ close(): Promise<void> }> = [];
+
+  beforeAll(async () => {
+    await ensureTable({ endpoint: dynamodbEndpoint(), region: "us-east-1", table });
+    env = { DYNAMODB_ENDPOINT: dynamodbEndpoint(), TERN_TABLE: table, TERN_REPLICA_ID_WAIT_MS: "300" };
+  });
+  afterEach(async () => {
+    await Promise.all(claims.splice(0).map((c) => c.release()));
+  });
+  afterAll(async () => {
+    await Promise.all(stores.map((s) => s.close()));
+  });
+
+  /** What the model gateway's main does with its environment before it registers with the scheduler. */
+  async function startModelGateway(vars: Record<string, string>): Promise<string> {
+    const config = loadModelGatewayConfig({ ...env, ...vars });
+    const store = createReplicaIdStore(config);
+    stores.push(store);
+    const resolved = await resolveModelGatewayId(config, { store, onLost: () => {} });
+    if (resolved.claim) claims.push(resolved.claim);
+    return resolved.id;
+  }
+
+  it("gives two model gateways started with auto modelgateway-0 and modelgateway-1", async () => {
+    const vars = { TERN_MODELGATEWAY_ID: "auto", KAFKA_PARTITIONS: "2" };
+    expect(await startModelGateway(vars)).toBe("modelgateway-0");
+    expect(await startModelGateway(vars)).toBe("modelgateway-1");
+    const err = await startModelGateway(vars).catch((e: unknown) => e);
+    expect(hasCode(err, "unavailable")).toBe(true);
+    expect((err as Error).message).toMatch(/all 2 model-gateway ids are taken.*KAFKA_PARTITIONS/);
+  });
+
+  it("keeps an explicit model-gateway id as it is, claiming nothing", async () => {
+    expect(await startModelGateway({ TERN_MODELGATEWAY_ID: "modelgateway-1", KAFKA_PARTITIONS: "2" })).toBe(
+      "modelgateway-1",
+    );
+    expect(claims).toHaveLength(0);
+  });
+});
