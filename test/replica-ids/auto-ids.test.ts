@@ -1,5 +1,10 @@
 import { hasCode, type ReplicaIndexClaim } from "@tern/core";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { loadDataflowConfig } from "../../packages/dataflow/src/config.js";
+import {
+  createReplicaIdStore as createDataflowIdStore,
+  resolveDataflowId,
+} from "../../packages/dataflow/src/replica-id.js";
 import { loadModelGatewayConfig } from "../../packages/model-gateway/src/config.js";
 import { createReplicaIdStore, resolveModelGatewayId } from "../../packages/model-gateway/src/replica-id.js";
 import { ensureTable } from "../../packages/scheduler/src/store/dynamodb-store.js";
@@ -22,12 +27,18 @@ describe("TERN_*_ID=auto on DynamoDB Local", () => {
     await Promise.all(stores.map((s) => s.close()));
   });
 
+  function track<S extends { close(): Promise<void> }>(store: S): S {
+    stores.push(store);
+    return store;
+  }
+
   /** What the model gateway's main does with its environment before it registers with the scheduler. */
   async function startModelGateway(vars: Record<string, string>): Promise<string> {
     const config = loadModelGatewayConfig({ ...env, ...vars });
-    const store = createReplicaIdStore(config);
-    stores.push(store);
-    const resolved = await resolveModelGatewayId(config, { store, onLost: () => {} });
+    const resolved = await resolveModelGatewayId(config, {
+      store: track(createReplicaIdStore(config)),
+      onLost: () => {},
+    });
     if (resolved.claim) claims.push(resolved.claim);
     return resolved.id;
   }
@@ -39,6 +50,23 @@ describe("TERN_*_ID=auto on DynamoDB Local", () => {
     const err = await startModelGateway(vars).catch((e: unknown) => e);
     expect(hasCode(err, "unavailable")).toBe(true);
     expect((err as Error).message).toMatch(/all 2 model-gateway ids are taken.*KAFKA_PARTITIONS/);
+  });
+
+  /** What the dataflow worker's main does with its environment before it registers with the scheduler. */
+  async function startDataflow(vars: Record<string, string>): Promise<string> {
+    const config = loadDataflowConfig({ ...env, ...vars });
+    const resolved = await resolveDataflowId(config, { store: track(createDataflowIdStore(config)), onLost: () => {} });
+    if (resolved.claim) claims.push(resolved.claim);
+    return resolved.id;
+  }
+
+  it("gives dataflow workers started with auto dataflow-0, dataflow-1, up to TERN_DATAFLOW_ID_MAX", async () => {
+    const vars = { TERN_DATAFLOW_ID: "auto", TERN_DATAFLOW_ID_MAX: "2" };
+    expect(await startDataflow(vars)).toBe("dataflow-0");
+    expect(await startDataflow(vars)).toBe("dataflow-1");
+    const err = await startDataflow(vars).catch((e: unknown) => e);
+    expect((err as Error).message).toMatch(/all 2 dataflow ids are taken.*TERN_DATAFLOW_ID_MAX/);
+    expect(await startDataflow({ TERN_DATAFLOW_ID: "dataflow-7" })).toBe("dataflow-7");
   });
 
   it("keeps an explicit model-gateway id as it is, claiming nothing", async () => {

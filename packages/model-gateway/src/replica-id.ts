@@ -3,6 +3,7 @@ import {
   claimReplicaIndex,
   type ReplicaIndexClaim,
   type ReplicaIndexLogger,
+  type SharedConfig,
   type StateStore,
 } from "@tern/core";
 import { createDynamoDbStore } from "@tern/scheduler/dynamodb-store";
@@ -15,7 +16,9 @@ export interface ResolvedModelGatewayId {
 }
 
 /** The state table (TERN_TABLE) the `auto` claim is written to. */
-export function createReplicaIdStore(config: ModelGatewayConfig): StateStore {
+export function createReplicaIdStore(
+  config: Pick<SharedConfig, "DYNAMODB_ENDPOINT" | "AWS_REGION" | "TERN_TABLE">,
+): StateStore {
   return createDynamoDbStore({
     ...(config.DYNAMODB_ENDPOINT ? { endpoint: config.DYNAMODB_ENDPOINT } : {}),
     region: config.AWS_REGION,
