@@ -1,5 +1,10 @@
 import { hasCode, type ReplicaIndexClaim } from "@tern/core";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { loadAgentConfig } from "../../packages/agent/src/config.js";
+import {
+  createReplicaIdStore as createAgentIdStore,
+  resolveAgentReplica,
+} from "../../packages/agent/src/replica-id.js";
 import { loadDataflowConfig } from "../../packages/dataflow/src/config.js";
 import {
   createReplicaIdStore as createDataflowIdStore,
@@ -67,6 +72,24 @@ describe("TERN_*_ID=auto on DynamoDB Local", () => {
     const err = await startDataflow(vars).catch((e: unknown) => e);
     expect((err as Error).message).toMatch(/all 2 dataflow ids are taken.*TERN_DATAFLOW_ID_MAX/);
     expect(await startDataflow({ TERN_DATAFLOW_ID: "dataflow-7" })).toBe("dataflow-7");
+  });
+
+  /** What the agent's main does with its environment before it registers with the scheduler. */
+  async function startAgent(vars: Record<string, string>): Promise<number> {
+    const config = loadAgentConfig({ ...env, ...vars });
+    const resolved = await resolveAgentReplica(config, { store: track(createAgentIdStore(config)), onLost: () => {} });
+    if (resolved.claim) claims.push(resolved.claim);
+    return resolved.replica;
+  }
+
+  it("numbers agents started with auto per Server, up to TERN_AGENT_REPLICA_MAX", async () => {
+    const a = { TERN_AGENT_SERVER: "auto-a", TERN_AGENT_REPLICA: "auto", TERN_AGENT_REPLICA_MAX: "2" };
+    expect(await startAgent(a)).toBe(0);
+    expect(await startAgent(a)).toBe(1);
+    expect(await startAgent({ ...a, TERN_AGENT_SERVER: "auto-b" })).toBe(0);
+    const err = await startAgent(a).catch((e: unknown) => e);
+    expect((err as Error).message).toMatch(/all 2 auto-a agent ids are taken.*TERN_AGENT_REPLICA_MAX/);
+    expect(await startAgent({ TERN_AGENT_SERVER: "auto-a", TERN_AGENT_REPLICA: "5" })).toBe(5);
   });
 
   it("keeps an explicit model-gateway id as it is, claiming nothing", async () => {
