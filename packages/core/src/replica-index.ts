@@ -190,8 +190,12 @@ export async function claimReplicaIndex(options: ReplicaIndexOptions): Promise<R
     if (!lost && !released) scheduleRenew();
   }
 
+  /** The renewal in flight, which release() lets finish first: a renewal landing after the release would take the index again. */
+  let renewing: Promise<void> = Promise.resolve();
   function scheduleRenew(): void {
-    renewTimer = setTimeout(() => void renew(), renewEveryMs);
+    renewTimer = setTimeout(() => {
+      renewing = renew();
+    }, renewEveryMs);
   }
 
   armDeadline();
@@ -206,6 +210,7 @@ export async function claimReplicaIndex(options: ReplicaIndexOptions): Promise<R
       released ??= (async () => {
         clearTimeout(renewTimer);
         clearTimeout(deadlineTimer);
+        await renewing;
         try {
           await withTimeout(store.releaseLease(name, holder, mine.token), ttlMs);
           log.info({ kind, index: mine.index }, "released replica index");
