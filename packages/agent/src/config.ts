@@ -1,4 +1,12 @@
-import { envVar, parseEnv, safeParseQuantity, sharedEnvSchema } from "@tern/core";
+import {
+  AUTO_REPLICA_ID,
+  envVar,
+  parseEnv,
+  replicaIdEnvSchema,
+  safeParseQuantity,
+  sharedEnvSchema,
+  TernError,
+} from "@tern/core";
 import { z } from "zod";
 
 const quantity = (fallback: string) =>
@@ -35,14 +43,19 @@ const preloadList = z.string().transform((v, ctx) => {
 });
 
 /** Every variable the agent reads, with its default. Keys are the variable names (see `.env.example`). */
-export const agentEnvSchema = sharedEnvSchema.extend({
+export const agentEnvSchema = sharedEnvSchema.extend(replicaIdEnvSchema.shape).extend({
   /** The Server (manifest name) this agent is a replica of. */
   TERN_AGENT_SERVER: z
     .string()
     .regex(/^[A-Za-z0-9_-]+$/, "letters, digits, - and _ only")
     .default("mlserver"),
-  /** This replica's index within the server (0-based). */
-  TERN_AGENT_REPLICA: envVar.int(0),
+  /**
+   * This replica's index within the server (0-based). `auto` (ECS, where every task has the same environment) claims
+   * the lowest free index below TERN_AGENT_REPLICA_MAX for this Server in TERN_TABLE at start (docs/replica-ids.md).
+   */
+  TERN_AGENT_REPLICA: z.union([z.literal(AUTO_REPLICA_ID), z.coerce.number().int().min(0)]).default(0),
+  /** With TERN_AGENT_REPLICA=auto: replica numbers are 0 .. max-1 per Server; at least the Server's maxReplicas. */
+  TERN_AGENT_REPLICA_MAX: envVar.int(16, 1),
   /**
    * The server type (`Server.spec.serverConfig`): `tern-onnx` (built-in ONNX Runtime) or `mlserver` (an MLServer
    * process per agent, from the venv of `scripts/python-env.sh mlserver`).
@@ -50,8 +63,15 @@ export const agentEnvSchema = sharedEnvSchema.extend({
   TERN_AGENT_SERVER_TYPE: z.enum(["tern-onnx", "mlserver"]).default("tern-onnx"),
   /** Interface the REST and gRPC servers bind. */
   TERN_AGENT_HOST: z.string().default("127.0.0.1"),
-  /** Host put in the endpoints reported to the scheduler (defaults to TERN_AGENT_HOST). */
+  /**
+   * Host put in the endpoints reported to the scheduler (defaults to TERN_AGENT_HOST). `ecs`: the task's private IPv4
+   * address, read at start from the ECS task metadata endpoint v4 (ECS_CONTAINER_METADATA_URI_V4).
+   */
   TERN_AGENT_ADVERTISE_HOST: z.string().optional(),
+  /** Set by the ECS container agent in every container; read for TERN_AGENT_ADVERTISE_HOST=ecs. */
+  ECS_CONTAINER_METADATA_URI_V4: z.string().url().optional(),
+  /** Deadline of the read of the ECS task metadata endpoint, ms. */
+  TERN_AGENT_ECS_METADATA_TIMEOUT_MS: envVar.int(5_000, 1),
   /** OIP REST port; 0 picks a free port. */
   TERN_AGENT_HTTP_PORT: envVar.port(9500),
   /** OIP gRPC port; 0 picks a free port. */
@@ -117,9 +137,19 @@ export const agentEnvSchema = sharedEnvSchema.extend({
   TERN_AGENT_ORT_THREADS: envVar.int(1, 0),
 });
 
+/** The TERN_AGENT_ADVERTISE_HOST value that asks for the ECS task's private IPv4 address. */
+export const ECS_ADVERTISE_HOST = "ecs";
+
 export type AgentConfig = z.infer<typeof agentEnvSchema>;
 
 /** Reads the agent's configuration once at the process edge; a bad variable fails with its name. */
 export function loadAgentConfig(env: Record<string, string | undefined> = process.env): AgentConfig {
-  return parseEnv(agentEnvSchema, env);
+  const config = parseEnv(agentEnvSchema, env);
+  if (config.TERN_AGENT_ADVERTISE_HOST === ECS_ADVERTISE_HOST && !config.ECS_CONTAINER_METADATA_URI_V4) {
+    throw new TernError(
+      "config.invalid",
+      "invalid configuration:\n  TERN_AGENT_ADVERTISE_HOST: ecs reads the task's address from ECS_CONTAINER_METADATA_URI_V4, which is unset (it is set by ECS inside a task)",
+    );
+  }
+  return config;
 }

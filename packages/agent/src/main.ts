@@ -12,6 +12,7 @@
  * TERN_AGENT_DRAIN_TIMEOUT_MS), deregister, stop and exit 0. A second signal exits at once.
  */
 import { resolve } from "node:path";
+import { LOST_REPLICA_ID_EXIT_CODE } from "@tern/core";
 import { pino } from "pino";
 import { createAgent } from "./agent.js";
 import { createArtifactFetcher } from "./artifacts/artifact-fetcher.js";
@@ -19,7 +20,9 @@ import { createGcsSource } from "./artifacts/gcs-source.js";
 import { createHttpSource } from "./artifacts/http-source.js";
 import { createS3Source } from "./artifacts/s3-source.js";
 import { createSecretsDir } from "./artifacts/secrets.js";
-import { loadAgentConfig } from "./config.js";
+import { ECS_ADVERTISE_HOST, loadAgentConfig } from "./config.js";
+import { readEcsTaskIpv4 } from "./ecs-metadata.js";
+import { createReplicaIdStore, resolveAgentReplica } from "./replica-id.js";
 import { createMlserverRuntime, MODEL_SETTINGS_FILE } from "./runtime/mlserver-runtime.js";
 import type { ModelRuntime } from "./runtime/model-runtime.js";
 import { createOnnxRuntime } from "./runtime/onnx-runtime.js";
@@ -36,20 +39,42 @@ async function main(): Promise<void> {
     console.error(err instanceof Error ? err.message : err);
     process.exit(2);
   }
-  const logger = pino({
-    level: config.LOG_LEVEL,
-    base: { component: "agent", server: config.TERN_AGENT_SERVER, replica: config.TERN_AGENT_REPLICA },
-  });
+  const baseLogger = pino({ level: config.LOG_LEVEL, base: { component: "agent", server: config.TERN_AGENT_SERVER } });
+  // TERN_AGENT_REPLICA=auto (ECS): claim a replica number of this Server in TERN_TABLE; a lost claim means another
+  // agent may have our number, so exit at once and let the supervisor start a fresh process. (Making the store does
+  // no I/O: with an explicit number nothing reaches the table.)
+  const idStore = createReplicaIdStore(config);
+  let resolved: Awaited<ReturnType<typeof resolveAgentReplica>>;
+  let advertiseHost = config.TERN_AGENT_ADVERTISE_HOST;
+  try {
+    if (advertiseHost === ECS_ADVERTISE_HOST) {
+      advertiseHost = await readEcsTaskIpv4({
+        metadataUri: config.ECS_CONTAINER_METADATA_URI_V4 ?? "",
+        timeoutMs: config.TERN_AGENT_ECS_METADATA_TIMEOUT_MS,
+      });
+      baseLogger.info({ advertiseHost }, "advertising the ECS task's private address");
+    }
+    resolved = await resolveAgentReplica(config, {
+      store: idStore,
+      logger: baseLogger.child({ part: "replica-id" }),
+      onLost: (reason) => {
+        baseLogger.fatal(`${reason}: exiting so the supervisor restarts the agent with a fresh replica number`);
+        process.exit(LOST_REPLICA_ID_EXIT_CODE);
+      },
+    });
+  } catch (err) {
+    console.error(`tern agent: ${err instanceof Error ? err.message : String(err)}`);
+    await idStore.close();
+    process.exit(1);
+  }
+  const { replica } = resolved;
+  const logger = baseLogger.child({ replica });
   const mlserver = config.TERN_AGENT_SERVER_TYPE === "mlserver";
   const runtime: ModelRuntime = mlserver
     ? createMlserverRuntime({
         python: resolve(config.TERN_MLSERVER_PYTHON),
         // One folder per replica: two agents on one machine never share a model repository.
-        workDir: resolve(
-          config.TERN_AGENT_CACHE_DIR,
-          "mlserver",
-          `${config.TERN_AGENT_SERVER}-${config.TERN_AGENT_REPLICA}`,
-        ),
+        workDir: resolve(config.TERN_AGENT_CACHE_DIR, "mlserver", `${config.TERN_AGENT_SERVER}-${replica}`),
         host: config.TERN_AGENT_HOST === "0.0.0.0" ? "127.0.0.1" : config.TERN_AGENT_HOST,
         startTimeoutMs: config.TERN_MLSERVER_START_TIMEOUT_MS,
         requestTimeoutMs: config.TERN_MLSERVER_REQUEST_TIMEOUT_MS,
@@ -80,14 +105,14 @@ async function main(): Promise<void> {
   let client: SchedulerClient | undefined;
   const agent = createAgent({
     server: config.TERN_AGENT_SERVER,
-    replica: config.TERN_AGENT_REPLICA,
+    replica,
     runtime,
     fetcher,
     memoryBytes: config.TERN_AGENT_MEMORY,
     overcommitPercent: config.TERN_AGENT_OVERCOMMIT_PERCENT,
     ...(config.TERN_AGENT_CAPABILITIES ? { capabilities: config.TERN_AGENT_CAPABILITIES } : {}),
     host: config.TERN_AGENT_HOST,
-    ...(config.TERN_AGENT_ADVERTISE_HOST ? { advertiseHost: config.TERN_AGENT_ADVERTISE_HOST } : {}),
+    ...(advertiseHost ? { advertiseHost } : {}),
     httpPort: config.TERN_AGENT_HTTP_PORT,
     grpcPort: config.TERN_AGENT_GRPC_PORT,
     maxBodyBytes: config.TERN_AGENT_MAX_BODY,
@@ -125,6 +150,9 @@ async function main(): Promise<void> {
     agent.drain();
     await client?.stop({ deregister: true });
     await agent.stop(Math.max(MIN_STOP_GRACE_MS, deadline - Date.now()));
+    // Last: the number stays ours until the scheduler has forgotten this replica, then the next task may take it.
+    await resolved.claim?.release();
+    await idStore.close();
   };
   const onSignal = (signal: NodeJS.Signals) => {
     shutdown(signal).then(
@@ -150,7 +178,7 @@ async function main(): Promise<void> {
   if (stopping) return;
 
   const where = `${endpoints.http} grpc ${endpoints.grpc ?? "off"}`;
-  const name = `${config.TERN_AGENT_SERVER}/${config.TERN_AGENT_REPLICA}`;
+  const name = `${config.TERN_AGENT_SERVER}/${replica}`;
   if (config.TERN_AGENT_STANDALONE) {
     console.log(`agent ${name} serving ${where} (standalone)`);
     return;

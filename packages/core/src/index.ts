@@ -15,6 +15,7 @@ export * from "./pipeline-refs.js";
 export * from "./pipeline-replies.js";
 export * from "./process-entry.js";
 export * from "./quantity.js";
+export * from "./replica-index.js";
 export * from "./resources.js";
 export * from "./routes.js";
 export * from "./schemas.js";

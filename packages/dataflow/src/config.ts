@@ -1,17 +1,20 @@
-import { envVar, parseEnv, sharedEnvSchema } from "@tern/core";
+import { envVar, parseEnv, replicaIdEnvSchema, sharedEnvSchema } from "@tern/core";
 import { BROKER_MIN_SESSION_TIMEOUT_MS } from "@tern/kafka";
 import { z } from "zod";
 
 /** The dataflow worker's environment; each variable is listed with its default in docs/dataflow.md and .env.example. */
-export const dataflowEnvSchema = sharedEnvSchema.extend({
+export const dataflowEnvSchema = sharedEnvSchema.extend(replicaIdEnvSchema.shape).extend({
   /**
    * Stable id `dataflow-<index>`: the scheduler places pipelines on ids with the hash ring, so a restarted worker with
-   * the same id owns the same pipelines again.
+   * the same id owns the same pipelines again. `auto` (ECS, where every task has the same environment) claims the
+   * lowest free index below TERN_DATAFLOW_ID_MAX in TERN_TABLE at start (docs/replica-ids.md).
    */
   TERN_DATAFLOW_ID: z
     .string()
-    .regex(/^dataflow-(0|[1-9][0-9]{0,3})$/, "must be dataflow-<index>, e.g. dataflow-0")
+    .regex(/^(dataflow-(0|[1-9][0-9]{0,3})|auto)$/, "must be dataflow-<index>, e.g. dataflow-0, or auto")
     .default("dataflow-0"),
+  /** With TERN_DATAFLOW_ID=auto: ids are dataflow-0 .. dataflow-<max-1>; at least the service's most tasks. */
+  TERN_DATAFLOW_ID_MAX: envVar.int(16, 1),
   /**
    * Bound on draining: an old pipeline version or a removed pipeline finishes its open requests within it, and SIGTERM
    * drains every pipeline, leaves and exits within it.

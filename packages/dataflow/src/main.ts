@@ -1,8 +1,17 @@
-import { createTopicNames, createWorkerClient, exitAfter, hasCode, runEntry, stopSignal } from "@tern/core";
+import {
+  createTopicNames,
+  createWorkerClient,
+  exitAfter,
+  hasCode,
+  LOST_REPLICA_ID_EXIT_CODE,
+  runEntry,
+  stopSignal,
+} from "@tern/core";
 import { createKafkaBus, kafkaSecurityFromConfig } from "@tern/kafka";
 import { pino } from "pino";
 import { heartbeatIntervalFor, loadDataflowConfig } from "./config.js";
 import { createDynamoDbReplyWriter } from "./dynamodb-replies.js";
+import { createReplicaIdStore, resolveDataflowId } from "./replica-id.js";
 import { createSchedulerSpecs } from "./scheduler-specs.js";
 import { createDataflowWorker } from "./worker.js";
 
@@ -24,8 +33,27 @@ async function main(): Promise<number> {
     process.stderr.write("tern dataflow: invalid configuration:\n  KAFKA_BROKERS: required (host:port,...)\n");
     return 2;
   }
-  const id = config.TERN_DATAFLOW_ID;
-  const logger = pino({ level: config.LOG_LEVEL, base: { component: "dataflow", id } });
+  const baseLogger = pino({ level: config.LOG_LEVEL, base: { component: "dataflow" } });
+  // TERN_DATAFLOW_ID=auto (ECS): claim dataflow-<index> in TERN_TABLE; a lost claim means another worker may have our
+  // id, so exit at once and let the supervisor start a fresh process. (Making the store does no I/O.)
+  const idStore = createReplicaIdStore(config);
+  let resolved: Awaited<ReturnType<typeof resolveDataflowId>>;
+  try {
+    resolved = await resolveDataflowId(config, {
+      store: idStore,
+      logger: baseLogger.child({ part: "replica-id" }),
+      onLost: (reason) => {
+        baseLogger.fatal(`${reason}: exiting so the supervisor restarts the dataflow worker with a fresh id`);
+        process.exit(LOST_REPLICA_ID_EXIT_CODE);
+      },
+    });
+  } catch (err) {
+    process.stderr.write(`tern dataflow: ${(err as Error).message}\n`);
+    await idStore.close();
+    return 1;
+  }
+  const { id } = resolved;
+  const logger = baseLogger.child({ id });
   const token = config.TERN_SCHEDULER_TOKEN ? { token: config.TERN_SCHEDULER_TOKEN } : {};
   const session = config.TERN_DATAFLOW_SESSION_TIMEOUT_MS;
   // The Lambda gateway's rendezvous: answers of requests with `tern-reply-to: dynamodb` also go to the state table.
@@ -81,6 +109,9 @@ async function main(): Promise<number> {
   await worker.stop(Math.floor((drainMs * 2) / 3));
   // The answers of the drained requests may still be on their way to DynamoDB.
   await replies.close(Math.floor(drainMs / 6));
+  // Last: the id stays ours until the groups and the scheduler are left, then the next task may take it at once.
+  await resolved.claim?.release();
+  await idStore.close();
   logger.info("stopped");
   return 0;
 }

@@ -1,15 +1,16 @@
-import { envVar, parseEnv, sharedEnvSchema, TernError } from "@tern/core";
+import { AUTO_REPLICA_ID, envVar, parseEnv, replicaIdEnvSchema, sharedEnvSchema, TernError } from "@tern/core";
 import { z } from "zod";
 
 /** The model gateway's environment; each variable is listed with its default in docs/model-gateway.md and .env.example. */
-export const modelGatewayEnvSchema = sharedEnvSchema.extend({
+export const modelGatewayEnvSchema = sharedEnvSchema.extend(replicaIdEnvSchema.shape).extend({
   /**
    * Stable id `modelgateway-<index>`: the scheduler spreads buckets over ids with the hash ring, so a restarted replica
-   * with the same id gets the same buckets back.
+   * with the same id gets the same buckets back. `auto` (ECS, where every task has the same environment) claims the
+   * lowest free index below KAFKA_PARTITIONS in TERN_TABLE at start (docs/replica-ids.md).
    */
   TERN_MODELGATEWAY_ID: z
     .string()
-    .regex(/^modelgateway-(0|[1-9][0-9]{0,3})$/, "must be modelgateway-<index>, e.g. modelgateway-0")
+    .regex(/^(modelgateway-(0|[1-9][0-9]{0,3})|auto)$/, "must be modelgateway-<index>, e.g. modelgateway-0, or auto")
     .default("modelgateway-0"),
   /** Records of one fetched batch handled at once (per topic-partition). */
   TERN_MODELGATEWAY_CONCURRENCY: envVar.int(64, 1),
@@ -49,6 +50,7 @@ export function replicaIndexOf(id: string): number {
  */
 export function loadModelGatewayConfig(env: Record<string, string | undefined> = process.env): ModelGatewayConfig {
   const config = parseEnv(modelGatewayEnvSchema, env);
+  if (config.TERN_MODELGATEWAY_ID === AUTO_REPLICA_ID) return config; // the claim keeps the index below KAFKA_PARTITIONS
   const index = replicaIndexOf(config.TERN_MODELGATEWAY_ID);
   if (index >= config.KAFKA_PARTITIONS) {
     throw new TernError(

@@ -1,4 +1,12 @@
-import { createTopicNames, createWorkerClient, exitAfter, hasCode, runEntry, stopSignal } from "@tern/core";
+import {
+  createTopicNames,
+  createWorkerClient,
+  exitAfter,
+  hasCode,
+  LOST_REPLICA_ID_EXIT_CODE,
+  runEntry,
+  stopSignal,
+} from "@tern/core";
 import { createSchedulerWatchSource } from "@tern/gateway";
 import { createKafkaBus, kafkaSecurityFromConfig, readConsumerLag } from "@tern/kafka";
 import { pino } from "pino";
@@ -6,6 +14,7 @@ import { bucketAssignmentSource } from "./assignment-source.js";
 import { loadModelGatewayConfig } from "./config.js";
 import { createCloudWatchLagSink, createLagPublisher, heldPartitions } from "./lag-metric.js";
 import { createModelGateway } from "./model-gateway.js";
+import { createReplicaIdStore, resolveModelGatewayId } from "./replica-id.js";
 
 /**
  * The model-gateway process: `node --import tsx packages/model-gateway/src/main.ts`. Registers with the scheduler as
@@ -25,10 +34,28 @@ async function main(): Promise<number> {
     process.stderr.write("tern model-gateway: invalid configuration:\n  KAFKA_BROKERS: required (host:port,...)\n");
     return 2;
   }
-  const logger = pino({
-    level: config.LOG_LEVEL,
-    base: { component: "model-gateway", id: config.TERN_MODELGATEWAY_ID },
-  });
+  const baseLogger = pino({ level: config.LOG_LEVEL, base: { component: "model-gateway" } });
+  // TERN_MODELGATEWAY_ID=auto (ECS): claim modelgateway-<index> in TERN_TABLE; a lost claim means another replica
+  // may have our id, so exit at once (EX_TEMPFAIL) and let the supervisor start a fresh process.
+  // (Making the store does no I/O: with an explicit id nothing reaches the table.)
+  const idStore = createReplicaIdStore(config);
+  let resolved: Awaited<ReturnType<typeof resolveModelGatewayId>>;
+  try {
+    resolved = await resolveModelGatewayId(config, {
+      store: idStore,
+      logger: baseLogger.child({ part: "replica-id" }),
+      onLost: (reason) => {
+        baseLogger.fatal(`${reason}: exiting so the supervisor restarts the model gateway with a fresh id`);
+        process.exit(LOST_REPLICA_ID_EXIT_CODE);
+      },
+    });
+  } catch (err) {
+    process.stderr.write(`tern model-gateway: ${(err as Error).message}\n`);
+    await idStore.close();
+    return 1;
+  }
+  const { id } = resolved;
+  const logger = baseLogger.child({ id });
   const token = config.TERN_SCHEDULER_TOKEN ? { token: config.TERN_SCHEDULER_TOKEN } : {};
   const gateway = createModelGateway({
     bus: createKafkaBus({
@@ -45,7 +72,7 @@ async function main(): Promise<number> {
       createWorkerClient({
         url: config.TERN_SCHEDULER_URL,
         kind: "modelgateway",
-        id: config.TERN_MODELGATEWAY_ID,
+        id,
         logger: logger.child({ part: "scheduler" }),
         ...token,
       }),
@@ -77,7 +104,7 @@ async function main(): Promise<number> {
     });
   lag?.start();
   // One line on stdout that process supervisors and tests wait for.
-  process.stdout.write(`tern model-gateway ${config.TERN_MODELGATEWAY_ID} running\n`);
+  process.stdout.write(`tern model-gateway ${id} running\n`);
 
   await stopSignal(logger, "draining");
   const drainMs = config.TERN_MODELGATEWAY_DRAIN_MS;
@@ -85,6 +112,9 @@ async function main(): Promise<number> {
   await lag?.stop();
   sink?.close();
   await gateway.stop();
+  // Last: the id stays ours until the groups are left, then the next task may take it at once.
+  await resolved.claim?.release();
+  await idStore.close();
   logger.info("stopped");
   return 0;
 }

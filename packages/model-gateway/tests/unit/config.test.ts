@@ -23,4 +23,10 @@ describe("model gateway config", () => {
     );
     expect(() => loadModelGatewayConfig({ TERN_MODELGATEWAY_ID: "modelgateway-01" })).toThrow(/TERN_MODELGATEWAY_ID/);
   });
+
+  it("accepts auto, which claims an index below KAFKA_PARTITIONS at start instead", () => {
+    const config = loadModelGatewayConfig({ TERN_MODELGATEWAY_ID: "auto", KAFKA_PARTITIONS: "6" });
+    expect(config.TERN_MODELGATEWAY_ID).toBe("auto");
+    expect(config.TERN_REPLICA_ID_TTL_MS).toBe(15_000);
+  });
 });
