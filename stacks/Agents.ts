@@ -4,7 +4,7 @@ import * as iam from "aws-cdk-lib/aws-iam";
 import * as logs from "aws-cdk-lib/aws-logs";
 import { type StackContext, use } from "sst/constructs";
 import { configOf, PORTS } from "./config.js";
-import { Data } from "./Data.js";
+import { Data, grantReplicaIdClaims } from "./Data.js";
 import { containerImage } from "./images.js";
 import { Network } from "./Network.js";
 
@@ -33,7 +33,7 @@ export type ServerType = keyof typeof SERVER_TYPES;
 export function Agents({ stack, app }: StackContext) {
   const config = configOf(app);
   const { vpc } = use(Network);
-  const { schedulerToken } = use(Data);
+  const { schedulerToken, table } = use(Data);
   const cluster = new ecs.Cluster(stack, "AgentsCluster", { vpc, clusterName: `${app.stage}-${app.name}-agents` });
   const taskRole = new iam.Role(stack, "AgentTaskRole", {
     assumedBy: new iam.ServicePrincipal("ecs-tasks.amazonaws.com"),
@@ -47,6 +47,7 @@ export function Agents({ stack, app }: StackContext) {
       }),
     );
   }
+  grantReplicaIdClaims(table, taskRole);
   const executionRole = new iam.Role(stack, "AgentExecutionRole", {
     assumedBy: new iam.ServicePrincipal("ecs-tasks.amazonaws.com"),
     managedPolicies: [iam.ManagedPolicy.fromAwsManagedPolicyName("service-role/AmazonECSTaskExecutionRolePolicy")],
@@ -80,6 +81,11 @@ export function Agents({ stack, app }: StackContext) {
         TERN_AGENT_MEMORY: spec.agentMemory,
         TERN_AGENT_CACHE_DIR: "/tmp/tern-agent-cache",
         TERN_SCHEDULER_URL: SCHEDULER_URL,
+        TERN_TABLE: table.tableName,
+        // The tasks of a Server's service are identical: each claims its replica number and advertises its own task IP
+        // (the ECS task metadata endpoint), docs/replica-ids.md.
+        TERN_AGENT_REPLICA: "auto",
+        TERN_AGENT_ADVERTISE_HOST: "ecs",
         ...spec.env,
       },
       secrets: { TERN_SCHEDULER_TOKEN: ecs.Secret.fromSecretsManager(schedulerToken) },

@@ -42,6 +42,9 @@ export function Control({ stack, app }: StackContext) {
     TERN_NAMESPACE: config.TERN_NAMESPACE,
     TERN_SCHEDULER_URL: SCHEDULER_URL,
     TERN_DATAFLOW_WORKERS: String(config.TERN_DATAFLOW_WORKERS),
+    // The old and new control task run side by side during a deploy (and extra worker tasks beside them): each worker
+    // claims its id instead of every task naming its workers dataflow-0 … (docs/control.md).
+    TERN_CONTROL_WORKER_IDS: "auto",
     ...streaming.kafkaEnv,
   };
   const secrets = {
@@ -173,7 +176,7 @@ export function Control({ stack, app }: StackContext) {
       image: containerImage(config, "control"),
       essential: true,
       // The same supervisor without the scheduler and the controller: only dataflow workers.
-      environment: { ...shared, TERN_CONTROL_SCHEDULER: "false" },
+      environment: { ...shared, TERN_CONTROL_SCHEDULER: "false", TERN_CONTROLLER: "none" },
       secrets,
       logging: ecs.LogDrivers.awsLogs({ logGroup, streamPrefix: "dataflow" }),
       stopTimeout: Duration.seconds(60),

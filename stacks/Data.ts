@@ -1,5 +1,6 @@
 import { RemovalPolicy } from "aws-cdk-lib";
 import * as dynamodb from "aws-cdk-lib/aws-dynamodb";
+import * as iam from "aws-cdk-lib/aws-iam";
 import * as secretsmanager from "aws-cdk-lib/aws-secretsmanager";
 import type { StackContext } from "sst/constructs";
 
@@ -28,4 +29,20 @@ export function Data({ stack, app }: StackContext) {
   });
   stack.addOutputs({ StateTable: table.tableName });
   return { table, schedulerToken };
+}
+
+/**
+ * Lets a role claim a replica id (packages/core/src/replica-index.ts): model gateways, agents and dataflow workers
+ * started with `auto` ids take a lease item (pk `lease`, sk `replica-id:<kind>:<index>`) with conditional UpdateItems.
+ * IAM can only scope the partition key, so the role can write lease items and nothing else in the table.
+ */
+export function grantReplicaIdClaims(table: dynamodb.ITableV2, role: iam.IRole): void {
+  role.addToPrincipalPolicy(
+    new iam.PolicyStatement({
+      sid: "ClaimReplicaIds",
+      actions: ["dynamodb:UpdateItem"],
+      resources: [table.tableArn],
+      conditions: { "ForAllValues:StringEquals": { "dynamodb:LeadingKeys": ["lease"] } },
+    }),
+  );
 }

@@ -7,7 +7,7 @@ import { type StackContext, use } from "sst/constructs";
 import { SCHEDULER_URL } from "./Agents.js";
 import { Control, grantPutMetrics, METRICS_NAMESPACE, topicNames } from "./Control.js";
 import { configOf } from "./config.js";
-import { Data } from "./Data.js";
+import { Data, grantReplicaIdClaims } from "./Data.js";
 import { containerImage } from "./images.js";
 import { Network } from "./Network.js";
 import { Streaming } from "./Streaming.js";
@@ -23,7 +23,7 @@ export const MODEL_GATEWAY_LAG_METRIC = "ModelGatewayLag";
 export function ModelGateway({ stack, app }: StackContext) {
   const config = configOf(app);
   const { privateSubnets, securityGroups } = use(Network);
-  const { schedulerToken } = use(Data);
+  const { schedulerToken, table } = use(Data);
   const streaming = use(Streaming);
   const { cluster } = use(Control);
   const { modelTopicsPattern } = topicNames(config.TERN_TOPIC_PREFIX, config.TERN_NAMESPACE);
@@ -37,6 +37,7 @@ export function ModelGateway({ stack, app }: StackContext) {
     groups: [`tern.${config.TERN_NAMESPACE}.modelgateway.*`],
   });
   grantPutMetrics(taskRole);
+  grantReplicaIdClaims(table, taskRole);
 
   const taskDefinition = new ecs.FargateTaskDefinition(stack, "ModelGatewayTask", {
     family: `${app.stage}-${app.name}-model-gateway`,
@@ -58,6 +59,9 @@ export function ModelGateway({ stack, app }: StackContext) {
       TERN_TOPIC_PREFIX: config.TERN_TOPIC_PREFIX,
       TERN_NAMESPACE: config.TERN_NAMESPACE,
       TERN_SCHEDULER_URL: SCHEDULER_URL,
+      TERN_TABLE: table.tableName,
+      // Each task claims the lowest free modelgateway-<i>, i < KAFKA_PARTITIONS (docs/replica-ids.md).
+      TERN_MODELGATEWAY_ID: "auto",
       // The lag the service scales on (Tern/ModelGatewayLag, dimension Stage = TERN_STAGE), published every 60 s.
       TERN_MODELGATEWAY_LAG_METRIC: "cloudwatch",
       ...streaming.kafkaEnv,

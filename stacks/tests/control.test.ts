@@ -44,6 +44,8 @@ describe("Control stack", () => {
       container.Environment.map((e: { Name: string; Value: unknown }) => [e.Name, e.Value]),
     );
     expect(env.TERN_DATAFLOW_WORKERS).toBe("3");
+    // The old and new task overlap on deploy: their workers claim ids rather than both being dataflow-0 … 2.
+    expect(env.TERN_CONTROL_WORKER_IDS).toBe("auto");
     expect(env.TERN_SCHEDULER_HOST).toBe("0.0.0.0");
     for (const name of [
       "TERN_ECS_CLUSTER",
@@ -62,6 +64,26 @@ describe("Control stack", () => {
     only(agents, "AWS::ECS::TaskDefinition", { Family: "test-tern-agent-tern-onnx" });
     only(agents, "AWS::ECS::TaskDefinition", { Family: "test-tern-agent-mlserver" });
     expect(Object.keys(agents.findResources("AWS::ECS::Service"))).toHaveLength(0);
+  });
+
+  it("has agent tasks claim their replica number and advertise their own IP, with writes to lease items only", () => {
+    for (const family of ["test-tern-agent-tern-onnx", "test-tern-agent-mlserver"]) {
+      const [, task] = only(agents, "AWS::ECS::TaskDefinition", { Family: family });
+      const env = Object.fromEntries(
+        task.Properties.ContainerDefinitions[0].Environment.map((e: { Name: string; Value: unknown }) => [
+          e.Name,
+          e.Value,
+        ]),
+      );
+      expect(env, family).toMatchObject({ TERN_AGENT_REPLICA: "auto", TERN_AGENT_ADVERTISE_HOST: "ecs" });
+      expect(env.TERN_TABLE, family).toBeDefined();
+    }
+    const statements = Object.values(agents.findResources("AWS::IAM::Policy")).flatMap(
+      (p) => p.Properties.PolicyDocument.Statement as { Action: string | string[]; Condition?: unknown }[],
+    );
+    const dynamo = statements.filter((s) => [s.Action].flat().some((a) => a.startsWith("dynamodb:")));
+    expect(dynamo.map((s) => [s.Action].flat())).toEqual([["dynamodb:UpdateItem"]]);
+    expect(dynamo[0]!.Condition).toEqual({ "ForAllValues:StringEquals": { "dynamodb:LeadingKeys": ["lease"] } });
   });
 
   it("lets the control task change ECS services of the agents' cluster only", () => {

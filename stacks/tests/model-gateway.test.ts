@@ -57,5 +57,7 @@ describe("ModelGateway stack", () => {
     });
     // …which the model gateway publishes only when told to, under the stage the policy names.
     expect(four.env).toMatchObject({ TERN_MODELGATEWAY_LAG_METRIC: "cloudwatch", TERN_STAGE: "test" });
+    // Tasks of an autoscaled service are identical: each claims its modelgateway-<i> (i < KAFKA_PARTITIONS).
+    expect(four.env.TERN_MODELGATEWAY_ID).toBe("auto");
   });
 });

@@ -118,3 +118,90 @@ describe("the control container's entry", () => {
     expect(logged.map((l) => l.child).sort()).toEqual(["dataflow-0", "dataflow-1", "scheduler"]);
   });
 });
+
+// On AWS two containers run workers side by side (the old and new control task during a deploy, the extra dataflow
+// tasks): TERN_CONTROL_WORKER_IDS=auto makes each worker claim its id, and TERN_CONTROL_SCHEDULER=false runs workers only.
+describe("two control containers with claimed worker ids, one without a scheduler", () => {
+  const entries: PlatformProcess<true>[] = [];
+  const table2 = `tern-control2-${suffix}`;
+  let url: string;
+
+  const envOf = (port: number, extra: Record<string, string>) => ({
+    TERN_CONTROLLER: "none",
+    KAFKA_BROKERS: kafkaBrokers().join(","),
+    DYNAMODB_ENDPOINT: dynamodbEndpoint(),
+    AWS_REGION: "us-east-1",
+    TERN_TABLE: table2,
+    TERN_SCHEDULER_ENSURE_TABLE: "true",
+    TERN_SCHEDULER_HOST: "127.0.0.1",
+    TERN_SCHEDULER_PORT: String(port),
+    TERN_SCHEDULER_URL: url,
+    TERN_NAMESPACE: `ct2${Date.now().toString(36)}`,
+    TERN_DATAFLOW_WORKERS: "1",
+    TERN_CONTROL_WORKER_IDS: "auto",
+    TERN_CONTROL_DRAIN_MS: "15000",
+    LOG_LEVEL: "info",
+    AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: "true",
+    ...extra,
+  });
+
+  afterAll(async () => {
+    for (const e of entries) {
+      if (!e.hasExited()) {
+        e.kill("SIGKILL");
+        await e.exited;
+      }
+      for (const l of jsonLines(e.output())) {
+        if (l.msg === "child started" && typeof l.pid === "number" && isProcessAlive(l.pid))
+          process.kill(-l.pid, "SIGKILL");
+      }
+    }
+  });
+
+  it("gives their workers different ids, and the workers-only one starts no scheduler", async () => {
+    const port = await findFreePort();
+    url = `http://127.0.0.1:${port}`;
+    const start = (name: string, extra: Record<string, string>, ready: string) =>
+      startPlatformProcess({
+        script: "packages/control/src/main.ts",
+        name,
+        env: envOf(port, extra),
+        ready: (out) => (out.includes(ready) ? true : undefined),
+        timeoutMs: 60_000,
+      }).then((e) => {
+        entries.push(e);
+        return e;
+      });
+    const full = await start("tern control (full)", {}, "tern control running (scheduler, 1 dataflow workers)");
+    await waitActive(url, 60_000);
+    const workersOnly = await start(
+      "tern control (workers only)",
+      { TERN_CONTROL_SCHEDULER: "false" },
+      "tern control running (1 dataflow workers)",
+    );
+    const ready = async (id: string) =>
+      (await getJson<WorkerView>(`${url}/v1/workers/dataflow/${id}`))?.state === "Ready";
+    for (const id of ["dataflow-0", "dataflow-1"]) {
+      await waitFor(() => ready(id), { timeoutMs: 60_000, intervalMs: 200, description: `${id} registered` });
+    }
+    const runningLine = /tern dataflow (dataflow-\d+) running/;
+    const idOf = (e: PlatformProcess<true>) => runningLine.exec(e.output())?.[1];
+    await waitFor(() => idOf(full) !== undefined && idOf(workersOnly) !== undefined, {
+      timeoutMs: 30_000,
+      intervalMs: 100,
+      description: "both workers' running lines",
+    });
+    expect([idOf(full), idOf(workersOnly)].sort()).toEqual(["dataflow-0", "dataflow-1"]);
+    const started = (e: PlatformProcess<true>) =>
+      jsonLines(e.output())
+        .filter((l) => l.msg === "child started")
+        .map((l) => l.child);
+    expect(started(workersOnly)).toEqual(["dataflow-0"]);
+    expect(started(full).sort()).toEqual(["dataflow-0", "scheduler"]);
+
+    for (const e of [workersOnly, full]) {
+      e.kill("SIGTERM");
+      expect(await e.exited, e.output().slice(-2000)).toBe(0);
+    }
+  });
+});

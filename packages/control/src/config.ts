@@ -15,8 +15,17 @@ const stage = z
 export const controlEnvSchema = sharedEnvSchema.extend({
   /** The installation's stage (`sst deploy --stage`): agent services are named `tern-<stage>-<server>`. */
   TERN_STAGE: stage,
-  /** Dataflow worker processes this container runs, ids `dataflow-0` … `dataflow-<n-1>`. 0 runs none. */
+  /** Dataflow worker processes this container runs. 0 runs none. */
   TERN_DATAFLOW_WORKERS: envVar.int(2, 0),
+  /**
+   * The workers' ids: `fixed`, `dataflow-0` … `dataflow-<n-1>` (one container, as locally); `auto`, each worker claims
+   * the lowest free id in the state table (TERN_DATAFLOW_ID=auto, docs/replica-ids.md) — for AWS, where the old and new
+   * control task run side by side during a deploy and extra worker tasks run beside them. Every container of one
+   * installation must use the same mode: a fixed id is not claimed, so an auto worker could take it too.
+   */
+  TERN_CONTROL_WORKER_IDS: z.enum(["fixed", "auto"]).default("fixed"),
+  /** Run the scheduler in this container; `false`: workers only (the stack's extra dataflow tasks). */
+  TERN_CONTROL_SCHEDULER: envVar.bool(true),
   /**
    * Which controller turns Servers into agents: `ecs` (one ECS service per Server, in TERN_ECS_CLUSTER) or `none`
    * (nothing starts agents: locally the dev stack's own controller does).

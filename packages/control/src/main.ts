@@ -40,13 +40,16 @@ async function main(): Promise<number> {
   });
   // The same loader flags this entry runs with (`--import tsx`), so a child runs as it would on its own.
   const node = (script: string) => ({ command: process.execPath, args: [...process.execArgv, script], cwd: root });
-  await children.run({ name: "scheduler", ...node("packages/scheduler/src/main.ts"), env: process.env });
+  if (config.TERN_CONTROL_SCHEDULER) {
+    await children.run({ name: "scheduler", ...node("packages/scheduler/src/main.ts"), env: process.env });
+  }
+  // The child's name is its slot here; with TERN_CONTROL_WORKER_IDS=auto the worker's id is the one it claims.
   const workers = Array.from({ length: config.TERN_DATAFLOW_WORKERS }, (_, i) => `dataflow-${i}`);
   for (const id of workers) {
     await children.run({
       name: id,
       ...node("packages/dataflow/src/main.ts"),
-      env: { ...process.env, TERN_DATAFLOW_ID: id },
+      env: { ...process.env, TERN_DATAFLOW_ID: config.TERN_CONTROL_WORKER_IDS === "auto" ? "auto" : id },
     });
   }
 
@@ -68,7 +71,8 @@ async function main(): Promise<number> {
     "long-lived container running",
   );
   // One line on stdout that process supervisors and tests wait for.
-  process.stdout.write(`tern control running (scheduler, ${workers.length} dataflow workers)\n`);
+  const running = config.TERN_CONTROL_SCHEDULER ? "scheduler, " : "";
+  process.stdout.write(`tern control running (${running}${workers.length} dataflow workers)\n`);
 
   const ended = await Promise.race([
     stopSignal(logger, "draining").then(() => undefined),
@@ -80,7 +84,7 @@ async function main(): Promise<number> {
   await controller?.stop();
   // Workers first: they leave their groups and deregister while the scheduler still answers.
   await children.stop(workers, drainMs);
-  await children.stop(["scheduler"], drainMs);
+  if (config.TERN_CONTROL_SCHEDULER) await children.stop(["scheduler"], drainMs);
   await children.stopAll(drainMs);
   if (ended !== undefined) {
     logger.error({ child: ended }, "a child kept crashing: exiting so the task is replaced");
