@@ -1,6 +1,7 @@
 import { type ChildProcess, spawn } from "node:child_process";
 import { join } from "node:path";
 import { findFreePort } from "@tern/devstack";
+import { runInstallScript } from "./install-script.js";
 import { repoRoot } from "./platform-process.js";
 import { pythonEnv } from "./python.js";
 
@@ -15,12 +16,18 @@ export interface Emulator {
 
 /**
  * fake-gcs-server serving `dataDir` (one sub-folder per bucket, objects as files below it) over plain HTTP. The binary
- * comes from scripts/fake-gcs-server.sh (`go install` into .tern/go on first use, its progress in the test output).
+ * comes from scripts/fake-gcs-server.sh (`go install` into .tern/go on first use, its progress summed up in the test
+ * output).
  *
  * @param installTimeoutMs deadline for a first build @default 900000
  */
 export async function startFakeGcs(dataDir: string, installTimeoutMs = 900_000): Promise<Emulator> {
-  const binary = await runScript(join(repoRoot, "scripts/fake-gcs-server.sh"), installTimeoutMs);
+  const binary = await runInstallScript(
+    join(repoRoot, "scripts/fake-gcs-server.sh"),
+    [],
+    "fake-gcs-server: ",
+    installTimeoutMs,
+  );
   const port = await findFreePort();
   const url = `http://127.0.0.1:${port}`;
   return startEmulator(
@@ -120,34 +127,4 @@ async function waitReady(
       await new Promise((r) => setTimeout(r, 100));
     }
   }
-}
-
-/** Runs a project script that prints a path as its last stdout line (progress on stderr, shown in the test output). */
-function runScript(script: string, timeoutMs: number): Promise<string> {
-  return new Promise((resolve, reject) => {
-    // Its own process group, so that a deadline ends the build it started too (go install runs as a child of bash).
-    const child = spawn("bash", [script], { cwd: repoRoot, stdio: ["ignore", "pipe", "inherit"], detached: true });
-    let stdout = "";
-    child.stdout?.on("data", (b: Buffer) => {
-      stdout += b.toString();
-    });
-    const timer = setTimeout(() => {
-      try {
-        if (child.pid !== undefined) process.kill(-child.pid, "SIGKILL");
-      } catch {
-        // already gone
-      }
-      reject(new Error(`${script} did not finish within ${timeoutMs} ms`));
-    }, timeoutMs);
-    child.on("error", (e) => {
-      clearTimeout(timer);
-      reject(e);
-    });
-    child.on("close", (code) => {
-      clearTimeout(timer);
-      const path = stdout.trim().split("\n").at(-1);
-      if (code === 0 && path) resolve(path);
-      else reject(new Error(`${script} exited with ${code}`));
-    });
-  });
 }

@@ -1,35 +1,27 @@
 import { spawn } from "node:child_process";
 import { join } from "node:path";
+import { runInstallScript } from "./install-script.js";
 import { repoRoot } from "./platform-process.js";
 
 /**
  * The python of the venv `.tern/python/<name>` with the pinned packages of `scripts/python/<name>.txt`, created by
- * `scripts/python-env.sh` on first use (its pip progress shows in the test output) and reused afterwards. Fails with
+ * `scripts/python-env.sh` on first use (its progress summed up in the test output) and reused afterwards. Fails with
  * the script's one-line reason when python3 3.10+ is missing.
  *
  * @param timeoutMs deadline for the install (a first install downloads from PyPI) @default 900000
  */
-export async function pythonEnv(name: string, timeoutMs = 900_000): Promise<string> {
-  const { stdout } = await run("bash", [join(repoRoot, "scripts/python-env.sh"), name], "", timeoutMs, "inherit");
-  const python = stdout.trim().split("\n").at(-1);
-  if (!python) throw new Error(`scripts/python-env.sh ${name} printed no python path`);
-  return python;
+export function pythonEnv(name: string, timeoutMs = 900_000): Promise<string> {
+  return runInstallScript(join(repoRoot, "scripts/python-env.sh"), [name], "python-env: ", timeoutMs);
 }
 
 /** Runs `python ...args` with `input` on stdin and resolves with its stdout; rejects with its stderr. */
 export async function runPython(python: string, args: string[], input: string, timeoutMs = 60_000): Promise<string> {
-  return (await run(python, args, input, timeoutMs, "pipe")).stdout;
+  return (await run(python, args, input, timeoutMs)).stdout;
 }
 
-function run(
-  command: string,
-  args: string[],
-  input: string,
-  timeoutMs: number,
-  stderr: "inherit" | "pipe",
-): Promise<{ stdout: string }> {
+function run(command: string, args: string[], input: string, timeoutMs: number): Promise<{ stdout: string }> {
   return new Promise((resolve, reject) => {
-    const child = spawn(command, args, { cwd: repoRoot, stdio: ["pipe", "pipe", stderr] });
+    const child = spawn(command, args, { cwd: repoRoot, stdio: ["pipe", "pipe", "pipe"] });
     const out: Buffer[] = [];
     const err: Buffer[] = [];
     child.stdout?.on("data", (b: Buffer) => out.push(b));
