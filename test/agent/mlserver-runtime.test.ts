@@ -13,6 +13,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type Agent, createAgent } from "../../packages/agent/src/agent.js";
 import { createArtifactFetcher } from "../../packages/agent/src/artifacts/artifact-fetcher.js";
 import { loadOipService } from "../../packages/agent/src/grpc/oip-proto.js";
+import { answerJson } from "../../packages/agent/src/runtime/mlserver-process.js";
 import {
   createMlserverRuntime,
   type MlserverRuntime,
@@ -328,7 +329,7 @@ describe("the MLServer runtime", () => {
     const res = await restInfer("iris-bare");
     expect(res.status).toBe(404);
     const index = await runtime.process.request("POST", "/v2/repository/index", {});
-    const models = (await index.json()) as Array<{ name: string; state: string }>;
+    const models = answerJson(index) as Array<{ name: string; state: string }>;
     expect(models.find((m) => m.name === "iris-bare-v1")).toBeUndefined();
     expect(models.find((m) => m.name === "iris-v1")?.state).toBe("READY");
   });

@@ -24,23 +24,8 @@ export class GatewayError extends Error {
   }
 }
 
-/**
- * Raised by an upstream caller when no response came back. `connectFailed` is true only when the connection was
- * refused or reset before any response byte: then another replica may be tried.
- */
-export class UpstreamError extends Error {
-  readonly code: "unavailable" | "timeout";
-  readonly connectFailed: boolean;
-  readonly retriable: boolean;
-
-  constructor(code: "unavailable" | "timeout", message: string, connectFailed: boolean, cause?: unknown) {
-    super(message, cause === undefined ? undefined : { cause });
-    this.name = "UpstreamError";
-    this.code = code;
-    this.connectFailed = connectFailed;
-    this.retriable = connectFailed;
-  }
-}
+/** Raised by the HTTP upstream (@tern/http) when no response came back. */
+export { UpstreamError } from "@tern/http";
 
 const HTTP_STATUS: Record<GatewayErrorCode, number> = {
   "manifest.invalid": 400,

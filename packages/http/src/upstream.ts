@@ -1,8 +1,25 @@
 import http from "node:http";
 import https from "node:https";
-import { UpstreamError } from "./errors.js";
 
-/** One call to an agent's OIP REST server. */
+/**
+ * Raised by an upstream caller when no response came back. `connectFailed` is true only when the connection was
+ * refused or reset before any response byte: then another replica may be tried.
+ */
+export class UpstreamError extends Error {
+  readonly code: "unavailable" | "timeout";
+  readonly connectFailed: boolean;
+  readonly retriable: boolean;
+
+  constructor(code: "unavailable" | "timeout", message: string, connectFailed: boolean, cause?: unknown) {
+    super(message, cause === undefined ? undefined : { cause });
+    this.name = "UpstreamError";
+    this.code = code;
+    this.connectFailed = connectFailed;
+    this.retriable = connectFailed;
+  }
+}
+
+/** One call to an upstream's REST server (the gateway's to an agent, an agent's to its MLServer). */
 export interface UpstreamRequest {
   method: "GET" | "POST";
   /** Absolute URL: the endpoint's base URL plus the OIP path. */
@@ -15,6 +32,11 @@ export interface UpstreamRequest {
    * bookkeeping on Node 20 (see bench/results/inference.md).
    */
   deadline: number;
+  /**
+   * On a connection of its own (closed after the answer) instead of a pooled keep-alive one: for a retry after a
+   * pooled socket was found closed by the server, where the pool's next idle socket may be closing too.
+   */
+  freshConnection?: boolean;
 }
 
 export interface UpstreamResponse {
@@ -24,15 +46,21 @@ export interface UpstreamResponse {
   body: Uint8Array;
 }
 
-/** The port the gateway calls agents through. Rejects only with {@link UpstreamError}. */
+/** The port the gateway calls agents through, and an agent its MLServer. Rejects only with {@link UpstreamError}. */
 export interface Upstream {
   call(request: UpstreamRequest): Promise<UpstreamResponse>;
   close(): Promise<void>;
 }
 
 export interface HttpUpstreamOptions {
-  /** Idle keep-alive sockets kept per agent. @default 64 */
+  /** Idle keep-alive sockets kept per upstream. @default 64 */
   maxFreeSockets?: number;
+  /**
+   * Closes a keep-alive socket idle this long, ms: set it below the server's own idle timeout where the server does
+   * not announce it (`Keep-Alive: timeout=N`, which is honoured anyway), so that a call does not meet a socket the
+   * server is closing. Also the socket timeout while a call waits; a call still ends only at its deadline. @default none
+   */
+  idleSocketTimeoutMs?: number;
 }
 
 /** Socket errors that mean "nothing reached the agent, or it died before answering": safe to try another replica. */
@@ -71,6 +99,7 @@ export function createHttpUpstream(options: HttpUpstreamOptions = {}): Upstream 
     keepAlive: true,
     maxFreeSockets: options.maxFreeSockets ?? 64,
     scheduling: "lifo",
+    ...(options.idleSocketTimeoutMs === undefined ? {} : { timeout: options.idleSocketTimeoutMs }),
   };
   const httpAgent = new http.Agent(agentOptions);
   const httpsAgent = new https.Agent(agentOptions);
@@ -131,7 +160,7 @@ export function createHttpUpstream(options: HttpUpstreamOptions = {}): Upstream 
             path: pathStart < 0 ? "/" : request.url.slice(pathStart),
             method: request.method,
             headers,
-            agent: origin.secure ? httpsAgent : httpAgent,
+            agent: request.freshConnection ? false : origin.secure ? httpsAgent : httpAgent,
           },
           (res) => {
             responded = true;

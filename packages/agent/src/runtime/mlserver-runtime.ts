@@ -10,7 +10,7 @@ import {
   tensorDataToJson,
 } from "@tern/core";
 import type { Logger } from "pino";
-import { createMlserverProcess, type MlserverProcess } from "./mlserver-process.js";
+import { answerJson, createMlserverProcess, type MlserverAnswer, type MlserverProcess } from "./mlserver-process.js";
 import type { LoadedModel, LoadOptions, ModelRuntime, ModelSignature } from "./model-runtime.js";
 
 /** The file a Seldon MLServer artifact folder carries its settings in; it wins over what the agent would choose. */
@@ -67,9 +67,11 @@ interface Held {
   state: "Loading" | "Available" | "LoadFailed";
 }
 
+const utf8 = new TextDecoder();
+
 /** MLServer's `{"error": "..."}` (or FastAPI's `{"detail": ...}`) as text. */
-async function errorText(res: Response): Promise<string> {
-  const text = await res.text().catch(() => "");
+function errorText(res: MlserverAnswer): string {
+  const text = utf8.decode(res.body);
   try {
     const body = JSON.parse(text) as { error?: unknown; detail?: unknown };
     if (typeof body.error === "string") return body.error;
@@ -80,7 +82,6 @@ async function errorText(res: Response): Promise<string> {
   return text.slice(0, 300) || `HTTP ${res.status}`;
 }
 
-const utf8 = new TextDecoder();
 const utf8Encoder = new TextEncoder();
 
 /**
@@ -175,11 +176,8 @@ export function createMlserverRuntime(options: MlserverRuntimeOptions): Mlserver
 
   async function repositoryCall(name: string, action: "load" | "unload"): Promise<void> {
     const res = await proc.request("POST", `/v2/repository/models/${encodeURIComponent(name)}/${action}`, {});
-    if (res.ok) {
-      await res.body?.cancel();
-      return;
-    }
-    throw new TernError("bad_request", `MLServer could not ${action} ${name}: ${await errorText(res)}`);
+    if (res.ok) return;
+    throw new TernError("bad_request", `MLServer could not ${action} ${name}: ${errorText(res)}`);
   }
 
   /** The settings the agent writes for MLServer: the shipped ones (paths made absolute) or its own choice. */
@@ -260,11 +258,8 @@ export function createMlserverRuntime(options: MlserverRuntimeOptions): Mlserver
   async function signatureOf(name: string): Promise<ModelSignature> {
     try {
       const res = await proc.request("GET", `/v2/models/${encodeURIComponent(name)}`);
-      if (!res.ok) {
-        await res.body?.cancel();
-        return { inputs: [], outputs: [] };
-      }
-      const body = (await res.json()) as { inputs?: unknown; outputs?: unknown };
+      if (!res.ok) return { inputs: [], outputs: [] };
+      const body = answerJson(res) as { inputs?: unknown; outputs?: unknown };
       return { inputs: toMetadata(body.inputs), outputs: toMetadata(body.outputs) };
     } catch {
       return { inputs: [], outputs: [] };
@@ -342,7 +337,7 @@ export function createMlserverRuntime(options: MlserverRuntimeOptions): Mlserver
           };
           const res = await proc.request("POST", inferPath, body);
           if (!res.ok) {
-            const detail = await errorText(res);
+            const detail = errorText(res);
             // 404: MLServer no longer has it (it restarted under us); 503: not ready. Another replica can answer.
             if (res.status === 404 || res.status === 503)
               throw new TernError("unavailable", `model ${load.model} is not served by MLServer now: ${detail}`, {
@@ -350,7 +345,7 @@ export function createMlserverRuntime(options: MlserverRuntimeOptions): Mlserver
               });
             throw new TernError("bad_request", `model ${load.model} rejected the request: ${detail}`);
           }
-          const answer = (await res.json()) as { outputs?: Array<Record<string, unknown>> };
+          const answer = answerJson(res) as { outputs?: Array<Record<string, unknown>> };
           return (answer.outputs ?? []).map((o) => {
             const outName = String(o.name);
             if (!isOipDatatype(o.datatype) || !Array.isArray(o.shape))
@@ -373,14 +368,14 @@ export function createMlserverRuntime(options: MlserverRuntimeOptions): Mlserver
             });
           const res = await proc.forward(inferPath, body);
           if (!res.ok) {
-            const detail = await errorText(res);
+            const detail = errorText(res);
             if (res.status === 404 || res.status === 503)
               throw new TernError("unavailable", `model ${load.model} is not served by MLServer now: ${detail}`, {
                 retriable: true,
               });
             throw new TernError("bad_request", `model ${load.model} rejected the request: ${detail}`);
           }
-          return renameAnswer(new Uint8Array(await res.arrayBuffer()), name, load.model, String(load.version));
+          return renameAnswer(res.body, name, load.model, String(load.version));
         },
         async unload(): Promise<void> {
           held.delete(name);
