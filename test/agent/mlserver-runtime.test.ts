@@ -257,6 +257,17 @@ describe("the MLServer runtime", () => {
     expect([...labels].map(Number)).toEqual(EXPECTED);
   });
 
+  it("counts the JSON requests it passes to MLServer in the traffic autoscaling reads, as it counts decoded ones", async () => {
+    agent.traffic(); // a new period from here
+    const statuses = await Promise.all(Array.from({ length: 5 }, () => restInfer("iris").then((r) => r.status)));
+    expect(statuses).toEqual([200, 200, 200, 200, 200]);
+    const iris = agent.traffic().find((t) => t.model === "iris");
+    expect(iris?.inFlight).toBe(0);
+    // Five answered over the period, and in flight for a while: both are what the scheduler scales on.
+    expect(iris?.requestsPerSecond).toBeGreaterThan(0);
+    expect(iris?.lag).toBeGreaterThan(0);
+  });
+
   it("chooses the sklearn runtime from the requirements for an artifact without model-settings.json", async () => {
     const record = await agent.loadModel({
       model: "iris-bare",

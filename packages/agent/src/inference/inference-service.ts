@@ -172,13 +172,28 @@ export function createInferenceService(options: InferenceServiceOptions): Infere
     async forwardJson(model, version, body) {
       if (!options.isReady())
         throw new TernError("unavailable", "the server is not ready (starting or draining)", { retriable: true });
-      const lease = await models.acquire(model, version);
+      let lease: Awaited<ReturnType<ModelRegistry["acquire"]>>;
       try {
-        const loaded = lease.model;
-        if (loaded.forwardJson === undefined || lease.record.parameters.drop_empty_outputs === "true") return undefined;
+        lease = await models.acquire(model, version);
+      } catch (err) {
+        // Counted as `infer` counts a request it cannot serve.
+        options.traffic?.begin(model);
+        options.traffic?.end(model);
+        throw err;
+      }
+      const loaded = lease.model;
+      if (loaded.forwardJson === undefined || lease.record.parameters.drop_empty_outputs === "true") {
+        // The decoding path (`infer`) takes it, and counts it.
+        lease.release();
+        return undefined;
+      }
+      // Counted for autoscaling (its lag and the model's idle time) as `infer` counts.
+      options.traffic?.begin(model);
+      try {
         return await loaded.forwardJson(body);
       } finally {
         lease.release();
+        options.traffic?.end(model);
       }
     },
 
