@@ -26,6 +26,7 @@
  *                             (delete packages/agent-baseline afterwards: tsc and biome would check it)
  *   BENCH_OUT (inference-mlserver)  basename of the result files in bench/results/
  *   BENCH_RENDER_ONLY=1       only rewrite the .md from the recorded .json
+ *   BENCH_PROFILE_DIR=<dir>   the agents and gateways write V8 CPU profiles there (--cpu-prof) when they exit
  *
  * Writes bench/results/<BENCH_OUT>.json and .md (the .md ends with bench/inference/mlserver-notes.md).
  */
@@ -55,6 +56,7 @@ const CONFIG = {
   warmupS: envNumber("BENCH_WARMUP_S", 5, 0),
   connections: envNumber("BENCH_CONNECTIONS", 32, 1),
   baseline: process.env.BENCH_BASELINE_AGENT ? resolve(process.env.BENCH_BASELINE_AGENT) : undefined,
+  profileDir: process.env.BENCH_PROFILE_DIR ? resolve(process.env.BENCH_PROFILE_DIR) : undefined,
   out: process.env.BENCH_OUT ?? "inference-mlserver",
 };
 
@@ -92,12 +94,18 @@ function mlserverPid(agent: number): number {
   return Number(pids[0]);
 }
 
+/** V8's CPU profiler for a server process, when BENCH_PROFILE_DIR asks for it. */
+function profileArgs(): string[] {
+  return CONFIG.profileDir ? ["--cpu-prof", "--cpu-prof-dir", CONFIG.profileDir] : [];
+}
+
 /** An agent of server type mlserver, standalone, with iris preloaded, and its MLServer as a process of its own. */
 async function startAgent(key: string, label: string, script: string, cacheDir: string, model: string) {
   const agent = await servers.start({
     key,
     label,
     script,
+    nodeArgs: profileArgs(),
     env: {
       LOG_LEVEL: "warn",
       TERN_AGENT_STANDALONE: "true",
@@ -159,6 +167,7 @@ async function main() {
     key: "gateway",
     label: "gateway",
     script: "bench/inference/gateway-entry.ts",
+    nodeArgs: profileArgs(),
     env: { LOG_LEVEL: "warn", BENCH_AGENT_URL: now.agent.url, BENCH_GATEWAY_PORT: "0" },
   });
   const infer = (base: string, name = "iris") => `${base}/v2/models/${name}/infer`;
