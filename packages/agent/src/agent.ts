@@ -77,9 +77,14 @@ export interface Agent {
   stop(graceMs?: number): Promise<void>;
 }
 
+/** A host as it stands in a URL or a `host:port` address: an IPv6 literal in brackets (`::1` → `[::1]`). */
+export function addressHost(host: string): string {
+  return host.includes(":") && !host.startsWith("[") ? `[${host}]` : host;
+}
+
 export function createAgent(options: AgentOptions): Agent {
   const host = options.host ?? "127.0.0.1";
-  const advertise = options.advertiseHost ?? host;
+  const advertise = addressHost(options.advertiseHost ?? host);
   const log = options.logger;
   let lifecycle: AgentLifecycle = "starting";
   let httpServer: ServerType | undefined;
@@ -159,7 +164,7 @@ export function createAgent(options: AgentOptions): Agent {
             ...(log ? { logger: log } : {}),
             ...(options.maxBodyBytes ? { maxMessageBytes: options.maxBodyBytes } : {}),
           });
-          const grpcPort = await grpcServer.start(host, options.grpcPort);
+          const grpcPort = await grpcServer.start(addressHost(host), options.grpcPort);
           endpoints.grpc = `${advertise}:${grpcPort}`;
         }
         lifecycle = "running";

@@ -6,6 +6,27 @@ import { createOnnxRuntime } from "../../src/runtime/onnx-runtime.js";
 import { IRIS_ROWS, REPO_ROOT, sampleUri } from "./helpers.js";
 
 describe("agent", () => {
+  it("on an IPv6 host advertises bracketed addresses that answer (http://[::1]:port, [::1]:port)", async () => {
+    const agent = createAgent({
+      server: "mlserver",
+      replica: 0,
+      runtime: createOnnxRuntime(),
+      fetcher: createArtifactFetcher({ cacheDir: "/tmp/tern-agent-test-cache", fileBaseDir: REPO_ROOT }),
+      memoryBytes: 1 << 20,
+      host: "::1",
+      httpPort: 0,
+      grpcPort: 0,
+    });
+    try {
+      const endpoints = await agent.start();
+      expect(endpoints.http).toMatch(/^http:\/\/\[::1\]:\d+$/);
+      expect(endpoints.grpc).toMatch(/^\[::1\]:\d+$/);
+      expect((await fetch(`${endpoints.http}/v2/health/live`, { signal: AbortSignal.timeout(5000) })).status).toBe(200);
+    } finally {
+      await agent.stop(0);
+    }
+  });
+
   it("goes starting → running → draining → stopped, serving real HTTP on an ephemeral port", async () => {
     const events: string[] = [];
     const agent = createAgent({
