@@ -1,7 +1,7 @@
 import { z } from "zod";
 import type { ParameterSpec } from "./resources.js";
 import { checkResourceName } from "./schemas.js";
-import type { ReplicaState } from "./status.js";
+import { REPLICA_STATES, type ReplicaState } from "./status.js";
 
 /**
  * The wire contract between an agent (one per server replica) and the scheduler's control API.
@@ -187,6 +187,14 @@ export const agentRegistrationSchema = z.strictObject({
     grpc: z.string().superRefine(refineWith(checkHostPort)).optional(),
   }),
   loaded: z.array(z.strictObject({ model: nameOf, version: z.number().int().min(1) })).default([]),
+});
+
+/** What `POST /v1/agents/{server}/{replica}/events` accepts: an {@link AgentEvent}, and no field it does not name. */
+export const agentEventSchema = z.strictObject({
+  model: nameOf,
+  version: z.number().int().min(1),
+  state: z.enum(REPLICA_STATES),
+  reason: z.string().optional(),
 });
 
 export interface AgentView extends AgentRegistration {

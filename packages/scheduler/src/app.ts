@@ -4,11 +4,11 @@ import {
   type AgentEvent,
   type AgentHeartbeat,
   type AgentRegistration,
+  agentEventSchema,
   agentHeartbeatSchema,
   agentRegistrationSchema,
   type LeaseState,
   parseManifestsOrThrow,
-  REPLICA_STATES,
   type StateStore,
   TernError,
 } from "@tern/core";
@@ -18,7 +18,7 @@ import { HTTPException } from "hono/http-exception";
 import { streamSSE } from "hono/streaming";
 import type { ContentfulStatusCode } from "hono/utils/http-status";
 import type { Logger } from "pino";
-import { z } from "zod";
+import type { z } from "zod";
 import { loadState } from "./persistence.js";
 import type { Scheduler, WatchEvent } from "./scheduler.js";
 import { createSsePump, streamAssignments } from "./sse-pump.js";
@@ -41,13 +41,6 @@ export interface ControlAppDeps {
   /** Largest accepted request body. @default 4 MiB */
   maxBodyBytes?: number;
 }
-
-const agentEventSchema = z.object({
-  model: z.string().min(1),
-  version: z.number().int().min(1),
-  state: z.enum(REPLICA_STATES),
-  reason: z.string().optional(),
-});
 
 /**
  * The scheduler's control API (DESIGN §4): apply/delete/get/list for each kind, status, the route table, a watch

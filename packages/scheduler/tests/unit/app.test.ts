@@ -291,6 +291,14 @@ describe("control API", () => {
       body: JSON.stringify({ model: "iris", version: 1, state: "Happy" }),
     });
     expect(bad.status).toBe(400);
+    // A field the contract does not name is refused, as in a registration or a heartbeat, not silently dropped.
+    const typo = await app.request("/v1/agents/onnx/0/events", {
+      method: "POST",
+      headers: JSON_TYPE,
+      body: JSON.stringify({ model: "iris", version: 1, state: "Available", reasn: "typo" }),
+    });
+    expect(typo.status).toBe(400);
+    expect(((await typo.json()) as { error: string }).error).toMatch(/reasn/);
     expect((await app.request("/v1/agents/onnx/0/drain", { method: "POST" })).status).toBe(202);
     expect(await (await app.request("/v1/agents/onnx/0")).json()).toMatchObject({ draining: true, drained: false });
     expect((await app.request("/v1/agents/onnx/0", { method: "DELETE" })).status).toBe(204);
