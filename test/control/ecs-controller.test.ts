@@ -73,8 +73,13 @@ describe("ECS controller (moto server, real scheduler)", () => {
     };
   }
 
-  async function describeService(): Promise<{ status?: string; desiredCount?: number; taskDefinition?: string }> {
-    const out = await ecs.send(new DescribeServicesCommand({ cluster, services: [service] }));
+  async function describeService(name = service): Promise<{
+    status?: string;
+    desiredCount?: number;
+    taskDefinition?: string;
+    deploymentConfiguration?: { minimumHealthyPercent?: number; maximumPercent?: number };
+  }> {
+    const out = await ecs.send(new DescribeServicesCommand({ cluster, services: [name] }));
     return out.services?.[0] ?? {};
   }
 
@@ -173,6 +178,87 @@ describe("ECS controller (moto server, real scheduler)", () => {
     } finally {
       // Stopped here, not only in afterAll: a controller left running would act on the next test's Server.
       await controller.stop();
+    }
+  });
+
+  it("applies each Server's deploymentStrategy as its service's deploymentConfiguration, follows a change of it without a new revision, and keeps the revision across a controller restart", async () => {
+    const strategyManifest = (name: string, replicas: number, strategy: string) => `apiVersion: mlops.seldon.io/v1alpha1
+kind: Server
+metadata: {name: ${name}}
+spec: {serverConfig: tern-onnx, replicas: ${replicas}${strategy === "" ? "" : `, deploymentStrategy: ${strategy}`}}
+`;
+    const recreate = `recreate-${suffix}`;
+    const rolling = `rolling-${suffix}`;
+    const plain = `plain-${suffix}`;
+    const svc = (name: string) => `tern-${stage}-${name}`;
+    const start = () => {
+      const c = createEcsController({
+        settings: settings(),
+        client: createControlClient({ url: scheduler.url }),
+        logger: { info: (m) => logs.push(m), warn: (m) => logs.push(m) },
+        credentials,
+        retryMs: 200,
+      });
+      c.start();
+      return c;
+    };
+    const configOf = async (name: string) => {
+      const { minimumHealthyPercent, maximumPercent } =
+        (await describeService(svc(name))).deploymentConfiguration ?? {};
+      return { minimumHealthyPercent, maximumPercent };
+    };
+    const waitConfig = (name: string, wanted: { minimumHealthyPercent: number; maximumPercent: number }) =>
+      waitFor(async () => JSON.stringify(await configOf(name)) === JSON.stringify(wanted), {
+        timeoutMs: 20_000,
+        description: `service ${svc(name)} with deploymentConfiguration ${JSON.stringify(wanted)}\n${logs.join("\n")}`,
+      });
+
+    let first: EcsController | undefined = start();
+    let second: EcsController | undefined;
+    try {
+      const applied = await applyManifest(
+        scheduler.url,
+        [
+          strategyManifest(recreate, 2, "{type: Recreate}"),
+          strategyManifest(rolling, 4, "{type: RollingUpdate, rollingUpdate: {maxSurge: 1, maxUnavailable: 0}}"),
+          strategyManifest(plain, 1, ""),
+        ].join("---\n"),
+      );
+      expect(applied.status).toBe(200);
+      // moto 5.2.5 keeps a deploymentConfiguration given to UpdateService but drops CreateService's: against it the
+      // controller's next pass finds the configuration missing and sets it with an UpdateService (as it would on a
+      // service made before its Server had a strategy). That CreateService carried it already, its log line says.
+      await waitConfig(recreate, { minimumHealthyPercent: 0, maximumPercent: 100 });
+      expect(logs).toContain(`ECS controller: created service ${svc(recreate)} (desired count 2, deployment 0-100%)`);
+      // One task of four may be added (125% rounds down to 5 tasks), none may be missing.
+      await waitConfig(rolling, { minimumHealthyPercent: 100, maximumPercent: 125 });
+      await waitConfig(plain, { minimumHealthyPercent: 100, maximumPercent: 200 });
+      expect((await describeService(svc(rolling))).desiredCount).toBe(4);
+      const rollingRevision = (await describeService(svc(rolling))).taskDefinition;
+      expect(rollingRevision).toBeDefined();
+
+      // A change of the strategy alone reaches the service, and registers no new revision (nothing to roll).
+      expect(
+        (await applyManifest(scheduler.url, strategyManifest(rolling, 4, "{rollingUpdate: {maxUnavailable: 50%}}")))
+          .status,
+      ).toBe(200);
+      await waitConfig(rolling, { minimumHealthyPercent: 50, maximumPercent: 125 });
+      expect((await describeService(svc(rolling))).taskDefinition).toBe(rollingRevision);
+
+      // A new controller (the control task replaced) scaling a Server moves its service to no new revision either.
+      await first.stop();
+      first = undefined;
+      const plainRevision = (await describeService(svc(plain))).taskDefinition;
+      second = start();
+      expect((await applyManifest(scheduler.url, strategyManifest(plain, 2, ""))).status).toBe(200);
+      await waitFor(async () => (await describeService(svc(plain))).desiredCount === 2, {
+        timeoutMs: 20_000,
+        description: `service ${svc(plain)} with desired count 2\n${logs.join("\n")}`,
+      });
+      expect((await describeService(svc(plain))).taskDefinition).toBe(plainRevision);
+    } finally {
+      await first?.stop();
+      await second?.stop();
     }
   });
 

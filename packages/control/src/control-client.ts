@@ -1,11 +1,11 @@
-import { readSseStream, type SseMessage, TernError } from "@tern/core";
+import { type DeploymentStrategy, readSseStream, type SseMessage, TernError } from "@tern/core";
 
 /**
  * The few calls of the scheduler's control API (docs/control-api.md) the dev stack makes: list servers, follow the
  * watch stream, apply manifests, read a model. Every call has a deadline; errors carry the API's `{"error"}` text.
  */
 
-/** The fields of a `ServerStatus` the local controller uses. */
+/** The fields of a `ServerStatus` the controllers use. */
 export interface ServerSummary {
   name: string;
   serverConfig: string;
@@ -13,6 +13,8 @@ export interface ServerSummary {
   state: string;
   reason?: string;
   replicas: number;
+  /** The manifest's, when it has one (the ECS controller applies it). */
+  deploymentStrategy?: DeploymentStrategy;
 }
 
 /** The fields of a `ModelStatus` the dev stack prints. */

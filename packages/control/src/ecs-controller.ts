@@ -14,6 +14,7 @@ import {
 import { TernError } from "@tern/core";
 import type { EcsSettings } from "./config.js";
 import type { ControlClient } from "./control-client.js";
+import type { EcsDeploymentConfiguration } from "./deployment-strategy.js";
 import {
   AGENT_VARIABLES,
   agentEnvironment,
@@ -35,7 +36,12 @@ import { createServerFollower, type DesiredServer } from "./server-follower.js";
  * (TERN_ECS_TASK_DEFINITION_TERN_ONNX / _MLSERVER) with the agent container's environment extended by what makes its
  * tasks register as that Server — the same variables the local controller gives an agent process. (An ECS service has
  * no per-service container overrides; those exist only for RunTask.) A revision is registered only when that
- * environment or the base revision changed, so a restart of this controller does not roll the agents.
+ * environment or the base revision changed, and a service is moved to one only then, so neither a restart of this
+ * controller nor a scale after it rolls the agents.
+ *
+ * How ECS replaces the tasks when it does move a service is the Server's `spec.deploymentStrategy`, sent as the
+ * service's `deploymentConfiguration` (deployment-strategy.ts) on create and on every update; one that differs from
+ * what DescribeServices reports is an update of its own.
  *
  * Deleting a Server scales its service to 0 (the agents drain on SIGTERM), then deletes it. A refused call is logged
  * with ECS's reason and kept in `services()`; the pass is retried after `retryMs`.
@@ -156,6 +162,14 @@ export function createEcsController(options: EcsControllerOptions): EcsControlle
           status: s.status ?? "ACTIVE",
           desiredCount: s.desiredCount ?? 0,
           taskDefinition: s.taskDefinition ?? "",
+          ...(s.deploymentConfiguration === undefined
+            ? {}
+            : {
+                deploymentConfiguration: {
+                  minimumHealthyPercent: s.deploymentConfiguration.minimumHealthyPercent,
+                  maximumPercent: s.deploymentConfiguration.maximumPercent,
+                },
+              }),
         });
       }
     }
@@ -277,8 +291,12 @@ export function createEcsController(options: EcsControllerOptions): EcsControlle
         return;
       case "create":
       case "update": {
-        const wanted = await wantedDefinition(action.server, bases);
-        const taskDefinition = await registerDefinition(action.server, wanted);
+        // A service whose revision is right keeps it: registering again (an identical definition, after a restart of
+        // this controller emptied its cache) would move it to a new revision, and ECS would replace every agent task.
+        const taskDefinition =
+          action.action === "update" && !action.newRevision
+            ? undefined
+            : await registerDefinition(action.server, await wantedDefinition(action.server, bases));
         if (action.action === "create") {
           await call(`create service ${action.service}`, () =>
             ecs.send(
@@ -295,8 +313,8 @@ export function createEcsController(options: EcsControllerOptions): EcsControlle
                     assignPublicIp: settings.assignPublicIp ? "ENABLED" : "DISABLED",
                   },
                 },
-                // A new revision starts its tasks before the old ones stop, as the control service does.
-                deploymentConfiguration: { minimumHealthyPercent: 100, maximumPercent: 200 },
+                // The Server's deploymentStrategy; without one, new tasks start before old ones stop (100/200).
+                deploymentConfiguration: action.deploymentConfiguration,
                 tags: [
                   { key: STAGE_TAG, value: settings.stage },
                   { key: SERVER_TAG, value: action.server.server },
@@ -306,7 +324,9 @@ export function createEcsController(options: EcsControllerOptions): EcsControlle
               }),
             ),
           );
-          logger.info(`ECS controller: created service ${action.service} (desired count ${action.desiredCount})`);
+          logger.info(
+            `ECS controller: created service ${action.service} (desired count ${action.desiredCount}, ${deploymentText(action.deploymentConfiguration)})`,
+          );
         } else {
           await call(`update service ${action.service}`, () =>
             ecs.send(
@@ -314,11 +334,14 @@ export function createEcsController(options: EcsControllerOptions): EcsControlle
                 cluster,
                 service: action.service,
                 desiredCount: action.desiredCount,
-                taskDefinition,
+                ...(taskDefinition === undefined ? {} : { taskDefinition }),
+                deploymentConfiguration: action.deploymentConfiguration,
               }),
             ),
           );
-          logger.info(`ECS controller: service ${action.service} desired count ${action.desiredCount}`);
+          logger.info(
+            `ECS controller: service ${action.service} desired count ${action.desiredCount}, ${deploymentText(action.deploymentConfiguration)}${taskDefinition === undefined ? "" : `, moved to ${taskDefinition}`}`,
+          );
         }
         return;
       }
@@ -451,4 +474,9 @@ export function createEcsController(options: EcsControllerOptions): EcsControlle
       return stopping;
     },
   };
+}
+
+/** `deployment 100-200%`: the healthy minimum and the maximum a replacement of the service's tasks keeps to. */
+function deploymentText(config: EcsDeploymentConfiguration): string {
+  return `deployment ${config.minimumHealthyPercent}-${config.maximumPercent}%`;
 }

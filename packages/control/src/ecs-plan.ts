@@ -1,8 +1,10 @@
+import { type EcsDeploymentConfiguration, ecsDeploymentConfiguration } from "./deployment-strategy.js";
 import { agentRuntime, type DesiredServer } from "./server-follower.js";
 
 /**
  * The ECS controller's decision: what to do with each agent service so that every Server has one service
- * `tern-<stage>-<server>` whose desired count is the Server's replicas. A pure function of the Servers and the
+ * `tern-<stage>-<server>` whose desired count is the Server's replicas and whose deployment configuration is the
+ * Server's deploymentStrategy (deployment-strategy.ts). A pure function of the Servers and the
  * services ECS reports, so every case is a unit test; ecs-controller.ts carries it out.
  */
 
@@ -13,6 +15,8 @@ export interface ExistingService {
   status: string;
   desiredCount: number;
   taskDefinition: string;
+  /** As ECS reports it; absent when it reports none (moto, for a service it created). */
+  deploymentConfiguration?: { minimumHealthyPercent?: number; maximumPercent?: number };
 }
 
 /** The task definition a Server's service should run: its base (by server type) and the variables that make it that Server's agents. */
@@ -25,8 +29,26 @@ export interface WantedTaskDefinition {
 }
 
 export type EcsAction =
-  | { action: "create"; service: string; server: DesiredServer; desiredCount: number }
-  | { action: "update"; service: string; server: DesiredServer; desiredCount: number }
+  | {
+      action: "create";
+      service: string;
+      server: DesiredServer;
+      desiredCount: number;
+      deploymentConfiguration: EcsDeploymentConfiguration;
+    }
+  | {
+      action: "update";
+      service: string;
+      server: DesiredServer;
+      desiredCount: number;
+      deploymentConfiguration: EcsDeploymentConfiguration;
+      /**
+       * The service runs a stale task definition: register the Server's and move the service to it (ECS then replaces
+       * the tasks as `deploymentConfiguration` allows). False: only the count or the configuration changes, and the
+       * service keeps its revision, so its tasks are not replaced.
+       */
+      newRevision: boolean;
+    }
   /** Scale to 0 (the agents drain on SIGTERM), then delete. */
   | { action: "delete"; service: string }
   /** Nothing ECS can do now, and why (a service still draining from a delete; no task definition for the type). */
@@ -70,7 +92,8 @@ export function agentEnvironment(
 
 /**
  * Plans one pass. `needsUpdate(service, server)` says whether an existing service runs the wrong task definition (the
- * controller knows which revision it registered for which Server); a changed desired count is an update too.
+ * controller knows which revision it registered for which Server); a changed desired count, or a deployment
+ * configuration other than the Server's strategy gives for its replicas, is an update too (one that keeps the revision).
  *
  * - A Server with no ACTIVE service gets one created (even with 0 replicas: it exists as long as the Server does),
  *   unless its old service is still DRAINING from a delete: then it waits.
@@ -100,12 +123,27 @@ export function planEcsServices(
       continue;
     }
     const current = byName.get(service);
+    const deploymentConfiguration = ecsDeploymentConfiguration(server.deploymentStrategy, server.replicas);
     if (current === undefined || current.status === "INACTIVE") {
-      actions.push({ action: "create", service, server, desiredCount: server.replicas });
+      actions.push({ action: "create", service, server, desiredCount: server.replicas, deploymentConfiguration });
     } else if (current.status === "DRAINING") {
       actions.push({ action: "wait", service, reason: `service ${service} is still being deleted` });
-    } else if (current.desiredCount !== server.replicas || needsUpdate(current, server)) {
-      actions.push({ action: "update", service, server, desiredCount: server.replicas });
+    } else {
+      const newRevision = needsUpdate(current, server);
+      const reported = current.deploymentConfiguration;
+      const configured =
+        reported?.minimumHealthyPercent === deploymentConfiguration.minimumHealthyPercent &&
+        reported?.maximumPercent === deploymentConfiguration.maximumPercent;
+      if (newRevision || !configured || current.desiredCount !== server.replicas) {
+        actions.push({
+          action: "update",
+          service,
+          server,
+          desiredCount: server.replicas,
+          deploymentConfiguration,
+          newRevision,
+        });
+      }
     }
   }
   for (const service of existing) {

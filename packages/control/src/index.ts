@@ -1,6 +1,7 @@
 export * from "./children.js";
 export * from "./config.js";
 export * from "./control-client.js";
+export * from "./deployment-strategy.js";
 export * from "./ecs-controller.js";
 export * from "./ecs-plan.js";
 export * from "./errors.js";

@@ -1,4 +1,5 @@
 import { setTimeout as sleep } from "node:timers/promises";
+import type { DeploymentStrategy } from "@tern/core";
 import type { ControlClient, ServerSummary } from "./control-client.js";
 import { errorText } from "./errors.js";
 
@@ -19,6 +20,11 @@ export interface DesiredServer {
   serverConfig: string;
   /** The Server's effective capabilities (type list, `capabilities` replacing it, `extraCapabilities` added). */
   capabilities: readonly string[];
+  /**
+   * The manifest's `deploymentStrategy`: how the ECS controller lets ECS replace the Server's agent tasks
+   * (deployment-strategy.ts). The local controller never replaces a running agent, so it has no use for it.
+   */
+  deploymentStrategy?: DeploymentStrategy;
 }
 
 /** The agent runtimes Tern has (the agent's `TERN_AGENT_SERVER_TYPE`). */
@@ -41,6 +47,7 @@ export function desiredServers(items: readonly ServerSummary[]): DesiredServer[]
     replicas: s.state === "ServerTerminating" ? 0 : s.replicas,
     serverConfig: s.serverConfig,
     capabilities: s.capabilities,
+    ...(s.deploymentStrategy === undefined ? {} : { deploymentStrategy: s.deploymentStrategy }),
   }));
 }
 

@@ -250,8 +250,8 @@ export function validateResource(obj: unknown, origin: ResourceOrigin = {}): Res
 }
 
 /**
- * Fields of a valid resource that Tern accepts for Seldon compatibility but does not act on, as problems to print as
- * warnings (`tern validate` shows them and still exits 0). Empty when nothing is ignored.
+ * Fields of a valid resource that Tern accepts for Seldon compatibility but does not act on everywhere, as problems to
+ * print as warnings (`tern validate` shows them and still exits 0). Empty when nothing is ignored.
  */
 export function manifestWarnings(resource: Resource, origin: ResourceOrigin = {}): ManifestProblem[] {
   const base = {
@@ -266,7 +266,7 @@ export function manifestWarnings(resource: Resource, origin: ResourceOrigin = {}
       ...base,
       path: "spec.deploymentStrategy",
       message:
-        "accepted and ignored: Tern replaces a Server's replicas only by scaling (the local controller starts and stops agents by index), never by a rollout",
+        "applied on ECS only, as the agent service's deployment configuration; the local controller never replaces a running agent, so locally it has no effect",
     });
   }
   return warnings;

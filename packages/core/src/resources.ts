@@ -63,8 +63,9 @@ export interface ServerSpec extends ScalingSpec {
   extraCapabilities?: string[];
   disableAutoUpdate?: boolean;
   /**
-   * How Kubernetes replaces the Server's pods (a Deployment strategy, as Seldon accepts it). Validated, then ignored:
-   * Tern changes a Server's replicas only by scaling, never by a rollout (`tern validate` prints a warning).
+   * How Kubernetes replaces the Server's pods (a Deployment strategy, as Seldon accepts it). On ECS it becomes the
+   * agent service's deployment configuration (packages/control/src/deployment-strategy.ts); the local controller
+   * never replaces a running agent, so it has no effect there (`tern validate` prints a warning saying so).
    */
   deploymentStrategy?: DeploymentStrategy;
   /** Kubernetes-only fields: accepted for compatibility, ignored by Tern. */

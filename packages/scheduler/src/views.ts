@@ -1,5 +1,6 @@
 import {
   type AgentView,
+  type DeploymentStrategy,
   effectiveReplicas,
   experimentCandidates,
   type ModelStatus,
@@ -45,6 +46,8 @@ export interface ServerStatus {
   specReplicas: number;
   /** Present for an autoscaled Server (one with `minReplicas` or `maxReplicas`). */
   autoscaling?: { minReplicas: number; maxReplicas?: number; reason?: string; lastChangeAt?: number };
+  /** The manifest's `deploymentStrategy`, when it has one: how the ECS controller lets its agent tasks be replaced. */
+  deploymentStrategy?: DeploymentStrategy;
   /** Connected replicas below the desired count (not leaving). */
   availableReplicas: number;
   /** Model replicas held across its replicas. */
@@ -198,6 +201,7 @@ export function serverStatus(
     }
     status.autoscaling = scaling;
   }
+  if (spec.deploymentStrategy !== undefined) status.deploymentStrategy = spec.deploymentStrategy;
   if (server.deleting) {
     status.state = "ServerTerminating";
   } else if (!caps.ok) {

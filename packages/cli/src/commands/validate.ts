@@ -28,9 +28,10 @@ Options:
 
 Output:
   valid     one line on stdout: ok: N resources in M files (Kind name, ...)
-  warnings  on stderr, one line per field accepted for Seldon compatibility but ignored by Tern:
-              warning: FILE: document N (Kind name): FIELD: accepted and ignored: WHY
-            (e.g. Server.spec.deploymentStrategy); they do not change the exit status
+  warnings  on stderr, one line per field accepted for Seldon compatibility that Tern ignores, or acts
+            on only in some deployments:
+              warning: FILE: document N (Kind name): FIELD: WHY
+            (e.g. Server.spec.deploymentStrategy, applied on ECS only); they do not change the exit status
   invalid   one line per problem on stdout, and nothing else there, so it can be grepped:
               FILE: document N (Kind name): FIELD: WHAT IS WRONG
             e.g. bad.yaml: document 2 (Model iris): spec.replicas: must be at least spec.minReplicas (3 < 4)

@@ -111,14 +111,14 @@ describe("tern validate", () => {
     expect(negative.stdout).toContain("spec.maxStepRevisits");
   });
 
-  it("warns on stderr that Server.spec.deploymentStrategy is accepted and ignored, and still exits 0", async () => {
+  it("warns on stderr that Server.spec.deploymentStrategy acts on ECS only, and still exits 0", async () => {
     const text = `${server("mlserver")}  deploymentStrategy:\n    type: Recreate\n`;
     const result = await tern(["validate", "-f", "-"], { stdin: text });
     expect(result).toEqual({
       code: 0,
       stdout: "ok: 1 resource in 1 file (Server mlserver)\n",
       stderr:
-        "warning: <stdin>: document 1 (Server mlserver): spec.deploymentStrategy: accepted and ignored: Tern replaces a Server's replicas only by scaling (the local controller starts and stops agents by index), never by a rollout\n",
+        "warning: <stdin>: document 1 (Server mlserver): spec.deploymentStrategy: applied on ECS only, as the agent service's deployment configuration; the local controller never replaces a running agent, so locally it has no effect\n",
     });
   });
 

@@ -14,19 +14,79 @@ const active = (server: string, desiredCount: number, taskDefinition = "td:1"): 
   status: "ACTIVE",
   desiredCount,
   taskDefinition,
+  deploymentConfiguration: { minimumHealthyPercent: 100, maximumPercent: 200 },
 });
 const never = () => false;
+/** What a Server without a deploymentStrategy gets. */
+const DEFAULT = { minimumHealthyPercent: 100, maximumPercent: 200 };
 
 describe("planEcsServices", () => {
   it("creates a missing service with the Server's replicas", () => {
     expect(planEcsServices("prod", [onnx("a", 2)], [], defs, never)).toEqual([
-      { action: "create", service: "tern-prod-a", server: onnx("a", 2), desiredCount: 2 },
+      {
+        action: "create",
+        service: "tern-prod-a",
+        server: onnx("a", 2),
+        desiredCount: 2,
+        deploymentConfiguration: DEFAULT,
+      },
+    ]);
+  });
+
+  it("creates a service with the deployment configuration of the Server's strategy", () => {
+    const server = { ...onnx("a", 4), deploymentStrategy: { rollingUpdate: { maxSurge: 1, maxUnavailable: 0 } } };
+    const [action] = planEcsServices("prod", [server], [], defs, never);
+    expect(action).toMatchObject({
+      action: "create",
+      deploymentConfiguration: { minimumHealthyPercent: 100, maximumPercent: 125 },
+    });
+  });
+
+  it("updates only the configuration of a service whose Server changed its strategy, keeping the revision", () => {
+    const server = { ...onnx("a", 2), deploymentStrategy: { type: "Recreate" as const } };
+    expect(planEcsServices("prod", [server], [active("a", 2)], defs, never)).toEqual([
+      {
+        action: "update",
+        service: "tern-prod-a",
+        server,
+        desiredCount: 2,
+        deploymentConfiguration: { minimumHealthyPercent: 0, maximumPercent: 100 },
+        newRevision: false,
+      },
+    ]);
+  });
+
+  it("updates a service that reports no deployment configuration (moto does not keep CreateService's)", () => {
+    const bare = { ...active("a", 2), deploymentConfiguration: undefined };
+    expect(planEcsServices("prod", [onnx("a", 2)], [bare], defs, never)).toMatchObject([
+      { action: "update", deploymentConfiguration: DEFAULT, newRevision: false },
+    ]);
+  });
+
+  it("sends the percentages for the new count when a Server with a strategy scales", () => {
+    const server = { ...onnx("a", 2), deploymentStrategy: { rollingUpdate: { maxSurge: 1, maxUnavailable: 0 } } };
+    const at4 = { ...active("a", 4), deploymentConfiguration: { minimumHealthyPercent: 100, maximumPercent: 125 } };
+    expect(planEcsServices("prod", [server], [at4], defs, never)).toMatchObject([
+      {
+        action: "update",
+        desiredCount: 2,
+        deploymentConfiguration: { minimumHealthyPercent: 100, maximumPercent: 150 },
+      },
     ]);
   });
 
   it("updates a service whose desired count differs, and leaves a matching one alone", () => {
     const plan = planEcsServices("prod", [onnx("a", 3), onnx("b", 1)], [active("a", 2), active("b", 1)], defs, never);
-    expect(plan).toEqual([{ action: "update", service: "tern-prod-a", server: onnx("a", 3), desiredCount: 3 }]);
+    expect(plan).toEqual([
+      {
+        action: "update",
+        service: "tern-prod-a",
+        server: onnx("a", 3),
+        desiredCount: 3,
+        deploymentConfiguration: DEFAULT,
+        newRevision: false,
+      },
+    ]);
   });
 
   it("updates a service that runs a stale task definition even when its count is right", () => {
@@ -37,7 +97,7 @@ describe("planEcsServices", () => {
       defs,
       (s) => s.taskDefinition === "old:1",
     );
-    expect(plan.map((a) => a.action)).toEqual(["update"]);
+    expect(plan).toMatchObject([{ action: "update", newRevision: true }]);
   });
 
   it("deletes an active service whose Server is gone, and ignores one already draining", () => {

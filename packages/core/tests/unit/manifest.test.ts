@@ -576,13 +576,13 @@ describe("Seldon compatibility", () => {
     expect(validateResource(experiment(spec))).toEqual({ ok: true, resource: experiment(spec) });
   });
 
-  it("warns that deploymentStrategy is accepted and ignored, naming the field", () => {
+  it("warns that deploymentStrategy acts on ECS only, naming the field", () => {
     const resource = parseResourceOrThrow(
       server({ serverConfig: "mlserver", deploymentStrategy: { type: "Recreate" } }),
       { source: "s.yaml", index: 2 },
     );
     expect(manifestWarnings(resource, { source: "s.yaml", index: 2 }).map(formatProblem)).toEqual([
-      "s.yaml: document 2 (Server mlserver): spec.deploymentStrategy: accepted and ignored: Tern replaces a Server's replicas only by scaling (the local controller starts and stops agents by index), never by a rollout",
+      "s.yaml: document 2 (Server mlserver): spec.deploymentStrategy: applied on ECS only, as the agent service's deployment configuration; the local controller never replaces a running agent, so locally it has no effect",
     ]);
     expect(manifestWarnings(parseResourceOrThrow(server({ serverConfig: "mlserver" })))).toEqual([]);
   });
