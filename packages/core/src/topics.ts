@@ -23,6 +23,21 @@ export const SELDON_MODEL_HEADER = "seldon-model";
 /** Response header naming the route an experiment took; sending it back pins the route. */
 export const SELDON_ROUTE_HEADER = "x-seldon-route";
 
+/**
+ * Record header carrying the caller's deadline: epoch milliseconds, decimal. The gateway sets it on a pipeline request;
+ * the dataflow carries it to every record derived from the request; the model gateway and the dataflow do no work for a
+ * request past it (docs/dataflow.md, "Deadlines"). A record without it has no deadline but the components' own.
+ */
+export const DEADLINE_HEADER = "tern-deadline";
+
+/** The deadline a record's headers carry (epoch ms), or undefined when there is none or it is not a decimal epoch. */
+export function deadlineOf(headers: Readonly<Record<string, string>>): number | undefined {
+  const text = headers[DEADLINE_HEADER];
+  if (text === undefined || !/^[0-9]{1,16}$/.test(text)) return undefined;
+  const value = Number(text);
+  return Number.isSafeInteger(value) ? value : undefined;
+}
+
 /** @default "seldon" */
 export const DEFAULT_TOPIC_PREFIX = "seldon";
 /** @default "default" */

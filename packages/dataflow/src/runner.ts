@@ -3,6 +3,8 @@ import {
   type BusBatchContext,
   type BusMessage,
   type BusProducer,
+  DEADLINE_HEADER,
+  deadlineOf,
   formatRecordKey,
   type OutgoingMessage,
   PIPELINE_HEADER,
@@ -158,7 +160,10 @@ interface Req {
   part: Part;
   /** Carried to every record the request causes: the caller's headers, never `pipeline` or error markers. */
   headers: Record<string, string>;
+  /** This runner's request timeout. */
   deadline: number;
+  /** The caller's (`tern-deadline` on its first record): past it nobody waits, so no more work is started for it. */
+  callerDeadline: number | undefined;
   /** The records this request holds back from being committed. */
   records: HeldRecord[];
   /** What it waits for, per stage: a join, or a model's answer. */
@@ -336,6 +341,7 @@ export function createPipelineRunner(options: PipelineRunnerOptions): PipelineRu
       part,
       headers,
       deadline: at + requestTimeoutMs,
+      callerDeadline: deadlineOf(incoming),
       records: [],
       stages: new Map(),
       state: "open",
@@ -405,6 +411,22 @@ export function createPipelineRunner(options: PipelineRunnerOptions): PipelineRu
     close(req, round, at);
   }
 
+  /**
+   * Fails a request whose caller's deadline has passed (its answer would reach nobody); true when it did. `next` says
+   * what is not done for it.
+   */
+  function failIfLate(req: Req, next: string, round: Round, at: number): boolean {
+    if (req.callerDeadline === undefined || at < req.callerDeadline) return false;
+    fail(
+      req,
+      `pipeline ${plan.pipeline}: request ${req.id}: the caller's deadline passed ${at - req.callerDeadline} ms ago; ${next}`,
+      "DEADLINE_EXCEEDED",
+      round,
+      at,
+    );
+    return true;
+  }
+
   function sendStep(req: Req, step: StepPlan, tensors: ReadonlyMap<string, WireTensor>, round: Round, at: number) {
     let value: Uint8Array;
     try {
@@ -465,6 +487,7 @@ export function createPipelineRunner(options: PipelineRunnerOptions): PipelineRu
           [PIPELINE_HEADER]: plan.pipeline,
           [REQUEST_ID_HEADER]: id,
           [BATCH_HEADER]: JSON.stringify(group.map((g) => [g.req.id, g.rows])),
+          ...batchDeadline(group.map((g) => g.req)),
         },
       });
       for (const g of group) g.req.stages.set(step.name, "running");
@@ -481,6 +504,7 @@ export function createPipelineRunner(options: PipelineRunnerOptions): PipelineRu
           const req = part.requests.get(r.requestId);
           if (req === undefined || req.state !== "open") continue;
           req.stages.delete(stage.name);
+          if (stage.name !== "output" && failIfLate(req, `${stage.label} is not run`, round, at)) continue;
           fired.push({ req, tensors: r.tensors });
         }
         if (stage.name === "output") for (const f of fired) complete(f.req, f.tensors, round, at);
@@ -584,6 +608,7 @@ export function createPipelineRunner(options: PipelineRunnerOptions): PipelineRu
       fail(req, text, status, round, at);
       return;
     }
+    if (failIfLate(req, "its remaining steps are not run", round, at)) return;
     if (route.errorStep !== undefined && req.stages.get(route.errorStep.name) === "running") {
       req.stages.delete(route.errorStep.name);
     }
@@ -864,4 +889,17 @@ function parseBatchHeader(text: string): [string, number][] | undefined {
       return undefined;
   }
   return parsed as [string, number][];
+}
+
+/**
+ * The deadline header of a batched model request: its members' latest (the call is worth making while any of them is
+ * waited for), or none when a member has none.
+ */
+function batchDeadline(members: { callerDeadline: number | undefined }[]): Record<string, string> {
+  let latest = Number.NEGATIVE_INFINITY;
+  for (const m of members) {
+    if (m.callerDeadline === undefined) return {};
+    latest = Math.max(latest, m.callerDeadline);
+  }
+  return { [DEADLINE_HEADER]: String(latest) };
 }

@@ -3,6 +3,7 @@ import {
   type BusConsumer,
   type BusMessage,
   type BusProducer,
+  DEADLINE_HEADER,
   decodeModelInferResponse,
   encodeModelInferRequest,
   formatRecordKey,
@@ -298,6 +299,8 @@ export function createPipelineFront(options: PipelineFrontOptions): PipelineFron
                 [REQUEST_ID_HEADER]: requestId,
                 ...inferOptions.headers,
                 [PIPELINE_HEADER]: pipeline,
+                // Past it nobody waits: the dataflow and the model gateway stop working for the request.
+                [DEADLINE_HEADER]: String(Math.floor(inferOptions.deadline)),
               },
             },
           ])

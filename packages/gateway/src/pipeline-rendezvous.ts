@@ -2,6 +2,7 @@ import { randomUUID } from "node:crypto";
 import { setTimeout as sleep } from "node:timers/promises";
 import {
   type BusProducer,
+  DEADLINE_HEADER,
   decodeModelInferResponse,
   encodeModelInferRequest,
   formatRecordKey,
@@ -150,6 +151,8 @@ export function createRendezvousFront(options: RendezvousFrontOptions): Pipeline
             ...inferOptions.headers,
             [PIPELINE_HEADER]: pipeline,
             [REPLY_TO_HEADER]: REPLY_TO_DYNAMODB,
+            // Past it nobody waits: the dataflow and the model gateway stop working for the request.
+            [DEADLINE_HEADER]: String(Math.floor(deadline)),
           },
         };
         let timer: NodeJS.Timeout | undefined;

@@ -1,5 +1,5 @@
 import * as grpc from "@grpc/grpc-js";
-import type { BusMessage, OutgoingMessage, RouteTable, TopicNames } from "@tern/core";
+import { type BusMessage, deadlineOf, type OutgoingMessage, type RouteTable, type TopicNames } from "@tern/core";
 import {
   codeOf,
   type GrpcUpstream,
@@ -16,7 +16,10 @@ export interface RecordProcessorOptions {
   routes: RouteSource;
   upstream: GrpcUpstream;
   logger: Logger;
-  /** Deadline of one request, counted from when this gateway takes the record. @default 60000 */
+  /**
+   * Deadline of one request, counted from when this gateway takes the record; a record whose `tern-deadline` header
+   * (the caller's) comes sooner gets only the time left until then. @default 60000
+   */
   deadlineMs?: number;
   /**
    * How long a record for a model with no available replica (or not yet in the route table: a model just applied)
@@ -90,7 +93,15 @@ export function createRecordProcessor(options: RecordProcessorOptions): RecordPr
 
   async function answer(model: string, message: BusMessage): Promise<Uint8Array> {
     const started = Date.now();
-    const deadline = started + deadlineMs;
+    const callerDeadline = deadlineOf(message.headers);
+    if (callerDeadline !== undefined && callerDeadline <= started) {
+      // Nobody waits for this answer any more: calling the agent would only add to the load that made it late.
+      throw new RecordFailure(
+        "DEADLINE_EXCEEDED",
+        `model ${model} not called: the caller's deadline passed ${started - callerDeadline} ms before the model gateway took the request`,
+      );
+    }
+    const deadline = Math.min(started + deadlineMs, callerDeadline ?? Number.POSITIVE_INFINITY);
     try {
       readNameAndVersion(message.value);
     } catch (err) {
@@ -106,7 +117,12 @@ export function createRecordProcessor(options: RecordProcessorOptions): RecordPr
       const status = grpc.status[result.error.code] ?? "UNKNOWN";
       const details = result.error.details || result.error.message;
       if (result.error.code === grpc.status.DEADLINE_EXCEEDED) {
-        throw new RecordFailure(status, `model ${model} did not answer within ${deadlineMs} ms`);
+        throw new RecordFailure(
+          status,
+          callerDeadline !== undefined && callerDeadline < started + deadlineMs
+            ? `model ${model} did not answer before the caller's deadline (${callerDeadline - started} ms left when called)`
+            : `model ${model} did not answer within ${deadlineMs} ms`,
+        );
       }
       if (result.error.code === grpc.status.UNAVAILABLE) {
         // grpc-js puts the agent's address in these details: log it, keep it out of the record (as the gateway does).

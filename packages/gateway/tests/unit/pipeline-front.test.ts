@@ -2,6 +2,7 @@ import {
   type BusConsumer,
   createMemoryBus,
   createTopicNames,
+  DEADLINE_HEADER,
   decodeModelInferRequest,
   encodeModelInferResponse,
   formatRecordKey,
@@ -183,23 +184,35 @@ describe("pipeline requests over the bus", () => {
   });
 
   it("the caller's x-* headers travel on the record; its own x-tern-* and non-x headers do not", async () => {
-    const res = await infer("p1", body("x", [1]), {
-      "x-request-id": "caller-2",
-      "x-tenant": "blue",
-      "X-Trace-Flags": "01",
-      "x-tern-request-id": "spoofed",
-      authorization: "Bearer secret",
-    });
+    const before = Date.now();
+    const res = await infer(
+      "p1",
+      body("x", [1]),
+      {
+        "x-request-id": "caller-2",
+        "x-tenant": "blue",
+        "X-Trace-Flags": "01",
+        "x-tern-request-id": "spoofed",
+        "tern-deadline": "1",
+        authorization: "Bearer secret",
+      },
+      7_000,
+    );
+    const after = Date.now();
     expect(res.status).toBe(200);
     const id = res.headers.get("x-tern-request-id")!;
     expect(id).not.toBe("spoofed");
     const [sent] = bus.records(topics.pipelineInputs("p1"), partitionForRequest(id, PARTITIONS));
-    expect(sent?.headers).toEqual({
+    const { [DEADLINE_HEADER]: deadline, ...carried } = sent!.headers;
+    expect(carried).toEqual({
       pipeline: "p1",
       "x-request-id": "caller-2",
       "x-tenant": "blue",
       "x-trace-flags": "01",
     });
+    // The gateway's own deadline for the request (epoch ms), never the caller's header.
+    expect(Number(deadline)).toBeGreaterThanOrEqual(before + 7_000);
+    expect(Number(deadline)).toBeLessThanOrEqual(after + 7_000);
     expect(res.headers.get("x-request-id")).toBe("caller-2");
   });
 

@@ -2,6 +2,7 @@ import {
   type BusProducer,
   createMemoryBus,
   createTopicNames,
+  DEADLINE_HEADER,
   decodeModelInferRequest,
   encodeModelInferResponse,
   type MemoryBus,
@@ -69,9 +70,10 @@ describe("the rendezvous pipeline front (Lambda)", () => {
   it("produces with tern-reply-to: dynamodb on the id's partition and answers with the reply item's outputs", async () => {
     const front = createRendezvousFront({ bus, topics, partitions: PARTITIONS, readReply, logger });
     const answered = answerWhenSent("id-1");
+    const deadline = Date.now() + 5000;
     const reply = await front.infer("p", [x], {
       requestId: "id-1",
-      deadline: Date.now() + 5000,
+      deadline,
       headers: { "x-request-id": "caller" },
     });
     await answered;
@@ -80,7 +82,12 @@ describe("the rendezvous pipeline front (Lambda)", () => {
     expect([...(reply.outputs[0]!.data as Float32Array)]).toEqual([2, 4]);
     const k = partitionForRequest("id-1", PARTITIONS);
     const [sent] = bus.records(topics.pipelineInputs("p"), k);
-    expect(sent!.headers).toMatchObject({ [REPLY_TO_HEADER]: "dynamodb", pipeline: "p", "x-request-id": "caller" });
+    expect(sent!.headers).toMatchObject({
+      [REPLY_TO_HEADER]: "dynamodb",
+      [DEADLINE_HEADER]: String(deadline),
+      pipeline: "p",
+      "x-request-id": "caller",
+    });
     expect(front.readers()).toEqual([]);
     await front.close();
   });

@@ -1,9 +1,12 @@
-import { type BusMessage, createMemoryBus } from "@tern/core";
+import { type BusMessage, createMemoryBus, createTopicNames, DEADLINE_HEADER } from "@tern/core";
 import { waitFor } from "@tern/devstack";
+import { createBalancer, createGrpcUpstream, createMemoryRouteSource } from "@tern/gateway";
 import pino from "pino";
 import { describe, expect, it } from "vitest";
 import { createBucketConsumers } from "../../src/bucket-consumers.js";
-import type { AnswerRecord } from "../../src/record-processor.js";
+import { ERROR_STATUS_HEADER } from "../../src/errors.js";
+import { type AnswerRecord, createRecordProcessor } from "../../src/record-processor.js";
+import { encodeInferRequest, irisRoute, startCountingAgent, tableOf } from "./in-process-agent.js";
 
 describe("bucket consumers", () => {
   it("retries a bucket whose consumer failed to join, instead of leaving its models unserved", async () => {
@@ -75,5 +78,60 @@ describe("bucket consumers", () => {
     expect(consumers.status()[0]?.state).toBe("running");
     await consumers.stop();
     await bus.close();
+  });
+
+  it("answers a record past its caller's deadline without calling the agent, and commits past it", async () => {
+    const topics = createTopicNames();
+    const bus = createMemoryBus();
+    const inputs = topics.modelInputs("iris");
+    const outputs = topics.modelOutputs("iris");
+    await bus.admin().ensureTopics([inputs, outputs, topics.errors()], 2);
+    const agent = await startCountingAgent({ delayMs: 0 });
+    const upstream = createGrpcUpstream({ balancer: createBalancer() });
+    const producer = bus.producer();
+    const consumers = createBucketConsumers({
+      bus,
+      producer,
+      processor: createRecordProcessor({
+        topics,
+        routes: createMemoryRouteSource(tableOf(irisRoute(agent.address))),
+        upstream,
+        logger: pino({ level: "silent" }),
+      }),
+      logger: pino({ level: "silent" }),
+      startTimeoutMs: 1_000,
+    });
+    try {
+      await consumers.apply([
+        { bucket: 1, groupId: "g.bucket-1", models: [{ model: "iris", inputTopic: inputs, outputTopic: outputs }] },
+      ]);
+      await waitFor(() => consumers.status()[0]?.state === "running", { timeoutMs: 5_000, description: "running" });
+      const value = encodeInferRequest({
+        model_name: "iris",
+        id: "late",
+        inputs: [{ name: "predict", datatype: "FP32", shape: [1, 4], contents: { fp32_contents: [1, 2, 3, 4] } }],
+      });
+      const late = { [DEADLINE_HEADER]: String(Date.now() - 10) };
+      await producer.send([
+        { topic: inputs, partition: 1, key: "1.iris.late-a", value, headers: late },
+        { topic: inputs, partition: 1, key: "1.iris.late-b", value, headers: late },
+      ]);
+      await waitFor(() => bus.committed("g.bucket-1", inputs, 1) === "2", {
+        timeoutMs: 5_000,
+        intervalMs: 10,
+        description: "both late records committed",
+      });
+      const answers = bus.records(outputs, 1);
+      expect(answers.map((m) => [m.key, m.headers[ERROR_STATUS_HEADER]])).toEqual([
+        ["1.iris.late-a", "DEADLINE_EXCEEDED"],
+        ["1.iris.late-b", "DEADLINE_EXCEEDED"],
+      ]);
+      expect(agent.calls).toEqual([]);
+    } finally {
+      await consumers.stop();
+      await bus.close();
+      upstream.close();
+      agent.close();
+    }
   });
 });

@@ -1,4 +1,5 @@
 import { fileURLToPath } from "node:url";
+import * as grpc from "@grpc/grpc-js";
 import * as protoLoader from "@grpc/proto-loader";
 import {
   createAgentMetrics,
@@ -67,3 +68,72 @@ export const IRIS_ROWS = [
   { features: [7.0, 3.2, 4.7, 1.4], label: 1 },
   { features: [6.3, 3.3, 6.0, 2.5], label: 2 },
 ];
+
+/** A ModelInfer call as a {@link startCountingAgent} saw it. */
+export interface AgentCall {
+  model: string;
+  /** The OIP request id (the dataflow puts the pipeline request's id there). */
+  id: string;
+}
+
+/**
+ * A gRPC agent that answers every model after `delayMs` (settable while it runs) by echoing its inputs as output `y`,
+ * and records each call: a slow model whose calls can be counted.
+ */
+export async function startCountingAgent(options: { delayMs: number }) {
+  const calls: AgentCall[] = [];
+  const timers = new Set<NodeJS.Timeout>();
+  const state = { delayMs: options.delayMs };
+  const loaded = grpc.loadPackageDefinition(definition) as unknown as {
+    inference: { GRPCInferenceService: grpc.ServiceClientConstructor };
+  };
+  const server = new grpc.Server();
+  server.addService(loaded.inference.GRPCInferenceService.service, {
+    ModelInfer(
+      call: grpc.ServerUnaryCall<
+        {
+          model_name: string;
+          id: string;
+          inputs: Array<Record<string, unknown>>;
+          raw_input_contents?: Buffer[];
+        },
+        unknown
+      >,
+      callback: grpc.sendUnaryData<unknown>,
+    ) {
+      const request = call.request;
+      calls.push({ model: request.model_name, id: request.id });
+      const timer = setTimeout(() => {
+        timers.delete(timer);
+        callback(null, {
+          model_name: request.model_name,
+          id: request.id,
+          outputs: request.inputs.map((input) => ({ ...input, name: "y", parameters: {} })),
+          raw_output_contents: request.raw_input_contents ?? [],
+        });
+      }, state.delayMs);
+      timers.add(timer);
+    },
+  });
+  const port = await new Promise<number>((resolve, reject) =>
+    server.bindAsync("127.0.0.1:0", grpc.ServerCredentials.createInsecure(), (err, p) =>
+      err ? reject(err) : resolve(p),
+    ),
+  );
+  return {
+    address: `127.0.0.1:${port}`,
+    calls,
+    setDelay(ms: number) {
+      state.delayMs = ms;
+    },
+    close() {
+      for (const t of timers) clearTimeout(t);
+      server.forceShutdown();
+    },
+  };
+}
+
+/** A route to one gRPC address for each of `models`. */
+export function routesTo(grpcAddress: string, ...models: string[]): ModelRoute[] {
+  return models.map((name) => ({ ...irisRoute(grpcAddress), name }));
+}

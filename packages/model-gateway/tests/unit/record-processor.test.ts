@@ -1,4 +1,4 @@
-import { type BusMessage, createTopicNames } from "@tern/core";
+import { type BusMessage, createTopicNames, DEADLINE_HEADER } from "@tern/core";
 import { createBalancer, createGrpcUpstream, createMemoryRouteSource } from "@tern/gateway";
 import pino from "pino";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -9,6 +9,7 @@ import {
   encodeInferRequest,
   IRIS_ROWS,
   irisRoute,
+  startCountingAgent,
   startInProcessAgent,
   tableOf,
 } from "./in-process-agent.js";
@@ -141,5 +142,66 @@ describe("model gateway record processing when the agent is gone", () => {
     expect(out[0]!.headers[ERROR_STATUS_HEADER]).toBe("UNAVAILABLE");
     expect(out[0]!.headers[ERROR_MESSAGE_HEADER]).toBe("model iris is unavailable: the call to its replica failed");
     expect(new TextDecoder().decode(out[1]!.value)).not.toContain("127.0.0.1");
+  });
+});
+
+describe("model gateway record processing with the caller's deadline (tern-deadline)", () => {
+  let slow: Awaited<ReturnType<typeof startCountingAgent>>;
+  let deadlined: ReturnType<typeof createRecordProcessor>;
+  beforeAll(async () => {
+    slow = await startCountingAgent({ delayMs: 0 });
+    deadlined = createRecordProcessor({
+      topics,
+      routes: createMemoryRouteSource(tableOf(irisRoute(slow.address))),
+      upstream,
+      logger: pino({ level: "silent" }),
+      deadlineMs: 60_000,
+    });
+  });
+  afterAll(() => slow.close());
+  const withDeadline = (deadline: number, id: string) =>
+    record(irisRequest(), {
+      key: `2.iris.${id}`,
+      headers: { "x-request-id": id, [DEADLINE_HEADER]: String(deadline) },
+    });
+
+  it("does not call the agent for a record whose deadline passed, and answers DEADLINE_EXCEEDED saying so", async () => {
+    slow.setDelay(0);
+    const before = slow.calls.length;
+    const out = await deadlined.process(withDeadline(Date.now() - 1_000, "late-1"));
+    expect(slow.calls.length).toBe(before);
+    expect(out.map((r) => [r.topic, r.partition, r.key])).toEqual([
+      ["seldon.default.model.iris.outputs", 2, "2.iris.late-1"],
+      ["seldon.default.errors.errors", 2, "2.iris.late-1"],
+    ]);
+    expect(out[0]!.headers[ERROR_HEADER]).toBe("iris");
+    expect(out[0]!.headers[ERROR_STATUS_HEADER]).toBe("DEADLINE_EXCEEDED");
+    expect(out[0]!.headers[ERROR_MESSAGE_HEADER]).toMatch(
+      /^model iris not called: the caller's deadline passed \d+ ms/,
+    );
+    // The request's own headers, the deadline among them, stay on its answer (the dataflow reads it there too).
+    expect(out[0]!.headers[DEADLINE_HEADER]).toBe(out[1]!.headers[DEADLINE_HEADER]);
+    expect(out[1]!.headers["x-request-id"]).toBe("late-1");
+  });
+
+  it("gives the agent call only the time left before the caller's deadline", async () => {
+    slow.setDelay(5_000);
+    const out = await deadlined.process(withDeadline(Date.now() + 300, "short-1"));
+    expect(slow.calls.filter((c) => c.id === "r1").length).toBeGreaterThan(0);
+    expect(out[0]!.headers[ERROR_STATUS_HEADER]).toBe("DEADLINE_EXCEEDED");
+    expect(out[0]!.headers[ERROR_MESSAGE_HEADER]).toMatch(/^model iris did not answer before the caller's deadline/);
+  });
+
+  it("calls the agent as before for a record with a deadline still ahead, or without one", async () => {
+    slow.setDelay(0);
+    const before = slow.calls.length;
+    const ahead = await deadlined.process(withDeadline(Date.now() + 30_000, "ahead-1"));
+    const none = await deadlined.process(record(irisRequest()));
+    const bad = await deadlined.process(record(irisRequest(), { headers: { [DEADLINE_HEADER]: "soon" } }));
+    expect(slow.calls.length).toBe(before + 3);
+    for (const out of [ahead, none, bad]) {
+      expect(out).toHaveLength(1);
+      expect(out[0]!.headers[ERROR_HEADER]).toBeUndefined();
+    }
   });
 });
