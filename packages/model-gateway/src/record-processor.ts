@@ -1,5 +1,13 @@
 import * as grpc from "@grpc/grpc-js";
-import type { BusMessage, OutgoingMessage, RouteTable, TopicNames } from "@tern/core";
+import {
+  type BusMessage,
+  ERROR_HEADER,
+  ERROR_MESSAGE_HEADER,
+  ERROR_STATUS_HEADER,
+  type OutgoingMessage,
+  type RouteTable,
+  type TopicNames,
+} from "@tern/core";
 import {
   codeOf,
   type GrpcUpstream,
@@ -9,7 +17,6 @@ import {
   withNameAndVersion,
 } from "@tern/gateway";
 import type { Logger } from "pino";
-import { ERROR_HEADER, ERROR_MESSAGE_HEADER, ERROR_STATUS_HEADER } from "./errors.js";
 
 export interface RecordProcessorOptions {
   topics: TopicNames;

@@ -1,8 +1,7 @@
-import { type BusMessage, createTopicNames } from "@tern/core";
+import { type BusMessage, createTopicNames, ERROR_HEADER, ERROR_MESSAGE_HEADER, ERROR_STATUS_HEADER } from "@tern/core";
 import { createBalancer, createGrpcUpstream, createMemoryRouteSource } from "@tern/gateway";
 import pino from "pino";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { ERROR_HEADER, ERROR_MESSAGE_HEADER, ERROR_STATUS_HEADER } from "../../src/errors.js";
 import { createRecordProcessor } from "../../src/record-processor.js";
 import {
   decodeInferResponse,
