@@ -12,7 +12,7 @@
  * TERN_AGENT_DRAIN_TIMEOUT_MS), deregister, stop and exit 0. A second signal exits at once.
  */
 import { resolve } from "node:path";
-import { LOST_REPLICA_ID_EXIT_CODE } from "@tern/core";
+import { createReplicaIdProcess } from "@tern/scheduler/replica-id";
 import { pino } from "pino";
 import { createAgent } from "./agent.js";
 import { createArtifactFetcher } from "./artifacts/artifact-fetcher.js";
@@ -22,7 +22,7 @@ import { createS3Source } from "./artifacts/s3-source.js";
 import { createSecretsDir } from "./artifacts/secrets.js";
 import { ECS_ADVERTISE_HOST, loadAgentConfig } from "./config.js";
 import { readEcsTaskIpv4 } from "./ecs-metadata.js";
-import { createReplicaIdStore, resolveAgentReplica } from "./replica-id.js";
+import { resolveAgentReplica } from "./replica-id.js";
 import { createMlserverRuntime, MODEL_SETTINGS_FILE } from "./runtime/mlserver-runtime.js";
 import type { ModelRuntime } from "./runtime/model-runtime.js";
 import { createOnnxRuntime } from "./runtime/onnx-runtime.js";
@@ -41,10 +41,14 @@ async function main(): Promise<void> {
   }
   const baseLogger = pino({ level: config.LOG_LEVEL, base: { component: "agent", server: config.TERN_AGENT_SERVER } });
   // TERN_AGENT_REPLICA=auto (ECS): claim a replica number of this Server in TERN_TABLE; a lost claim means another
-  // agent may have our number, so exit at once and let the supervisor start a fresh process. (Making the store does
-  // no I/O: with an explicit number nothing reaches the table.)
-  const idStore = createReplicaIdStore(config);
-  let resolved: Awaited<ReturnType<typeof resolveAgentReplica>>;
+  // agent may have our number, so the process exits at once (75) and the supervisor starts a fresh one. (Making the
+  // store does no I/O: with an explicit number nothing reaches the table.)
+  const replicaId = createReplicaIdProcess({
+    config,
+    logger: baseLogger,
+    restarts: "the agent with a fresh replica number",
+  });
+  let replica: number;
   let advertiseHost = config.TERN_AGENT_ADVERTISE_HOST;
   try {
     if (advertiseHost === ECS_ADVERTISE_HOST) {
@@ -54,20 +58,12 @@ async function main(): Promise<void> {
       });
       baseLogger.info({ advertiseHost }, "advertising the ECS task's private address");
     }
-    resolved = await resolveAgentReplica(config, {
-      store: idStore,
-      logger: baseLogger.child({ part: "replica-id" }),
-      onLost: (reason) => {
-        baseLogger.fatal(`${reason}: exiting so the supervisor restarts the agent with a fresh replica number`);
-        process.exit(LOST_REPLICA_ID_EXIT_CODE);
-      },
-    });
+    ({ replica } = await replicaId.resolve((deps) => resolveAgentReplica(config, deps)));
   } catch (err) {
     console.error(`tern agent: ${err instanceof Error ? err.message : String(err)}`);
-    await idStore.close();
+    await replicaId.close();
     process.exit(1);
   }
-  const { replica } = resolved;
   const logger = baseLogger.child({ replica });
   const mlserver = config.TERN_AGENT_SERVER_TYPE === "mlserver";
   const runtime: ModelRuntime = mlserver
@@ -151,8 +147,7 @@ async function main(): Promise<void> {
     await client?.stop({ deregister: true });
     await agent.stop(Math.max(MIN_STOP_GRACE_MS, deadline - Date.now()));
     // Last: the number stays ours until the scheduler has forgotten this replica, then the next task may take it.
-    await resolved.claim?.release();
-    await idStore.close();
+    await replicaId.close();
   };
   const onSignal = (signal: NodeJS.Signals) => {
     shutdown(signal).then(

@@ -18,6 +18,24 @@ import { murmur3 } from "./hash-ring.js";
 export const PIPELINE_HEADER = "pipeline";
 /** Record and HTTP header carrying the request id. */
 export const REQUEST_ID_HEADER = "x-request-id";
+/**
+ * HTTP response header (and gRPC response metadata key) with the gateway's own id of a pipeline request — the request
+ * id in its record keys — next to the caller's x-request-id.
+ */
+export const PIPELINE_REQUEST_ID_HEADER = "x-tern-request-id";
+
+// An error record, as the model gateway writes it for a failed model request and a dataflow worker for a pipeline's
+// error answer (docs/dataflow.md). Seldon's components mark one with ERROR_HEADER and put the message in the value of
+// the record on the errors topic; Tern does the same and, on the outputs topics, also carries the message and the
+// gRPC status name in headers, so a reader of the outputs (the dataflow, the gateway, `tern pipeline inspect`) can
+// fail the request without consulting the errors topic.
+
+/** Marks an error record; its value names what failed (the model, or the pipeline of an error answer). */
+export const ERROR_HEADER = "seldon-pipeline-errors";
+/** The error's message on an error record. */
+export const ERROR_MESSAGE_HEADER = "tern-error";
+/** The gRPC status name of the error (`INVALID_ARGUMENT`, `UNAVAILABLE`, ...) on an error record. */
+export const ERROR_STATUS_HEADER = "tern-error-status";
 /** HTTP header that routes like the path: `m` (model), `p.pipeline` (pipeline), `e.experiment` (experiment). */
 export const SELDON_MODEL_HEADER = "seldon-model";
 /** Response header naming the route an experiment took; sending it back pins the route. */

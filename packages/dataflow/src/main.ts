@@ -1,17 +1,10 @@
-import {
-  createTopicNames,
-  createWorkerClient,
-  exitAfter,
-  hasCode,
-  LOST_REPLICA_ID_EXIT_CODE,
-  runEntry,
-  stopSignal,
-} from "@tern/core";
+import { createTopicNames, createWorkerClient, exitAfter, hasCode, runEntry, stopSignal } from "@tern/core";
 import { createKafkaBus, kafkaSecurityFromConfig } from "@tern/kafka";
+import { createReplicaIdProcess } from "@tern/scheduler/replica-id";
 import { pino } from "pino";
 import { heartbeatIntervalFor, loadDataflowConfig } from "./config.js";
 import { createDynamoDbReplyWriter } from "./dynamodb-replies.js";
-import { createReplicaIdStore, resolveDataflowId } from "./replica-id.js";
+import { resolveDataflowId } from "./replica-id.js";
 import { createSchedulerSpecs } from "./scheduler-specs.js";
 import { createDataflowWorker } from "./worker.js";
 
@@ -35,24 +28,20 @@ async function main(): Promise<number> {
   }
   const baseLogger = pino({ level: config.LOG_LEVEL, base: { component: "dataflow" } });
   // TERN_DATAFLOW_ID=auto (ECS): claim dataflow-<index> in TERN_TABLE; a lost claim means another worker may have our
-  // id, so exit at once and let the supervisor start a fresh process. (Making the store does no I/O.)
-  const idStore = createReplicaIdStore(config);
-  let resolved: Awaited<ReturnType<typeof resolveDataflowId>>;
+  // id, so the process exits at once (75) and the supervisor starts a fresh one. (Making the store does no I/O.)
+  const replicaId = createReplicaIdProcess({
+    config,
+    logger: baseLogger,
+    restarts: "the dataflow worker with a fresh id",
+  });
+  let id: string;
   try {
-    resolved = await resolveDataflowId(config, {
-      store: idStore,
-      logger: baseLogger.child({ part: "replica-id" }),
-      onLost: (reason) => {
-        baseLogger.fatal(`${reason}: exiting so the supervisor restarts the dataflow worker with a fresh id`);
-        process.exit(LOST_REPLICA_ID_EXIT_CODE);
-      },
-    });
+    ({ id } = await replicaId.resolve((deps) => resolveDataflowId(config, deps)));
   } catch (err) {
     process.stderr.write(`tern dataflow: ${(err as Error).message}\n`);
-    await idStore.close();
+    await replicaId.close();
     return 1;
   }
-  const { id } = resolved;
   const logger = baseLogger.child({ id });
   const token = config.TERN_SCHEDULER_TOKEN ? { token: config.TERN_SCHEDULER_TOKEN } : {};
   const session = config.TERN_DATAFLOW_SESSION_TIMEOUT_MS;
@@ -110,8 +99,7 @@ async function main(): Promise<number> {
   // The answers of the drained requests may still be on their way to DynamoDB.
   await replies.close(Math.floor(drainMs / 6));
   // Last: the id stays ours until the groups and the scheduler are left, then the next task may take it at once.
-  await resolved.claim?.release();
-  await idStore.close();
+  await replicaId.close();
   logger.info("stopped");
   return 0;
 }

@@ -5,6 +5,9 @@ import {
   type BusProducer,
   DEADLINE_HEADER,
   deadlineOf,
+  ERROR_HEADER,
+  ERROR_MESSAGE_HEADER,
+  ERROR_STATUS_HEADER,
   formatRecordKey,
   type OutgoingMessage,
   PIPELINE_HEADER,
@@ -53,10 +56,6 @@ import {
  * (at-least-once). Everything about joins is decided by the pure join state; this is the loop around it.
  */
 
-/** Error records (as the model gateway writes them, and as this runner writes a pipeline's error answer). */
-export const ERROR_HEADER = "seldon-pipeline-errors";
-export const ERROR_MESSAGE_HEADER = "tern-error";
-export const ERROR_STATUS_HEADER = "tern-error-status";
 /**
  * On a batched model request (and so on its answer, which carries the request's headers): the requests it holds and
  * their row counts, as JSON `[["<requestId>", rows], ...]`, in the order their rows are concatenated.

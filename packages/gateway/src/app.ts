@@ -1,6 +1,7 @@
 import { randomUUID } from "node:crypto";
 import {
   INFERENCE_HEADER_CONTENT_LENGTH,
+  PIPELINE_REQUEST_ID_HEADER,
   REPLICA_MISS_HEADER,
   REQUEST_ID_HEADER,
   type ReplicaEndpoint,
@@ -87,9 +88,6 @@ const FORWARD_RESPONSE_HEADERS = ["content-type", "inference-header-content-leng
 
 type Op = "infer" | "ready" | "metadata";
 type PipelineTarget = Extract<Target, { kind: "pipeline" | "experiment" }>;
-
-/** Response header with the gateway's own id of a pipeline request (the key on Kafka), next to the caller's x-request-id. */
-export const PIPELINE_REQUEST_ID_HEADER = "x-tern-request-id";
 
 /**
  * The gateway as one Hono app: OIP REST in, agents' OIP REST out. Entries (`server.ts`, `lambda.ts`) only build its

@@ -3,6 +3,7 @@ import {
   decodeModelInferRequest,
   encodeModelInferResponse,
   type OipTensor,
+  PIPELINE_REQUEST_ID_HEADER,
   type PipelineRoute,
   REQUEST_ID_HEADER,
   type RouteTable,
@@ -21,9 +22,6 @@ import { resolveModelDirect } from "./routing.js";
 // The gRPC side of a pipeline request (`seldon-model: <p>.pipeline` or `<e>.experiment` on ModelInfer/ModelReady/
 // ModelMetadata): unlike a model request, which the proxy forwards as bytes, the gateway decodes it, since its tensors
 // go on Kafka through the pipeline front. Which pipeline serves it is routing.ts's decision, as for REST.
-
-/** Response metadata key with the gateway's own id of a pipeline request, next to the caller's `x-request-id`. */
-const GATEWAY_REQUEST_ID_KEY = "x-tern-request-id";
 
 /**
  * The gRPC code for the status name an error record carries (`tern-error-status`, a gRPC status name such as
@@ -86,7 +84,7 @@ export async function inferPipelineGrpc(
   const callerRequestId = options.headers[REQUEST_ID_HEADER];
   const metadata = new grpc.Metadata();
   metadata.set(REQUEST_ID_HEADER, callerRequestId ?? options.requestId);
-  metadata.set(GATEWAY_REQUEST_ID_KEY, options.requestId);
+  metadata.set(PIPELINE_REQUEST_ID_HEADER, options.requestId);
   metadata.set(SELDON_ROUTE_HEADER, options.route);
   options.sendMetadata(metadata);
   options.mirror?.(inputs);

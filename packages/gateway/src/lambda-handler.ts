@@ -1,3 +1,4 @@
+import { PIPELINE_REQUEST_ID_HEADER, REQUEST_ID_HEADER } from "@tern/core";
 import type { Hono } from "hono";
 import { handle } from "hono/aws-lambda";
 import { LAMBDA_PAYLOAD_LIMIT_BYTES } from "./lambda-config.js";
@@ -14,7 +15,7 @@ export interface LambdaResult {
 export type LambdaHandler = (event: unknown, context: unknown) => Promise<LambdaResult>;
 
 /** Headers of a too-large result that the 502 keeps: the caller still learns which request it was. */
-const KEPT_HEADERS = new Set(["x-request-id", "x-tern-request-id"]);
+const KEPT_HEADERS = new Set([REQUEST_ID_HEADER, PIPELINE_REQUEST_ID_HEADER]);
 
 /** Options of {@link createLambdaHandler}. */
 export interface LambdaHandlerOptions {

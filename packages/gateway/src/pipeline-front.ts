@@ -5,6 +5,9 @@ import {
   type BusProducer,
   DEADLINE_HEADER,
   decodeModelInferResponse,
+  ERROR_HEADER,
+  ERROR_MESSAGE_HEADER,
+  ERROR_STATUS_HEADER,
   encodeModelInferRequest,
   formatRecordKey,
   type MessageBus,
@@ -20,13 +23,6 @@ import {
 } from "@tern/core";
 import type { Logger } from "pino";
 import { GatewayError } from "./errors.js";
-
-/** Headers of an error record, as the model gateway and the dataflow workers write them (docs/dataflow.md). */
-export const PIPELINE_ERROR_HEADERS = {
-  failed: "seldon-pipeline-errors",
-  message: "tern-error",
-  status: "tern-error-status",
-} as const;
 
 /** What came back for one request: the pipeline's output tensors, or its error answer. */
 export type PipelineReply =
@@ -142,9 +138,9 @@ export function createPipelineFront(options: PipelineFrontOptions): PipelineFron
       const waiter = key ? waiting.get(key.requestId) : undefined;
       if (!key || !waiter) continue;
       waiting.delete(key.requestId);
-      const message = m.headers[PIPELINE_ERROR_HEADERS.message];
-      if (message !== undefined || m.headers[PIPELINE_ERROR_HEADERS.failed] !== undefined) {
-        const status = m.headers[PIPELINE_ERROR_HEADERS.status];
+      const message = m.headers[ERROR_MESSAGE_HEADER];
+      if (message !== undefined || m.headers[ERROR_HEADER] !== undefined) {
+        const status = m.headers[ERROR_STATUS_HEADER];
         waiter.resolve({
           ok: false,
           requestId: key.requestId,

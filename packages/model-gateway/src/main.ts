@@ -1,20 +1,13 @@
-import {
-  createTopicNames,
-  createWorkerClient,
-  exitAfter,
-  hasCode,
-  LOST_REPLICA_ID_EXIT_CODE,
-  runEntry,
-  stopSignal,
-} from "@tern/core";
+import { createTopicNames, createWorkerClient, exitAfter, hasCode, runEntry, stopSignal } from "@tern/core";
 import { createSchedulerWatchSource } from "@tern/gateway";
 import { createKafkaBus, kafkaSecurityFromConfig, readConsumerLag } from "@tern/kafka";
+import { createReplicaIdProcess } from "@tern/scheduler/replica-id";
 import { pino } from "pino";
 import { bucketAssignmentSource } from "./assignment-source.js";
 import { loadModelGatewayConfig } from "./config.js";
 import { createCloudWatchLagSink, createLagPublisher, heldPartitions } from "./lag-metric.js";
 import { createModelGateway } from "./model-gateway.js";
-import { createReplicaIdStore, resolveModelGatewayId } from "./replica-id.js";
+import { resolveModelGatewayId } from "./replica-id.js";
 
 /**
  * The model-gateway process: `node --import tsx packages/model-gateway/src/main.ts`. Registers with the scheduler as
@@ -36,25 +29,21 @@ async function main(): Promise<number> {
   }
   const baseLogger = pino({ level: config.LOG_LEVEL, base: { component: "model-gateway" } });
   // TERN_MODELGATEWAY_ID=auto (ECS): claim modelgateway-<index> in TERN_TABLE; a lost claim means another replica
-  // may have our id, so exit at once (EX_TEMPFAIL) and let the supervisor start a fresh process.
+  // may have our id, so the process exits at once (EX_TEMPFAIL, 75) and the supervisor starts a fresh one.
   // (Making the store does no I/O: with an explicit id nothing reaches the table.)
-  const idStore = createReplicaIdStore(config);
-  let resolved: Awaited<ReturnType<typeof resolveModelGatewayId>>;
+  const replicaId = createReplicaIdProcess({
+    config,
+    logger: baseLogger,
+    restarts: "the model gateway with a fresh id",
+  });
+  let id: string;
   try {
-    resolved = await resolveModelGatewayId(config, {
-      store: idStore,
-      logger: baseLogger.child({ part: "replica-id" }),
-      onLost: (reason) => {
-        baseLogger.fatal(`${reason}: exiting so the supervisor restarts the model gateway with a fresh id`);
-        process.exit(LOST_REPLICA_ID_EXIT_CODE);
-      },
-    });
+    ({ id } = await replicaId.resolve((deps) => resolveModelGatewayId(config, deps)));
   } catch (err) {
     process.stderr.write(`tern model-gateway: ${(err as Error).message}\n`);
-    await idStore.close();
+    await replicaId.close();
     return 1;
   }
-  const { id } = resolved;
   const logger = baseLogger.child({ id });
   const token = config.TERN_SCHEDULER_TOKEN ? { token: config.TERN_SCHEDULER_TOKEN } : {};
   const gateway = createModelGateway({
@@ -113,8 +102,7 @@ async function main(): Promise<number> {
   sink?.close();
   await gateway.stop();
   // Last: the id stays ours until the groups are left, then the next task may take it at once.
-  await resolved.claim?.release();
-  await idStore.close();
+  await replicaId.close();
   logger.info("stopped");
   return 0;
 }

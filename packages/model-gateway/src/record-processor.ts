@@ -1,5 +1,14 @@
 import * as grpc from "@grpc/grpc-js";
-import { type BusMessage, deadlineOf, type OutgoingMessage, type RouteTable, type TopicNames } from "@tern/core";
+import {
+  type BusMessage,
+  deadlineOf,
+  ERROR_HEADER,
+  ERROR_MESSAGE_HEADER,
+  ERROR_STATUS_HEADER,
+  type OutgoingMessage,
+  type RouteTable,
+  type TopicNames,
+} from "@tern/core";
 import {
   codeOf,
   type GrpcUpstream,
@@ -9,7 +18,6 @@ import {
   withNameAndVersion,
 } from "@tern/gateway";
 import type { Logger } from "pino";
-import { ERROR_HEADER, ERROR_MESSAGE_HEADER, ERROR_STATUS_HEADER } from "./errors.js";
 
 export interface RecordProcessorOptions {
   topics: TopicNames;

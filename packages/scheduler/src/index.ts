@@ -11,6 +11,7 @@ export * from "./pipeline-placement.js";
 export * from "./placement.js";
 export * from "./reconcile.js";
 export * from "./records.js";
+export * from "./replica-id.js";
 export * from "./scheduler.js";
 export * from "./server-types.js";
 export * from "./service.js";

@@ -4,6 +4,9 @@ import {
   DEFAULT_TOPIC_PREFIX,
   decodeModelInferRequest,
   decodeModelInferResponse,
+  ERROR_HEADER,
+  ERROR_MESSAGE_HEADER,
+  ERROR_STATUS_HEADER,
   type OipTensor,
   PIPELINE_HEADER,
   parseRecordKey,
@@ -21,11 +24,6 @@ import { clientFor, envOf, reportError, type SchedulerCommandIo } from "./apply.
 /** Brokers when neither --kafka-brokers nor KAFKA_BROKERS says: the broker `npm start` runs. */
 export const DEFAULT_INSPECT_BROKERS = "localhost:9092";
 const DEFAULT_TIMEOUT_SECONDS = 30;
-
-/** Headers of an error record, as the model gateway and the dataflow workers write them (docs/dataflow.md). */
-const ERROR_MESSAGE_HEADER = "tern-error";
-const ERROR_STATUS_HEADER = "tern-error-status";
-const ERROR_FAILED_HEADER = "seldon-pipeline-errors";
 
 const usage = `Usage: tern pipeline inspect PIPELINE[.STEP[.inputs|outputs[.TENSOR]]] [options]
 
@@ -108,9 +106,9 @@ export function inspectRecord(record: TailRecord, label: string, topics: TopicNa
     headers: record.headers,
   };
   const message = record.headers[ERROR_MESSAGE_HEADER];
-  if (message !== undefined || record.headers[ERROR_FAILED_HEADER] !== undefined) {
+  if (message !== undefined || record.headers[ERROR_HEADER] !== undefined) {
     const status = record.headers[ERROR_STATUS_HEADER];
-    const failed = record.headers[ERROR_FAILED_HEADER];
+    const failed = record.headers[ERROR_HEADER];
     return {
       ...base,
       tensors: [],

@@ -5,6 +5,9 @@ import {
   createTopicNames,
   decodeModelInferRequest,
   decodeModelInferResponse,
+  ERROR_HEADER,
+  ERROR_MESSAGE_HEADER,
+  ERROR_STATUS_HEADER,
   encodeModelInferRequest,
   encodeModelInferResponse,
   type MemoryBus,
@@ -21,7 +24,6 @@ import { pino } from "pino";
 import { compilePipeline, type PipelinePlan } from "../../src/compile.js";
 import { createPipelineHost, type PipelineHost } from "../../src/host.js";
 import type { ReplyWriter } from "../../src/replies.js";
-import { ERROR_HEADER, ERROR_MESSAGE_HEADER, ERROR_STATUS_HEADER } from "../../src/runner.js";
 
 /**
  * A pipeline running on the in-memory bus, with the test playing the model gateway: it reads every model inputs

@@ -1,10 +1,9 @@
-import { type BusMessage, createMemoryBus, createTopicNames, DEADLINE_HEADER } from "@tern/core";
+import { type BusMessage, createMemoryBus, createTopicNames, DEADLINE_HEADER, ERROR_STATUS_HEADER } from "@tern/core";
 import { waitFor } from "@tern/devstack";
 import { createBalancer, createGrpcUpstream, createMemoryRouteSource } from "@tern/gateway";
 import pino from "pino";
 import { describe, expect, it } from "vitest";
 import { createBucketConsumers } from "../../src/bucket-consumers.js";
-import { ERROR_STATUS_HEADER } from "../../src/errors.js";
 import { type AnswerRecord, createRecordProcessor } from "../../src/record-processor.js";
 import { encodeInferRequest, irisRoute, startCountingAgent, tableOf } from "./in-process-agent.js";
 

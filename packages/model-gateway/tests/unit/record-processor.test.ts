@@ -1,8 +1,14 @@
-import { type BusMessage, createTopicNames, DEADLINE_HEADER } from "@tern/core";
+import {
+  type BusMessage,
+  createTopicNames,
+  DEADLINE_HEADER,
+  ERROR_HEADER,
+  ERROR_MESSAGE_HEADER,
+  ERROR_STATUS_HEADER,
+} from "@tern/core";
 import { createBalancer, createGrpcUpstream, createMemoryRouteSource } from "@tern/gateway";
 import pino from "pino";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { ERROR_HEADER, ERROR_MESSAGE_HEADER, ERROR_STATUS_HEADER } from "../../src/errors.js";
 import { createRecordProcessor } from "../../src/record-processor.js";
 import {
   decodeInferResponse,
