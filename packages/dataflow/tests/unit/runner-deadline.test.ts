@@ -1,25 +1,25 @@
 import { DEADLINE_HEADER } from "@tern/core";
-import { afterEach, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { BATCH_HEADER } from "../../src/runner.js";
-import { compile, elementwise, fp32, type Harness, startHarness, topics, values, waitFor } from "./runner-harness.js";
+import {
+  add10,
+  compile,
+  fp32,
+  type Harness,
+  harnessPerTest,
+  mul10,
+  topics,
+  values,
+  waitFor,
+} from "./runner-harness.js";
 
 /**
  * The caller's deadline (`tern-deadline`, epoch ms) on a pipeline request: carried to every record the request causes,
  * and past it the runner starts no more work for the request — it fails it at once, and commits its records.
  */
 
-const harnesses: Harness[] = [];
-afterEach(async () => {
-  await Promise.all(harnesses.splice(0).map((h) => h.close()));
-});
-const start = async (...args: Parameters<typeof startHarness>) => {
-  const h = await startHarness(...args);
-  harnesses.push(h);
-  return h;
-};
+const start = harnessPerTest();
 
-const add10 = elementwise((v) => v + 10);
-const mul10 = elementwise((v) => v * 10);
 const chain = compile("chain", {
   steps: [{ name: "add10" }, { name: "mul10", inputs: ["add10.outputs.y"], tensorMap: { "add10.outputs.y": "x" } }],
 });

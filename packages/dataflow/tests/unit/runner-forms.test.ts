@@ -6,15 +6,16 @@ import {
   requestInputsToOip,
   tensorsFromOip,
 } from "@tern/core";
-import { afterEach, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { BATCH_HEADER } from "../../src/runner.js";
 import {
+  add10,
   compile,
-  elementwise,
   fp32,
   type Harness,
+  harnessPerTest,
   type Model,
-  startHarness,
+  mul10,
   topics,
   values,
   waitFor,
@@ -25,19 +26,9 @@ import {
  * expected answer from the request.
  */
 
-const harnesses: Harness[] = [];
-afterEach(async () => {
-  await Promise.all(harnesses.splice(0).map((h) => h.close()));
-});
-const start = async (...args: Parameters<typeof startHarness>) => {
-  const h = await startHarness(...args);
-  harnesses.push(h);
-  return h;
-};
+const start = harnessPerTest();
 
 const f = Math.fround;
-const add10 = elementwise((v) => v + 10);
-const mul10 = elementwise((v) => v * 10);
 const named = (outputs: OipTensor[] | undefined) => Object.fromEntries((outputs ?? []).map((t) => [t.name, values(t)]));
 const input = (inputs: OipTensor[], name: string) => values(inputs.find((t) => t.name === name));
 const callsFor = (h: Harness, model: string, id: string) =>

@@ -21,6 +21,7 @@ import {
   tensorsFromOip,
 } from "@tern/core";
 import { pino } from "pino";
+import { afterEach } from "vitest";
 import { compilePipeline, type PipelinePlan } from "../../src/compile.js";
 import { createPipelineHost, type PipelineHost } from "../../src/host.js";
 import type { ReplyWriter } from "../../src/replies.js";
@@ -278,3 +279,20 @@ export async function startHarness(plan: PipelinePlan, options: HarnessOptions):
     },
   };
 }
+
+/** `startHarness` for a test file: every harness it starts is closed after its test. */
+export function harnessPerTest(): typeof startHarness {
+  const open: Harness[] = [];
+  afterEach(async () => {
+    await Promise.all(open.splice(0).map((h) => h.close()));
+  });
+  return async (...args) => {
+    const h = await startHarness(...args);
+    open.push(h);
+    return h;
+  };
+}
+
+/** The sample models add10 and mul10, elementwise on `x` into `y`. */
+export const add10 = elementwise((v) => v + 10);
+export const mul10 = elementwise((v) => v * 10);

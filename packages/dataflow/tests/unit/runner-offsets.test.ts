@@ -9,14 +9,16 @@ import {
   tensorsFromOip,
 } from "@tern/core";
 import fc from "fast-check";
-import { afterEach, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { createPipelineRunner } from "../../src/runner.js";
 import {
+  add10,
   compile,
-  elementwise,
   fp32,
   type Harness,
+  harnessPerTest,
   type Model,
+  mul10,
   silent,
   startHarness,
   topics,
@@ -29,18 +31,8 @@ import {
  * finished, and after a handover the new owner replays what was not committed and answers each request once.
  */
 
-const harnesses: Harness[] = [];
-afterEach(async () => {
-  await Promise.all(harnesses.splice(0).map((h) => h.close()));
-});
-const start = async (...args: Parameters<typeof startHarness>) => {
-  const h = await startHarness(...args);
-  harnesses.push(h);
-  return h;
-};
+const start = harnessPerTest();
 
-const add10 = elementwise((v) => v + 10);
-const mul10 = elementwise((v) => v * 10);
 const input = (inputs: Parameters<Model>[0], name: string) => values(inputs.find((t) => t.name === name));
 const sumDiff: Model = (inputs) => {
   const a = input(inputs, "a");

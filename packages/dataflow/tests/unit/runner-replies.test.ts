@@ -7,7 +7,7 @@ import {
 } from "@tern/core";
 import { afterEach, describe, expect, it } from "vitest";
 import { createMemoryReplyWriter } from "../../src/replies.js";
-import { compile, elementwise, fp32, type Harness, startHarness, values, waitFor } from "./runner-harness.js";
+import { add10, compile, fp32, type Harness, mul10, startHarness, values, waitFor } from "./runner-harness.js";
 
 // The Lambda gateway's rendezvous on the worker's side: a request with `tern-reply-to: dynamodb` is answered on the
 // outputs topic as always AND put in the reply writer under its id; other requests only on Kafka.
@@ -17,8 +17,6 @@ afterEach(async () => {
   await Promise.all(harnesses.splice(0).map((h) => h.close()));
 });
 
-const add10 = elementwise((v) => v + 10);
-const mul10 = elementwise((v) => v * 10);
 const chain = compile("add-then-mul", {
   steps: [{ name: "add10" }, { name: "mul10", inputs: ["add10.outputs.y"], tensorMap: { "add10.outputs.y": "x" } }],
   output: { steps: ["mul10"] },

@@ -1,19 +1,8 @@
 import { decodeModelInferRequest, parseRecordKey, requestInputsToOip } from "@tern/core";
-import { afterEach, describe, expect, it } from "vitest";
-import { compile, elementwise, fp32, type Harness, startHarness, values, waitFor } from "./runner-harness.js";
+import { describe, expect, it } from "vitest";
+import { add10, compile, fp32, harnessPerTest, mul10, values, waitFor } from "./runner-harness.js";
 
-const harnesses: Harness[] = [];
-afterEach(async () => {
-  await Promise.all(harnesses.splice(0).map((h) => h.close()));
-});
-const start = async (...args: Parameters<typeof startHarness>) => {
-  const h = await startHarness(...args);
-  harnesses.push(h);
-  return h;
-};
-
-const add10 = elementwise((v) => v + 10);
-const mul10 = elementwise((v) => v * 10);
+const start = harnessPerTest();
 
 describe("pipeline runner: a chain", () => {
   const plan = compile("add-then-mul", {
