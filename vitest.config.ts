@@ -28,8 +28,8 @@ const SERIAL_INTEGRATION = [
  */
 const PARALLEL_WORKERS = 2;
 
-// `npm test` runs every project. The first group (sequence.groupOrder 0: unit, stacks, corpus and the parallel
-// integration files) runs two files at a time; then the second (integration-serial) runs its files one at a time.
+// `npm test` runs every project. The first group (sequence.groupOrder 0: unit, corpus and the parallel integration
+// files) runs two files at a time; then the second (stacks and integration-serial) runs its files one at a time.
 // The integration projects share one global setup, which starts one Kafka broker and one DynamoDB Local (unless
 // KAFKA_BROKERS / DYNAMODB_ENDPOINT name running ones) for both, and meanwhile the slow first-time installs (Python
 // venvs, fake-gcs-server) in the background. The projects of one group must agree on maxWorkers.
@@ -48,13 +48,16 @@ export default defineConfig({
         },
       },
       {
-        // Offline synthesis of the SST app; asserts on the CloudFormation templates.
+        // Offline synthesis of the SST app; asserts on the CloudFormation templates. One file at a time, in the second
+        // group: SST bundles the Lambda functions into the checkout's .sst/artifacts, so two synths at once write
+        // over each other's bundles.
         test: {
           name: "stacks",
           include: ["stacks/tests/**/*.test.ts"],
           environment: "node",
-          maxWorkers: PARALLEL_WORKERS,
           testTimeout: 120_000,
+          fileParallelism: false,
+          sequence: { groupOrder: 1 },
         },
       },
       {
