@@ -19,7 +19,7 @@ export interface DataflowProcessOptions {
    * scheduler uses others than the defaults.
    */
   env?: Record<string, string>;
-  /** @default 30000 */
+  /** A hang guard, like startPlatformProcess's. @default 60000 */
   readyTimeoutMs?: number;
 }
 
@@ -40,7 +40,7 @@ export async function startDataflowProcess(options: DataflowProcessOptions): Pro
       ...options.env,
     },
     ready: (out) => (out.includes(`tern dataflow ${options.id} running`) ? true : undefined),
-    timeoutMs: options.readyTimeoutMs ?? 30_000,
+    timeoutMs: options.readyTimeoutMs ?? 60_000,
   });
   return Object.assign(started, {
     id: options.id,

@@ -16,8 +16,15 @@ const PROGRESS_EVERY_MS = 15_000;
  * carries the tools' last lines. Its own process group, so that the deadline also ends what the script started.
  *
  * @param prefix the script's own line prefix, e.g. `python-env: `
+ * @param signal ends the script (and what it started) early, rejecting like a missed deadline
  */
-export function runInstallScript(script: string, args: string[], prefix: string, timeoutMs: number): Promise<string> {
+export function runInstallScript(
+  script: string,
+  args: string[],
+  prefix: string,
+  timeoutMs: number,
+  signal?: AbortSignal,
+): Promise<string> {
   const what = [script.replace(`${repoRoot}/`, ""), ...args].join(" ");
   return new Promise((resolve, reject) => {
     const child = spawn("bash", [script, ...args], {
@@ -53,16 +60,21 @@ export function runInstallScript(script: string, args: string[], prefix: string,
     const finish = () => {
       clearTimeout(timer);
       clearInterval(progress);
+      signal?.removeEventListener("abort", abort);
     };
-    const timer = setTimeout(() => {
+    const kill = (why: string) => {
       finish();
       try {
         if (child.pid !== undefined) process.kill(-child.pid, "SIGKILL");
       } catch {
         // already gone
       }
-      reject(new Error(`${what} did not finish within ${timeoutMs} ms; its last output:\n${tail.join("\n")}`));
-    }, timeoutMs);
+      reject(new Error(`${what} ${why}; its last output:\n${tail.join("\n")}`));
+    };
+    const timer = setTimeout(() => kill(`did not finish within ${timeoutMs} ms`), timeoutMs);
+    const abort = () => kill("was stopped");
+    if (signal?.aborted) abort();
+    else signal?.addEventListener("abort", abort);
     child.on("error", (e) => {
       finish();
       reject(e);

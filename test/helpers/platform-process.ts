@@ -28,7 +28,11 @@ export interface PlatformProcessOptions<T> {
   env: Record<string, string>;
   /** Looks at everything written so far; a defined result means "ready". Called on every stdout chunk until then. */
   ready(stdout: string): T | undefined;
-  /** @default 30000 */
+  /**
+   * A hang guard, not a speed check: tsx compiles the entry and its packages at start, which took over 30 s with
+   * two test files running beside another checkout's full suite on 2 cores (load 13).
+   * @default 60000
+   */
   timeoutMs?: number;
 }
 
@@ -52,11 +56,12 @@ export async function startPlatformProcess<T>(options: PlatformProcessOptions<T>
       r(code ?? signal ?? "unknown");
     }),
   );
+  const timeoutMs = options.timeoutMs ?? 60_000;
   const ready = new Promise<T>((resolveReady, reject) => {
     let found = false;
     const timer = setTimeout(() => {
-      if (!found) reject(new Error(`${options.name} not ready within ${options.timeoutMs ?? 30_000} ms`));
-    }, options.timeoutMs ?? 30_000);
+      if (!found) reject(new Error(`${options.name} not ready within ${timeoutMs} ms`));
+    }, timeoutMs);
     child.stdout!.setEncoding("utf8");
     child.stderr!.setEncoding("utf8");
     child.stdout!.on("data", (chunk: string) => {

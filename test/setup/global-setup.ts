@@ -4,6 +4,7 @@ import { join } from "node:path";
 import { performance } from "node:perf_hooks";
 import { createDevStack, findFreePort, loadDevStackConfig } from "@tern/devstack";
 import type { TestProject } from "vitest/node";
+import { startInstallWarmUp } from "./install-warm-up.js";
 
 declare module "vitest" {
   export interface ProvidedContext {
@@ -26,8 +27,48 @@ declare module "vitest" {
  * vitest applies no timeout to global setup; each step has its own deadline (Maven 10 min, readiness 90 s).
  */
 export default async function setup(project: TestProject): Promise<() => Promise<void>> {
+  // Both integration projects (the parallel one and the serial one) list this file; vitest runs each project's global
+  // setup in the same main process, before any test file and tears them down after the last one, so the second call
+  // reuses the first one's broker and DynamoDB (one JVM pair, not two) and the last teardown stops them.
+  const holder = globalThis as Record<symbol, SharedServices | undefined>;
+  const shared = holder[SHARED] ?? { users: 0, services: startServices() };
+  holder[SHARED] = shared;
+  shared.users++;
+  const { endpoints, stop } = await shared.services;
+  project.provide("kafkaBrokers", endpoints.kafkaBrokers);
+  project.provide("dynamodbEndpoint", endpoints.dynamodbEndpoint);
+  project.provide("kafkaPartitions", endpoints.partitions);
+  project.provide("awsRegion", endpoints.region);
+  return async () => {
+    if (--shared.users > 0) return;
+    delete holder[SHARED];
+    await stop();
+  };
+}
+
+const SHARED = Symbol.for("tern.integration.services");
+
+interface Services {
+  endpoints: DevStackEndpoints;
+  stop(): Promise<void>;
+}
+
+interface SharedServices {
+  /** Projects whose teardown has not run yet. */
+  users: number;
+  services: Promise<Services>;
+}
+
+type DevStackEndpoints = Awaited<ReturnType<ReturnType<typeof createDevStack>["start"]>>;
+
+/**
+ * The broker and DynamoDB Local, plus the background warm-up of the slow first-time installs (./install-warm-up.ts),
+ * which the returned `stop` ends before stopping the services.
+ */
+async function startServices(): Promise<Services> {
   // Quiet the AWS SDK's "Node 22 needed from 2027" warning in every test worker (they inherit this environment).
   process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= "true";
+  const warmUp = startInstallWarmUp();
   const config = loadDevStackConfig();
   const ports = await distinctFreePorts(3);
   const dir = mkdtempSync(join(tmpdir(), "tern-it-"));
@@ -50,7 +91,7 @@ export default async function setup(project: TestProject): Promise<() => Promise
       warn: (message) => console.warn(`[integration setup] ${message}`),
     },
   });
-  let endpoints: Awaited<ReturnType<typeof stack.start>>;
+  let endpoints: DevStackEndpoints;
   const startedAt = performance.now();
   try {
     endpoints = await stack.start();
@@ -58,20 +99,19 @@ export default async function setup(project: TestProject): Promise<() => Promise
     const seconds = ((performance.now() - startedAt) / 1000).toFixed(1);
     console.log(`[integration setup] ready in ${seconds} s: ${where.join(", ")}`);
   } catch (err) {
+    await warmUp.stop();
     rmSync(dir, { recursive: true, force: true });
     throw err;
   }
-  project.provide("kafkaBrokers", endpoints.kafkaBrokers);
-  project.provide("dynamodbEndpoint", endpoints.dynamodbEndpoint);
-  project.provide("kafkaPartitions", endpoints.partitions);
-  project.provide("awsRegion", endpoints.region);
-  return async () => {
+  const stop = async () => {
     try {
+      await warmUp.stop();
       await stack.stop();
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
   };
+  return { endpoints, stop };
 }
 
 async function distinctFreePorts(count: number): Promise<number[]> {
