@@ -59,6 +59,13 @@ interface SharedServices {
   services: Promise<Services>;
 }
 
+/** TERN_TEST_WARM_UP (1/true or 0/false) decides; unset, a CI run (CI set and not "false") warms up. */
+function warmUpWanted(): boolean {
+  const asked = process.env.TERN_TEST_WARM_UP;
+  if (asked !== undefined && asked !== "") return asked === "1" || asked === "true";
+  return process.env.CI !== undefined && process.env.CI !== "" && process.env.CI !== "false";
+}
+
 type DevStackEndpoints = Awaited<ReturnType<ReturnType<typeof createDevStack>["start"]>>;
 
 /**
@@ -68,7 +75,9 @@ type DevStackEndpoints = Awaited<ReturnType<ReturnType<typeof createDevStack>["s
 async function startServices(): Promise<Services> {
   // Quiet the AWS SDK's "Node 22 needed from 2027" warning in every test worker (they inherit this environment).
   process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= "true";
-  const warmUp = startInstallWarmUp();
+  // Only for whole-suite runs (CI sets CI=true; TERN_TEST_WARM_UP=1 asks for it elsewhere): a developer running one
+  // file should not start a 560 MB venv and a Go build that file may not need.
+  const warmUp = warmUpWanted() ? startInstallWarmUp() : { stop: async () => undefined };
   const config = loadDevStackConfig();
   const ports = await distinctFreePorts(3);
   const dir = mkdtempSync(join(tmpdir(), "tern-it-"));
