@@ -299,7 +299,7 @@ export function createMlserverProcess(options: MlserverProcessOptions): Mlserver
       return { status: res.status, ok: res.status >= 200 && res.status < 300, body: res.body };
     } catch (err) {
       const timedOut = err instanceof UpstreamError && err.code === "timeout";
-      const cause = err instanceof Error && err.cause instanceof Error ? err.cause.message : String(err);
+      const cause = err instanceof Error ? (err.cause instanceof Error ? err.cause.message : err.message) : String(err);
       throw new TernError(
         timedOut ? "timeout" : "unavailable",
         timedOut
